@@ -1,0 +1,293 @@
+//! The database side of the framework: the [`CqrsConnection`] trait, implemented for diesel's
+//! `SqliteConnection` (feature `sqlite`) and `PgConnection` (feature `postgres`), and the two
+//! tables the library owns: the transactional outbox and the replica tombstones.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+
+use crate::registry::{MasterEntry, ReplicaEntry};
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+diesel::table! {
+    /// Messages written in the same transaction as the master row change, waiting for the
+    /// relay. Rows are deleted once the broker confirmed them.
+    cqrs_outbox (id) {
+        /// Monotonic id: the publish order.
+        id -> BigInt,
+        /// The model's stream id.
+        cqrs_id -> Text,
+        /// `<cqrs_id>` or `cqrs.<queue>.<cqrs_id>`.
+        routing_key -> Text,
+        /// The message body, ready to publish.
+        body -> Text,
+        /// When the row was written, in microseconds since the Unix epoch.
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Replica tombstones: the version of each deleted row, so that an older SAVE or SYNC
+    /// cannot bring it back.
+    cqrs_tombstones (cqrs_id, pk) {
+        /// The model's stream id.
+        cqrs_id -> Text,
+        /// The primary key's text form ([`crate::value::pk_key`]).
+        pk -> Text,
+        /// `cqrs_revision` of the DELETE message.
+        revision -> Integer,
+        /// `cqrs_updated` of the DELETE message, in microseconds since the Unix epoch.
+        updated -> BigInt,
+        /// When the tombstone was written, in microseconds since the Unix epoch.
+        deleted_at -> BigInt,
+    }
+}
+
+/// The version of a row: its revision and the master's `cqrs_updated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// `cqrs_revision`.
+    pub revision: i32,
+    /// `cqrs_updated`.
+    pub updated: DateTime<Utc>,
+}
+
+impl Version {
+    /// Whether this version (of a DELETE or a re-created row) comes after `other` in time.
+    ///
+    /// Revisions restart at 0 when a row is re-created under the same primary key, so across a
+    /// delete the order is that of `cqrs_updated`, with the revision breaking ties.
+    pub fn is_after(&self, other: &Version) -> bool {
+        (self.updated, self.revision) > (other.updated, other.revision)
+    }
+}
+
+/// One message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
+pub struct OutboxRecord {
+    /// Its id (the publish order).
+    pub id: i64,
+    /// The model's stream id.
+    pub cqrs_id: String,
+    /// Where to publish it.
+    pub routing_key: String,
+    /// The body.
+    pub body: String,
+    /// When it was written (microseconds since the Unix epoch).
+    pub created_at: i64,
+}
+
+/// A message to write to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// The model's stream id.
+    pub cqrs_id: String,
+    /// Where to publish it.
+    pub routing_key: String,
+    /// The body.
+    pub body: String,
+}
+
+/// A diesel connection the framework can use: SQLite or PostgreSQL.
+///
+/// Everything the library stores goes through this trait; the derive-generated code uses the
+/// connection's own diesel DSL for the model tables.
+pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    const BACKEND: &'static str;
+
+    /// Opens a connection configured for the framework (SQLite: WAL, `synchronous=NORMAL`,
+    /// a busy timeout and foreign keys; PostgreSQL: as diesel does).
+    fn cqrs_connect(url: &str) -> crate::Result<Self>;
+
+    /// Creates the outbox and tombstone tables (and on PostgreSQL the NOTIFY trigger) if they
+    /// do not exist. Safe to call at every start, from several processes.
+    fn cqrs_setup(&mut self) -> crate::Result<()>;
+
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE` on SQLite, so that writers queue
+    /// instead of failing), or in a savepoint when a transaction is already open.
+    fn cqrs_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>;
+
+    /// Whether a transaction is open on this connection.
+    fn cqrs_in_transaction(&mut self) -> bool;
+
+    /// Appends messages to the outbox.
+    fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> QueryResult<()>;
+
+    /// The oldest `limit` messages. With `lock` (PostgreSQL, inside a transaction) the rows
+    /// are locked `FOR UPDATE SKIP LOCKED`, so that several relays share the work.
+    fn outbox_fetch(&mut self, limit: i64, lock: bool) -> QueryResult<Vec<OutboxRecord>>;
+
+    /// Removes published messages.
+    fn outbox_delete(&mut self, ids: &[i64]) -> QueryResult<usize>;
+
+    /// How many messages wait.
+    fn outbox_pending(&mut self) -> QueryResult<i64>;
+
+    /// The tombstone of a deleted replica row.
+    fn tombstone_get(&mut self, cqrs_id: &str, pk: &str) -> QueryResult<Option<Version>>;
+
+    /// Records (or moves forward) the tombstone of a deleted replica row.
+    fn tombstone_put(&mut self, cqrs_id: &str, pk: &str, version: Version) -> QueryResult<()>;
+
+    /// Forgets a tombstone (the row was re-created).
+    fn tombstone_remove(&mut self, cqrs_id: &str, pk: &str) -> QueryResult<usize>;
+
+    /// Deletes tombstones written before `before`; returns how many.
+    fn tombstone_purge(&mut self, before: DateTime<Utc>) -> QueryResult<usize>;
+
+    /// The master models registered in this binary for this backend.
+    fn master_entries() -> Vec<&'static MasterEntry<Self>>;
+
+    /// The replica models registered in this binary for this backend.
+    fn replica_entries() -> Vec<&'static ReplicaEntry<Self>>;
+}
+
+/// Implements the backend-independent part of [`CqrsConnection`] for a concrete connection.
+macro_rules! common_impl {
+    () => {
+        fn outbox_insert(
+            &mut self,
+            messages: &[$crate::db::OutboxMessage],
+        ) -> ::diesel::QueryResult<()> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            if messages.is_empty() {
+                return Ok(());
+            }
+            let now = ::chrono::Utc::now().timestamp_micros();
+            let rows: Vec<_> = messages
+                .iter()
+                .map(|m| {
+                    (
+                        dsl::cqrs_id.eq(&m.cqrs_id),
+                        dsl::routing_key.eq(&m.routing_key),
+                        dsl::body.eq(&m.body),
+                        dsl::created_at.eq(now),
+                    )
+                })
+                .collect();
+            ::diesel::insert_into(dsl::cqrs_outbox)
+                .values(rows)
+                .execute(self)?;
+            $crate::outbox::notify_local();
+            Ok(())
+        }
+
+        fn outbox_delete(&mut self, ids: &[i64]) -> ::diesel::QueryResult<usize> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            let mut deleted = 0;
+            for chunk in ids.chunks(500) {
+                deleted += ::diesel::delete(dsl::cqrs_outbox.filter(dsl::id.eq_any(chunk)))
+                    .execute(self)?;
+            }
+            Ok(deleted)
+        }
+
+        fn outbox_pending(&mut self) -> ::diesel::QueryResult<i64> {
+            use ::diesel::prelude::*;
+            $crate::db::cqrs_outbox::table.count().get_result(self)
+        }
+
+        fn tombstone_get(
+            &mut self,
+            cqrs_id: &str,
+            pk: &str,
+        ) -> ::diesel::QueryResult<Option<$crate::db::Version>> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_tombstones::dsl;
+            let row: Option<(i32, i64)> = dsl::cqrs_tombstones
+                .find((cqrs_id, pk))
+                .select((dsl::revision, dsl::updated))
+                .first(self)
+                .optional()?;
+            Ok(row.map(|(revision, updated)| $crate::db::Version {
+                revision,
+                updated: ::chrono::DateTime::from_timestamp_micros(updated).unwrap_or_default(),
+            }))
+        }
+
+        fn tombstone_put(
+            &mut self,
+            cqrs_id: &str,
+            pk: &str,
+            version: $crate::db::Version,
+        ) -> ::diesel::QueryResult<()> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_tombstones::dsl;
+            let now = ::chrono::Utc::now().timestamp_micros();
+            let updated = version.updated.timestamp_micros();
+            ::diesel::insert_into(dsl::cqrs_tombstones)
+                .values((
+                    dsl::cqrs_id.eq(cqrs_id),
+                    dsl::pk.eq(pk),
+                    dsl::revision.eq(version.revision),
+                    dsl::updated.eq(updated),
+                    dsl::deleted_at.eq(now),
+                ))
+                .on_conflict((dsl::cqrs_id, dsl::pk))
+                .do_update()
+                .set((
+                    dsl::revision.eq(version.revision),
+                    dsl::updated.eq(updated),
+                    dsl::deleted_at.eq(now),
+                ))
+                .execute(self)
+                .map(drop)
+        }
+
+        fn tombstone_remove(&mut self, cqrs_id: &str, pk: &str) -> ::diesel::QueryResult<usize> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_tombstones::dsl;
+            ::diesel::delete(dsl::cqrs_tombstones.find((cqrs_id, pk))).execute(self)
+        }
+
+        fn tombstone_purge(
+            &mut self,
+            before: ::chrono::DateTime<::chrono::Utc>,
+        ) -> ::diesel::QueryResult<usize> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_tombstones::dsl;
+            ::diesel::delete(
+                dsl::cqrs_tombstones.filter(dsl::deleted_at.lt(before.timestamp_micros())),
+            )
+            .execute(self)
+        }
+
+        fn master_entries() -> Vec<&'static $crate::registry::MasterEntry<Self>> {
+            $crate::registry::sorted(::inventory::iter::<$crate::registry::MasterEntry<Self>>)
+        }
+
+        fn replica_entries() -> Vec<&'static $crate::registry::ReplicaEntry<Self>> {
+            $crate::registry::sorted(::inventory::iter::<$crate::registry::ReplicaEntry<Self>>)
+        }
+    };
+}
+#[allow(unused_imports, reason = "unused when no backend feature is enabled")]
+pub(crate) use common_impl;
+
+/// Whether a diesel connection has an open transaction.
+pub(crate) fn in_transaction<C>(conn: &mut C) -> bool
+where
+    C: diesel::Connection<TransactionManager = diesel::connection::AnsiTransactionManager>,
+{
+    use diesel::connection::TransactionManager;
+    matches!(
+        diesel::connection::AnsiTransactionManager::transaction_manager_status_mut(conn)
+            .transaction_depth(),
+        Ok(Some(_))
+    )
+}
+
+/// Opens a connection of the backend the URL names: `postgres://` or `postgresql://` for
+/// PostgreSQL, anything else (a path, `sqlite://path`, `:memory:`) for SQLite.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}

@@ -1,0 +1,78 @@
+//! SQLite backend.
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
+
+/// Pragmas set on every connection the framework opens.
+pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;";
+
+const SETUP: &str = "
+CREATE TABLE IF NOT EXISTS cqrs_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cqrs_id TEXT NOT NULL,
+    routing_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cqrs_tombstones (
+    cqrs_id TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    updated BIGINT NOT NULL,
+    deleted_at BIGINT NOT NULL,
+    PRIMARY KEY (cqrs_id, pk)
+);
+CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (deleted_at);
+";
+
+/// The file path of a SQLite URL: `sqlite://path`, `sqlite:path`, `file:path` or a plain path.
+pub fn path_of(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+impl CqrsConnection for SqliteConnection {
+    const BACKEND: &'static str = "sqlite";
+
+    fn cqrs_connect(url: &str) -> crate::Result<Self> {
+        let mut conn = SqliteConnection::establish(path_of(url))?;
+        conn.batch_execute(PRAGMAS)?;
+        Ok(conn)
+    }
+
+    fn cqrs_setup(&mut self) -> crate::Result<()> {
+        self.batch_execute(SETUP)?;
+        Ok(())
+    }
+
+    fn cqrs_transaction<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        if in_transaction(self) {
+            self.transaction(f)
+        } else {
+            self.immediate_transaction(f)
+        }
+    }
+
+    fn cqrs_in_transaction(&mut self) -> bool {
+        in_transaction(self)
+    }
+
+    fn outbox_fetch(&mut self, limit: i64, _lock: bool) -> QueryResult<Vec<OutboxRecord>> {
+        use super::cqrs_outbox::dsl;
+        dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)
+    }
+
+    common_impl!();
+}
+
+inventory::collect!(crate::registry::MasterEntry<SqliteConnection>);
+inventory::collect!(crate::registry::ReplicaEntry<SqliteConnection>);

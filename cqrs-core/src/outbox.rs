@@ -1,0 +1,115 @@
+//! The transactional outbox: how a transport takes messages out, in order, and removes them
+//! once the broker confirmed them.
+//!
+//! A master write inserts its message into `cqrs_outbox` in the same transaction as the row
+//! change, so a rollback sends nothing and a commit cannot lose its message. A relay (for
+//! example `cqrs_rabbit::Relay`) calls [`relay_batch`] in a loop, and waits on
+//! [`OutboxWaker`] between batches instead of polling hard.
+
+use std::sync::OnceLock;
+
+use tokio::sync::watch;
+
+use crate::db::{CqrsConnection, OutboxMessage, OutboxRecord};
+
+fn local_signal() -> &'static watch::Sender<u64> {
+    static SIGNAL: OnceLock<watch::Sender<u64>> = OnceLock::new();
+    SIGNAL.get_or_init(|| watch::channel(0).0)
+}
+
+/// Signals relays in this process that the outbox has new messages. Called by every outbox
+/// insert (before the commit when a caller's transaction is open, so a relay that finds
+/// nothing should look again shortly) and by [`crate::transaction`] after its commit.
+pub fn notify_local() {
+    local_signal().send_modify(|generation| *generation = generation.wrapping_add(1));
+}
+
+/// Wakes a relay when messages were written to the outbox by this process.
+///
+/// On PostgreSQL the relay also `LISTEN`s to [`crate::db::postgres::NOTIFY_CHANNEL`], which
+/// is notified at commit by any process.
+#[derive(Debug)]
+pub struct OutboxWaker {
+    receiver: watch::Receiver<u64>,
+}
+
+impl OutboxWaker {
+    /// Subscribes to this process's outbox inserts.
+    pub fn new() -> Self {
+        Self {
+            receiver: local_signal().subscribe(),
+        }
+    }
+
+    /// Waits until an insert happened since the last call (returns at once if one did).
+    pub async fn wait(&mut self) {
+        // The sender lives in a static and is never dropped, so `changed` cannot fail.
+        let _ = self.receiver.changed().await;
+    }
+}
+
+impl Default for OutboxWaker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one [`relay_batch`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayedBatch {
+    /// Messages taken from the outbox.
+    pub fetched: usize,
+    /// Messages the broker confirmed and that were removed.
+    pub published: usize,
+}
+
+/// Takes up to `limit` of the oldest messages, hands them to `publish` (which returns the ids
+/// the broker confirmed) and removes those.
+///
+/// On PostgreSQL the rows stay locked `FOR UPDATE SKIP LOCKED` until the removal commits, so
+/// several relay processes never publish the same message concurrently. On SQLite the fetch
+/// takes no lock (a relay must not block the application's writers while it talks to the
+/// broker): run one relay per database file.
+///
+/// A crash between the broker's confirm and the removal publishes a message again after a
+/// restart: delivery is at least once, and replicas drop the duplicate by its revision.
+pub fn relay_batch<C, F, E>(conn: &mut C, limit: i64, publish: F) -> Result<RelayedBatch, E>
+where
+    C: CqrsConnection,
+    F: FnOnce(&[OutboxRecord]) -> Result<Vec<i64>, E>,
+    E: From<diesel::result::Error>,
+{
+    if C::BACKEND == "postgres" {
+        conn.cqrs_transaction(|conn| {
+            let records = conn.outbox_fetch(limit, true)?;
+            if records.is_empty() {
+                return Ok(RelayedBatch::default());
+            }
+            let confirmed = publish(&records)?;
+            let published = conn.outbox_delete(&confirmed)?;
+            Ok(RelayedBatch {
+                fetched: records.len(),
+                published,
+            })
+        })
+    } else {
+        let records = conn.outbox_fetch(limit, false)?;
+        if records.is_empty() {
+            return Ok(RelayedBatch::default());
+        }
+        let confirmed = publish(&records)?;
+        let published = conn.cqrs_transaction(|conn| conn.outbox_delete(&confirmed))?;
+        Ok(RelayedBatch {
+            fetched: records.len(),
+            published,
+        })
+    }
+}
+
+/// Writes messages to the outbox of `conn` (in its current transaction, if any).
+pub fn enqueue<C: CqrsConnection>(
+    conn: &mut C,
+    messages: &[OutboxMessage],
+) -> diesel::QueryResult<()> {
+    conn.outbox_insert(messages)
+}

@@ -1,0 +1,434 @@
+//! The model registry: every `#[derive(CqrsMaster)]` and `#[derive(CqrsReplica)]` registers
+//! itself through `inventory`, so consumers and tools find models by `cqrs_id`.
+//!
+//! [`models`] lists every model of the binary; [`CqrsConnection::master_entries`] and
+//! [`CqrsConnection::replica_entries`] give the type-erased operations for one backend.
+//! [`check`] reports two models of the same kind sharing a `cqrs_id`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::db::{CqrsConnection, Version};
+use crate::error::{ApplyError, Error, Result};
+use crate::filter::Lookup;
+use crate::master::{MasterStore, build_filters, for_each_page, message};
+use crate::message::{Message, SignalType};
+use crate::replica::{Outcome, ReplicaHooks, RetryPolicy, apply};
+use crate::value::CqrsValue;
+
+/// Master or replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ModelKind {
+    /// `#[derive(CqrsMaster)]`.
+    Master,
+    /// `#[derive(CqrsReplica)]`.
+    Replica,
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Master => "master",
+            Self::Replica => "replica",
+        })
+    }
+}
+
+/// A registered model, whatever the backend.
+#[derive(Debug)]
+pub struct ModelInfo {
+    /// Master or replica.
+    pub kind: ModelKind,
+    /// The stream id.
+    pub cqrs_id: &'static str,
+    /// The Rust type, with its module path.
+    pub type_name: &'static str,
+}
+
+inventory::collect!(ModelInfo);
+
+/// Every model registered in this binary, sorted by kind and `cqrs_id`.
+pub fn models() -> Vec<&'static ModelInfo> {
+    let mut models: Vec<_> = inventory::iter::<ModelInfo>.into_iter().collect();
+    models.sort_by_key(|m| (m.kind, m.cqrs_id, m.type_name));
+    models
+}
+
+/// Fails if two masters or two replicas share a `cqrs_id`, naming both types. Consumers and
+/// tools call it at start-up.
+pub fn check() -> Result<()> {
+    let mut seen: BTreeMap<(ModelKind, &str), &ModelInfo> = BTreeMap::new();
+    let mut duplicates = Vec::new();
+    for model in models() {
+        if let Some(first) = seen.insert((model.kind, model.cqrs_id), model) {
+            duplicates.push(format!(
+                "{} models `{}` and `{}` both use cqrs_id \"{}\"",
+                model.kind, first.type_name, model.type_name, model.cqrs_id
+            ));
+        }
+    }
+    if duplicates.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::DuplicateCqrsId(duplicates.join("; ")))
+    }
+}
+
+/// A registered master model on backend `C`.
+pub struct MasterEntry<C: 'static> {
+    /// The stream id.
+    pub cqrs_id: &'static str,
+    /// The Rust type.
+    pub type_name: &'static str,
+    /// Its operations.
+    pub ops: &'static dyn MasterOps<C>,
+}
+
+/// A registered replica model on backend `C`.
+pub struct ReplicaEntry<C: 'static> {
+    /// The stream id.
+    pub cqrs_id: &'static str,
+    /// The Rust type.
+    pub type_name: &'static str,
+    /// Its operations.
+    pub ops: &'static dyn ReplicaOps<C>,
+}
+
+impl<C> fmt::Debug for MasterEntry<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterEntry")
+            .field("cqrs_id", &self.cqrs_id)
+            .field("type_name", &self.type_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> fmt::Debug for ReplicaEntry<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicaEntry")
+            .field("cqrs_id", &self.cqrs_id)
+            .field("type_name", &self.type_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Entries sorted by `cqrs_id`.
+pub(crate) fn sorted<T: HasCqrsId + 'static>(
+    entries: impl IntoIterator<Item = &'static T>,
+) -> Vec<&'static T> {
+    let mut entries: Vec<_> = entries.into_iter().collect();
+    entries.sort_by_key(|e| (e.cqrs_id(), e.type_name()));
+    entries
+}
+
+pub(crate) trait HasCqrsId {
+    fn cqrs_id(&self) -> &'static str;
+    fn type_name(&self) -> &'static str;
+}
+
+impl<C> HasCqrsId for MasterEntry<C> {
+    fn cqrs_id(&self) -> &'static str {
+        self.cqrs_id
+    }
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+impl<C> HasCqrsId for ReplicaEntry<C> {
+    fn cqrs_id(&self) -> &'static str {
+        self.cqrs_id
+    }
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+}
+
+/// The master model with this `cqrs_id` on backend `C`.
+pub fn master<C: CqrsConnection>(cqrs_id: &str) -> Result<&'static MasterEntry<C>> {
+    let entries = C::master_entries();
+    entries
+        .iter()
+        .find(|e| e.cqrs_id == cqrs_id)
+        .copied()
+        .ok_or_else(|| Error::UnknownCqrsId {
+            cqrs_id: cqrs_id.to_owned(),
+            kind: "master",
+            known: list(entries.iter().map(|e| e.cqrs_id)),
+        })
+}
+
+/// The replica model with this `cqrs_id` on backend `C`.
+pub fn replica<C: CqrsConnection>(cqrs_id: &str) -> Result<&'static ReplicaEntry<C>> {
+    let entries = C::replica_entries();
+    entries
+        .iter()
+        .find(|e| e.cqrs_id == cqrs_id)
+        .copied()
+        .ok_or_else(|| Error::UnknownCqrsId {
+            cqrs_id: cqrs_id.to_owned(),
+            kind: "replica",
+            known: list(entries.iter().map(|e| e.cqrs_id)),
+        })
+}
+
+fn list(ids: impl Iterator<Item = &'static str>) -> String {
+    let ids: Vec<_> = ids.collect();
+    if ids.is_empty() {
+        "(none)".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// What a sync or a page walk did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Rows looked at.
+    pub processed: u64,
+    /// Rows that produced output (a message, a line).
+    pub succeeded: u64,
+    /// Rows that failed.
+    pub failed: u64,
+}
+
+/// A sink for rows or batches; returning an error stops the walk.
+pub type Sink<'a, T> = &'a mut dyn FnMut(T) -> Result<()>;
+
+/// Type-erased operations of a master model on backend `C`, for the tools.
+pub trait MasterOps<C>: Sync {
+    /// The fields a filter may name.
+    fn fields(&self) -> &'static [&'static str];
+    /// Counts rows matching `lookups`.
+    fn count(&self, conn: &mut C, lookups: &[Lookup]) -> Result<u64>;
+    /// Every row's `instance_data`, in primary-key order, `batch` rows per query.
+    fn dump(&self, conn: &mut C, batch: usize, sink: Sink<'_, Result<Map<String, Value>>>)
+    -> Result<()>;
+    /// `[pk, cqrs_revision]` of the rows matching `lookups` that pass the sync filter, one
+    /// call of `sink` per batch.
+    fn versions(
+        &self,
+        conn: &mut C,
+        lookups: &[Lookup],
+        batch: usize,
+        sink: Sink<'_, Vec<(Value, i32)>>,
+    ) -> Result<()>;
+    /// Writes SYNC messages to the outbox for rows matching `lookups`.
+    fn sync(
+        &self,
+        conn: &mut C,
+        lookups: &[Lookup],
+        queue: Option<&str>,
+        batch: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64>;
+    /// Writes SYNC messages for these primary keys; returns how many rows were sent.
+    fn sync_pks(&self, conn: &mut C, pks: &[Value], queue: Option<&str>) -> Result<u64>;
+    /// Which of these primary keys no longer exist.
+    fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>>;
+    /// The SYNC body of one row, for tests and tools.
+    fn sync_body(&self, conn: &mut C, pk: &Value, queue: Option<&str>) -> Result<Option<String>>;
+}
+
+/// Type-erased operations of a replica model on backend `C`, for the consumer and the tools.
+pub trait ReplicaOps<C>: Sync {
+    /// Applies one message in the caller's transaction.
+    fn apply(&self, conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>;
+    /// The model's retry decision.
+    fn should_retry(&self, retries: u32, error: &ApplyError, policy: &RetryPolicy) -> bool;
+    /// The model's retry delay.
+    fn retry_delay(&self, retries: u32, policy: &RetryPolicy) -> Duration;
+    /// Whether the model ignores broadcast syncs.
+    fn only_direct_syncs(&self) -> bool;
+    /// Stored revisions of these primary keys (absent rows are left out).
+    fn versions(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<(Value, Version)>>;
+    /// Primary keys after `after`, in order.
+    fn pks(&self, conn: &mut C, after: Option<&Value>, limit: usize) -> Result<Vec<Value>>;
+    /// Deletes rows by primary key; how many existed.
+    fn delete(&self, conn: &mut C, pks: &[Value]) -> Result<u64>;
+    /// Deletes every row.
+    fn clear(&self, conn: &mut C) -> Result<u64>;
+    /// Counts rows.
+    fn count(&self, conn: &mut C) -> Result<u64>;
+}
+
+/// The [`MasterOps`] of model `M`.
+#[derive(Debug)]
+pub struct MasterVTable<M>(PhantomData<fn() -> M>);
+
+impl<M> MasterVTable<M> {
+    /// The vtable value (used by the derive).
+    pub const NEW: Self = Self(PhantomData);
+}
+
+/// The [`ReplicaOps`] of model `M`.
+#[derive(Debug)]
+pub struct ReplicaVTable<M>(PhantomData<fn() -> M>);
+
+impl<M> ReplicaVTable<M> {
+    /// The vtable value (used by the derive).
+    pub const NEW: Self = Self(PhantomData);
+}
+
+fn pks_of<T: CqrsValue>(pks: &[Value]) -> Result<Vec<T>> {
+    pks.iter()
+        .map(|pk| {
+            T::from_cqrs(pk).map_err(|source| Error::Value {
+                context: "primary key".to_owned(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn count_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl<M, C> MasterOps<C> for MasterVTable<M>
+where
+    M: MasterStore<C>,
+    C: CqrsConnection,
+{
+    fn fields(&self) -> &'static [&'static str] {
+        M::FIELDS
+    }
+
+    fn count(&self, conn: &mut C, lookups: &[Lookup]) -> Result<u64> {
+        let filters = build_filters::<M, C>(lookups)?;
+        Ok(u64::try_from(M::db_count(conn, filters)?).unwrap_or(0))
+    }
+
+    fn dump(
+        &self,
+        conn: &mut C,
+        batch: usize,
+        sink: Sink<'_, Result<Map<String, Value>>>,
+    ) -> Result<()> {
+        for_each_page::<M, C>(conn, &[], batch, &mut |_, rows| {
+            rows.iter().try_for_each(|row| sink(row.cqrs_instance_data()))
+        })
+    }
+
+    fn versions(
+        &self,
+        conn: &mut C,
+        lookups: &[Lookup],
+        batch: usize,
+        sink: Sink<'_, Vec<(Value, i32)>>,
+    ) -> Result<()> {
+        for_each_page::<M, C>(conn, lookups, batch, &mut |_, rows| {
+            sink(
+                rows.iter()
+                    .filter(|row| row.cqrs_is_sync_instance())
+                    .map(|row| (row.cqrs_pk().to_cqrs(), row.cqrs_version().revision))
+                    .collect(),
+            )
+        })
+    }
+
+    fn sync(
+        &self,
+        conn: &mut C,
+        lookups: &[Lookup],
+        queue: Option<&str>,
+        batch: usize,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<u64> {
+        M::cqrs_sync_where(conn, lookups, queue, batch, progress)
+    }
+
+    fn sync_pks(&self, conn: &mut C, pks: &[Value], queue: Option<&str>) -> Result<u64> {
+        M::cqrs_sync_pks(conn, &pks_of::<M::Pk>(pks)?, queue).map(count_u64)
+    }
+
+    fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>> {
+        let typed = pks_of::<M::Pk>(pks)?;
+        let existing: Vec<Value> = M::db_existing(conn, &typed)?
+            .iter()
+            .map(CqrsValue::to_cqrs)
+            .collect();
+        Ok(typed
+            .iter()
+            .map(CqrsValue::to_cqrs)
+            .filter(|pk| !existing.contains(pk))
+            .collect())
+    }
+
+    fn sync_body(&self, conn: &mut C, pk: &Value, queue: Option<&str>) -> Result<Option<String>> {
+        let pk = pks_of::<M::Pk>(std::slice::from_ref(pk))?;
+        let Some(row) = pk.first().map(|pk| M::db_get(conn, pk, false)).transpose()?.flatten()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(message(&row, SignalType::Sync, None, queue)?.body))
+    }
+}
+
+impl<M, C> ReplicaOps<C> for ReplicaVTable<M>
+where
+    M: ReplicaHooks<C>,
+    C: CqrsConnection,
+{
+    fn apply(&self, conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError> {
+        apply::<M, C>(conn, message, direct)
+    }
+
+    fn should_retry(&self, retries: u32, error: &ApplyError, policy: &RetryPolicy) -> bool {
+        M::cqrs_should_retry(retries, error, policy)
+    }
+
+    fn retry_delay(&self, retries: u32, policy: &RetryPolicy) -> Duration {
+        M::cqrs_retry_delay(retries, policy)
+    }
+
+    fn only_direct_syncs(&self) -> bool {
+        M::ONLY_DIRECT_SYNCS
+    }
+
+    fn versions(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<(Value, Version)>> {
+        let typed = pks_of::<M::Pk>(pks)?;
+        let mut out = Vec::with_capacity(typed.len());
+        for chunk in typed.chunks(500) {
+            out.extend(
+                M::db_versions(conn, chunk)?
+                    .into_iter()
+                    .map(|(pk, version)| (pk.to_cqrs(), version)),
+            );
+        }
+        Ok(out)
+    }
+
+    fn pks(&self, conn: &mut C, after: Option<&Value>, limit: usize) -> Result<Vec<Value>> {
+        let after = after
+            .map(|pk| pks_of::<M::Pk>(std::slice::from_ref(pk)))
+            .transpose()?
+            .and_then(|mut v| v.pop());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(M::db_pks(conn, after.as_ref(), limit)?
+            .iter()
+            .map(CqrsValue::to_cqrs)
+            .collect())
+    }
+
+    fn delete(&self, conn: &mut C, pks: &[Value]) -> Result<u64> {
+        let typed = pks_of::<M::Pk>(pks)?;
+        let mut deleted = 0;
+        for chunk in typed.chunks(500) {
+            deleted += count_u64(M::db_delete_many(conn, chunk)?);
+        }
+        Ok(deleted)
+    }
+
+    fn clear(&self, conn: &mut C) -> Result<u64> {
+        Ok(count_u64(M::db_clear(conn)?))
+    }
+
+    fn count(&self, conn: &mut C) -> Result<u64> {
+        Ok(u64::try_from(M::db_count(conn)?).unwrap_or(0))
+    }
+}

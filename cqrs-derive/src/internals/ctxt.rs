@@ -1,0 +1,45 @@
+//! Collects every error of one derive invocation, so users see all of them in one build.
+
+use std::cell::RefCell;
+use std::fmt::Display;
+
+use quote::ToTokens;
+
+/// An error collector that must be checked before it is dropped.
+#[derive(Default)]
+pub(crate) struct Ctxt {
+    errors: RefCell<Option<Vec<syn::Error>>>,
+}
+
+impl Ctxt {
+    pub(crate) fn new() -> Self {
+        Self {
+            errors: RefCell::new(Some(Vec::new())),
+        }
+    }
+
+    /// Records an error spanned on `tokens`.
+    pub(crate) fn error_spanned_by<A: ToTokens, T: Display>(&self, tokens: A, message: T) {
+        self.syn_error(syn::Error::new_spanned(tokens.into_token_stream(), message));
+    }
+
+    /// Records a `syn::Error`.
+    pub(crate) fn syn_error(&self, error: syn::Error) {
+        if let Some(errors) = self.errors.borrow_mut().as_mut() {
+            errors.push(error);
+        }
+    }
+
+    /// Returns every recorded error combined, or `Ok`.
+    pub(crate) fn check(self) -> syn::Result<()> {
+        let errors = self.errors.borrow_mut().take().unwrap_or_default();
+        let mut iter = errors.into_iter();
+        let Some(mut combined) = iter.next() else {
+            return Ok(());
+        };
+        for rest in iter {
+            combined.combine(rest);
+        }
+        Err(combined)
+    }
+}

@@ -1,0 +1,74 @@
+//! `#[derive(CqrsMaster)]` and `#[derive(CqrsReplica)]`. Use them through `cqrs-core`, which
+//! re-exports them; the generated code only names `cqrs_core` and the model's own diesel
+//! table.
+//!
+//! This crate parses, checks and emits; the logic lives in `cqrs-core`.
+
+mod dummy;
+mod emit;
+mod internals;
+mod master;
+mod replica;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Makes a diesel struct a CQRS *master* model: its changes are sent to replicas.
+///
+/// The struct needs `#[diesel(table_name = ...)]` (and `#[diesel(primary_key(...))]` when the
+/// key is not `id`), a field per column, `cqrs_revision: i32` and
+/// `cqrs_updated: DateTime<Utc>` (or `NaiveDateTime`, taken as UTC). It implements
+/// `cqrs_core::MasterModel` and, per enabled backend, `cqrs_core::MasterStore<Conn>` with the
+/// write hooks (`cqrs_insert`, `cqrs_create`, `cqrs_save`, `cqrs_update`, `cqrs_delete`,
+/// `cqrs_bulk_insert`, `cqrs_bulk_update`, `cqrs_sync`, ...), and registers the model.
+///
+/// Container attributes, `#[cqrs(...)]`:
+/// * `cqrs_id = "book"`: the model's stream id (required).
+/// * `fields(id, title, ...)`: the fields sent (default: all); must include the primary key.
+/// * `produce = false`: keep the revision bookkeeping, send nothing.
+/// * `sync_filter = path`: `fn(&Self) -> bool`; rows for which it is false send nothing.
+/// * `tracked_fields(title, ...)`: send the old values of these fields as `previous_data`.
+/// * `serializer = path`: `fn(&Self) -> serde_json::Value` (or a `Map`, or a `Result` of
+///   either) replacing the generated serialization; `cqrs_revision`/`cqrs_updated` are added.
+/// * `meta = path`: `fn(&Self, &MetaContext) -> impl Into<Value>`, the message `meta`.
+/// * `correlation_id = path`: `fn(&Self, &CorrelationContext) -> Option<String>`.
+/// * `delete_data = path`: `fn(&Self) -> Option<Value>`, sent as `custom` in DELETE stubs.
+/// * `backends(sqlite, postgres)`: the backends to generate for (default: every enabled one).
+/// * `crate = "path"`: where `cqrs_core` is, if renamed.
+///
+/// Field attributes: `#[cqrs(rename = "name")]` (the key in messages and filters),
+/// `#[cqrs(skip)]` (never sent). `#[diesel(column_name = ...)]` is honoured.
+#[proc_macro_derive(CqrsMaster, attributes(cqrs, diesel))]
+pub fn derive_master(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    master::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Makes a diesel struct a CQRS *replica* model: it is kept equal to a master's rows.
+///
+/// The struct needs `#[diesel(table_name = ...)]`, a field per column, `cqrs_revision: i32`
+/// and `cqrs_updated` (`DateTime<Utc>` or `NaiveDateTime`). It implements
+/// `cqrs_core::ReplicaModel`, `cqrs_core::ReplicaStore<Conn>` per enabled backend, the default
+/// `cqrs_core::ReplicaHooks<Conn>`, and registers the model for consumers and tools.
+///
+/// Container attributes, `#[cqrs(...)]`:
+/// * `cqrs_id = "book"`: the master's stream id (required).
+/// * `mapping(master_field = replica_field, ...)`: keep only these master fields, renamed.
+/// * `custom_serialization`: your `ReplicaHooks` build rows from the mapped data unchecked.
+/// * `custom_hooks`: you implement `ReplicaHooks` (create/update/delete/retry policy).
+/// * `only_direct_syncs`: ignore broadcast SYNC messages.
+/// * `select_for_update`: lock the row before applying (PostgreSQL).
+/// * `meta`: the hooks receive the message's `meta`.
+/// * `backends(sqlite, postgres)`, `crate = "path"`: as for `CqrsMaster`.
+///
+/// Field attributes: `#[cqrs(default)]` (a missing key takes `Default::default()` on create),
+/// `#[cqrs(skip)]` (a local column messages never touch). `#[diesel(column_name)]` is honoured.
+#[proc_macro_derive(CqrsReplica, attributes(cqrs, diesel))]
+pub fn derive_replica(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    replica::expand(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

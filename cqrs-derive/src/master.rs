@@ -1,0 +1,364 @@
+//! Code generation for `#[derive(CqrsMaster)]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::dummy;
+use crate::emit::{self, Columns};
+use crate::internals::ast::Model;
+use crate::internals::attr::Kind;
+use crate::internals::{check, ctxt::Ctxt};
+
+pub(crate) fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
+    let cx = Ctxt::new();
+    let model = Model::from_ast(&cx, Kind::Master, input);
+    if let Some(model) = &model {
+        check::check(&cx, model);
+    }
+    cx.check()?;
+    let Some(model) = model else {
+        return Err(syn::Error::new_spanned(&input.ident, "invalid CqrsMaster model"));
+    };
+    let body = [model_impl(&model), stores(&model), emit::register_info(&model, &quote!(Master))];
+    Ok(dummy::wrap(&quote!(#(#body)*)))
+}
+
+/// Fields sent in `instance_data` (without the two bookkeeping fields, appended last).
+fn sent_fields<'m, 'a>(model: &'m Model<'a>) -> Vec<&'m crate::internals::ast::Field<'a>> {
+    let listed = model.attrs.fields.as_ref().map(|(_, list)| list);
+    model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| {
+            *i != model.revision
+                && *i != model.updated
+                && !f.skipped()
+                && listed.is_none_or(|list| list.iter().any(|l| l == f.ident))
+        })
+        .map(|(_, f)| f)
+        .collect()
+}
+
+fn model_impl(model: &Model<'_>) -> TokenStream {
+    let krate = &model.krate;
+    let private = emit::private(model);
+    let ident = model.ident;
+    let cqrs_id = &model.cqrs_id;
+    let type_name = emit::type_name(model);
+    let pk = model.pk_field();
+    let pk_ident = pk.ident;
+    let pk_ty = pk.ty;
+    let produce = model.attrs.produce.as_ref().is_none_or(|f| f.value);
+    let revision = model.fields[model.revision].ident;
+    let updated = model.fields[model.updated].ident;
+    let updated_ty = model.fields[model.updated].ty;
+    let filter_names = std::iter::once("pk".to_owned())
+        .chain(model.fields.iter().filter(|f| f.filterable).map(|f| f.json_name.clone()));
+    let tracked: Vec<_> = model
+        .attrs
+        .tracked_fields
+        .as_ref()
+        .map(|(_, list)| list.iter().filter_map(|i| model.field(i)).collect())
+        .unwrap_or_default();
+    let tracked_names = tracked.iter().map(|f| f.json_name.clone());
+    let tracked_inserts = tracked.iter().map(|f| {
+        let name = &f.json_name;
+        let field = f.ident;
+        quote!(map.insert(::std::string::String::from(#name), #krate::value::CqrsValue::to_cqrs(&self.#field));)
+    });
+    let tracked_len = tracked.len();
+
+    let serialize = match &model.attrs.serializer {
+        Some((_, path)) => quote! {
+            let mut map = #private::custom_serialized(
+                <Self as #krate::master::MasterModel>::TYPE_NAME,
+                #path(self),
+            )?;
+        },
+        None => {
+            let sent = sent_fields(model);
+            let len = sent.len() + 2;
+            let inserts = sent.iter().map(|f| {
+                let name = &f.json_name;
+                let field = f.ident;
+                quote!(map.insert(::std::string::String::from(#name), #krate::value::CqrsValue::to_cqrs(&self.#field));)
+            });
+            quote! {
+                let mut map = #private::serde_json::Map::with_capacity(#len);
+                #(#inserts)*
+            }
+        }
+    };
+
+    let sync_filter = model.attrs.sync_filter.as_ref().map(|path| {
+        quote! {
+            fn cqrs_is_sync_instance(&self) -> bool {
+                #path(self)
+            }
+        }
+    });
+    let meta = model.attrs.meta_fn.as_ref().map(|path| {
+        quote! {
+            fn cqrs_meta(&self, ctx: &#krate::settings::MetaContext<'_>) -> ::core::option::Option<#private::serde_json::Value> {
+                #private::meta_value(#path(self, ctx))
+            }
+        }
+    });
+    let correlation = model.attrs.correlation_id.as_ref().map(|path| {
+        quote! {
+            fn cqrs_correlation_id(&self, ctx: &#krate::settings::CorrelationContext<'_>) -> ::core::option::Option<::std::string::String> {
+                #private::correlation_value(#path(self, ctx))
+            }
+        }
+    });
+    let delete_data = model.attrs.delete_data.as_ref().map(|path| {
+        quote! {
+            fn cqrs_delete_data(&self) -> ::core::option::Option<#private::serde_json::Value> {
+                #path(self)
+            }
+        }
+    });
+    let version = emit::version_fns(model);
+
+    quote! {
+        #[automatically_derived]
+        impl #krate::master::MasterModel for #ident {
+            type Pk = #pk_ty;
+            const CQRS_ID: &'static str = #cqrs_id;
+            const TYPE_NAME: &'static str = #type_name;
+            const PRODUCE: bool = #produce;
+            const FIELDS: &'static [&'static str] = &[#(#filter_names),*];
+            const TRACKED_FIELDS: &'static [&'static str] = &[#(#tracked_names),*];
+
+            fn cqrs_pk(&self) -> &Self::Pk {
+                &self.#pk_ident
+            }
+
+            #version
+
+            fn cqrs_set_version(&mut self, version: #krate::db::Version) {
+                self.#revision = version.revision;
+                self.#updated = <#updated_ty as #krate::value::CqrsTimestamp>::from_utc(version.updated);
+            }
+
+            fn cqrs_instance_data(&self) -> #krate::Result<#private::serde_json::Map<::std::string::String, #private::serde_json::Value>> {
+                #serialize
+                map.insert(::std::string::String::from("cqrs_revision"), #private::serde_json::Value::from(self.#revision));
+                map.insert(::std::string::String::from("cqrs_updated"), #krate::value::CqrsValue::to_cqrs(&self.#updated));
+                ::core::result::Result::Ok(map)
+            }
+
+            fn cqrs_tracked(&self) -> #private::serde_json::Map<::std::string::String, #private::serde_json::Value> {
+                let mut map = #private::serde_json::Map::with_capacity(#tracked_len);
+                #(#tracked_inserts)*
+                map
+            }
+
+            #sync_filter
+            #meta
+            #correlation
+            #delete_data
+        }
+    }
+}
+
+fn stores(model: &Model<'_>) -> TokenStream {
+    let columns = emit::columns(model);
+    emit::backends(model)
+        .into_iter()
+        .map(|(gate, conn, is_pg)| {
+            let store = store_impl(model, &columns, &conn, is_pg);
+            let krate = &model.krate;
+            let private = emit::private(model);
+            let ident = model.ident;
+            let cqrs_id = &model.cqrs_id;
+            let type_name = emit::type_name(model);
+            quote! {
+                #gate! {
+                    #store
+                    #private::inventory::submit! {
+                        #krate::registry::MasterEntry::<#conn> {
+                            cqrs_id: #cqrs_id,
+                            type_name: #type_name,
+                            ops: &#krate::registry::MasterVTable::<#ident>::NEW,
+                        }
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_lines, reason = "one generated impl, read top to bottom")]
+fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: bool) -> TokenStream {
+    let krate = &model.krate;
+    let private = emit::private(model);
+    let ident = model.ident;
+    let table = &model.table;
+    let traits = emit::diesel_traits(model);
+    let Columns {
+        paths,
+        row_ty,
+        select,
+        from_tuple,
+    } = columns;
+    let idents: Vec<_> = model.fields.iter().map(|f| f.ident).collect();
+    let pk_ident = model.pk_field().ident;
+    let pk_col = emit::column(model, model.pk);
+    let rev_col = emit::column(model, model.revision);
+    let upd_col = emit::column(model, model.updated);
+    let updated_ty = model.fields[model.updated].ty;
+    let set: Vec<_> = model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != model.pk && *i != model.revision && *i != model.updated)
+        .map(|(i, f)| {
+            let col = emit::column(model, i);
+            let field = f.ident;
+            quote!(#col.eq(&row.#field))
+        })
+        .collect();
+    let backend = quote!(<#conn as #private::diesel::Connection>::Backend);
+    let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
+    let lock = if is_pg {
+        quote!(if lock { query.for_update().first(conn) } else { query.first(conn) })
+    } else {
+        quote!({ let _ = lock; query.first(conn) })
+    };
+    let pk_name = model.pk_field().json_name.clone();
+    let valid: Vec<String> = std::iter::once("pk".to_owned())
+        .chain(model.fields.iter().filter(|f| f.filterable).map(|f| f.json_name.clone()))
+        .collect();
+    let lookup_arms = model.fields.iter().enumerate().filter(|(_, f)| f.filterable).map(|(i, f)| {
+        let col = emit::column(model, i);
+        let name = &f.json_name;
+        let names = if f.json_name == pk_name {
+            quote!(#name | "pk")
+        } else {
+            quote!(#name)
+        };
+        let text = if f.is_text { quote!(text) } else { quote!(plain) };
+        match f.option_inner {
+            Some(inner) => quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),),
+            None => {
+                let ty = f.ty;
+                quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
+            }
+        }
+    });
+
+    quote! {
+        #[automatically_derived]
+        impl #krate::master::MasterStore<#conn> for #ident {
+            type Table = #table::table;
+
+            fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                #traits
+                let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
+                let stored: ::std::vec::Vec<#row_ty> = #private::diesel::insert_into(#table::table)
+                    .values(values)
+                    .returning(#select)
+                    .get_results(conn)?;
+                ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
+            }
+
+            fn db_update(
+                conn: &mut #conn,
+                row: &Self,
+                updated: #private::chrono::DateTime<#private::chrono::Utc>,
+            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
+                    .set((#(#set,)* #rev_col.eq(#rev_col + 1), #upd_col.eq(updated)))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_set_created(
+                conn: &mut #conn,
+                pk: &Self::Pk,
+                updated: #private::chrono::DateTime<#private::chrono::Utc>,
+            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(pk))
+                    .set((#rev_col.eq(0), #upd_col.eq(updated)))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_get(conn: &mut #conn, pk: &Self::Pk, lock: bool) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let query = #table::table.find(pk).select(#select);
+                let stored: ::core::option::Option<#row_ty> = #lock.optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_delete(conn: &mut #conn, pk: &Self::Pk) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::delete(#table::table.find(pk))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_page(
+                conn: &mut #conn,
+                filters: ::std::vec::Vec<#boxed>,
+                after: ::core::option::Option<&Self::Pk>,
+                limit: i64,
+            ) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                #traits
+                let mut query = #table::table
+                    .select(#select)
+                    .order(#pk_col.asc())
+                    .limit(limit)
+                    .into_boxed();
+                for filter in filters {
+                    query = query.filter(filter);
+                }
+                if let ::core::option::Option::Some(after) = after {
+                    query = query.filter(#pk_col.gt(after));
+                }
+                let stored: ::std::vec::Vec<#row_ty> = query.load(conn)?;
+                ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
+            }
+
+            fn db_count(conn: &mut #conn, filters: ::std::vec::Vec<#boxed>) -> #private::diesel::QueryResult<i64> {
+                #traits
+                let mut query = #table::table.select(#private::diesel::dsl::count_star()).into_boxed();
+                for filter in filters {
+                    query = query.filter(filter);
+                }
+                query.get_result(conn)
+            }
+
+            fn db_existing(conn: &mut #conn, pks: &[Self::Pk]) -> #private::diesel::QueryResult<::std::vec::Vec<Self::Pk>> {
+                #traits
+                let mut found = ::std::vec::Vec::with_capacity(pks.len());
+                for chunk in pks.chunks(1000) {
+                    found.extend(#table::table.filter(#pk_col.eq_any(chunk)).select(#pk_col).load::<Self::Pk>(conn)?);
+                }
+                ::core::result::Result::Ok(found)
+            }
+
+            fn db_lookup(lookup: &#krate::filter::Lookup) -> ::core::result::Result<#boxed, #krate::filter::FilterError> {
+                let filter: #boxed = match lookup.field.as_str() {
+                    #(#lookup_arms)*
+                    other => {
+                        return ::core::result::Result::Err(#krate::filter::FilterError::unknown_field(other, &[#(#valid),*]));
+                    }
+                };
+                ::core::result::Result::Ok(filter)
+            }
+        }
+    }
+}
