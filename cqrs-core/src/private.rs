@@ -196,13 +196,13 @@ macro_rules! __cqrs_lookup {
     }};
     (@text $lookup:ident, $col:expr, text) => {{
         let text: ::std::string::String = $crate::filter::operand::<::std::string::String>($lookup)?;
-        ::std::boxed::Box::new(
+        ::std::boxed::Box::new($crate::__private::diesel::EscapeExpressionMethods::escape(
             $crate::__private::diesel::TextExpressionMethods::like(
                 $col,
                 $crate::filter::like_pattern($lookup.op, &text),
-            )
-            .escape('\\'),
-        )
+            ),
+            '\\',
+        ))
     }};
     (@text $lookup:ident, $col:expr, plain) => {
         return ::std::result::Result::Err($crate::filter::not_text($lookup))

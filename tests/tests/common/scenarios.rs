@@ -1,0 +1,634 @@
+//! Test bodies shared by the SQLite and PostgreSQL test files: each takes fresh master and
+//! replica connections of one backend.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, NaiveDateTime, Utc};
+use cqrs_core::memory::MemoryBroker;
+use cqrs_core::prelude::*;
+use cqrs_core::replica::{BatchItem, IgnoreReason, Outcome, RetryPolicy, apply_batch, apply_one};
+use cqrs_core::{Message, SignalType, registry};
+use serde_json::{Value, json};
+
+use super::*;
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Python `str(datetime)` of an aware UTC datetime.
+fn is_python_datetime(v: &Value) -> bool {
+    let s = v.as_str().unwrap_or_default();
+    let re_ok = s.len() >= 25
+        && s.as_bytes()[10] == b' '
+        && s.ends_with("+00:00")
+        && cqrs_core::value::parse_datetime(s).is_some();
+    let micros_ok = match s.find('.') {
+        Some(dot) => s[dot + 1..s.len() - 6].len() == 6,
+        None => true,
+    };
+    re_ok && micros_ok
+}
+
+/// Checks that `ours` has the same keys and the same value forms as django-cqrs's `theirs`.
+fn same_shape(ours: &Value, theirs: &Value, path: &str) {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(
+                a.keys().collect::<BTreeSet<_>>(),
+                b.keys().collect::<BTreeSet<_>>(),
+                "keys of {path}"
+            );
+            for (k, v) in a {
+                same_shape(v, &b[k], &format!("{path}.{k}"));
+            }
+        }
+        (Value::String(a), Value::String(b)) => {
+            let ours_dt = cqrs_core::value::parse_datetime(a).is_some();
+            let theirs_dt = cqrs_core::value::parse_datetime(b).is_some();
+            assert_eq!(ours_dt, theirs_dt, "{path}: {a} vs {b}");
+            if b.as_bytes().get(10) == Some(&b' ') {
+                assert!(is_python_datetime(ours), "{path}: {a} is not in Python str() form");
+            }
+            if b.contains('T') && theirs_dt {
+                assert_eq!(a.len(), b.len(), "{path}: expires form {a} vs {b}");
+            }
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            assert_eq!(a.is_f64(), b.is_f64(), "{path}: number form {a} vs {b}");
+        }
+        (a, b) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "{path}: {a} vs {b}"
+        ),
+    }
+}
+
+/// A master write produces the messages django-cqrs produces (samples/messages.jsonl).
+pub fn wire_format_matches_django<C>(master: &mut C)
+where
+    C: CqrsConnection,
+    Book: MasterStore<C>,
+    Author: MasterStore<C>,
+{
+    let samples = sample_messages();
+    let mut dune = Book::new(1, "Dune");
+    dune.price = Some("9.99".parse().unwrap());
+    let dune = dune.cqrs_insert(master).unwrap();
+    let mut second = Book::new(2, "Neuromancer");
+    second.price = Some("12.00".parse().unwrap());
+    second.cqrs_insert(master).unwrap();
+    Book::cqrs_update(master, &1, |b| b.title = "Dune (Deluxe Edition)".into()).unwrap();
+    Book::cqrs_update(master, &2, |b| b.price = Some("8.99".parse().unwrap())).unwrap();
+    dune.cqrs_sync(master, None).unwrap();
+    dune.cqrs_sync(master, Some("py_interop")).unwrap();
+    Book::cqrs_delete_pk(master, &2).unwrap();
+    let mut author = Author::new("6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f", "Ursula K. Le Guin")
+        .cqrs_insert(master)
+        .unwrap();
+    author.name = "Ursula".into();
+    author.cqrs_save(master).unwrap();
+
+    let out = outbox(master);
+    assert_eq!(out.len(), 9);
+    // creates: sample 1
+    same_shape(&out[0].1, &samples[0].1, "create");
+    assert_eq!(out[0].0, "book");
+    assert_eq!(out[0].1["previous_data"], json!({"title": null}));
+    assert_eq!(out[0].1["instance_data"]["price"], json!(9.99));
+    assert_eq!(out[1].1["instance_data"]["price"], json!(12.0));
+    assert!(out[0].1["instance_data"].get("cover").is_none(), "cover is not in fields(...)");
+    // title change: sample 6; update without title change: sample 7
+    same_shape(&out[2].1, &samples[5].1, "update title");
+    assert_eq!(out[2].1["previous_data"], json!({"title": "Dune"}));
+    assert_eq!(out[2].1["instance_data"]["cqrs_revision"], json!(1));
+    same_shape(&out[3].1, &samples[6].1, "update other");
+    assert_eq!(out[3].1["previous_data"], json!({}));
+    // syncs: samples 11 and 15
+    same_shape(&out[4].1, &samples[10].1, "sync");
+    assert_eq!(out[4].0, "book");
+    assert_eq!(out[4].1["signal_type"], "SYNC");
+    same_shape(&out[5].1, &samples[14].1, "direct sync");
+    assert_eq!(out[5].0, samples[14].0);
+    assert_eq!(out[5].0, "cqrs.py_interop.book");
+    // delete: sample 8
+    same_shape(&out[6].1, &samples[7].1, "delete");
+    assert_eq!(out[6].1["instance_data"]["cqrs_revision"], json!(2));
+    assert_eq!(out[6].1["instance_data"]["id"], json!(2));
+    // UUID-like text pk: sample 9 (plus our meta and correlation id)
+    let mut theirs = samples[8].1.clone();
+    theirs["meta"] = json!({"source": "", "signal": "", "name": ""});
+    theirs["correlation_id"] = json!("x");
+    same_shape(&out[7].1, &theirs, "author");
+    assert_eq!(out[7].1["instance_pk"], json!("6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f"));
+    assert_eq!(out[7].1["meta"], json!({"source": "tests", "signal": "SAVE", "name": "Ursula K. Le Guin"}));
+    assert_eq!(
+        out[7].1["correlation_id"],
+        json!("author-\"6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f\"-all")
+    );
+    assert_eq!(out[8].1["previous_data"], Value::Null, "no tracked fields: null");
+    // every body parses back
+    for (_, body) in &out {
+        message(body);
+    }
+}
+
+/// Revision bookkeeping on insert, save, update, create-with-closure and bulk writes.
+pub fn master_bookkeeping<C>(master: &mut C)
+where
+    C: CqrsConnection,
+    Book: MasterStore<C>,
+{
+    let before = Utc::now().naive_utc() - Duration::seconds(1);
+    let mut book = Book::new(10, "One");
+    book.cqrs_revision = 42;
+    let book = book.cqrs_insert(master).unwrap();
+    assert_eq!(book.cqrs_revision, 0, "insert resets the revision");
+    assert!(book.cqrs_updated > before);
+    let mut changed = book.clone();
+    changed.title = "Two".into();
+    let saved = changed.cqrs_save(master).unwrap();
+    assert_eq!(saved.cqrs_revision, 1);
+    assert!(saved.cqrs_updated >= book.cqrs_updated);
+    let updated = Book::cqrs_update(master, &10, |b| b.isbn = "x".into()).unwrap();
+    assert_eq!(updated.cqrs_revision, 2);
+    assert_eq!(updated.title, "Two");
+
+    // the caller's own insert statement, e.g. for database-generated keys
+    let created = Book::cqrs_create(master, |conn| {
+        // the caller's own statement: here one that lets the database pick the key
+        conn.batch_execute(
+            "INSERT INTO books (title, author, isbn, published, created, cqrs_revision, cqrs_updated)
+             VALUES ('Generated', 'A', '1', FALSE, '2026-01-01 00:00:00', 7, '2026-01-01 00:00:00')",
+        )?;
+        let filters = Book::cqrs_filter(&json!({"title": "Generated"})).unwrap();
+        Ok(Book::db_page(conn, filters, None, 1)?[0].id)
+    })
+    .unwrap();
+    assert_eq!(created.cqrs_revision, 0);
+    assert_eq!(created.title, "Generated");
+
+    let rows = Book::cqrs_bulk_insert(master, (100..110).map(|i| Book::new(i, "bulk")).collect()).unwrap();
+    assert_eq!(rows.len(), 10);
+    let filters = Book::cqrs_filter(&json!({"id__gte": 100, "id__lt": 105})).unwrap();
+    let bumped = Book::cqrs_bulk_update(master, filters, |b| b.title = "bulk2".into()).unwrap();
+    assert_eq!(bumped.len(), 5);
+    assert!(bumped.iter().all(|b| b.cqrs_revision == 1 && b.title == "bulk2"));
+    let out = outbox(master);
+    // insert, save, update, create, 10 bulk inserts, 5 bulk updates
+    assert_eq!(out.len(), 4 + 10 + 5);
+    let last = &out.last().unwrap().1;
+    assert_eq!(last["previous_data"], json!({"title": "bulk"}));
+
+    // errors
+    assert!(matches!(
+        Book::cqrs_update(master, &9999, |_| ()),
+        Err(cqrs_core::Error::NotFound { .. })
+    ));
+    assert!(!Book::cqrs_delete_pk(master, &9999).unwrap());
+    assert!(Book::new(10, "dup").cqrs_insert(master).is_err(), "duplicate key fails");
+}
+
+/// A rollback of the caller's transaction sends nothing; a commit keeps row and message.
+pub fn outbox_is_transactional<C>(master: &mut C)
+where
+    C: CqrsConnection,
+    Book: MasterStore<C>,
+{
+    let result: Result<(), cqrs_core::Error> = cqrs_core::transaction(master, |conn| {
+        Book::new(1, "rolled back").cqrs_insert(conn)?;
+        Book::new(2, "rolled back too").cqrs_insert(conn)?;
+        Err(cqrs_core::Error::Config {
+            setting: "test",
+            reason: "abort".into(),
+        })
+    });
+    assert!(result.is_err());
+    assert_eq!(master.outbox_pending().unwrap(), 0);
+    assert_eq!(Book::db_count(master, vec![]).unwrap(), 0);
+    cqrs_core::transaction(master, |conn| {
+        Book::new(1, "kept").cqrs_insert(conn)?;
+        Book::cqrs_delete_pk(conn, &1)?;
+        Ok::<_, cqrs_core::Error>(())
+    })
+    .unwrap();
+    let out = outbox(master);
+    assert_eq!(
+        out.iter().map(|(_, b)| b["signal_type"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["SAVE", "DELETE"]
+    );
+
+    // relay_batch: oldest first, only confirmed ids are removed
+    let mut seen = Vec::new();
+    let batch = cqrs_core::outbox::relay_batch(master, 1, |records| {
+        seen.extend(records.iter().map(|r| r.id));
+        Ok::<_, cqrs_core::Error>(vec![])
+    })
+    .unwrap();
+    assert_eq!((batch.fetched, batch.published), (1, 0));
+    assert_eq!(master.outbox_pending().unwrap(), 2, "unconfirmed messages stay");
+    let batch = cqrs_core::outbox::relay_batch(master, 10, |records| {
+        assert!(records.windows(2).all(|w| w[0].id < w[1].id));
+        Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
+    })
+    .unwrap();
+    assert_eq!((batch.fetched, batch.published), (2, 2));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(master.outbox_pending().unwrap(), 0);
+}
+
+/// `produce = false`, the sync filter, the custom serializer, delete data.
+pub fn master_attributes<C>(master: &mut C)
+where
+    C: CqrsConnection,
+    Book: MasterStore<C>,
+    Author: MasterStore<C>,
+    Counter: MasterStore<C>,
+    Review: MasterStore<C>,
+{
+    let counter = Counter {
+        id: 1,
+        value: 1,
+        cqrs_revision: 0,
+        cqrs_updated: Utc::now().naive_utc(),
+    }
+    .cqrs_insert(master)
+    .unwrap();
+    let counter = Counter::cqrs_update(master, &counter.id, |c| c.value += 1).unwrap();
+    assert_eq!(counter.cqrs_revision, 1, "produce = false keeps the bookkeeping");
+    Counter::cqrs_delete_pk(master, &1).unwrap();
+    assert_eq!(master.outbox_pending().unwrap(), 0, "produce = false sends nothing");
+
+    let draft = Book::new(1, "draft: secret").cqrs_insert(master).unwrap();
+    Book::cqrs_update(master, &1, |b| b.isbn = "2".into()).unwrap();
+    assert!(!draft.cqrs_sync(master, None).unwrap());
+    Book::cqrs_delete_pk(master, &1).unwrap();
+    assert_eq!(master.outbox_pending().unwrap(), 0, "the sync filter excludes every signal");
+
+    Review {
+        review_id: 7,
+        book_id: 3,
+        stars: 5,
+        cqrs_revision: 0,
+        cqrs_updated: Utc::now().naive_utc(),
+    }
+    .cqrs_insert(master)
+    .unwrap();
+    let author = Author::new("a1", "Lem").cqrs_insert(master).unwrap();
+    author.cqrs_delete(master).unwrap();
+    let out = outbox(master);
+    let review = &out[0].1;
+    assert_eq!(review["instance_pk"], json!(7));
+    let data = review["instance_data"].as_object().unwrap();
+    assert_eq!(data["summary"], json!("5 stars"));
+    assert_eq!(data["book"], json!(3));
+    assert_eq!(data["cqrs_revision"], json!(0));
+    assert!(data.contains_key("cqrs_updated"));
+    let delete = &out[2].1;
+    assert_eq!(delete["signal_type"], "DELETE");
+    assert_eq!(delete["instance_data"]["custom"], json!({"name": "Lem"}));
+    assert_eq!(delete["meta"]["signal"], "DELETE");
+}
+
+/// Django lookups become diesel filters; errors list what is valid.
+pub fn filters<C>(master: &mut C)
+where
+    C: CqrsConnection,
+    Book: MasterStore<C>,
+{
+    for (i, title) in ["Dune", "Dune Messiah", "Solaris", "100% pure_", "Neuromancer"].iter().enumerate() {
+        let mut book = Book::new(i32::try_from(i).unwrap() + 1, title);
+        if i == 2 {
+            book.price = None;
+        }
+        book.published = i % 2 == 0;
+        book.cqrs_insert(master).unwrap();
+    }
+    let count = |conn: &mut C, filter: Value| -> Vec<i32> {
+        let filters = Book::cqrs_filter(&filter).unwrap();
+        let mut ids: Vec<i32> = Book::db_page(conn, filters, None, 100).unwrap().iter().map(|b| b.id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(count(master, json!({})), [1, 2, 3, 4, 5]);
+    assert_eq!(count(master, json!({"id": 2})), [2]);
+    assert_eq!(count(master, json!({"pk": 2})), [2]);
+    assert_eq!(count(master, json!({"id__exact": 3})), [3]);
+    assert_eq!(count(master, json!({"id__in": [1, 5, 9]})), [1, 5]);
+    assert_eq!(count(master, json!({"pk__in": []})), Vec::<i32>::new());
+    assert_eq!(count(master, json!({"id__gt": 3})), [4, 5]);
+    assert_eq!(count(master, json!({"id__gte": 3})), [3, 4, 5]);
+    assert_eq!(count(master, json!({"id__lt": 3})), [1, 2]);
+    assert_eq!(count(master, json!({"id__lte": 3, "id__gte": 2})), [2, 3]);
+    assert_eq!(count(master, json!({"price__isnull": true})), [3]);
+    assert_eq!(count(master, json!({"price": null})), [3]);
+    assert_eq!(count(master, json!({"price__isnull": false})), [1, 2, 4, 5]);
+    assert_eq!(count(master, json!({"price__gt": 5})), [1, 2, 4, 5]);
+    assert_eq!(count(master, json!({"title__contains": "Dune"})), [1, 2]);
+    assert_eq!(count(master, json!({"title__startswith": "Dune M"})), [2]);
+    assert_eq!(count(master, json!({"title__endswith": "mancer"})), [5]);
+    assert_eq!(count(master, json!({"title__contains": "% pure_"})), [4], "wildcards are escaped");
+    assert_eq!(count(master, json!({"title__contains": "%"})), [4]);
+    assert_eq!(count(master, json!({"published": true})), [1, 3, 5]);
+    assert_eq!(count(master, json!({"created__lt": "2999-01-01 00:00:00+00:00"})), [1, 2, 3, 4, 5]);
+
+    let err = |filter: Value| Book::cqrs_filter(&filter).err().unwrap().to_string();
+    let e = err(json!({"nope": 1}));
+    assert!(e.contains("unknown field `nope`") && e.contains("pk, id, title, author"), "{e}");
+    assert!(err(json!({"id__near": 1})).contains("valid lookups: exact, in, gt"));
+    assert!(err(json!({"id__contains": 1})).contains("only text fields"));
+    assert!(err(json!({"id": "x"})).contains("filter `id__exact`"));
+    assert!(err(json!({"id__in": 3})).contains("expected an array"));
+    assert!(err(json!({"price__isnull": "yes"})).contains("expected a boolean"));
+    assert!(err(json!({"cover": 1})).contains("unknown field `cover`"), "binary fields are not filterable");
+    assert!(err(json!([1])).contains("JSON object"));
+}
+
+fn save(id: i32, title: &str, revision: i32, updated: NaiveDateTime) -> Message {
+    let data = json!({
+        "id": id, "title": title, "author": "A", "isbn": "i", "published": true, "price": 1.5,
+        "created": "2026-11-22 06:20:48.557649+00:00",
+        "cqrs_revision": revision,
+        "cqrs_updated": cqrs_core::value::CqrsValue::to_cqrs(&updated),
+    });
+    Message::new(SignalType::Save, "book", data.as_object().unwrap().clone(), json!(id))
+}
+
+fn with_signal(mut m: Message, signal: SignalType) -> Message {
+    m.signal_type = signal;
+    m
+}
+
+fn delete(id: i32, revision: i32, updated: NaiveDateTime) -> Message {
+    let data = json!({"id": id, "cqrs_revision": revision,
+        "cqrs_updated": cqrs_core::value::CqrsValue::to_cqrs(&updated)});
+    Message::new(SignalType::Delete, "book", data.as_object().unwrap().clone(), json!(id))
+}
+
+fn apply<C: CqrsConnection>(conn: &mut C, m: &Message) -> Result<Outcome, ApplyError> {
+    let entry = registry::replica::<C>(&m.cqrs_id).unwrap();
+    apply_one(conn, entry.ops, m, false)
+}
+
+fn stored<C: CqrsConnection>(conn: &mut C, id: i32) -> Option<BookRef>
+where
+    BookRef: ReplicaStore<C>,
+{
+    BookRef::db_get(conn, &id, false).unwrap()
+}
+
+/// Every row of the apply-rules table, with the mapping and the defaulted/skipped fields.
+pub fn revision_rules<C>(replica: &mut C)
+where
+    C: CqrsConnection,
+    BookRef: ReplicaStore<C>,
+{
+    let t0 = Utc::now().naive_utc() - Duration::minutes(10);
+    let t = |s: i64| t0 + Duration::seconds(s);
+
+    assert_eq!(apply(replica, &save(1, "v0", 0, t(0))).unwrap(), Outcome::Created);
+    let row = stored(replica, 1).unwrap();
+    assert_eq!((row.name.as_str(), row.cqrs_revision, row.note.as_str(), row.local_flag), ("v0", 0, "", false));
+    assert_eq!(row.price, Some("1.5".parse().unwrap()));
+    assert_eq!(row.created.to_string(), "2026-11-22 06:20:48.557649");
+
+    assert_eq!(apply(replica, &save(1, "v0 again", 0, t(0))).unwrap(), Outcome::Ignored(IgnoreReason::Duplicate));
+    assert_eq!(apply(replica, &save(1, "v1", 1, t(1))).unwrap(), Outcome::Updated);
+    assert_eq!(apply(replica, &save(1, "v1 again", 1, t(1))).unwrap(), Outcome::Ignored(IgnoreReason::Duplicate));
+    assert_eq!(apply(replica, &save(1, "v0 late", 0, t(0))).unwrap(), Outcome::Ignored(IgnoreReason::Stale));
+    assert_eq!(apply(replica, &save(1, "v4", 4, t(4))).unwrap(), Outcome::Updated, "gaps apply with a warning");
+    assert_eq!(stored(replica, 1).unwrap().name, "v4");
+    assert_eq!(apply(replica, &save(1, "v3 late", 3, t(3))).unwrap(), Outcome::Ignored(IgnoreReason::Stale));
+    // SYNC applies whatever the revision (downgrade allowed)
+    let sync = with_signal(save(1, "synced v2", 2, t(2)), SignalType::Sync);
+    assert_eq!(apply(replica, &sync).unwrap(), Outcome::Updated);
+    assert_eq!(stored(replica, 1).unwrap().cqrs_revision, 2);
+
+    // fields absent from the message keep their value on update; the local field is untouched
+    diesel::connection::SimpleConnection::batch_execute(
+        replica,
+        "UPDATE book_refs SET local_flag = TRUE, note = 'kept' WHERE id = 1",
+    )
+    .unwrap();
+    assert_eq!(apply(replica, &save(1, "v5", 5, t(5))).unwrap(), Outcome::Updated);
+    let row = stored(replica, 1).unwrap();
+    assert!(row.local_flag, "a skipped field is never written from messages");
+    assert_eq!(row.note, "kept");
+
+    // DELETE older than the stored row: ignored
+    assert_eq!(apply(replica, &delete(1, 3, t(3))).unwrap(), Outcome::Ignored(IgnoreReason::StaleDelete));
+    assert!(stored(replica, 1).is_some());
+    // DELETE: applied, tombstone recorded
+    assert_eq!(apply(replica, &delete(1, 6, t(6))).unwrap(), Outcome::Deleted);
+    assert!(stored(replica, 1).is_none());
+    assert!(replica.tombstone_get("book", "1").unwrap().is_some());
+    // a SAVE or SYNC older than the delete cannot resurrect the row
+    assert_eq!(apply(replica, &save(1, "v5 late", 5, t(5))).unwrap(), Outcome::Ignored(IgnoreReason::Deleted));
+    let old_sync = with_signal(save(1, "old sync", 5, t(5)), SignalType::Sync);
+    assert_eq!(apply(replica, &old_sync).unwrap(), Outcome::Ignored(IgnoreReason::Deleted));
+    assert!(stored(replica, 1).is_none());
+    // a duplicate delete is harmless
+    assert_eq!(apply(replica, &delete(1, 6, t(6))).unwrap(), Outcome::AlreadyAbsent);
+    // a row re-created after its delete (later cqrs_updated, revision back to 0) is applied
+    assert_eq!(apply(replica, &save(1, "reborn", 0, t(20))).unwrap(), Outcome::Created);
+    assert!(replica.tombstone_get("book", "1").unwrap().is_none());
+    // ... and the old incarnation's delete, arriving late, does not remove it
+    assert_eq!(apply(replica, &delete(1, 6, t(6))).unwrap(), Outcome::Ignored(IgnoreReason::StaleDelete));
+    assert_eq!(stored(replica, 1).unwrap().name, "reborn");
+
+    // a re-created row arriving before the old incarnation's delete replaces the old row
+    apply(replica, &save(2, "old life", 3, t(3))).unwrap();
+    assert_eq!(apply(replica, &save(2, "new life", 0, t(30))).unwrap(), Outcome::Updated);
+    assert_eq!(apply(replica, &delete(2, 4, t(4))).unwrap(), Outcome::Ignored(IgnoreReason::StaleDelete));
+    assert_eq!(stored(replica, 2).unwrap().name, "new life");
+
+    // DELETE of a row this replica never had: recorded, so that a late create is blocked
+    assert_eq!(apply(replica, &delete(3, 1, t(10))).unwrap(), Outcome::AlreadyAbsent);
+    assert_eq!(apply(replica, &save(3, "late create", 0, t(9))).unwrap(), Outcome::Ignored(IgnoreReason::Deleted));
+
+    // tombstones are purged by age
+    assert!(replica.tombstone_get("book", "3").unwrap().is_some());
+    assert_eq!(replica.tombstone_purge(Utc::now() + Duration::seconds(1)).unwrap(), 1);
+    assert!(replica.tombstone_get("book", "3").unwrap().is_none());
+}
+
+/// Bad payloads are typed, permanent errors naming the model, the pk and the field; nothing
+/// of a failed message is written.
+pub fn bad_payloads<C>(replica: &mut C)
+where
+    C: CqrsConnection,
+    BookRef: ReplicaStore<C>,
+{
+    let now = Utc::now().naive_utc();
+    let err = |conn: &mut C, m: Message| {
+        let e = apply(conn, &m).unwrap_err();
+        assert!(e.is_permanent(), "{e} should be permanent");
+        e.to_string()
+    };
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.remove("title");
+    assert_eq!(
+        err(replica, m),
+        "book: pk 1: bad mapping: master field `title` is not in the message"
+    );
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.remove("id");
+    assert!(err(replica, m).contains("bad mapping: master field `id`"));
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.insert("published".into(), json!("yes"));
+    assert_eq!(
+        err(replica, m),
+        "book: pk 1: field `published`: expected a boolean, found string \"yes\""
+    );
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.insert("created".into(), json!("2026-13-45 99:00:00"));
+    assert!(err(replica, m).contains("field `created`: expected a datetime"));
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.remove("cqrs_revision");
+    assert!(err(replica, m).contains("required field `cqrs_revision` is missing"));
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.insert("cqrs_updated".into(), json!(12));
+    assert!(err(replica, m).contains("field `cqrs_updated`"));
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.insert("id".into(), json!("seven"));
+    assert!(err(replica, m).contains("field `id`: expected an integer"));
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.insert("price".into(), json!({"a": 1}));
+    assert!(err(replica, m).contains("field `price`: expected a decimal number"));
+    let mut d = delete(1, 1, now);
+    d.instance_data.insert("id".into(), json!([1]));
+    assert!(err(replica, d).contains("field `id`"));
+    assert_eq!(BookRef::db_count(replica).unwrap(), 0, "nothing was written");
+
+    // a hook's permanent and transient errors, and a database CHECK violation (permanent)
+    let author = |id: &str, name: &str| {
+        let data = json!({"id": id, "name": name, "cqrs_revision": 0,
+            "cqrs_updated": "2026-11-22 06:20:48+00:00"});
+        Message::new(SignalType::Save, "author", data.as_object().unwrap().clone(), json!(id))
+    };
+    let e = apply(replica, &author("a", "reject me")).unwrap_err();
+    assert!(e.is_permanent() && e.to_string().contains("names may not be"));
+    let e = apply(replica, &author("b", "check-fails")).unwrap_err();
+    assert!(e.is_permanent(), "CHECK violations are permanent: {e}");
+    let before = FLAKY_FAILURES.load(std::sync::atomic::Ordering::SeqCst);
+    if before < 2 {
+        let e = apply(replica, &author("c", "flaky")).unwrap_err();
+        assert!(e.is_transient());
+    }
+}
+
+/// Custom hooks: meta reaches the hook; custom serialization; only direct syncs; retry policy.
+pub fn hooks_and_flags<C>(replica: &mut C)
+where
+    C: CqrsConnection,
+    AuthorRef: ReplicaStore<C>,
+    ReviewRef: ReplicaStore<C>,
+{
+    let data = json!({"id": "u1", "name": "Lem", "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"});
+    let mut m = Message::new(SignalType::Save, "author", data.as_object().unwrap().clone(), json!("u1"));
+    m.meta = Some(json!({"source": "catalogue"}));
+    assert_eq!(apply(replica, &m).unwrap(), Outcome::Created);
+    assert_eq!(
+        AuthorRef::db_get(replica, &"u1".to_owned(), true).unwrap().unwrap().meta_source.as_deref(),
+        Some("catalogue")
+    );
+    let entry = registry::replica::<C>("author").unwrap();
+    let policy = RetryPolicy::default();
+    let transient = ApplyError::retry("author", 1, "later");
+    assert!(entry.ops.should_retry(4, &transient, &policy));
+    assert!(!entry.ops.should_retry(5, &transient, &policy), "the model caps retries at 5");
+    assert!(!entry.ops.should_retry(0, &ApplyError::reject("author", 1, "no"), &policy));
+    assert_eq!(entry.ops.retry_delay(2, &policy), policy.delay * 3);
+    let book = registry::replica::<C>("book").unwrap();
+    assert!(book.ops.should_retry(29, &transient, &policy));
+    assert!(!book.ops.should_retry(30, &transient, &policy), "default: 30 retries");
+    assert_eq!(book.ops.retry_delay(7, &policy), policy.delay);
+
+    let review = json!({"id": 9, "book": 1, "stars": 4, "summary": "good", "cqrs_revision": 0,
+        "cqrs_updated": "2026-11-22 06:20:48+00:00"});
+    let review = Message::new(SignalType::Save, "review", review.as_object().unwrap().clone(), json!(9));
+    assert_eq!(apply(replica, &review).unwrap(), Outcome::Created);
+    let row = ReviewRef::db_get(replica, &9, false).unwrap().unwrap();
+    assert_eq!(row.summary, "GOOD", "custom serialization hooks build the row");
+    let mut sync = with_signal(review.clone(), SignalType::Sync);
+    sync.instance_data.insert("summary".into(), json!("synced"));
+    let entry = registry::replica::<C>("review").unwrap();
+    assert_eq!(
+        apply_one(replica, entry.ops, &sync, false).unwrap(),
+        Outcome::Ignored(IgnoreReason::BroadcastSync)
+    );
+    assert_eq!(apply_one(replica, entry.ops, &sync, true).unwrap(), Outcome::Updated);
+    assert_eq!(ReviewRef::db_get(replica, &9, false).unwrap().unwrap().summary, "SYNCED");
+}
+
+/// One transaction, a savepoint per message: a bad message never rolls back the others.
+pub fn batch_with_savepoints<C>(replica: &mut C)
+where
+    C: CqrsConnection,
+    BookRef: ReplicaStore<C>,
+{
+    let now = Utc::now().naive_utc();
+    let mut bad = save(2, "bad", 0, now);
+    bad.instance_data.insert("published".into(), json!(3));
+    let messages = [save(1, "one", 0, now), bad, save(3, "three", 0, now), save(1, "one dup", 0, now)];
+    let ops = registry::replica::<C>("book").unwrap().ops;
+    let items: Vec<_> = messages
+        .iter()
+        .map(|m| BatchItem { ops, message: m, direct: false })
+        .collect();
+    let results = apply_batch(replica, &items).unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().unwrap(), &Outcome::Created);
+    assert!(results[1].as_ref().unwrap_err().is_permanent());
+    assert_eq!(results[2].as_ref().unwrap(), &Outcome::Created);
+    assert_eq!(results[3].as_ref().unwrap(), &Outcome::Ignored(IgnoreReason::Duplicate));
+    assert_eq!(BookRef::db_count(replica).unwrap(), 2);
+    // a batch of one that fails leaves nothing behind either
+    let mut bad = save(4, "bad", 0, now);
+    bad.instance_data.insert("price".into(), json!("abc"));
+    let results = apply_batch(replica, &[BatchItem { ops, message: &bad, direct: false }]).unwrap();
+    assert!(results[0].is_err());
+    assert_eq!(BookRef::db_count(replica).unwrap(), 2);
+}
+
+/// Master -> outbox -> in-memory broker -> replica: equal at the end, deletes included.
+pub fn end_to_end_in_memory<C>(master: &mut C, replica: &mut C)
+where
+    C: CqrsConnection,
+    Book: MasterStore<C>,
+    BookRef: ReplicaStore<C>,
+    Author: MasterStore<C>,
+    AuthorRef: ReplicaStore<C>,
+{
+    for i in 1..=20 {
+        Book::new(i, &format!("Book {i}")).cqrs_insert(master).unwrap();
+    }
+    for i in (1..=20).step_by(3) {
+        Book::cqrs_update(master, &i, |b| b.title.push_str(" (2nd ed.)")).unwrap();
+    }
+    for i in (1..=20).step_by(5) {
+        Book::cqrs_delete_pk(master, &i).unwrap();
+    }
+    Author::new("x", "Lem").cqrs_insert(master).unwrap();
+    let mut broker = MemoryBroker::new();
+    assert_eq!(broker.relay(master).unwrap(), 20 + 7 + 4 + 1);
+    let outcomes = broker.deliver(replica, "replica").unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let master_rows = Book::db_page(master, vec![], None, 1000).unwrap();
+    let replica_rows: Vec<BookRef> = (1..=20).filter_map(|i| BookRef::db_get(replica, &i, false).unwrap()).collect();
+    assert_eq!(master_rows.len(), 16);
+    assert_eq!(replica_rows.len(), 16);
+    for (m, r) in master_rows.iter().zip(&replica_rows) {
+        assert_eq!((m.id, &m.title, m.cqrs_revision), (r.id, &r.name, r.cqrs_revision));
+        assert_eq!(m.price, r.price);
+        assert_eq!(m.created, r.created);
+        assert_eq!(m.cqrs_updated, r.cqrs_updated);
+    }
+    // the registry's tools see the same
+    let versions = registry::replica::<C>("book").unwrap().ops.versions(replica, &[json!(2), json!(3), json!(6), json!(999)]).unwrap();
+    assert_eq!(versions.len(), 2);
+    let missing = registry::master::<C>("book").unwrap().ops.missing(master, &[json!(1), json!(2), json!(6)]).unwrap();
+    assert_eq!(missing, [json!(1), json!(6)]);
+}

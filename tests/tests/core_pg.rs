@@ -1,0 +1,70 @@
+//! cqrs-core on PostgreSQL (a real server: scripts/test starts one and sets DATABASE_URL_PG).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::scenarios;
+
+macro_rules! pg_tests {
+    ($($name:ident: |$($conn:ident),*| $body:expr;)*) => {$(
+        #[test]
+        #[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+        fn $name() {
+            common::logs();
+            $(let mut $conn = common::pg();)*
+            $body
+        }
+    )*};
+}
+
+pg_tests! {
+    wire_format_matches_django: |master| scenarios::wire_format_matches_django(&mut master);
+    master_bookkeeping: |master| scenarios::master_bookkeeping(&mut master);
+    outbox_is_transactional: |master| scenarios::outbox_is_transactional(&mut master);
+    master_attributes: |master| scenarios::master_attributes(&mut master);
+    filters: |master| scenarios::filters(&mut master);
+    revision_rules: |replica| scenarios::revision_rules(&mut replica);
+    bad_payloads: |replica| scenarios::bad_payloads(&mut replica);
+    hooks_and_flags: |replica| scenarios::hooks_and_flags(&mut replica);
+    batch_with_savepoints: |replica| scenarios::batch_with_savepoints(&mut replica);
+    end_to_end_in_memory: |master, replica| scenarios::end_to_end_in_memory(&mut master, &mut replica);
+}
+
+/// Two relays on PostgreSQL never take the same messages (FOR UPDATE SKIP LOCKED).
+#[test]
+#[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+fn relays_share_the_outbox() {
+    use cqrs_core::prelude::*;
+    use diesel::Connection;
+    let url = common::pg_schema_url();
+    let mut a = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    a.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut a, common::PG_DDL).unwrap();
+    for i in 1..=10 {
+        common::Book::new(i, "x").cqrs_insert(&mut a).unwrap();
+    }
+    let mut b = diesel::PgConnection::establish(&url).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let first = std::thread::spawn(move || {
+        cqrs_core::outbox::relay_batch(&mut a, 4, |records| {
+            tx.send(records.iter().map(|r| r.id).collect()).unwrap();
+            go_rx.recv().unwrap(); // hold the lock until the other relay ran
+            Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
+        })
+        .unwrap()
+    });
+    let taken_by_first = rx.recv().unwrap();
+    let mut taken_by_second = Vec::new();
+    cqrs_core::outbox::relay_batch(&mut b, 100, |records| {
+        taken_by_second = records.iter().map(|r| r.id).collect();
+        Ok::<_, cqrs_core::Error>(taken_by_second.clone())
+    })
+    .unwrap();
+    go_tx.send(()).unwrap();
+    let first = first.join().unwrap();
+    assert_eq!(first.published, 4);
+    assert_eq!(taken_by_second.len(), 6);
+    assert!(taken_by_first.iter().all(|id| !taken_by_second.contains(id)));
+    assert_eq!(b.outbox_pending().unwrap(), 0);
+}
