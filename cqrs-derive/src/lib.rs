@@ -72,3 +72,55 @@ pub fn derive_replica(input: TokenStream) -> TokenStream {
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    fn expand_master(input: proc_macro2::TokenStream) -> Result<String, String> {
+        let input: syn::DeriveInput = syn::parse2(input).map_err(|e| e.to_string())?;
+        crate::master::expand(&input)
+            .map(|tokens| tokens.to_string())
+            .map_err(|e| e.into_compile_error().to_string())
+    }
+
+    #[test]
+    fn every_error_is_reported_in_one_build() {
+        let errors = expand_master(quote! {
+            #[diesel(table_name = books)]
+            #[cqrs(cqrs_id = "book", fields(nope), tracked_fields(zilch))]
+            struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+        })
+        .unwrap_err();
+        assert!(errors.contains("names no field `nope`"), "{errors}");
+        assert!(errors.contains("names no field `zilch`"), "{errors}");
+        assert!(errors.contains("must include the primary key `id`"), "{errors}");
+    }
+
+    #[test]
+    fn generated_code_uses_absolute_paths_and_both_backends() {
+        let code = expand_master(quote! {
+            #[diesel(table_name = books)]
+            #[cqrs(cqrs_id = "book")]
+            struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+        })
+        .unwrap();
+        assert!(code.contains(":: cqrs_core :: __private :: with_sqlite !"));
+        assert!(code.contains(":: cqrs_core :: __private :: with_postgres !"));
+        assert!(code.contains("automatically_derived"));
+        assert!(code.contains("const _ : () ="));
+        assert!(!code.contains("serde_json ::") || code.contains("__private :: serde_json"));
+    }
+
+    #[test]
+    fn backends_limit_the_generated_impls() {
+        let code = expand_master(quote! {
+            #[diesel(table_name = books)]
+            #[cqrs(cqrs_id = "book", backends(postgres))]
+            struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+        })
+        .unwrap();
+        assert!(!code.contains("with_sqlite"));
+        assert!(code.contains("PgConnection"));
+    }
+}

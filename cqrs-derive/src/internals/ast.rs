@@ -137,6 +137,9 @@ impl<'a> Model<'a> {
             .collect();
 
         let Some(cqrs_id) = attrs.cqrs_id.clone() else {
+            if attrs.had_error {
+                return None;
+            }
             cx.error_spanned_by(
                 &input.ident,
                 format!(
@@ -147,6 +150,9 @@ impl<'a> Model<'a> {
             return None;
         };
         let Some(table) = attrs.table_name.clone() else {
+            if attrs.had_error {
+                return None;
+            }
             cx.error_spanned_by(
                 &input.ident,
                 "missing #[diesel(table_name = ...)]: the derive writes through the diesel table\nhelp: add `#[diesel(table_name = books)]` naming the `diesel::table!`",

@@ -6,7 +6,7 @@ use proc_macro2::TokenTree;
 use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
 use syn::spanned::Spanned;
-use syn::{Ident, LitBool, LitStr, Token};
+use syn::{Ident, LitStr, Token};
 
 use super::ctxt::Ctxt;
 use super::symbol::{self as sym, list};
@@ -73,6 +73,8 @@ pub(crate) struct Container {
     // diesel
     pub(crate) table_name: Option<syn::Path>,
     pub(crate) primary_key: Option<Vec<Ident>>,
+    /// An attribute failed to parse: later "missing" errors would only be noise.
+    pub(crate) had_error: bool,
 }
 
 /// Field attributes.
@@ -105,7 +107,23 @@ fn first_time(cx: &Ctxt, seen: &mut BTreeSet<String>, meta: &ParseNestedMeta<'_>
 
 fn parse_flag(meta: &ParseNestedMeta<'_>) -> syn::Result<Flag> {
     let value = if meta.input.peek(Token![=]) {
-        meta.value()?.parse::<LitBool>()?.value
+        let value = meta.value()?;
+        let expr: syn::Expr = value.parse()?;
+        match expr {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Bool(lit),
+                ..
+            }) => lit.value,
+            other => {
+                let key = key_of(meta);
+                return Err(syn::Error::new(
+                    other.span(),
+                    format!(
+                        "`{key}` is a flag: write `{key}` or `{key} = false`\nhelp: the correct format looks like `#[cqrs({key})]`"
+                    ),
+                ));
+            }
+        }
     } else {
         true
     };
@@ -186,14 +204,16 @@ impl Container {
         let mut out = Self::default();
         let mut seen = BTreeSet::new();
         for attr in &input.attrs {
-            if attr.path().is_ident(sym::CQRS) {
-                if let Err(err) = attr.parse_nested_meta(|meta| out.parse_cqrs(cx, kind, &mut seen, &meta)) {
-                    cx.syn_error(err);
-                }
+            let result = if attr.path().is_ident(sym::CQRS) {
+                attr.parse_nested_meta(|meta| out.parse_cqrs(cx, kind, &mut seen, &meta))
             } else if attr.path().is_ident(sym::DIESEL) {
-                if let Err(err) = attr.parse_nested_meta(|meta| out.parse_diesel(&meta)) {
-                    cx.syn_error(err);
-                }
+                attr.parse_nested_meta(|meta| out.parse_diesel(&meta))
+            } else {
+                Ok(())
+            };
+            if let Err(err) = result {
+                out.had_error = true;
+                cx.syn_error(err);
             }
         }
         out
@@ -208,7 +228,9 @@ impl Container {
     ) -> syn::Result<()> {
         let key = key_of(meta);
         if !kind.container_keys().contains(&key.as_str()) {
-            return Err(unknown(meta, &key, "", kind, kind.container_keys()));
+            // Report and go on, so that the keys after it are still read.
+            cx.syn_error(unknown(meta, &key, "", kind, kind.container_keys()));
+            return skip_value(meta.input);
         }
         let fresh = first_time(cx, seen, meta, &key);
         match key.as_str() {
