@@ -293,6 +293,9 @@ where
         if name.starts_with("flaky") && FLAKY_FAILURES.fetch_add(1, Ordering::SeqCst) < 2 {
             return Err(ApplyError::retry("author", ctx.pk, "flaky: try again"));
         }
+        if name.starts_with("always failing") {
+            return Err(ApplyError::retry("author", ctx.pk, "the hook always fails"));
+        }
         let mut row = Self::cqrs_from_data(data, None, ctx.pk)?;
         row.meta_source = ctx
             .meta
@@ -367,7 +370,7 @@ where
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}_{}_{}_{}",
         std::process::id(),
@@ -455,3 +458,4 @@ pub fn logs() {
         .try_init();
 }
 pub mod scenarios;
+pub mod rabbit;

@@ -1,0 +1,534 @@
+//! The transport configuration, with django-cqrs's defaults, from code or from environment
+//! variables.
+//!
+//! | setting | environment variable | default |
+//! |---|---|---|
+//! | broker URL (`amqp://` or `amqps://`) | `CQRS_BROKER_URL` (or `AMQP_ADDR`) | `amqp://guest:guest@localhost:5672/%2f` |
+//! | or its parts | `CQRS_BROKER_HOST`, `_PORT`, `_USER`, `_PASSWORD`, `_VHOST` | `localhost`, 5672, `guest`, `guest`, `/` |
+//! | exchange | `CQRS_EXCHANGE` | `cqrs` |
+//! | replica queue | `CQRS_QUEUE` | none (required to consume) |
+//! | dead-letter queue | `CQRS_DEAD_LETTER_QUEUE` | `dead_letter_<queue>` |
+//! | message TTL (s, `none` = never) | `CQRS_MESSAGE_TTL` | 86400 |
+//! | max retries (`none` = forever) | `CQRS_MAX_RETRIES` | 30 |
+//! | retry delay (s) | `CQRS_RETRY_DELAY` | 2 |
+//! | delayed-messages cap | `CQRS_DELAY_QUEUE_MAX_SIZE` | 1000 |
+//! | dead-message TTL (s, `none` = never) | `CQRS_DEAD_MESSAGE_TTL` | 864000 |
+//! | prefetch | `CQRS_PREFETCH` | cap + 1 |
+//! | workers | `CQRS_WORKERS` | 1 |
+//! | batch size | `CQRS_BATCH_SIZE` | 500 |
+//! | quorum queues | `CQRS_QUORUM_QUEUES` | false |
+//! | tombstone TTL (s) | `CQRS_TOMBSTONE_TTL` | 2592000 (30 days) |
+//! | relay batch | `CQRS_RELAY_BATCH` | 500 |
+//! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
+
+use std::fmt;
+use std::time::Duration;
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, Result};
+
+/// A broker URL. Its `Display` and the errors built from it never show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    raw: String,
+    password: Option<String>,
+    host: String,
+    port: u16,
+    vhost: String,
+    tls: bool,
+}
+
+impl BrokerUrl {
+    /// Parses and checks an `amqp://` or `amqps://` URL.
+    pub fn parse(raw: &str) -> Result<Self> {
+        const SETTING: &str = "CQRS_BROKER_URL";
+        let url = url::Url::parse(raw.trim()).map_err(|e| {
+            Error::config(SETTING, format!("not a URL ({e}); expected amqp://user:password@host:5672/vhost"))
+        })?;
+        let tls = match url.scheme() {
+            "amqp" => false,
+            "amqps" => true,
+            other => {
+                return Err(Error::config(
+                    SETTING,
+                    format!("scheme `{other}` is not supported; use amqp:// or amqps://"),
+                ));
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::config(SETTING, "the URL has no host"))?
+            .to_owned();
+        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
+        let vhost = match url.path() {
+            "" => "/".to_owned(),
+            path => percent_decode_str(&path[1..]).decode_utf8_lossy().into_owned(),
+        };
+        let password = url
+            .password()
+            .map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned())
+            .filter(|p| !p.is_empty());
+        Ok(Self {
+            raw: raw.trim().to_owned(),
+            password,
+            host,
+            port,
+            vhost,
+            tls,
+        })
+    }
+
+    /// Builds a URL from its parts (the vhost is percent-encoded).
+    pub fn from_parts(
+        tls: bool,
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+        vhost: &str,
+    ) -> Result<Self> {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let scheme = if tls { "amqps" } else { "amqp" };
+        Self::parse(&format!(
+            "{scheme}://{}:{}@{host}:{port}/{}",
+            enc(user),
+            enc(password),
+            enc(vhost)
+        ))
+    }
+
+    /// The URL to hand to the AMQP client (with the password).
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    /// The host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The virtual host (decoded).
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// Whether the connection uses TLS (`amqps`).
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Replaces the password in `text` (an error message, say) by `****`.
+    pub fn redact(&self, text: &str) -> String {
+        match &self.password {
+            Some(password) if password.len() >= 2 => text.replace(password.as_str(), "****"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.raw) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("****"));
+                }
+                f.write_str(url.as_str())
+            }
+            Err(_) => f.write_str("(invalid URL)"),
+        }
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrl({self})")
+    }
+}
+
+/// The transport configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The broker.
+    pub url: BrokerUrl,
+    /// The topic exchange shared by all services.
+    pub exchange: String,
+    /// This service's replica queue (required to consume).
+    pub queue: Option<String>,
+    /// The dead-letter queue; default `dead_letter_<queue>`.
+    pub dead_letter_queue: Option<String>,
+    /// Lifetime of messages written by masters; `None` never expires.
+    pub message_ttl: Option<Duration>,
+    /// Retries before a failing message is dead-lettered; `None` retries forever.
+    pub max_retries: Option<u32>,
+    /// Delay before a retry (the default of the per-model policy).
+    pub retry_delay: Duration,
+    /// django-cqrs's cap of delayed messages per worker. Retries wait in the broker here, so
+    /// the cap only sets the default prefetch (cap + 1).
+    pub delay_queue_max_size: u32,
+    /// Lifetime of dead letters; `None` keeps them.
+    pub dead_message_ttl: Option<Duration>,
+    /// Unacknowledged messages the broker may send ahead; default cap + 1.
+    pub prefetch: Option<u16>,
+    /// Consumer workers (each with its own database connection).
+    pub workers: usize,
+    /// Messages applied per database transaction, at most.
+    pub batch_size: usize,
+    /// Declare the queues as quorum queues (for a RabbitMQ cluster).
+    pub quorum_queues: bool,
+    /// Age after which replica tombstones are purged.
+    pub tombstone_ttl: Duration,
+    /// Messages the relay publishes per batch.
+    pub relay_batch: usize,
+    /// The relay's fallback poll interval; `None` picks per backend.
+    pub relay_poll: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            url: BrokerUrl::parse("amqp://guest:guest@localhost:5672/%2f")
+                .unwrap_or_else(|_| unreachable_url()),
+            exchange: "cqrs".to_owned(),
+            queue: None,
+            dead_letter_queue: None,
+            message_ttl: Some(Duration::from_secs(86_400)),
+            max_retries: Some(30),
+            retry_delay: Duration::from_secs(2),
+            delay_queue_max_size: 1000,
+            dead_message_ttl: Some(Duration::from_secs(864_000)),
+            prefetch: None,
+            workers: 1,
+            batch_size: 500,
+            quorum_queues: false,
+            tombstone_ttl: Duration::from_secs(30 * 86_400),
+            relay_batch: 500,
+            relay_poll: None,
+        }
+    }
+}
+
+fn unreachable_url() -> BrokerUrl {
+    BrokerUrl {
+        raw: "amqp://localhost:5672/%2f".to_owned(),
+        password: None,
+        host: "localhost".to_owned(),
+        port: 5672,
+        vhost: "/".to_owned(),
+        tls: false,
+    }
+}
+
+/// Reads a variable from a lookup function (the environment, or a map in tests).
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, key: &str) -> Option<String> {
+        (self.0)(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &'static str, what: &str) -> Result<Option<T>>
+    where
+        T::Err: fmt::Display,
+    {
+        self.get(key)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| Error::config(key, format!("`{v}` is not {what} ({e})")))
+            })
+            .transpose()
+    }
+
+    fn seconds(&self, key: &'static str) -> Result<Option<Option<Duration>>> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        if v.eq_ignore_ascii_case("none") {
+            return Ok(Some(None));
+        }
+        let secs: f64 = v
+            .parse()
+            .map_err(|_| Error::config(key, format!("`{v}` is not a number of seconds or `none`")))?;
+        if !secs.is_finite() || secs <= 0.0 {
+            return Err(Error::config(key, format!("`{v}` must be a positive number of seconds")));
+        }
+        Ok(Some(Some(Duration::from_secs_f64(secs))))
+    }
+
+    fn flag(&self, key: &'static str) -> Result<Option<bool>> {
+        self.get(key)
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(Error::config(key, format!("`{v}` is not true or false"))),
+            })
+            .transpose()
+    }
+}
+
+impl Config {
+    /// The configuration from environment variables over the defaults (see the module docs),
+    /// validated.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(&|key| std::env::var(key).ok())
+    }
+
+    /// Like [`Config::from_env`], reading variables through `lookup`.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let env = Env(lookup);
+        let mut config = Self::default();
+        if let Some(url) = env.get("CQRS_BROKER_URL").or_else(|| env.get("AMQP_ADDR")) {
+            config.url = BrokerUrl::parse(&url)?;
+        } else if ["HOST", "PORT", "USER", "PASSWORD", "VHOST"]
+            .iter()
+            .any(|p| env.get(&format!("CQRS_BROKER_{p}")).is_some())
+        {
+            let port = env.parse::<u16>("CQRS_BROKER_PORT", "a port number")?.unwrap_or(5672);
+            config.url = BrokerUrl::from_parts(
+                env.flag("CQRS_BROKER_TLS")?.unwrap_or(false),
+                &env.get("CQRS_BROKER_HOST").unwrap_or_else(|| "localhost".to_owned()),
+                port,
+                &env.get("CQRS_BROKER_USER").unwrap_or_else(|| "guest".to_owned()),
+                &env.get("CQRS_BROKER_PASSWORD").unwrap_or_else(|| "guest".to_owned()),
+                &env.get("CQRS_BROKER_VHOST").unwrap_or_else(|| "/".to_owned()),
+            )?;
+        }
+        if let Some(v) = env.get("CQRS_EXCHANGE") {
+            config.exchange = v;
+        }
+        config.queue = env.get("CQRS_QUEUE");
+        config.dead_letter_queue = env.get("CQRS_DEAD_LETTER_QUEUE");
+        if let Some(v) = env.seconds("CQRS_MESSAGE_TTL")? {
+            config.message_ttl = v;
+        }
+        if let Some(v) = env.get("CQRS_MAX_RETRIES") {
+            config.max_retries = if v.eq_ignore_ascii_case("none") {
+                None
+            } else {
+                Some(v.parse().map_err(|e| {
+                    Error::config("CQRS_MAX_RETRIES", format!("`{v}` is not a count or `none` ({e})"))
+                })?)
+            };
+        }
+        if let Some(v) = env.seconds("CQRS_RETRY_DELAY")? {
+            config.retry_delay = v.unwrap_or(Duration::ZERO);
+        }
+        if let Some(v) = env.parse("CQRS_DELAY_QUEUE_MAX_SIZE", "a count")? {
+            config.delay_queue_max_size = v;
+        }
+        if let Some(v) = env.seconds("CQRS_DEAD_MESSAGE_TTL")? {
+            config.dead_message_ttl = v;
+        }
+        config.prefetch = env.parse("CQRS_PREFETCH", "a count from 1 to 65535")?;
+        if let Some(v) = env.parse("CQRS_WORKERS", "a count")? {
+            config.workers = v;
+        }
+        if let Some(v) = env.parse("CQRS_BATCH_SIZE", "a count")? {
+            config.batch_size = v;
+        }
+        if let Some(v) = env.flag("CQRS_QUORUM_QUEUES")? {
+            config.quorum_queues = v;
+        }
+        if let Some(Some(v)) = env.seconds("CQRS_TOMBSTONE_TTL")? {
+            config.tombstone_ttl = v;
+        }
+        if let Some(v) = env.parse("CQRS_RELAY_BATCH", "a count")? {
+            config.relay_batch = v;
+        }
+        if let Some(ms) = env.parse::<u64>("CQRS_RELAY_POLL_MS", "a number of milliseconds")? {
+            config.relay_poll = Some(Duration::from_millis(ms));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the setting.
+    pub fn validate(&self) -> Result<()> {
+        check_name("CQRS_EXCHANGE", &self.exchange)?;
+        if let Some(queue) = &self.queue {
+            check_name("CQRS_QUEUE", queue)?;
+        }
+        if let Some(dlq) = &self.dead_letter_queue {
+            check_name("CQRS_DEAD_LETTER_QUEUE", dlq)?;
+            if Some(dlq) == self.queue.as_ref() {
+                return Err(Error::config(
+                    "CQRS_DEAD_LETTER_QUEUE",
+                    "must differ from the replica queue",
+                ));
+            }
+        }
+        if self.prefetch == Some(0) {
+            return Err(Error::config("CQRS_PREFETCH", "must be at least 1"));
+        }
+        if self.workers == 0 || self.workers > 64 {
+            return Err(Error::config("CQRS_WORKERS", format!("{} is not between 1 and 64", self.workers)));
+        }
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err(Error::config(
+                "CQRS_BATCH_SIZE",
+                format!("{} is not between 1 and 10000", self.batch_size),
+            ));
+        }
+        if self.relay_batch == 0 || self.relay_batch > 10_000 {
+            return Err(Error::config(
+                "CQRS_RELAY_BATCH",
+                format!("{} is not between 1 and 10000", self.relay_batch),
+            ));
+        }
+        if self.retry_delay > Duration::from_secs(86_400 * 7) {
+            return Err(Error::config("CQRS_RETRY_DELAY", "must be at most 7 days"));
+        }
+        for (setting, ttl) in [
+            ("CQRS_MESSAGE_TTL", self.message_ttl),
+            ("CQRS_DEAD_MESSAGE_TTL", self.dead_message_ttl),
+        ] {
+            if ttl.is_some_and(|t| t.is_zero() || t.as_millis() > u128::from(u32::MAX)) {
+                return Err(Error::config(setting, "must be between 1 ms and 49 days, or none"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The replica queue, or an error naming `CQRS_QUEUE`.
+    pub fn queue(&self) -> Result<&str> {
+        self.queue
+            .as_deref()
+            .ok_or_else(|| Error::config("CQRS_QUEUE", "is required to consume (the replica queue of this service)"))
+    }
+
+    /// The dead-letter queue: `dead_letter_<queue>` unless set.
+    pub fn dead_letter_queue(&self) -> Result<String> {
+        match &self.dead_letter_queue {
+            Some(dlq) => Ok(dlq.clone()),
+            None => Ok(format!("dead_letter_{}", self.queue()?)),
+        }
+    }
+
+    /// The queue where retries of `cqrs_id` wait out their delay.
+    pub fn delay_queue(&self, cqrs_id: &str) -> Result<String> {
+        Ok(format!("cqrs.{}.delay.{cqrs_id}", self.queue()?))
+    }
+
+    /// The prefetch count to use.
+    pub fn prefetch(&self) -> u16 {
+        self.prefetch.unwrap_or_else(|| {
+            u16::try_from(self.delay_queue_max_size.saturating_add(1)).unwrap_or(u16::MAX)
+        })
+    }
+
+    /// The retry policy models see.
+    pub fn retry_policy(&self) -> cqrs_core::replica::RetryPolicy {
+        cqrs_core::replica::RetryPolicy {
+            max_retries: self.max_retries,
+            delay: self.retry_delay,
+        }
+    }
+
+    /// Applies the message TTL to the master side of this process.
+    pub fn apply_master_settings(&self) {
+        let mut settings = cqrs_core::settings::master();
+        settings.message_ttl = self.message_ttl;
+        cqrs_core::settings::configure_master(settings);
+    }
+}
+
+fn check_name(setting: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::config(setting, "must not be empty"));
+    }
+    if name.len() > 200 {
+        return Err(Error::config(setting, "must be at most 200 bytes"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == '*') {
+        return Err(Error::config(setting, format!("`{name}` contains whitespace, `#` or `*`")));
+    }
+    if name.starts_with("amq.") {
+        return Err(Error::config(setting, format!("`{name}`: names starting with `amq.` are reserved")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<Config> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(&move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_django_cqrs_ones() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.exchange, "cqrs");
+        assert_eq!(c.max_retries, Some(30));
+        assert_eq!(c.retry_delay, Duration::from_secs(2));
+        assert_eq!(c.message_ttl, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.dead_message_ttl, Some(Duration::from_secs(864_000)));
+        assert_eq!(c.prefetch(), 1001);
+        assert!(c.queue().is_err());
+        let c = from(&[("CQRS_QUEUE", "svc")]).unwrap();
+        assert_eq!(c.dead_letter_queue().unwrap(), "dead_letter_svc");
+        assert_eq!(c.delay_queue("book").unwrap(), "cqrs.svc.delay.book");
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        for (vars, setting) in [
+            (vec![("CQRS_BATCH_SIZE", "0")], "CQRS_BATCH_SIZE"),
+            (vec![("CQRS_BATCH_SIZE", "many")], "CQRS_BATCH_SIZE"),
+            (vec![("CQRS_WORKERS", "-1")], "CQRS_WORKERS"),
+            (vec![("CQRS_PREFETCH", "70000")], "CQRS_PREFETCH"),
+            (vec![("CQRS_MESSAGE_TTL", "-5")], "CQRS_MESSAGE_TTL"),
+            (vec![("CQRS_MAX_RETRIES", "lots")], "CQRS_MAX_RETRIES"),
+            (vec![("CQRS_QUEUE", "has space")], "CQRS_QUEUE"),
+            (vec![("CQRS_QUEUE", "q"), ("CQRS_DEAD_LETTER_QUEUE", "q")], "CQRS_DEAD_LETTER_QUEUE"),
+            (vec![("CQRS_BROKER_URL", "http://x")], "CQRS_BROKER_URL"),
+            (vec![("CQRS_BROKER_URL", "not a url")], "CQRS_BROKER_URL"),
+            (vec![("CQRS_BROKER_PORT", "99999")], "CQRS_BROKER_PORT"),
+            (vec![("CQRS_QUORUM_QUEUES", "maybe")], "CQRS_QUORUM_QUEUES"),
+            (vec![("CQRS_EXCHANGE", "amq.topic")], "CQRS_EXCHANGE"),
+        ] {
+            let err = from(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid setting {setting}:")), "{err}");
+        }
+    }
+
+    #[test]
+    fn none_values() {
+        let c = from(&[("CQRS_MAX_RETRIES", "none"), ("CQRS_MESSAGE_TTL", "None")]).unwrap();
+        assert_eq!(c.max_retries, None);
+        assert_eq!(c.message_ttl, None);
+    }
+
+    #[test]
+    fn password_never_shows() {
+        let url = BrokerUrl::parse("amqps://app:s3cr%2Ft@rabbit.example:5671/prod%2Fvh").unwrap();
+        assert_eq!(url.to_string(), "amqps://app:****@rabbit.example:5671/prod%2Fvh");
+        assert_eq!(format!("{url:?}"), "BrokerUrl(amqps://app:****@rabbit.example:5671/prod%2Fvh)");
+        assert_eq!(url.vhost(), "prod/vh");
+        assert!(url.tls());
+        assert_eq!(url.redact("login failed for s3cr/t"), "login failed for ****");
+        let parts = from(&[
+            ("CQRS_BROKER_HOST", "h"),
+            ("CQRS_BROKER_PASSWORD", "p@ss word"),
+            ("CQRS_BROKER_VHOST", "/"),
+        ])
+        .unwrap();
+        assert_eq!(parts.url.to_string(), "amqp://guest:****@h:5672/%2F");
+        assert_eq!(parts.url.vhost(), "/");
+        let err = Error::broker(&parts.url, "ACCESS_REFUSED for p@ss word");
+        assert!(!err.to_string().contains("p@ss"), "{err}");
+        assert_eq!(BrokerUrl::parse("amqp://h").unwrap().vhost(), "/");
+    }
+}

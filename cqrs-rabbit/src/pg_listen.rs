@@ -1,0 +1,53 @@
+//! `LISTEN cqrs_outbox` on PostgreSQL: the outbox trigger notifies at every commit that wrote
+//! messages, from any process, so the relay wakes at once instead of polling.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use tokio_postgres::AsyncMessage;
+
+use crate::broker::Backoff;
+
+/// Listens until the task is aborted, reconnecting with backoff; each notification wakes
+/// `notified`.
+pub(crate) async fn listen(url: String, notified: Arc<Notify>) {
+    let mut backoff = Backoff::default();
+    loop {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let statement = format!("LISTEN {}", cqrs_core::db::postgres::NOTIFY_CHANNEL);
+                let listen = client.batch_execute(&statement);
+                tokio::pin!(listen);
+                // Drive the connection while LISTEN runs, then forward notifications.
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        result = &mut listen, if !listening => {
+                            if let Err(error) = result {
+                                tracing::warn!(%error, "relay: LISTEN failed; polling instead");
+                                break;
+                            }
+                            listening = true;
+                            backoff.reset();
+                            tracing::debug!("relay: listening for outbox notifications");
+                        }
+                        message = messages.next() => match message {
+                            Some(Ok(AsyncMessage::Notification(_))) => notified.notify_one(),
+                            Some(Ok(_)) => {}
+                            Some(Err(error)) => {
+                                tracing::warn!(%error, "relay: notification connection lost");
+                                break;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "relay: cannot LISTEN; polling until it can"),
+        }
+        backoff.wait().await;
+    }
+}

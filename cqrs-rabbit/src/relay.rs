@@ -1,0 +1,309 @@
+//! The outbox relay: publishes the master's outbox to RabbitMQ with publisher confirms, in
+//! order, many messages in flight, and removes each message only after the broker confirmed
+//! it. Broker or database down: it reconnects with backoff and resumes; nothing is lost (a
+//! message may be published twice after a crash, never zero times).
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cqrs_core::db::{CqrsConnection, OutboxRecord};
+use cqrs_core::outbox::{OutboxWaker, RelayedBatch, relay_batch};
+use lapin::Channel;
+use tokio::sync::Notify;
+
+use crate::broker::{self, Backoff, Confirmed};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Counters of a running relay.
+#[derive(Debug, Default)]
+pub struct RelayMetrics {
+    /// Messages confirmed by the broker and removed from the outbox.
+    pub published: AtomicU64,
+    /// Messages confirmed but unroutable (no replica queue bound to their routing key).
+    pub unroutable: AtomicU64,
+    /// Reconnections to the broker or the database.
+    pub reconnects: AtomicU64,
+}
+
+/// Publishes the outbox of one database.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), cqrs_rabbit::Error> {
+/// use cqrs_rabbit::{Config, Relay};
+/// let relay = Relay::<diesel::SqliteConnection>::new(Config::from_env()?, "catalogue.sqlite3");
+/// // inside the master service, as a task:
+/// tokio::spawn(relay.run(std::future::pending::<()>()));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Relay<C> {
+    config: Config,
+    database_url: String,
+    metrics: Arc<RelayMetrics>,
+    _connection: PhantomData<fn() -> C>,
+}
+
+impl<C: CqrsConnection> Relay<C> {
+    /// A relay for the outbox at `database_url`.
+    pub fn new(config: Config, database_url: impl Into<String>) -> Self {
+        Self {
+            config,
+            database_url: database_url.into(),
+            metrics: Arc::default(),
+            _connection: PhantomData,
+        }
+    }
+
+    /// The relay's counters (shared; read them while it runs).
+    pub fn metrics(&self) -> Arc<RelayMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.config.relay_poll.unwrap_or(if C::BACKEND == "postgres" {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(25)
+        })
+    }
+
+    /// Checks that the database and the broker answer (for a clear error at start-up).
+    pub async fn check(&self) -> Result<()> {
+        let url = self.database_url.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut conn = C::cqrs_connect(&url)?;
+            conn.cqrs_setup()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Input(format!("relay start-up failed: {e}")))??;
+        let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
+        let _ = connection.close(200, "check".into()).await;
+        Ok(())
+    }
+
+    /// Publishes until the outbox is empty, then returns how many messages were published.
+    /// Fails on the first broker or database error (for tools; [`Relay::run`] retries).
+    pub async fn drain(&self) -> Result<u64> {
+        let url = self.database_url.clone();
+        let mut conn = tokio::task::spawn_blocking(move || C::cqrs_connect(&url))
+            .await
+            .map_err(|e| Error::Input(e.to_string()))??;
+        let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
+        let channel = broker::confirm_channel(&connection, &self.config.url).await?;
+        let mut total = 0;
+        loop {
+            let (back, result) = self.batch(conn, &channel).await?;
+            conn = back;
+            let batch = result?;
+            total += batch.published as u64;
+            if batch.fetched == 0 {
+                break;
+            }
+            if batch.published == 0 {
+                return Err(Error::Input(
+                    "the broker refused every message of a batch (nack)".to_owned(),
+                ));
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+        Ok(total)
+    }
+
+    /// Runs until `shutdown` resolves: publishes, then waits for new messages (the in-process
+    /// signal of master writes, PostgreSQL `NOTIFY`, or a short poll).
+    pub async fn run<F>(self, shutdown: F) -> Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        tokio::pin!(shutdown);
+        let notified = Arc::new(Notify::new());
+        let listener = self.spawn_listener(Arc::clone(&notified));
+        let mut waker = OutboxWaker::new();
+        let mut backoff = Backoff::default();
+        let mut db: Option<C> = None;
+        let mut broker_conn: Option<(lapin::Connection, Channel)> = None;
+        let poll = self.poll_interval();
+        let mut early_wakes = 0u32;
+        tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
+        let result = loop {
+            if broker_conn.as_ref().is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected()) {
+                let connected = tokio::select! {
+                    () = &mut shutdown => break Ok(()),
+                    c = self.open_channel() => c,
+                };
+                match connected {
+                    Ok(pair) => broker_conn = Some(pair),
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: broker unavailable");
+                        self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                        tokio::select! {
+                            () = &mut shutdown => break Ok(()),
+                            () = backoff.wait() => continue,
+                        }
+                    }
+                }
+            }
+            let conn = match db.take() {
+                Some(conn) => conn,
+                None => {
+                    let url = self.database_url.clone();
+                    match tokio::task::spawn_blocking(move || C::cqrs_connect(&url)).await {
+                        Ok(Ok(conn)) => conn,
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database unavailable");
+                            tokio::select! {
+                                () = &mut shutdown => break Ok(()),
+                                () = backoff.wait() => continue,
+                            }
+                        }
+                        Err(join) => break Err(Error::Input(format!("relay database task failed: {join}"))),
+                    }
+                }
+            };
+            let Some((_, channel)) = broker_conn.as_ref() else {
+                continue;
+            };
+            let (conn, result) = match self.batch(conn, channel).await {
+                Ok(pair) => pair,
+                Err(join) => break Err(join),
+            };
+            db = Some(conn);
+            match result {
+                Ok(batch) if batch.fetched >= self.config.relay_batch => {
+                    backoff.reset();
+                    early_wakes = 0;
+                }
+                Ok(batch) => {
+                    backoff.reset();
+                    if batch.fetched > 0 {
+                        early_wakes = 0;
+                        continue;
+                    }
+                    // Woken before the writer committed? Look again shortly, a few times.
+                    let wait = if early_wakes > 0 && early_wakes < 6 {
+                        early_wakes += 1;
+                        Duration::from_millis(2 << early_wakes).min(poll)
+                    } else {
+                        early_wakes = 0;
+                        poll
+                    };
+                    tokio::select! {
+                        () = &mut shutdown => break Ok(()),
+                        () = waker.wait() => early_wakes = early_wakes.max(1),
+                        () = notified.notified() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Err(error) if error.is_broker() => {
+                    tracing::warn!(%error, "relay: broker connection lost; reconnecting");
+                    broker_conn = None;
+                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        () = &mut shutdown => break Ok(()),
+                        () = backoff.wait() => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database error; reconnecting");
+                    db = None;
+                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        () = &mut shutdown => break Ok(()),
+                        () = backoff.wait() => {}
+                    }
+                }
+            }
+        };
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        if let Some((connection, _)) = broker_conn {
+            let _ = connection.close(200, "relay stopped".into()).await;
+        }
+        tracing::debug!("relay stopped");
+        result
+    }
+
+    async fn open_channel(&self) -> Result<(lapin::Connection, Channel)> {
+        let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
+        let channel = broker::confirm_channel(&connection, &self.config.url).await?;
+        broker::declare_exchange(&channel, &self.config).await?;
+        Ok((connection, channel))
+    }
+
+    /// One outbox batch on a blocking thread; the database connection goes there and back.
+    async fn batch(&self, mut conn: C, channel: &Channel) -> Result<(C, Result<RelayedBatch>)> {
+        let handle = tokio::runtime::Handle::current();
+        let channel = channel.clone();
+        let exchange = self.config.exchange.clone();
+        let limit = i64::try_from(self.config.relay_batch).unwrap_or(500);
+        let metrics = Arc::clone(&self.metrics);
+        tokio::task::spawn_blocking(move || {
+            let result = relay_batch(&mut conn, limit, |records| {
+                handle.block_on(publish_records(&channel, &exchange, records, &metrics))
+            });
+            (conn, result)
+        })
+        .await
+        .map_err(|e| Error::Input(format!("relay batch task failed: {e}")))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn spawn_listener(&self, notified: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
+        if C::BACKEND != "postgres" {
+            return None;
+        }
+        Some(tokio::spawn(crate::pg_listen::listen(
+            self.database_url.clone(),
+            notified,
+        )))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[allow(clippy::unused_self, reason = "the postgres variant uses it")]
+    fn spawn_listener(&self, _notified: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+}
+
+/// Publishes records with many in flight, then waits for their confirms; returns the ids the
+/// broker confirmed (routed, or unroutable: nobody subscribes, nothing to keep).
+async fn publish_records(
+    channel: &Channel,
+    exchange: &str,
+    records: &[OutboxRecord],
+    metrics: &RelayMetrics,
+) -> Result<Vec<i64>> {
+    let mut pending = Vec::with_capacity(records.len());
+    for record in records {
+        let confirm = broker::publish(channel, exchange, &record.routing_key, record.body.as_bytes(), None).await?;
+        pending.push((record, confirm));
+    }
+    let mut confirmed = Vec::with_capacity(records.len());
+    for (record, confirm) in pending {
+        match broker::confirmed(confirm, &record.routing_key).await? {
+            Confirmed::Routed => confirmed.push(record.id),
+            Confirmed::Unroutable => {
+                metrics.unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    routing_key = %record.routing_key, cqrs_id = %record.cqrs_id,
+                    "no queue is bound to this routing key: no replica receives it"
+                );
+                confirmed.push(record.id);
+            }
+            Confirmed::Refused => {
+                tracing::warn!(routing_key = %record.routing_key, "broker refused a message; it stays in the outbox");
+            }
+        }
+    }
+    metrics
+        .published
+        .fetch_add(confirmed.len() as u64, Ordering::Relaxed);
+    tracing::trace!(count = confirmed.len(), "relay batch confirmed");
+    Ok(confirmed)
+}

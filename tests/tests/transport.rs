@@ -1,0 +1,424 @@
+//! cqrs-rabbit against a real RabbitMQ (scripts/test starts it and sets AMQP_ADDR), with
+//! SQLite and PostgreSQL databases.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::rabbit::{self, eventually};
+use common::{Author, AuthorRef, Book, BookRef, Review, ReviewRef};
+use cqrs_core::prelude::*;
+use cqrs_rabbit::{Config, Consumer, Relay};
+use diesel::{PgConnection, SqliteConnection};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running relay or consumer and the switch that stops it.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("stops within 30 s")
+            .unwrap()
+            .expect("stops cleanly");
+    }
+}
+
+fn relay<C: CqrsConnection>(config: &Config, url: &str) -> (Running, std::sync::Arc<cqrs_rabbit::RelayMetrics>) {
+    let (stop, stopped) = oneshot::channel();
+    let relay = Relay::<C>::new(config.clone(), url);
+    let metrics = relay.metrics();
+    let task = tokio::spawn(relay.run(async move {
+        let _ = stopped.await;
+    }));
+    (Running { stop: Some(stop), task }, metrics)
+}
+
+async fn consumer<C: CqrsConnection>(
+    config: &Config,
+    url: &str,
+) -> (Running, std::sync::Arc<cqrs_rabbit::ConsumerMetrics>) {
+    let consumer = Consumer::<C>::new(config.clone(), url);
+    consumer.check().await.unwrap();
+    let metrics = consumer.metrics();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(consumer.run(async move {
+        let _ = stopped.await;
+    }));
+    (Running { stop: Some(stop), task }, metrics)
+}
+
+fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> String {
+    let path = dir.path().join(name);
+    let url = path.to_str().unwrap().to_owned();
+    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
+    conn.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
+    url
+}
+
+fn pg_database() -> String {
+    let url = common::pg_schema_url();
+    let mut conn = PgConnection::cqrs_connect(&url).unwrap();
+    conn.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::PG_DDL).unwrap();
+    url
+}
+
+/// Replica rows as comparable tuples.
+fn replica_books<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
+where
+    BookRef: ReplicaStore<C>,
+{
+    let mut conn = C::cqrs_connect(url).unwrap();
+    let pks = registry_pks::<C>(&mut conn);
+    pks.iter()
+        .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
+        .map(|b| (b.id, b.name, b.cqrs_revision))
+        .collect()
+}
+
+fn registry_pks<C: CqrsConnection>(conn: &mut C) -> Vec<i32>
+where
+    BookRef: ReplicaStore<C>,
+{
+    BookRef::db_pks(conn, None, 1_000_000).unwrap()
+}
+
+fn master_books<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
+where
+    Book: MasterStore<C>,
+{
+    let mut conn = C::cqrs_connect(url).unwrap();
+    Book::db_page(&mut conn, vec![], None, 1_000_000)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.id, b.title, b.cqrs_revision))
+        .collect()
+}
+
+/// Master writes of every kind reach the replica through outbox, relay, broker and consumer.
+async fn end_to_end<C: CqrsConnection>(master_url: String, replica_url: String, name: &str)
+where
+    Book: MasterStore<C>,
+    BookRef: ReplicaStore<C>,
+    Author: MasterStore<C>,
+    AuthorRef: ReplicaStore<C>,
+    Review: MasterStore<C>,
+    ReviewRef: ReplicaStore<C>,
+{
+    common::logs();
+    let config = rabbit::config(name);
+    let (consumer_task, consumer_metrics) = consumer::<C>(&config, &replica_url).await;
+    let (relay_task, relay_metrics) = relay::<C>(&config, &master_url);
+    let queue = config.queue.clone().unwrap();
+    {
+        let mut master = C::cqrs_connect(&master_url).unwrap();
+        for i in 1..=40 {
+            Book::new(i, &format!("Book {i}")).cqrs_insert(&mut master).unwrap();
+        }
+        for i in (1..=40).step_by(3) {
+            Book::cqrs_update(&mut master, &i, |b| b.title.push_str(" (2nd ed.)")).unwrap();
+        }
+        let filters = Book::cqrs_filter(&json!({"id__gt": 30})).unwrap();
+        Book::cqrs_bulk_update(&mut master, filters, |b| b.isbn = "bulk".into()).unwrap();
+        for i in (1..=40).step_by(5) {
+            Book::cqrs_delete_pk(&mut master, &i).unwrap();
+        }
+        let book = Book::db_get(&mut master, &2, false).unwrap().unwrap();
+        book.cqrs_sync(&mut master, None).unwrap();
+        book.cqrs_sync(&mut master, Some(&queue)).unwrap();
+        Author::new("a-1", "Lem").cqrs_insert(&mut master).unwrap();
+        Review { review_id: 1, book_id: 2, stars: 5, cqrs_revision: 0, cqrs_updated: chrono::Utc::now().naive_utc() }
+            .cqrs_insert(&mut master)
+            .unwrap();
+    }
+    let expected = master_books::<C>(&master_url);
+    assert_eq!(expected.len(), 32);
+    eventually(WAIT, "the replica to equal the master", || {
+        replica_books::<C>(&replica_url) == expected
+    })
+    .await;
+    eventually(WAIT, "the outbox to be empty", || {
+        C::cqrs_connect(&master_url).unwrap().outbox_pending().unwrap() == 0
+    })
+    .await;
+    let mut replica = C::cqrs_connect(&replica_url).unwrap();
+    eventually(WAIT, "the author and review", || {
+        AuthorRef::db_count(&mut replica).unwrap() == 1 && ReviewRef::db_count(&mut replica).unwrap() == 1
+    })
+    .await;
+    // 40 creates + 14 updates + 10 bulk updates + 8 deletes + 2 syncs + author + review
+    assert_eq!(relay_metrics.published.load(Ordering::Relaxed), 76);
+    eventually(WAIT, "every message handled", || consumer_metrics.handled() == 76).await;
+    assert_eq!(consumer_metrics.dead_lettered.load(Ordering::Relaxed), 0);
+    relay_task.stop().await;
+    consumer_task.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn end_to_end_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_file(&dir, "master.sqlite3");
+    let replica = sqlite_file(&dir, "replica.sqlite3");
+    end_to_end::<SqliteConnection>(master, replica, "e2e_sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR) and PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+async fn end_to_end_postgres() {
+    end_to_end::<PgConnection>(pg_database(), pg_database(), "e2e_pg").await;
+}
+
+/// Two replica services on one exchange: a direct sync reaches one; `only_direct_syncs`
+/// replicas ignore broadcast syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn direct_sync_reaches_only_its_replica() {
+    common::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let master_url = sqlite_file(&dir, "master.sqlite3");
+    let a_url = sqlite_file(&dir, "a.sqlite3");
+    let b_url = sqlite_file(&dir, "b.sqlite3");
+    let config_a = rabbit::config("direct_a");
+    let mut config_b = config_a.clone();
+    config_b.queue = Some(format!("{}_b", config_a.queue.as_ref().unwrap()));
+    let (a, metrics_a) = consumer::<SqliteConnection>(&config_a, &a_url).await;
+    let (b, metrics_b) = consumer::<SqliteConnection>(&config_b, &b_url).await;
+    let (relay_task, _) = relay::<SqliteConnection>(&config_a, &master_url);
+    let mut master = SqliteConnection::cqrs_connect(&master_url).unwrap();
+    // created on the master before the replicas subscribed to reviews: nothing sent yet
+    let review = Review { review_id: 7, book_id: 1, stars: 3, cqrs_revision: 0, cqrs_updated: chrono::Utc::now().naive_utc() };
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut master,
+        "INSERT INTO reviews VALUES (7, 1, 3, 0, '2026-01-01 00:00:00')",
+    )
+    .unwrap();
+    let mut a_conn = SqliteConnection::cqrs_connect(&a_url).unwrap();
+    let mut b_conn = SqliteConnection::cqrs_connect(&b_url).unwrap();
+    // broadcast sync: ReviewRef is only_direct_syncs, so both ignore it
+    review.cqrs_sync(&mut master, None).unwrap();
+    eventually(WAIT, "the broadcast sync handled", || {
+        metrics_a.ignored.load(Ordering::Relaxed) == 1 && metrics_b.ignored.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert_eq!(ReviewRef::db_count(&mut a_conn).unwrap(), 0);
+    // direct sync to A only
+    review.cqrs_sync(&mut master, config_a.queue.as_deref()).unwrap();
+    eventually(WAIT, "the direct sync applied on A", || ReviewRef::db_count(&mut a_conn).unwrap() == 1).await;
+    // a direct sync of a book to B only
+    Book::new(1, "Dune").cqrs_insert(&mut master).unwrap();
+    eventually(WAIT, "the book on both", || {
+        BookRef::db_count(&mut a_conn).unwrap() == 1 && BookRef::db_count(&mut b_conn).unwrap() == 1
+    })
+    .await;
+    let before_a = metrics_a.handled();
+    Book::db_get(&mut master, &1, false).unwrap().unwrap().cqrs_sync(&mut master, config_b.queue.as_deref()).unwrap();
+    let before_b = metrics_b.handled();
+    eventually(WAIT, "B handled the direct sync", || metrics_b.handled() > before_b).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(metrics_a.handled(), before_a, "A never saw B's direct sync");
+    assert_eq!(ReviewRef::db_count(&mut b_conn).unwrap(), 0);
+    relay_task.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+fn author_message(id: &str, name: &str) -> serde_json::Value {
+    json!({
+        "signal_type": "SAVE", "cqrs_id": "author",
+        "instance_data": {"id": id, "name": name, "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48.557649+00:00"},
+        "previous_data": null, "instance_pk": id, "correlation_id": null, "retries": 0,
+        "expires": "2999-01-01T00:00:00+00:00", "meta": {}
+    })
+}
+
+async fn publish_raw(config: &Config, routing_key: &str, body: &[u8]) {
+    let (conn, channel) = rabbit::channel().await;
+    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.unwrap();
+    cqrs_rabbit::broker::publish_confirmed(&channel, &config.exchange, routing_key, body, None, None)
+        .await
+        .unwrap();
+    conn.close(200, "".into()).await.unwrap();
+}
+
+/// A hook that fails twice then succeeds is applied after two retries; one that always fails
+/// is dead-lettered after max retries; a permanent error is dead-lettered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn retries_then_dead_letters() {
+    common::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file(&dir, "replica.sqlite3");
+    let mut config = rabbit::config("retries");
+    config.max_retries = Some(3);
+    config.retry_delay = Duration::from_millis(100);
+    let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
+    common::FLAKY_FAILURES.store(0, Ordering::SeqCst);
+    publish_raw(&config, "author", author_message("f", "flaky Stanislaw").to_string().as_bytes()).await;
+    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
+    eventually(WAIT, "the flaky author applied", || {
+        AuthorRef::db_get(&mut conn, &"f".to_owned(), false).unwrap().is_some()
+    })
+    .await;
+    assert_eq!(metrics.retried.load(Ordering::Relaxed), 2, "applied after two retries");
+
+    publish_raw(&config, "author", author_message("x", "always failing").to_string().as_bytes()).await;
+    publish_raw(&config, "author", author_message("r", "reject me").to_string().as_bytes()).await;
+    eventually(WAIT, "two dead letters", || metrics.dead_lettered.load(Ordering::Relaxed) == 2).await;
+    // 2 (flaky) + 3 (always failing; then retries are exhausted)
+    assert_eq!(metrics.retried.load(Ordering::Relaxed), 5);
+    task.stop().await;
+    let (conn2, channel) = rabbit::channel().await;
+    let dead = rabbit::drain(&channel, &config.dead_letter_queue().unwrap()).await;
+    assert_eq!(dead.len(), 2);
+    let dlq = config.dead_letter_queue().unwrap();
+    let mut names = Vec::new();
+    for (routing_key, body, expiration) in &dead {
+        assert_eq!(routing_key, &format!("cqrs.{dlq}.author"));
+        assert_eq!(expiration.as_deref(), Some("864000000"), "dead-message TTL in ms");
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        names.push((body["instance_data"]["name"].as_str().unwrap().to_owned(), body["retries"].as_u64().unwrap()));
+    }
+    names.sort();
+    assert_eq!(names, [("always failing".to_owned(), 3), ("reject me".to_owned(), 0)]);
+    conn2.close(200, "".into()).await.unwrap();
+}
+
+/// A message waiting for its retry survives a consumer restart (the broker holds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn retry_survives_a_restart() {
+    common::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file(&dir, "replica.sqlite3");
+    let mut config = rabbit::config("restart");
+    config.retry_delay = Duration::from_secs(2);
+    let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
+    common::FLAKY_FAILURES.store(1, Ordering::SeqCst); // fails once
+    publish_raw(&config, "author", author_message("s", "flaky Solaris").to_string().as_bytes()).await;
+    eventually(WAIT, "the first failure", || metrics.retried.load(Ordering::Relaxed) == 1).await;
+    task.stop().await;
+    let (conn, channel) = rabbit::channel().await;
+    assert_eq!(rabbit::queue_len(&channel, &config.delay_queue("author").unwrap()).await, 1, "the retry waits in the broker");
+    conn.close(200, "".into()).await.unwrap();
+    let (task, _) = consumer::<SqliteConnection>(&config, &url).await;
+    let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
+    eventually(WAIT, "the retried author applied after the restart", || {
+        AuthorRef::db_get(&mut replica, &"s".to_owned(), false).unwrap().is_some()
+    })
+    .await;
+    task.stop().await;
+}
+
+/// Bad bodies go to the dead-letter queue with a reason in the logs; what follows is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn malformed_messages_are_dead_lettered() {
+    common::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file(&dir, "replica.sqlite3");
+    let config = rabbit::config("malformed");
+    let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
+    let mut expired = author_message("e", "expired");
+    expired["expires"] = json!("2020-01-01T00:00:00+00:00");
+    let mut wrong_type = author_message("w", "wrong");
+    wrong_type["instance_data"]["cqrs_revision"] = json!("zero");
+    let mut unknown = author_message("u", "unknown");
+    unknown["cqrs_id"] = json!("spaceship");
+    let big = format!("{{\"signal_type\":\"SAVE\",\"pad\":\"{}\"}}", "x".repeat(10 * 1024 * 1024));
+    let bad: Vec<Vec<u8>> = vec![
+        b"this is not json".to_vec(),
+        b"".to_vec(),
+        b"[1,2,3]".to_vec(),
+        br#"{"signal_type":"SAVE","cqrs_id":"author","instance_pk":"m"}"#.to_vec(),
+        br#"{"signal_type":"FLY","cqrs_id":"author","instance_data":{},"instance_pk":"m"}"#.to_vec(),
+        serde_json::to_vec(&wrong_type).unwrap(),
+        serde_json::to_vec(&expired).unwrap(),
+        serde_json::to_vec(&unknown).unwrap(),
+        big.into_bytes(),
+        vec![0xff, 0xfe, 0x00],
+    ];
+    for body in &bad {
+        publish_raw(&config, "author", body).await;
+    }
+    publish_raw(&config, "author", author_message("ok", "after the bad ones").to_string().as_bytes()).await;
+    let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
+    eventually(WAIT, "the good message applied", || {
+        AuthorRef::db_get(&mut replica, &"ok".to_owned(), false).unwrap().is_some()
+    })
+    .await;
+    eventually(WAIT, "every bad message dead-lettered", || {
+        metrics.dead_lettered.load(Ordering::Relaxed) == bad.len() as u64
+    })
+    .await;
+    task.stop().await;
+    let (conn, channel) = rabbit::channel().await;
+    let dead = rabbit::drain(&channel, &config.dead_letter_queue().unwrap()).await;
+    assert_eq!(dead.len(), bad.len());
+    let bodies: Vec<&Vec<u8>> = dead.iter().map(|(_, body, _)| body).collect();
+    assert!(bodies.iter().any(|b| b.len() > 10 * 1024 * 1024), "the 10 MB body is kept whole");
+    assert!(bodies.contains(&&b"this is not json".to_vec()));
+    conn.close(200, "".into()).await.unwrap();
+}
+
+/// Quorum queues (for a cluster) work the same, retries included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn quorum_queues() {
+    common::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file(&dir, "replica.sqlite3");
+    let mut config = rabbit::config("quorum");
+    config.quorum_queues = true;
+    let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
+    common::FLAKY_FAILURES.store(1, Ordering::SeqCst);
+    publish_raw(&config, "author", author_message("q", "flaky quorum").to_string().as_bytes()).await;
+    let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
+    eventually(WAIT, "applied after a retry through a quorum delay queue", || {
+        AuthorRef::db_get(&mut replica, &"q".to_owned(), false).unwrap().is_some()
+    })
+    .await;
+    assert_eq!(metrics.retried.load(Ordering::Relaxed), 1);
+    task.stop().await;
+    // declaring the same queue as classic is refused with a clear reason
+    let mut classic = config.clone();
+    classic.quorum_queues = false;
+    let err = Consumer::<SqliteConnection>::new(classic, url).check().await.unwrap_err().to_string();
+    assert!(err.contains("CQRS_QUORUM_QUEUES"), "{err}");
+}
+
+/// Bad settings and unreachable services fail at start-up with a clear reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn start_up_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_file(&dir, "replica.sqlite3");
+    let mut config = rabbit::config("startup");
+    config.url = cqrs_rabbit::BrokerUrl::parse("amqp://guest:hunter22@127.0.0.1:1/%2f").unwrap();
+    let err = Consumer::<SqliteConnection>::new(config.clone(), &url).check().await.unwrap_err().to_string();
+    assert!(err.starts_with("RabbitMQ at amqp://guest:****@127.0.0.1:1/%2f"), "{err}");
+    assert!(!err.contains("hunter22"));
+    let mut config = rabbit::config("startup");
+    config.queue = None;
+    let err = Consumer::<SqliteConnection>::new(config, &url).check().await.unwrap_err().to_string();
+    assert!(err.contains("CQRS_QUEUE"), "{err}");
+    let config = rabbit::config("startup");
+    let err = Consumer::<SqliteConnection>::new(config.clone(), "/nonexistent/dir/db.sqlite3").check().await.unwrap_err().to_string();
+    assert!(err.contains("database"), "{err}");
+    let err = Consumer::<SqliteConnection>::new(config, &url).only(vec!["nope".into()]).check().await.unwrap_err().to_string();
+    assert!(err.contains("unknown cqrs_id `nope`"), "{err}");
+}
