@@ -64,6 +64,15 @@ pub enum Error {
     /// Applying a message to a replica failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// Writing a tool's output failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being written.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A setting is invalid.
     #[error("invalid setting {setting}: {reason}")]
     Config {

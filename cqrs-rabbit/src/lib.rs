@@ -25,8 +25,10 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod dead_letters;
 pub mod error;
 #[cfg(feature = "postgres")]
 mod pg_listen;

@@ -1,1 +1,8 @@
+//! Test support of the workspace: models shared by the integration tests and by the
+//! `cqrs-test-service` binary, which the tests start as a separate process.
+pub mod models;
 
+/// Call from a binary so that the linker keeps the models' registrations.
+pub fn link_models() {
+    let _ = <models::Book as cqrs_core::MasterModel>::CQRS_ID;
+}

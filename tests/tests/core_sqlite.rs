@@ -46,7 +46,7 @@ fn registry_lists_every_model() {
             (ModelKind::Replica, "review"),
         ]
     );
-    assert!(registry::models()[1].type_name.ends_with("common::Book"));
+    assert!(registry::models()[1].type_name.ends_with("models::Book"));
     let err = registry::replica::<diesel::SqliteConnection>("nope").unwrap_err().to_string();
     assert_eq!(err, "unknown cqrs_id `nope`; registered replica models: author, book, review");
     assert!(registry::master::<diesel::SqliteConnection>("counter").is_ok());

@@ -1,0 +1,128 @@
+//! The dead-letter tools (django-cqrs's `cqrs_dead_letters dump|retry|purge`), with the same
+//! output.
+
+use std::io::Write;
+
+use chrono::Utc;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions};
+use lapin::types::{FieldTable, ShortString};
+use serde_json::Value;
+
+use crate::broker;
+use crate::cli::DeadLetterAction;
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Runs one action on this service's dead-letter queue; prints to standard output.
+pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
+    let queue = config.queue()?.to_owned();
+    let dlq = config.dead_letter_queue()?;
+    let connection = broker::connect(&config.url, "cqrs-dead-letters").await?;
+    let channel = broker::confirm_channel(&connection, &config.url).await?;
+    let replicas: Vec<&str> = cqrs_core::registry::models()
+        .into_iter()
+        .filter(|m| m.kind == cqrs_core::registry::ModelKind::Replica)
+        .map(|m| m.cqrs_id)
+        .collect();
+    broker::declare_replica_topology(&channel, config, &replicas).await?;
+    let count = channel
+        .queue_declare(
+            ShortString::from(dlq.clone()),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| Error::broker(&config.url, e))?
+        .message_count();
+    let mut out = std::io::stdout().lock();
+    let write = |out: &mut std::io::StdoutLock<'_>, line: &str| {
+        writeln!(out, "{line}").map_err(|e| Error::Io {
+            context: "cannot write to stdout".to_owned(),
+            source: e,
+        })
+    };
+    let get = |channel: &lapin::Channel| {
+        let dlq = dlq.clone();
+        let channel = channel.clone();
+        async move {
+            channel
+                .basic_get(ShortString::from(dlq), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| Error::broker(&config.url, e))
+        }
+    };
+    match action {
+        DeadLetterAction::Dump => {
+            let mut last = None;
+            for _ in 0..count {
+                let Some(message) = get(&channel).await? else { break };
+                write(&mut out, &String::from_utf8_lossy(&message.delivery.data))?;
+                last = Some(message.delivery.delivery_tag);
+            }
+            if let Some(tag) = last {
+                // leave them all in the queue
+                channel
+                    .basic_nack(tag, BasicNackOptions { multiple: true, requeue: true })
+                    .await
+                    .map_err(|e| Error::broker(&config.url, e))?;
+            }
+        }
+        DeadLetterAction::Retry => {
+            write(&mut out, &format!("Total dead letters: {count}"))?;
+            let ttl = config.message_ttl.unwrap_or(std::time::Duration::from_secs(86_400));
+            let mut kept = None;
+            for i in 1..=count {
+                let Some(message) = get(&channel).await? else { break };
+                write(&mut out, &format!("Retrying: {i}/{count}"))?;
+                let tag = message.delivery.delivery_tag;
+                let mut body: Value = match serde_json::from_slice(&message.delivery.data) {
+                    Ok(body @ Value::Object(_)) => body,
+                    _ => {
+                        eprintln!("dead letter {i} is not a JSON object; left in the queue");
+                        kept = Some(tag);
+                        continue;
+                    }
+                };
+                let Some(cqrs_id) = body.get("cqrs_id").and_then(Value::as_str).map(str::to_owned) else {
+                    eprintln!("dead letter {i} has no cqrs_id; left in the queue");
+                    kept = Some(tag);
+                    continue;
+                };
+                body["retries"] = Value::from(0);
+                if body.get("expires").is_some_and(|e| !e.is_null()) {
+                    let expires = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+                    body["expires"] = Value::from(cqrs_core::value::format_expires(&expires));
+                }
+                let text = body.to_string();
+                let key = format!("cqrs.{queue}.{cqrs_id}");
+                broker::publish_confirmed(&channel, &config.exchange, &key, text.as_bytes(), None, Some(&queue)).await?;
+                write(&mut out, &text)?;
+                channel
+                    .basic_ack(tag, BasicAckOptions::default())
+                    .await
+                    .map_err(|e| Error::broker(&config.url, e))?;
+            }
+            if let Some(tag) = kept {
+                channel
+                    .basic_nack(tag, BasicNackOptions { multiple: true, requeue: true })
+                    .await
+                    .map_err(|e| Error::broker(&config.url, e))?;
+            }
+        }
+        DeadLetterAction::Purge => {
+            write(&mut out, &format!("Total dead letters: {count}"))?;
+            if count > 0 {
+                channel
+                    .queue_purge(ShortString::from(dlq.clone()), QueuePurgeOptions::default())
+                    .await
+                    .map_err(|e| Error::broker(&config.url, e))?;
+                write(&mut out, "Purged")?;
+            }
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
+}
