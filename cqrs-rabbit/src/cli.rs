@@ -77,10 +77,10 @@ pub enum Command {
     /// Consume this service's queue into its replica models (until SIGINT/SIGTERM).
     Consume {
         /// Worker threads (each with its own database connection).
-        #[arg(long, short = 'w', env = "CQRS_WORKERS")]
+        #[arg(long, short = 'w')]
         workers: Option<usize>,
         /// Messages per database transaction, at most.
-        #[arg(long, short = 'b', env = "CQRS_BATCH_SIZE")]
+        #[arg(long, short = 'b')]
         batch_size: Option<usize>,
         /// Consume only these cqrs_ids (default: every replica model).
         #[arg(long = "cqrs-id", short = 'c', num_args = 1..)]
@@ -254,7 +254,9 @@ pub fn execute(command: Command, global: &Global, default_database_url: &str) ->
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // one line, whatever the underlying error looks like (libpq's span several)
+            let text = error.to_string();
+            eprintln!("error: {}", text.split_whitespace().collect::<Vec<_>>().join(" "));
             ExitCode::FAILURE
         }
     }
