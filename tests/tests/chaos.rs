@@ -1,0 +1,236 @@
+//! Failures that must lose nothing: the broker stopped while the master writes, a consumer
+//! killed with SIGKILL in the middle of a stream. The broker restart runs on a second private
+//! node (scripts/test starts it: AMQP_ADDR_CHAOS, RABBITMQ_CHAOS_NODE).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::rabbit;
+use common::{Book, BookRef};
+use cqrs_core::prelude::*;
+use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
+use diesel::SqliteConnection;
+
+const SERVICE: &str = env!("CARGO_BIN_EXE_cqrs-test-service");
+
+fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
+    let url = dir.path().join(name).to_str().unwrap().to_owned();
+    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
+    conn.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
+    url
+}
+
+fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
+    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
+    Book::db_page(&mut conn, vec![], None, i64::MAX).unwrap().into_iter().map(|b| (b.id, b.title, b.cqrs_revision)).collect()
+}
+
+fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
+    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
+    let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
+    pks.iter().filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap()).map(|b| (b.id, b.name, b.cqrs_revision)).collect()
+}
+
+async fn wait_equal(master: &str, replica: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let (m, r) = (rows_master(master), rows_replica(replica));
+        if m == r {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "replica differs from master after {timeout:?}: {} vs {} rows, first difference {:?}",
+            m.len(),
+            r.len(),
+            m.iter().zip(&r).find(|(a, b)| a != b)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rabbitmqctl(node: &str, action: &str) {
+    let status = Command::new("rabbitmqctl").args(["-q", "-n", node, action]).status().unwrap();
+    assert!(status.success(), "rabbitmqctl {action}");
+}
+
+/// The broker stops while the master keeps writing and the relay runs; it comes back: every
+/// message arrives, none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the chaos RabbitMQ node (AMQP_ADDR_CHAOS, RABBITMQ_CHAOS_NODE): run scripts/test"]
+async fn broker_restart_loses_nothing() {
+    common::logs();
+    let node = std::env::var("RABBITMQ_CHAOS_NODE").expect("RABBITMQ_CHAOS_NODE");
+    let mut config = rabbit::config("chaos");
+    config.url = BrokerUrl::parse(&std::env::var("AMQP_ADDR_CHAOS").expect("AMQP_ADDR_CHAOS")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+
+    let consumer = Consumer::<SqliteConnection>::new(config.clone(), &replica);
+    consumer.check().await.unwrap();
+    let consumer_metrics = consumer.metrics();
+    let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer_task = tokio::spawn(consumer.run(async move {
+        let _ = consumer_stopped.await;
+    }));
+    let relay = Relay::<SqliteConnection>::new(config.clone(), &master);
+    let relay_metrics = relay.metrics();
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay.run(async move {
+        let _ = relay_stopped.await;
+    }));
+
+    // the master writes for ~6 s, creating and updating rows, whatever the broker does
+    let writer_url = master.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::cqrs_connect(&writer_url).unwrap();
+        let start = Instant::now();
+        let mut writes = 0;
+        let mut id = 0;
+        while start.elapsed() < Duration::from_secs(6) {
+            id += 1;
+            Book::new(id, &format!("Book {id}")).cqrs_insert(&mut conn).unwrap();
+            if id > 3 {
+                Book::cqrs_update(&mut conn, &(id - 3), |b| b.title.push('+')).unwrap();
+                writes += 1;
+            }
+            writes += 1;
+            std::thread::sleep(Duration::from_millis(4));
+        }
+        writes
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let published_before = relay_metrics.published.load(Ordering::Relaxed);
+    assert!(published_before > 0, "the relay published before the outage");
+    rabbitmqctl(&node, "stop_app");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    rabbitmqctl(&node, "start_app");
+    let writes = writer.await.unwrap();
+
+    wait_equal(&master, &replica, Duration::from_secs(120)).await;
+    let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
+    let start = Instant::now();
+    while conn.outbox_pending().unwrap() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the outbox drains");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relay_metrics.reconnects.load(Ordering::Relaxed) > 0, "the relay saw the outage");
+    assert!(consumer_metrics.reconnects.load(Ordering::Relaxed) > 0, "the consumer saw the outage");
+    assert!(relay_metrics.published.load(Ordering::Relaxed) >= writes, "every write was published at least once");
+    eprintln!(
+        "broker restart: {writes} writes, {} published, {} handled by the consumer",
+        relay_metrics.published.load(Ordering::Relaxed),
+        consumer_metrics.handled()
+    );
+    stop_relay.send(()).unwrap();
+    stop_consumer.send(()).unwrap();
+    relay_task.await.unwrap().unwrap();
+    consumer_task.await.unwrap().unwrap();
+}
+
+struct Killable(Child);
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn consume_process(config: &cqrs_rabbit::Config, replica: &str) -> Killable {
+    Killable(
+        Command::new(SERVICE)
+            .arg("consume")
+            .env("DATABASE_URL", replica)
+            .env("CQRS_BROKER_URL", config.url.expose())
+            .env("CQRS_EXCHANGE", &config.exchange)
+            .env("CQRS_QUEUE", config.queue.as_ref().unwrap())
+            .env("CQRS_WORKERS", "2")
+            .env("CQRS_BATCH_SIZE", "100")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A consumer killed with SIGKILL in the middle of 10,000 updates, then restarted: the replica
+/// ends identical to the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn consumer_sigkill_mid_stream() {
+    common::logs();
+    let config = rabbit::config("sigkill");
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+    let mut consumer = consume_process(&config, &replica);
+    // wait for the consumer's queue, so that nothing is published before it is bound
+    let (conn, _) = rabbit::channel().await;
+    let start = Instant::now();
+    loop {
+        let channel = conn.create_channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                config.queue.clone().unwrap().into(),
+                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        if declared.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the consumer declares its queue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let relay = Relay::<SqliteConnection>::new(config.clone(), &master);
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay_task = tokio::spawn(relay.run(async move {
+        let _ = relay_stopped.await;
+    }));
+
+    // 100 rows, then 10,000 updates (100 per row), in transactions of 100 updates
+    let writer_url = master.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::cqrs_connect(&writer_url).unwrap();
+        Book::cqrs_bulk_insert(&mut conn, (1..=100).map(|i| Book::new(i, "v0")).collect()).unwrap();
+        for round in 1..=100 {
+            cqrs_core::transaction(&mut conn, |conn| {
+                for id in 1..=100 {
+                    Book::cqrs_update(conn, &id, |b| b.title = format!("v{round}"))?;
+                }
+                Ok::<_, cqrs_core::Error>(())
+            })
+            .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+
+    // kill the consumer once it is well into the stream
+    let start = Instant::now();
+    loop {
+        let done: i32 = rows_replica(&replica).iter().map(|r| r.2).sum();
+        if done > 2_000 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the consumer makes progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    consumer.0.kill().unwrap(); // SIGKILL
+    consumer.0.wait().unwrap();
+    let applied: i32 = rows_replica(&replica).iter().map(|r| r.2).sum();
+    assert!(applied < 10_000, "killed in the middle ({applied} revisions applied)");
+    let _consumer = consume_process(&config, &replica);
+    wait_equal(&master, &replica, Duration::from_secs(180)).await;
+    assert!(rows_master(&master).iter().all(|r| r.1 == "v100" && r.2 == 100));
+    stop_relay.send(()).unwrap();
+    relay_task.await.unwrap().unwrap();
+    conn.close(200, "".into()).await.unwrap();
+}
