@@ -205,9 +205,10 @@ pub trait MasterOps<C>: Sync {
     fn fields(&self) -> &'static [&'static str];
     /// Counts rows matching `lookups`.
     fn count(&self, conn: &mut C, lookups: &[Lookup]) -> Result<u64>;
-    /// Every row's `instance_data`, in primary-key order, `batch` rows per query.
+    /// The `instance_data` of every row that passes the sync filter, in primary-key order,
+    /// `batch` rows per query; returns how many rows the sync filter left out.
     fn dump(&self, conn: &mut C, batch: usize, sink: Sink<'_, Result<Map<String, Value>>>)
-    -> Result<()>;
+    -> Result<u64>;
     /// `[pk, cqrs_revision]` of the rows matching `lookups` that pass the sync filter, one
     /// call of `sink` per batch.
     fn versions(
@@ -308,10 +309,19 @@ where
         conn: &mut C,
         batch: usize,
         sink: Sink<'_, Result<Map<String, Value>>>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mut filtered = 0;
         for_each_page::<M, C>(conn, &[], batch, &mut |_, rows| {
-            rows.iter().try_for_each(|row| sink(row.cqrs_instance_data()))
-        })
+            rows.iter().try_for_each(|row| {
+                if row.cqrs_is_sync_instance() {
+                    sink(row.cqrs_instance_data())
+                } else {
+                    filtered += 1;
+                    Ok(())
+                }
+            })
+        })?;
+        Ok(filtered)
     }
 
     fn versions(

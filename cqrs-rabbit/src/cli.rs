@@ -386,7 +386,7 @@ async fn publish_outbox<C: CqrsConnection>(config: Config, database_url: &str) -
     let relay = Relay::<C>::new(config, database_url);
     match relay.drain().await {
         Ok(published) => {
-            eprintln!("published {published} message(s)");
+            eprintln!("outbox drained: {published} message(s) published by this command");
             Ok(())
         }
         Err(error) => Err(Error::Input(format!(
@@ -508,7 +508,7 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             out.write_all(cqrs_id.as_bytes()).map_err(io_err)?;
             let mut bar = Progress::new("dump", total, progress);
             let (mut processed, mut failed) = (0u64, 0u64);
-            entry.ops.dump(&mut conn, batch, &mut |row| {
+            let filtered = entry.ops.dump(&mut conn, batch, &mut |row| {
                 processed += 1;
                 match row {
                     Ok(data) => {
@@ -527,6 +527,9 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             })?;
             out.flush().map_err(io_err)?;
             bar.finish();
+            if filtered > 0 {
+                eprintln!("bulk-dump: {filtered} row(s) left out by the model's sync filter");
+            }
             summary("bulk-dump", processed, processed - failed, failed);
             Ok(0)
         }

@@ -40,8 +40,8 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_rabbitmq NAME: starts (or reuses) a private node NAME@localhost. Exports AMQP_ADDR,
-# RABBITMQ_NODE (for rabbitmqctl -n) and the port.
+# start_rabbitmq NAME [PORT]: starts (or reuses) a private node NAME@localhost on PORT (default:
+# a free one). Exports AMQP_ADDR, RABBITMQ_NODE (for rabbitmqctl -n) and RABBITMQ_PORT.
 start_rabbitmq() {
     local name=${1:-cqrs}
     apt_install rabbitmq-server
@@ -57,7 +57,7 @@ start_rabbitmq() {
         # a stale node of an earlier run (killed by Ctrl-C or a crash) holds its ports
         rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
         pkill -u rabbitmq -f "nodename $node" 2>/dev/null || pkill -u rabbitmq -f "$node" 2>/dev/null || true
-        RABBITMQ_PORT=${RABBITMQ_PORT:-$(free_port)}
+        RABBITMQ_PORT=${2:-$(free_port)}
         local dist_port
         dist_port=$(free_port)
         echo "$RABBITMQ_PORT" | as_root tee "$port_file" >/dev/null
@@ -98,7 +98,8 @@ stop_rabbitmq() {
     fi
 }
 
-# start_postgres NAME: a private cluster in target/services/postgres-NAME, on a free port.
+# start_postgres NAME [PORT]: a private cluster in target/services/postgres-NAME, on PORT
+# (default: a free one).
 # Exports DATABASE_URL_PG (a database named cqrs) and PG_PORT.
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 start_postgres() {
@@ -119,7 +120,7 @@ start_postgres() {
         PG_PORT=$(cat "$dir/port")
         log "reusing PostgreSQL on port $PG_PORT"
     else
-        PG_PORT=${PG_PORT:-$(free_port)}
+        PG_PORT=${2:-$(free_port)}
         echo "$PG_PORT" > "$dir/port.tmp" && as_root install -m 644 "$dir/port.tmp" "$dir/port" && rm -f "$dir/port.tmp"
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
         run_pg "'$PG_BIN/pg_ctl' -D '$data' -l '$dir/server.log' -w -t 60 -o \"-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200\" start" >/dev/null \
