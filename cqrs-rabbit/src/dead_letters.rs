@@ -1,5 +1,7 @@
 //! The dead-letter tools (django-cqrs's `cqrs_dead_letters dump|retry|purge`), with the same
-//! output.
+//! output. They work on any service's queues, django-cqrs ones included: they declare nothing,
+//! and a retry goes to `cqrs.<queue>.<cqrs_id>` (or straight into the queue if that key is not
+//! bound).
 
 use std::io::Write;
 
@@ -19,12 +21,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
     let dlq = config.dead_letter_queue()?;
     let connection = broker::connect(&config.url, "cqrs-dead-letters").await?;
     let channel = broker::confirm_channel(&connection, &config.url).await?;
-    let replicas: Vec<&str> = cqrs_core::registry::models()
-        .into_iter()
-        .filter(|m| m.kind == cqrs_core::registry::ModelKind::Replica)
-        .map(|m| m.cqrs_id)
-        .collect();
-    broker::declare_replica_topology(&channel, config, &replicas).await?;
+    // Only look: the queues belong to the consuming service (which may be a django-cqrs one).
     let count = channel
         .queue_declare(
             ShortString::from(dlq.clone()),
@@ -35,7 +32,11 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
             FieldTable::default(),
         )
         .await
-        .map_err(|e| Error::broker(&config.url, e))?
+        .map_err(|e| Error::Input(format!(
+            "dead-letter queue `{dlq}` does not exist on {} ({}); has a consumer of queue `{queue}` run?",
+            config.url,
+            config.url.redact(&e.to_string())
+        )))?
         .message_count();
     let mut out = std::io::stdout().lock();
     let write = |out: &mut std::io::StdoutLock<'_>, line: &str| {

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ReplicaConfig(AppConfig):
+    name = 'interop.replica'
+    label = 'replica'
