@@ -25,7 +25,7 @@
 //!
 //! #[derive(Debug, Clone, CqrsMaster)]
 //! #[diesel(table_name = books)]
-//! #[cqrs(cqrs_id = "book", tracked_fields(title))]
+//! #[cqrs(cqrs_id = "book", tracked_fields(title), backends(sqlite))]
 //! struct Book {
 //!     id: i32,
 //!     title: String,

@@ -2,7 +2,6 @@
 //! and PostgreSQL (portable column types; `NaiveDateTime` timestamps taken as UTC).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use bigdecimal::BigDecimal;
 use chrono::NaiveDateTime;
@@ -275,8 +274,20 @@ pub struct AuthorRef {
     pub cqrs_updated: NaiveDateTime,
 }
 
-/// How many times a `flaky` author failed, per process.
-pub static FLAKY_FAILURES: AtomicU32 = AtomicU32::new(0);
+/// How many times each `flaky<N>` author (by primary key) failed, in this process.
+static FLAKY_FAILURES: std::sync::Mutex<std::collections::BTreeMap<String, u32>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// An author named `flaky<N> ...` fails N times (per primary key and process), then applies.
+fn flaky(name: &str, pk: &str) -> bool {
+    let Some(times) = name.strip_prefix("flaky").and_then(|rest| rest.chars().next()?.to_digit(10)) else {
+        return false;
+    };
+    let mut failures = FLAKY_FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let count = failures.entry(pk.to_owned()).or_default();
+    *count += 1;
+    *count <= times
+}
 
 impl<C: CqrsConnection> ReplicaHooks<C> for AuthorRef
 where
@@ -287,7 +298,7 @@ where
         if name == "reject me" {
             return Err(ApplyError::reject("author", ctx.pk, "names may not be `reject me`"));
         }
-        if name.starts_with("flaky") && FLAKY_FAILURES.fetch_add(1, Ordering::SeqCst) < 2 {
+        if flaky(name, ctx.pk) {
             return Err(ApplyError::retry("author", ctx.pk, "flaky: try again"));
         }
         if name.starts_with("always failing") {

@@ -171,24 +171,9 @@ async fn consumer_sigkill_mid_stream() {
     let master = sqlite_db(&dir, "master.sqlite3");
     let replica = sqlite_db(&dir, "replica.sqlite3");
     let mut consumer = consume_process(&config, &replica);
-    // wait for the consumer's queue, so that nothing is published before it is bound
+    // wait for the consumer, so that nothing is published before its queue is bound
+    rabbit::wait_for_consumer(config.queue.as_ref().unwrap()).await;
     let (conn, _) = rabbit::channel().await;
-    let start = Instant::now();
-    loop {
-        let channel = conn.create_channel().await.unwrap();
-        let declared = channel
-            .queue_declare(
-                config.queue.clone().unwrap().into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                lapin::types::FieldTable::default(),
-            )
-            .await;
-        if declared.is_ok() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "the consumer declares its queue");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let relay = Relay::<SqliteConnection>::new(config.clone(), &master);
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
     let relay_task = tokio::spawn(relay.run(async move {

@@ -263,7 +263,7 @@ where
 /// find no binding).
 fn wait_for_consumer(config: &Config) {
     let queue = config.queue.clone().unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(wait_len(&queue, 0));
+    tokio::runtime::Runtime::new().unwrap().block_on(rabbit::wait_for_consumer(&queue));
 }
 
 fn eventually_blocking(mut check: impl FnMut() -> bool) {
@@ -476,7 +476,7 @@ async fn dead_letter_tools() {
     let consumer = Process::spawn(&e, &["consume"]);
     let (conn, channel) = rabbit::channel().await;
     let dlq = config.dead_letter_queue().unwrap();
-    wait_len(&config.queue.clone().unwrap(), 0).await; // the consumer declared it
+    rabbit::wait_for_consumer(&config.queue.clone().unwrap()).await;
     let author = |name: &str| json!({"signal_type": "SAVE", "cqrs_id": "author",
         "instance_data": {"id": name, "name": name, "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"},
         "instance_pk": name, "retries": 0, "expires": "2999-01-01T00:00:00+00:00"});

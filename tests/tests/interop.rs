@@ -127,24 +127,7 @@ impl Drop for Background {
 }
 
 async fn wait_for_queue(queue: &str) {
-    let start = Instant::now();
-    loop {
-        let (conn, channel) = common::rabbit::channel().await;
-        let ok = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .is_ok();
-        let _ = conn.close(200, "".into()).await;
-        if ok {
-            return;
-        }
-        assert!(start.elapsed() < WAIT, "queue {queue} never declared");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::rabbit::wait_for_consumer(queue).await;
 }
 
 fn wait_until(what: &str, mut check: impl FnMut() -> Result<(), String>) {

@@ -79,9 +79,12 @@ pub fn message(body: &Value) -> cqrs_core::Message {
     cqrs_core::Message::from_value(body.clone(), None).unwrap()
 }
 
-/// The django-cqrs samples.
+/// The django-cqrs samples: `../shared/samples` next to the project when it is there, else
+/// the copy in `tests/samples`.
 pub fn samples_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples")
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../../shared/samples");
+    if shared.join("messages.jsonl").exists() { shared } else { root.join("samples") }
 }
 
 /// The messages of samples/messages.jsonl: (routing key, body).

@@ -44,6 +44,27 @@ pub async fn channel() -> (lapin::Connection, lapin::Channel) {
     (conn, channel)
 }
 
+/// Waits until a consumer consumes `queue` (its topology is then declared: bindings included).
+pub async fn wait_for_consumer(queue: &str) {
+    let start = Instant::now();
+    loop {
+        let (conn, channel) = channel().await;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = conn.close(200, "".into()).await;
+        if declared.is_ok_and(|q| q.consumer_count() > 0) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "nobody consumes {queue}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Messages waiting in a queue.
 pub async fn queue_len(channel: &lapin::Channel, queue: &str) -> u32 {
     channel
