@@ -1,0 +1,25 @@
+import os
+from urllib.parse import urlparse
+
+SECRET_KEY = 'bench-only'
+USE_TZ = True
+TIME_ZONE = 'UTC'
+DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'
+INSTALLED_APPS = ['dj_cqrs', 'benchapp']
+if os.environ.get('BENCH_DB_ENGINE') == 'postgres':
+    pg = urlparse(os.environ['BENCH_PG_URL'])
+    DATABASES = {'default': {
+        'ENGINE': 'django.db.backends.postgresql', 'NAME': os.environ['BENCH_DB_NAME'],
+        'USER': pg.username or 'postgres', 'PASSWORD': pg.password or '', 'HOST': pg.hostname, 'PORT': pg.port,
+    }}
+else:
+    DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': os.environ['BENCH_DB_NAME']}}
+CQRS = {
+    'transport': 'dj_cqrs.transport.RabbitMQTransport',
+    'url': os.environ['AMQP_URL'],
+    'exchange': os.environ['CQRS_EXCHANGE'],
+    'queue': os.environ['CQRS_QUEUE'],
+    'master': {'CQRS_MESSAGE_TTL': 86400},
+    'replica': {'CQRS_MAX_RETRIES': 30, 'CQRS_RETRY_DELAY': 2, 'delay_queue_max_size': 1000},
+}
+LOGGING = {'version': 1, 'loggers': {'django-cqrs': {'level': 'ERROR'}}}

@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""django-cqrs 3.1.0 with the benchmark's model: a master and a replica of `bench_item`."""
+import os
+import sys
+
+if __name__ == '__main__':
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'benchsettings')
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)

@@ -1,0 +1,665 @@
+//! `cqrs-bench`: end-to-end replication throughput, latency and memory of the framework, side
+//! by side in one run with the broker's own limit, an ideal hand-written pipeline and
+//! django-cqrs. `scripts/bench` starts the servers and runs `cqrs-bench run`.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark prints its figures")]
+#![allow(unreachable_pub, reason = "a binary")]
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "figures")]
+
+mod baseline;
+mod models;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use cqrs_core::db::CqrsConnection;
+use cqrs_core::prelude::*;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use models::{BenchItem, BenchItemRef, LatencyItem, LatencyItemRef, item};
+use report::{Latency, Report, Run};
+
+#[derive(Parser)]
+#[command(name = "cqrs-bench", about = "Replication benchmark (see scripts/bench)")]
+struct Cli {
+    #[command(flatten)]
+    global: cqrs_rabbit::cli::Global,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// A tiny run that exercises every path (scripts/test); no targets checked.
+    Smoke,
+    /// The default: one run of each configuration.
+    Quick,
+    /// Larger runs, three repetitions each (medians).
+    Full,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the benchmark and write target/bench/results.{md,json,svg}.
+    Run {
+        #[arg(long, value_enum, default_value = "quick")]
+        mode: Mode,
+        /// Output directory.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<String>,
+    },
+    /// (internal) a baseline consumer: plain, or the ideal pipeline with --database.
+    Baseline {
+        #[arg(long)]
+        exchange: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long)]
+        expect: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+    #[command(flatten)]
+    Cqrs(cqrs_rabbit::cli::Command),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Cqrs(command) => cqrs_rabbit::cli::execute(command, &cli.global, "bench.sqlite3"),
+        Cmd::Baseline { exchange, queue, database, expect, batch } => {
+            let amqp = std::env::var("AMQP_ADDR").unwrap_or_default();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            match runtime.block_on(baseline::consume(&amqp, &exchange, &queue, database.as_deref(), expect, batch)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("baseline consumer: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Run { mode, out, backends } => match run(mode, &out, &backends) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench failed: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Peak resident memory of a process (VmHWM), in kB.
+pub fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Peak resident memory of every process of a group (django-cqrs's consumer forks).
+fn group_peak_rss_kb(pgid: u32) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(2).map(str::to_owned)))
+                .is_some_and(|group| group == pgid.to_string())
+        })
+        .map(peak_rss_kb)
+        .sum()
+}
+
+struct Sizes {
+    rows: i32,
+    django_rows: i32,
+    repeats: usize,
+    latency_secs: u64,
+    configs: Vec<(usize, usize)>,
+}
+
+fn sizes(mode: Mode) -> Sizes {
+    match mode {
+        Mode::Smoke => Sizes { rows: 200, django_rows: 60, repeats: 1, latency_secs: 1, configs: vec![(1, 1), (500, 2)] },
+        Mode::Quick => Sizes { rows: 5000, django_rows: 1500, repeats: 1, latency_secs: 3, configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)] },
+        Mode::Full => Sizes { rows: 20000, django_rows: 5000, repeats: 3, latency_secs: 10, configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)] },
+    }
+}
+
+struct Env {
+    amqp: String,
+    pg: Option<String>,
+    python: Option<String>,
+    django_dir: PathBuf,
+    bin: PathBuf,
+    tmp: PathBuf,
+    counter: std::cell::Cell<u32>,
+}
+
+impl Env {
+    fn name(&self, what: &str) -> String {
+        self.counter.set(self.counter.get() + 1);
+        format!("bench_{what}_{}_{}", std::process::id(), self.counter.get())
+    }
+
+    /// A fresh database of the backend, with the benchmark's tables.
+    fn database(&self, backend: &str, name: &str) -> anyhow::Result<String> {
+        let url = if backend == "postgres" {
+            let base = self.pg.clone().context("BENCH_PG_URL is not set")?;
+            let mut admin = PgConnection::establish(&base)?;
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin)?;
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
+            let (prefix, _) = base.rsplit_once('/').context("bad BENCH_PG_URL")?;
+            format!("{prefix}/{name}")
+        } else {
+            let path = self.tmp.join(format!("{name}.sqlite3"));
+            let _ = std::fs::remove_file(&path);
+            path.to_str().context("path")?.to_owned()
+        };
+        with_db(&url, |conn| {
+            conn.cqrs_setup()?;
+            let ddl = if backend == "postgres" { models::POSTGRES_DDL } else { models::SQLITE_DDL };
+            diesel::connection::SimpleConnection::batch_execute(conn, ddl)?;
+            Ok(())
+        })?;
+        Ok(url)
+    }
+
+    fn config(&self, exchange: &str, queue: &str) -> anyhow::Result<cqrs_rabbit::Config> {
+        Ok(cqrs_rabbit::Config {
+            url: cqrs_rabbit::BrokerUrl::parse(&self.amqp)?,
+            exchange: exchange.to_owned(),
+            queue: Some(queue.to_owned()),
+            ..cqrs_rabbit::Config::default()
+        })
+    }
+}
+
+/// Runs `f` on a connection of the URL's backend.
+fn with_db<T>(url: &str, f: impl FnOnce(&mut dyn AnyConn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    if cqrs_core::db::is_postgres_url(url) {
+        f(&mut PgConnection::cqrs_connect(url)?)
+    } else {
+        f(&mut SqliteConnection::cqrs_connect(url)?)
+    }
+}
+
+/// The few untyped operations the orchestrator needs on either backend.
+trait AnyConn: diesel::connection::SimpleConnection {
+    fn cqrs_setup(&mut self) -> cqrs_core::Result<()>;
+}
+
+impl AnyConn for SqliteConnection {
+    fn cqrs_setup(&mut self) -> cqrs_core::Result<()> {
+        CqrsConnection::cqrs_setup(self)
+    }
+}
+
+impl AnyConn for PgConnection {
+    fn cqrs_setup(&mut self) -> cqrs_core::Result<()> {
+        CqrsConnection::cqrs_setup(self)
+    }
+}
+
+fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
+    let sizes = sizes(mode);
+    std::fs::create_dir_all(out)?;
+    let tmp = out.join("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let env = Env {
+        amqp: std::env::var("AMQP_ADDR").context("AMQP_ADDR is not set (scripts/bench sets it)")?,
+        pg: std::env::var("BENCH_PG_URL").ok(),
+        python: std::env::var("BENCH_PYTHON").ok(),
+        django_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("django"),
+        bin: std::env::current_exe()?,
+        tmp,
+        counter: std::cell::Cell::new(0),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut report = Report::new(mode_name(mode), sizes.rows, sizes.django_rows);
+    for backend in backends {
+        let backend = backend.as_str();
+        anyhow::ensure!(backend == "sqlite" || backend == "postgres", "unknown backend {backend}");
+        eprintln!("== {backend}: master writes and the messages they produce");
+        let (messages, write_rate) = master_messages(&env, backend, sizes.rows)?;
+        report.master_write.insert(backend.to_owned(), write_rate);
+        let body_bytes = messages.iter().map(|(_, b)| b.len()).sum::<usize>() / messages.len().max(1);
+        report.message_bytes = body_bytes;
+        eprintln!("   {} messages of {} bytes on average; master {:.0} writes/s (each its own transaction, outbox included)", messages.len(), body_bytes, write_rate);
+        for repeat in 0..sizes.repeats {
+            eprintln!("== {backend}: baselines (run {})", repeat + 1);
+            report.runs.push(runtime.block_on(baseline_run(&env, backend, "plain", None, &messages, 500))?);
+            report.runs.push(runtime.block_on(baseline_run(&env, backend, "ideal", Some(1), &messages, 1))?);
+            report.runs.push(runtime.block_on(baseline_run(&env, backend, "ideal", Some(500), &messages, 500))?);
+            for &(batch, workers) in &sizes.configs {
+                eprintln!("== {backend}: framework, batch {batch}, {workers} worker(s) (run {})", repeat + 1);
+                let run = if backend == "postgres" {
+                    runtime.block_on(ours::<PgConnection>(&env, backend, sizes.rows, batch, workers))?
+                } else {
+                    runtime.block_on(ours::<SqliteConnection>(&env, backend, sizes.rows, batch, workers))?
+                };
+                report.runs.push(run);
+            }
+            if env.python.is_some() {
+                eprintln!("== {backend}: django-cqrs 3.1.0 (run {})", repeat + 1);
+                report.runs.push(runtime.block_on(django_run(&env, backend, sizes.django_rows))?);
+            }
+        }
+        eprintln!("== {backend}: commit-to-applied latency at 1,000 writes/s for {} s", sizes.latency_secs);
+        let latency = if backend == "postgres" {
+            runtime.block_on(latency::<PgConnection>(&env, backend, sizes.latency_secs))?
+        } else {
+            runtime.block_on(latency::<SqliteConnection>(&env, backend, sizes.latency_secs))?
+        };
+        report.latency.insert(backend.to_owned(), latency);
+    }
+    report.write(out, mode != Mode::Smoke)?;
+    let _ = std::fs::remove_dir_all(&env.tmp);
+    Ok(())
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Smoke => "smoke",
+        Mode::Quick => "quick",
+        Mode::Full => "full",
+    }
+}
+
+/// The master workload: `rows` creates, an update of each (the tracked title changes), deletes
+/// of 10%, each write its own transaction.
+fn workload<C: CqrsConnection>(conn: &mut C, rows: i32) -> anyhow::Result<usize>
+where
+    BenchItem: MasterStore<C>,
+{
+    let mut writes = 0;
+    for id in 1..=rows {
+        item(id).cqrs_insert(conn)?;
+        writes += 1;
+    }
+    for id in 1..=rows {
+        BenchItem::cqrs_update(conn, &id, |b| {
+            b.title = format!("Item {id} (revised)");
+            b.version += 1;
+        })?;
+        writes += 1;
+    }
+    for id in (1..=rows).step_by(10) {
+        BenchItem::cqrs_delete_pk(conn, &id)?;
+        writes += 1;
+    }
+    Ok(writes)
+}
+
+fn expected_rows(rows: i32) -> i64 {
+    i64::from(rows) - i64::from((rows + 9) / 10)
+}
+
+/// Runs the workload on a scratch master; returns the outbox's messages and the write rate.
+fn master_messages(env: &Env, backend: &str, rows: i32) -> anyhow::Result<(Vec<(String, String)>, f64)> {
+    let url = env.database(backend, &env.name("scratch"))?;
+    let collect = |conn: &mut dyn FnMut() -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>| conn();
+    let (writes, elapsed, messages) = if backend == "postgres" {
+        collect(&mut || scratch::<PgConnection>(&url, rows))?
+    } else {
+        collect(&mut || scratch::<SqliteConnection>(&url, rows))?
+    };
+    Ok((messages, writes as f64 / elapsed.as_secs_f64()))
+}
+
+fn scratch<C: CqrsConnection>(url: &str, rows: i32) -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>
+where
+    BenchItem: MasterStore<C>,
+{
+    let mut conn = C::cqrs_connect(url)?;
+    let start = Instant::now();
+    let writes = workload(&mut conn, rows)?;
+    let elapsed = start.elapsed();
+    let messages = conn.outbox_fetch(i64::MAX, false)?.into_iter().map(|r| (r.routing_key, r.body)).collect();
+    Ok((writes, elapsed, messages))
+}
+
+struct Child2(Child);
+
+impl Drop for Child2 {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0.id())]).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if self.0.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(mut cmd: Command) -> anyhow::Result<Child2> {
+    use std::os::unix::process::CommandExt;
+    Ok(Child2(cmd.process_group(0).stdin(Stdio::null()).spawn()?))
+}
+
+/// Waits until somebody consumes `queue`.
+async fn wait_consumer(amqp: &str, queue: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
+        let channel = conn.create_channel().await?;
+        let declared = channel
+            .queue_declare(queue.into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, lapin::types::FieldTable::default())
+            .await;
+        let _ = conn.close(200, "".into()).await;
+        if declared.is_ok_and(|q| q.consumer_count() > 0) {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("nobody consumes {queue}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn baseline_run(
+    env: &Env,
+    backend: &str,
+    kind: &str,
+    transaction: Option<usize>,
+    messages: &[(String, String)],
+    batch: usize,
+) -> anyhow::Result<Run> {
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    let mut cmd = Command::new(&env.bin);
+    cmd.args(["baseline", "--exchange", &exchange, "--queue", &queue, "--expect", &messages.len().to_string(), "--batch", &batch.to_string()])
+        .env("AMQP_ADDR", &env.amqp)
+        .stdout(Stdio::piped());
+    if transaction.is_some() {
+        cmd.arg("--database").arg(env.database(backend, &env.name("ideal"))?);
+    }
+    let mut child = cmd.stdin(Stdio::null()).spawn()?;
+    wait_consumer(&env.amqp, &queue).await?;
+    let start_us = chrono::Utc::now().timestamp_micros();
+    baseline::publish_all(&env.amqp, &exchange, messages).await?;
+    let output = tokio::task::spawn_blocking(move || {
+        let status = child.wait()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().context("stdout")?, &mut text)?;
+        anyhow::ensure!(status.success(), "the baseline consumer failed");
+        Ok::<_, anyhow::Error>(text)
+    })
+    .await??;
+    let done: serde_json::Value = serde_json::from_str(output.trim())?;
+    let seconds = (done["done_us"].as_i64().unwrap_or_default() - start_us) as f64 / 1e6;
+    Ok(Run {
+        backend: backend.to_owned(),
+        pipeline: kind.to_owned(),
+        batch,
+        workers: 1,
+        messages: messages.len(),
+        seconds,
+        rss_mb: done["rss_kb"].as_u64().unwrap_or_default() as f64 / 1024.0,
+        equal: true,
+    })
+}
+
+/// The replica's row count and revision sum.
+fn replica_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
+    use models::schema::bench_item_refs::dsl;
+    use diesel::dsl::{count_star, sum};
+    if cqrs_core::db::is_postgres_url(url) {
+        let mut conn = PgConnection::establish(url)?;
+        let (n, s): (i64, Option<i64>) = dsl::bench_item_refs.select((count_star(), sum(dsl::cqrs_revision))).first(&mut conn)?;
+        Ok((n, s.unwrap_or_default()))
+    } else {
+        let mut conn = SqliteConnection::establish(url)?;
+        let (n, s): (i64, Option<i64>) = dsl::bench_item_refs.select((count_star(), sum(dsl::cqrs_revision))).first(&mut conn)?;
+        Ok((n, s.unwrap_or_default()))
+    }
+}
+
+/// The framework: master writes with an in-process relay, a consumer process.
+async fn ours<C: CqrsConnection>(env: &Env, backend: &str, rows: i32, batch: usize, workers: usize) -> anyhow::Result<Run>
+where
+    BenchItem: MasterStore<C>,
+    BenchItemRef: ReplicaStore<C>,
+{
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    let master = env.database(backend, &env.name("master"))?;
+    let replica = env.database(backend, &env.name("replica"))?;
+    let mut cmd = Command::new(&env.bin);
+    cmd.arg("consume")
+        .env("DATABASE_URL", &replica)
+        .env("CQRS_BROKER_URL", &env.amqp)
+        .env("CQRS_EXCHANGE", &exchange)
+        .env("CQRS_QUEUE", &queue)
+        .env("CQRS_BATCH_SIZE", batch.to_string())
+        .env("CQRS_WORKERS", workers.to_string())
+        .env("RUST_LOG", "error");
+    let child = spawn(cmd)?;
+    wait_consumer(&env.amqp, &queue).await?;
+    let config = env.config(&exchange, &queue)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(cqrs_rabbit::Relay::<C>::new(config, &master).run(async move {
+        let _ = stopped.await;
+    }));
+    let start = Instant::now();
+    let writer_url = master.clone();
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        let mut conn = C::cqrs_connect(&writer_url)?;
+        workload(&mut conn, rows)
+    });
+    let expected = expected_rows(rows);
+    let deadline = Duration::from_secs(600);
+    loop {
+        let (n, s) = replica_aggregate(&replica)?;
+        if n == expected && s == expected && writer.is_finished() {
+            break;
+        }
+        anyhow::ensure!(start.elapsed() < deadline, "the replica did not converge ({n} rows, revisions {s})");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let writes = writer.await??;
+    let rss_mb = peak_rss_kb(child.0.id()) as f64 / 1024.0;
+    let _ = stop.send(());
+    relay.await??;
+    drop(child);
+    let equal = same_state::<C>(&master, &replica)?;
+    anyhow::ensure!(equal, "the replica differs from the master");
+    eprintln!("   {writes} messages in {seconds:.2} s = {:.0} msg/s, consumer peak RSS {rss_mb:.1} MB, replica equal", writes as f64 / seconds);
+    Ok(Run { backend: backend.to_owned(), pipeline: "ours".to_owned(), batch, workers, messages: writes, seconds, rss_mb, equal })
+}
+
+/// Whether the replica holds exactly the master's rows and revisions.
+fn same_state<C: CqrsConnection>(master: &str, replica: &str) -> anyhow::Result<bool>
+where
+    BenchItem: MasterStore<C>,
+    BenchItemRef: ReplicaStore<C>,
+{
+    let mut m = C::cqrs_connect(master)?;
+    let mut r = C::cqrs_connect(replica)?;
+    let masters = BenchItem::db_page(&mut m, vec![], None, i64::MAX)?;
+    let pks = BenchItemRef::db_pks(&mut r, None, i64::MAX)?;
+    if pks.len() != masters.len() {
+        return Ok(false);
+    }
+    for row in masters {
+        let Some(copy) = BenchItemRef::db_get(&mut r, &row.id, false)? else { return Ok(false) };
+        if (copy.title, copy.body, copy.version, copy.cqrs_revision, copy.cqrs_updated)
+            != (row.title, row.body, row.version, row.cqrs_revision, row.cqrs_updated)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Commit-to-applied latency at a paced 1,000 writes/s.
+async fn latency<C: CqrsConnection>(env: &Env, backend: &str, seconds: u64) -> anyhow::Result<Latency>
+where
+    LatencyItem: MasterStore<C>,
+    LatencyItemRef: ReplicaStore<C>,
+{
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    let master = env.database(backend, &env.name("lmaster"))?;
+    let replica = env.database(backend, &env.name("lreplica"))?;
+    let mut cmd = Command::new(&env.bin);
+    cmd.arg("consume")
+        .env("DATABASE_URL", &replica)
+        .env("CQRS_BROKER_URL", &env.amqp)
+        .env("CQRS_EXCHANGE", &exchange)
+        .env("CQRS_QUEUE", &queue)
+        .env("RUST_LOG", "error");
+    let child = spawn(cmd)?;
+    wait_consumer(&env.amqp, &queue).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(cqrs_rabbit::Relay::<C>::new(env.config(&exchange, &queue)?, &master).run(async move {
+        let _ = stopped.await;
+    }));
+    let total = i32::try_from(seconds * 1000)?;
+    let writer_url = master.clone();
+    let commits = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i64>> {
+        let mut conn = C::cqrs_connect(&writer_url)?;
+        let start = Instant::now();
+        let mut commits = Vec::with_capacity(usize::try_from(total)?);
+        for k in 0..total {
+            let due = start + Duration::from_micros(u64::try_from(k)? * 1000);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            LatencyItem { id: k + 1, payload: format!("{k:0>300}"), cqrs_revision: 0, cqrs_updated: chrono::Utc::now().naive_utc() }
+                .cqrs_insert(&mut conn)?;
+            commits.push(chrono::Utc::now().timestamp_micros());
+        }
+        Ok(commits)
+    })
+    .await??;
+    let start = Instant::now();
+    let applied: Vec<(i32, i64)> = loop {
+        let rows = {
+            let mut conn = C::cqrs_connect(&replica)?;
+            let pks = LatencyItemRef::db_pks(&mut conn, None, i64::MAX)?;
+            if pks.len() == commits.len() {
+                pks.iter().filter_map(|pk| LatencyItemRef::db_get(&mut conn, pk, false).ok().flatten()).map(|r| (r.id, r.applied_us)).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        if !rows.is_empty() {
+            break rows;
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "the latency run did not converge");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = stop.send(());
+    relay.await??;
+    drop(child);
+    let mut latencies: Vec<f64> = applied
+        .iter()
+        .map(|(id, at)| (*at - commits[usize::try_from(*id - 1).unwrap_or_default()]) as f64 / 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let result = Latency { writes: latencies.len(), p50_ms: pick(0.50), p99_ms: pick(0.99), max_ms: pick(1.0) };
+    eprintln!("   {} writes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", result.writes, result.p50_ms, result.p99_ms, result.max_ms);
+    Ok(result)
+}
+
+/// django-cqrs 3.1.0: its master writes (publishing after each commit) and its own
+/// `cqrs_consume`, same workload, same broker.
+async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> {
+    let python = env.python.clone().context("BENCH_PYTHON")?;
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    let databases: Vec<(String, String)> = ["djm", "djr"]
+        .iter()
+        .map(|role| {
+            let name = env.name(role);
+            if backend == "postgres" {
+                env.database(backend, &name).map(|_| (name, String::new()))
+            } else {
+                Ok((env.tmp.join(format!("{name}.sqlite3")).to_str().unwrap_or_default().to_owned(), String::new()))
+            }
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let pg = env.pg.clone().unwrap_or_default();
+    let django = |db: &str, args: &[&str]| {
+        let mut cmd = Command::new(&python);
+        cmd.arg(env.django_dir.join("manage.py"))
+            .args(args)
+            .env("BENCH_DB_ENGINE", backend)
+            .env("BENCH_DB_NAME", db)
+            .env("BENCH_PG_URL", &pg)
+            .env("AMQP_URL", &env.amqp)
+            .env("CQRS_EXCHANGE", &exchange)
+            .env("CQRS_QUEUE", &queue);
+        cmd
+    };
+    for (db, _) in &databases {
+        let status = django(db, &["migrate", "--run-syncdb", "-v", "0"]).status()?;
+        anyhow::ensure!(status.success(), "django migrate failed");
+    }
+    let consumer = spawn(django(&databases[1].0, &["cqrs_consume", "--workers", "1"]))?;
+    wait_consumer(&env.amqp, &queue).await?;
+    let output = django(&databases[0].0, &["bench_write", "--rows", &rows.to_string()]).stderr(Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success(), "django bench_write failed");
+    let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let start_us = written["start_us"].as_i64().unwrap_or_default();
+    let expected = expected_rows(rows);
+    let replica_url = if backend == "postgres" {
+        format!("{}/{}", pg.rsplit_once('/').map(|p| p.0).unwrap_or_default(), databases[1].0)
+    } else {
+        databases[1].0.clone()
+    };
+    let start = Instant::now();
+    let done_us = loop {
+        let (n, s) = django_aggregate(&replica_url)?;
+        if n == expected && s == expected {
+            break chrono::Utc::now().timestamp_micros();
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(900), "django-cqrs did not converge ({n} rows, revisions {s})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let rss_mb = group_peak_rss_kb(consumer.0.id()) as f64 / 1024.0;
+    drop(consumer);
+    let messages = usize::try_from(2 * i64::from(rows) + i64::from((rows + 9) / 10))?;
+    let seconds = (done_us - start_us) as f64 / 1e6;
+    eprintln!("   {messages} messages in {seconds:.2} s = {:.0} msg/s, consumer RSS {rss_mb:.0} MB (master wrote at {:.0} writes/s)",
+        messages as f64 / seconds, written["writes_per_s"].as_f64().unwrap_or_default());
+    Ok(Run { backend: backend.to_owned(), pipeline: "django-cqrs".to_owned(), batch: 1, workers: 1, messages, seconds, rss_mb, equal: true })
+}
+
+#[derive(QueryableByName)]
+struct Aggregate {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    s: i64,
+}
+
+fn django_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
+    let query = diesel::sql_query(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(cqrs_revision), 0) AS BIGINT) AS s FROM bench_django_item_refs",
+    );
+    let row: Aggregate = if cqrs_core::db::is_postgres_url(url) {
+        query.get_result(&mut PgConnection::establish(url)?)?
+    } else {
+        query.get_result(&mut SqliteConnection::establish(url)?)?
+    };
+    Ok((row.n, row.s))
+}

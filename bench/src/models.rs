@@ -1,0 +1,149 @@
+//! The benchmark's models: a master and its replica for the throughput runs, and a pair whose
+//! replica hook stamps the apply time for the latency runs.
+
+use chrono::NaiveDateTime;
+use cqrs_core::prelude::*;
+use cqrs_core::replica::HookContext;
+use serde_json::{Map, Value};
+
+pub mod schema {
+    diesel::table! {
+        bench_items (id) {
+            id -> Integer,
+            title -> Text,
+            body -> Text,
+            price -> Double,
+            version -> Integer,
+            cqrs_revision -> Integer,
+            cqrs_updated -> Timestamp,
+        }
+    }
+    diesel::table! {
+        bench_item_refs (id) {
+            id -> Integer,
+            title -> Text,
+            body -> Text,
+            price -> Double,
+            version -> Integer,
+            cqrs_revision -> Integer,
+            cqrs_updated -> Timestamp,
+        }
+    }
+    diesel::table! {
+        latency_items (id) {
+            id -> Integer,
+            payload -> Text,
+            cqrs_revision -> Integer,
+            cqrs_updated -> Timestamp,
+        }
+    }
+    diesel::table! {
+        latency_item_refs (id) {
+            id -> Integer,
+            payload -> Text,
+            applied_us -> BigInt,
+            cqrs_revision -> Integer,
+            cqrs_updated -> Timestamp,
+        }
+    }
+    diesel::table! {
+        ideal_items (id) {
+            id -> Integer,
+            title -> Text,
+            body -> Text,
+            price -> Double,
+            version -> Integer,
+            revision -> Integer,
+        }
+    }
+}
+
+pub const SQLITE_DDL: &str = "
+CREATE TABLE IF NOT EXISTS bench_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE NOT NULL, version INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_item_refs (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE NOT NULL, version INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS latency_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS latency_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, applied_us BIGINT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ideal_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE NOT NULL, version INTEGER NOT NULL, revision INTEGER NOT NULL);
+";
+
+pub const POSTGRES_DDL: &str = "
+CREATE TABLE IF NOT EXISTS bench_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS bench_item_refs (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS latency_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS latency_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, applied_us BIGINT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ideal_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, revision INTEGER NOT NULL);
+";
+
+/// A web-app row: a title that changes (tracked), a body that pads messages to ~400 bytes.
+#[derive(Debug, Clone, PartialEq, CqrsMaster)]
+#[diesel(table_name = schema::bench_items)]
+#[cqrs(cqrs_id = "bench_item", tracked_fields(title))]
+pub struct BenchItem {
+    pub id: i32,
+    pub title: String,
+    pub body: String,
+    pub price: f64,
+    pub version: i32,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, CqrsReplica)]
+#[diesel(table_name = schema::bench_item_refs)]
+#[cqrs(cqrs_id = "bench_item")]
+pub struct BenchItemRef {
+    pub id: i32,
+    pub title: String,
+    pub body: String,
+    pub price: f64,
+    pub version: i32,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, CqrsMaster)]
+#[diesel(table_name = schema::latency_items)]
+#[cqrs(cqrs_id = "bench_latency")]
+pub struct LatencyItem {
+    pub id: i32,
+    pub payload: String,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
+/// Stamps when it was applied (wall clock, microseconds), for commit-to-applied latency.
+#[derive(Debug, Clone, CqrsReplica)]
+#[diesel(table_name = schema::latency_item_refs)]
+#[cqrs(cqrs_id = "bench_latency", custom_hooks)]
+pub struct LatencyItemRef {
+    pub id: i32,
+    pub payload: String,
+    #[cqrs(skip)]
+    pub applied_us: i64,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
+impl<C: CqrsConnection> ReplicaHooks<C> for LatencyItemRef
+where
+    LatencyItemRef: ReplicaStore<C>,
+{
+    fn cqrs_create(conn: &mut C, data: &Map<String, Value>, ctx: &HookContext<'_>) -> Result<(), ApplyError> {
+        let mut row = Self::cqrs_from_data(data, None, ctx.pk)?;
+        row.applied_us = chrono::Utc::now().timestamp_micros();
+        Self::db_insert(conn, &row).map_err(|e| ApplyError::database("bench_latency", ctx.pk, e))
+    }
+}
+
+/// The row a benchmark writes: ~400-byte messages.
+pub fn item(id: i32) -> BenchItem {
+    BenchItem {
+        id,
+        title: format!("Item {id}"),
+        body: format!("{id:08} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore"),
+        price: f64::from(id % 1000) + 0.99,
+        version: 0,
+        cqrs_revision: 0,
+        cqrs_updated: chrono::Utc::now().naive_utc(),
+    }
+}

@@ -1,0 +1,268 @@
+//! The results: a table on stdout, Markdown and JSON under target/bench, and an SVG chart.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub backend: String,
+    pub pipeline: String,
+    pub batch: usize,
+    pub workers: usize,
+    pub messages: usize,
+    pub seconds: f64,
+    pub rss_mb: f64,
+    pub equal: bool,
+}
+
+impl Run {
+    pub fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds.max(1e-9)
+    }
+
+    fn label(&self) -> String {
+        match self.pipeline.as_str() {
+            "plain" => "(a) plain lapin, no database".to_owned(),
+            "ideal" => format!("(b) ideal pipeline, {} per transaction", self.batch),
+            "ours" => format!("cqrs-rs, batch {}, {} worker{}", self.batch, self.workers, if self.workers > 1 { "s" } else { "" }),
+            other => other.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub writes: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub mode: String,
+    pub rows: i32,
+    pub django_rows: i32,
+    pub message_bytes: usize,
+    pub machine: String,
+    pub runs: Vec<Run>,
+    pub master_write: BTreeMap<String, f64>,
+    pub latency: BTreeMap<String, Latency>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub backend: String,
+    pub what: String,
+    pub value: String,
+    pub met: bool,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .map_or(0, |kb| kb / 1024 / 1024);
+    format!("{cores} cores ({cpu}), {memory} GiB, RabbitMQ 3.10, SQLite (WAL, synchronous=NORMAL), PostgreSQL 15 (fsync off)")
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+impl Report {
+    pub fn new(mode: &str, rows: i32, django_rows: i32) -> Self {
+        Self {
+            mode: mode.to_owned(),
+            rows,
+            django_rows,
+            message_bytes: 0,
+            machine: machine(),
+            runs: Vec::new(),
+            master_write: BTreeMap::new(),
+            latency: BTreeMap::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    /// Repetitions folded into their medians.
+    fn medians(&self) -> Vec<Run> {
+        let mut groups: BTreeMap<(String, String, usize, usize), Vec<&Run>> = BTreeMap::new();
+        for run in &self.runs {
+            groups.entry((run.backend.clone(), run.pipeline.clone(), run.batch, run.workers)).or_default().push(run);
+        }
+        let order = |p: &str| match p {
+            "plain" => 0,
+            "ideal" => 1,
+            "ours" => 2,
+            _ => 3,
+        };
+        let mut out: Vec<Run> = groups
+            .into_values()
+            .map(|runs| {
+                let mut first = runs[0].clone();
+                first.seconds = median(runs.iter().map(|r| r.seconds).collect());
+                first.rss_mb = median(runs.iter().map(|r| r.rss_mb).collect());
+                first.equal = runs.iter().all(|r| r.equal);
+                first
+            })
+            .collect();
+        out.sort_by_key(|r| (r.backend.clone(), order(&r.pipeline), r.batch, r.workers));
+        out
+    }
+
+    fn rate_of(runs: &[Run], backend: &str, pipeline: &str, batch: usize, workers: usize) -> Option<f64> {
+        runs.iter().find(|r| r.backend == backend && r.pipeline == pipeline && r.batch == batch && r.workers == workers).map(Run::rate)
+    }
+
+    fn check_targets(&mut self, runs: &[Run]) {
+        let backends: Vec<String> = self.master_write.keys().cloned().collect();
+        for backend in backends {
+            let ours = Self::rate_of(runs, &backend, "ours", 500, 1);
+            let ideal = Self::rate_of(runs, &backend, "ideal", 500, 1);
+            let django = Self::rate_of(runs, &backend, "django-cqrs", 1, 1);
+            if let (Some(ours), Some(ideal)) = (ours, ideal) {
+                self.targets.push(Target { backend: backend.clone(), what: "end to end >= 70% of the ideal pipeline (b)".into(), value: format!("{:.0}%", 100.0 * ours / ideal), met: ours >= 0.7 * ideal });
+            }
+            if let (Some(ours), Some(django)) = (ours, django) {
+                self.targets.push(Target { backend: backend.clone(), what: "end to end >= 15x django-cqrs".into(), value: format!("{:.1}x", ours / django), met: ours >= 15.0 * django });
+            }
+            if let Some(latency) = self.latency.get(&backend) {
+                self.targets.push(Target { backend: backend.clone(), what: "p99 commit-to-applied < 50 ms at 1,000 writes/s".into(), value: format!("{:.1} ms", latency.p99_ms), met: latency.p99_ms < 50.0 });
+            }
+            let rss = runs.iter().filter(|r| r.backend == backend && r.pipeline == "ours").map(|r| r.rss_mb).fold(0.0, f64::max);
+            self.targets.push(Target { backend: backend.clone(), what: "consumer peak RSS < 40 MB".into(), value: format!("{rss:.1} MB"), met: rss < 40.0 });
+            let equal = runs.iter().filter(|r| r.backend == backend && r.pipeline == "ours").all(|r| r.equal);
+            self.targets.push(Target { backend: backend.clone(), what: "replica equal to the master after every run (1 and 2 workers)".into(), value: if equal { "yes".into() } else { "NO".into() }, met: equal });
+        }
+    }
+
+    fn markdown(&self, runs: &[Run], with_targets: bool) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Replication benchmark ({} mode)\n", self.mode);
+        let _ = writeln!(md, "Machine: {}.  ", self.machine);
+        let _ = writeln!(
+            md,
+            "Workload: {} rows created, each updated once (tracked field), 10% deleted, every write its own transaction ({} messages of ~{} bytes); django-cqrs with {} rows. One replica service. Rates are messages/s from the first master commit to the replica holding the master's exact final state.\n",
+            self.rows, 2 * self.rows + (self.rows + 9) / 10, self.message_bytes, self.django_rows
+        );
+        let _ = writeln!(md, "| backend | pipeline | messages | seconds | msg/s | vs (b) ideal 500 | vs django-cqrs | consumer peak RSS | replica = master |");
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+        for run in runs {
+            let ideal = Self::rate_of(runs, &run.backend, "ideal", 500, 1);
+            let django = Self::rate_of(runs, &run.backend, "django-cqrs", 1, 1);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.1} MB | {} |",
+                run.backend,
+                run.label(),
+                run.messages,
+                run.seconds,
+                run.rate(),
+                ideal.map_or("".into(), |i| format!("{:.0}%", 100.0 * run.rate() / i)),
+                django.map_or("".into(), |d| format!("{:.1}x", run.rate() / d)),
+                run.rss_mb,
+                if run.equal { "yes" } else { "NO" }
+            );
+        }
+        let _ = writeln!(md, "\n| backend | master writes/s (outbox included) | latency at 1,000 writes/s: p50 | p99 | max |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for (backend, rate) in &self.master_write {
+            let l = self.latency.get(backend);
+            let _ = writeln!(
+                md,
+                "| {backend} | {rate:.0} | {} | {} | {} |",
+                l.map_or("".into(), |l| format!("{:.2} ms", l.p50_ms)),
+                l.map_or("".into(), |l| format!("{:.2} ms", l.p99_ms)),
+                l.map_or("".into(), |l| format!("{:.2} ms", l.max_ms)),
+            );
+        }
+        if with_targets {
+            let _ = writeln!(md, "\n| backend | target | measured | met |\n|---|---|---:|---|");
+            for t in &self.targets {
+                let _ = writeln!(md, "| {} | {} | {} | {} |", t.backend, t.what, t.value, if t.met { "yes" } else { "**no**" });
+            }
+        }
+        md
+    }
+
+    pub fn write(mut self, out: &Path, with_targets: bool) -> anyhow::Result<()> {
+        let runs = self.medians();
+        if with_targets {
+            self.check_targets(&runs);
+        }
+        let md = self.markdown(&runs, with_targets);
+        println!("{md}");
+        std::fs::write(out.join("results.md"), &md)?;
+        std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&self)?)?;
+        self.chart(&runs, &out.join("results.svg"))?;
+        eprintln!("wrote {0}/results.md, {0}/results.json and {0}/results.svg", out.display());
+        Ok(())
+    }
+
+    fn chart(&self, runs: &[Run], path: &Path) -> anyhow::Result<()> {
+        let rows: Vec<(String, f64)> = runs.iter().map(|r| (format!("{}: {}", r.backend, r.label()), r.rate())).collect();
+        let height = 120 + 28 * u32::try_from(rows.len()).unwrap_or(0) + 200;
+        let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (top, bottom) = root.split_vertically(height - 200);
+        let max = rows.iter().map(|r| r.1).fold(1.0, f64::max) * 1.1;
+        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let count = i32::try_from(rows.len()).unwrap_or(0);
+        let mut chart = ChartBuilder::on(&top)
+            .caption("End-to-end replication (messages/s)", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(380)
+            .build_cartesian_2d(0.0..max, 0..count)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(rows.len().max(1))
+            .y_label_formatter(&|y| labels.get(usize::try_from(*y).unwrap_or(0)).cloned().unwrap_or_default())
+            .x_desc("messages/s")
+            .draw()?;
+        chart.draw_series(rows.iter().enumerate().map(|(i, (label, rate))| {
+            let i = i32::try_from(i).unwrap_or(0);
+            let color = if label.contains("cqrs-rs") { BLUE.mix(0.7) } else if label.contains("django") { RED.mix(0.7) } else { BLACK.mix(0.35) };
+            Rectangle::new([(0.0, i), (*rate, i + 1)], color.filled())
+        }))?;
+        let lat: Vec<(String, f64, f64)> = self.latency.iter().map(|(b, l)| (b.clone(), l.p50_ms, l.p99_ms)).collect();
+        let lmax = lat.iter().map(|l| l.2).fold(1.0, f64::max) * 1.2;
+        let n = i32::try_from(lat.len()).unwrap_or(0);
+        let names: Vec<String> = lat.iter().map(|l| l.0.clone()).collect();
+        let mut chart = ChartBuilder::on(&bottom)
+            .caption("Commit-to-applied latency at 1,000 writes/s: p50 (light) and p99 (dark), ms", ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(380)
+            .build_cartesian_2d(0.0..lmax, 0..n.max(1))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(lat.len().max(1))
+            .y_label_formatter(&|y| names.get(usize::try_from(*y).unwrap_or(0)).cloned().unwrap_or_default())
+            .draw()?;
+        chart.draw_series(lat.iter().enumerate().map(|(i, l)| {
+            let i = i32::try_from(i).unwrap_or(0);
+            Rectangle::new([(0.0, i), (l.2, i + 1)], BLUE.mix(0.8).filled())
+        }))?;
+        chart.draw_series(lat.iter().enumerate().map(|(i, l)| {
+            let i = i32::try_from(i).unwrap_or(0);
+            Rectangle::new([(0.0, i), (l.1, i + 1)], BLUE.mix(0.3).filled())
+        }))?;
+        root.present()?;
+        Ok(())
+    }
+}
