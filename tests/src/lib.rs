@@ -6,3 +6,8 @@ pub mod models;
 pub fn link_models() {
     let _ = <models::Book as cqrs_core::MasterModel>::CQRS_ID;
 }
+
+/// The README's Rust examples, compiled as doctests (`cargo test -p cqrs-tests --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
