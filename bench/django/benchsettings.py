@@ -13,7 +13,11 @@ if os.environ.get('BENCH_DB_ENGINE') == 'postgres':
         'USER': pg.username or 'postgres', 'PASSWORD': pg.password or '', 'HOST': pg.hostname, 'PORT': pg.port,
     }}
 else:
-    DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': os.environ['BENCH_DB_NAME']}}
+    # the same SQLite settings as the framework's: WAL, synchronous=NORMAL, a busy timeout
+    DATABASES = {'default': {
+        'ENGINE': 'django.db.backends.sqlite3', 'NAME': os.environ['BENCH_DB_NAME'],
+        'OPTIONS': {'timeout': 15, 'init_command': 'PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;'},
+    }}
 CQRS = {
     'transport': 'dj_cqrs.transport.RabbitMQTransport',
     'url': os.environ['AMQP_URL'],

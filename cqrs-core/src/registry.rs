@@ -239,6 +239,14 @@ pub trait MasterOps<C>: Sync {
 pub trait ReplicaOps<C>: Sync {
     /// Applies one message in the caller's transaction.
     fn apply(&self, conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>;
+    /// Whether [`ReplicaOps::apply_many`] may be used (the model has the generated hooks).
+    fn batchable(&self) -> bool;
+    /// Applies several messages with multi-row statements (see [`crate::replica::apply_many`]).
+    fn apply_many(
+        &self,
+        conn: &mut C,
+        messages: &[(&Message, bool)],
+    ) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError>;
     /// The model's retry decision.
     fn should_retry(&self, retries: u32, error: &ApplyError, policy: &RetryPolicy) -> bool;
     /// The model's retry delay.
@@ -386,6 +394,18 @@ where
 {
     fn apply(&self, conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError> {
         apply::<M, C>(conn, message, direct)
+    }
+
+    fn batchable(&self) -> bool {
+        M::DEFAULT_HOOKS
+    }
+
+    fn apply_many(
+        &self,
+        conn: &mut C,
+        messages: &[(&Message, bool)],
+    ) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError> {
+        crate::replica::apply_many::<M, C>(conn, messages)
     }
 
     fn should_retry(&self, retries: u32, error: &ApplyError, policy: &RetryPolicy) -> bool {

@@ -55,6 +55,9 @@ pub trait ReplicaModel: Sized + Send + 'static {
     const META: bool;
     /// Lock the stored row before deciding (`select_for_update`, PostgreSQL).
     const SELECT_FOR_UPDATE: bool;
+    /// The model uses the generated hooks (no `custom_hooks`, no `custom_serialization`), so a
+    /// batch of its messages can be written with multi-row statements.
+    const DEFAULT_HOOKS: bool;
     /// The hooks receive the mapped data unchecked (`custom_serialization`).
     const CUSTOM_SERIALIZATION: bool;
 
@@ -81,6 +84,10 @@ pub trait ReplicaStore<C: CqrsConnection>: ReplicaModel {
     fn db_insert(conn: &mut C, row: &Self) -> QueryResult<()>;
     /// Writes every column of a row.
     fn db_update(conn: &mut C, row: &Self) -> QueryResult<()>;
+    /// Reads several rows (missing ones are absent); `lock` as for `db_get`.
+    fn db_get_many(conn: &mut C, pks: &[Self::Pk], lock: bool) -> QueryResult<Vec<Self>>;
+    /// Inserts or overwrites several rows in one statement.
+    fn db_upsert(conn: &mut C, rows: &[Self]) -> QueryResult<()>;
     /// Deletes a row; whether it existed.
     fn db_delete(conn: &mut C, pk: &Self::Pk) -> QueryResult<bool>;
     /// The stored versions of these rows (missing rows are absent).
@@ -374,24 +381,48 @@ fn map_previous<M: ReplicaModel>(previous: &Map<String, Value>) -> Map<String, V
         .collect()
 }
 
-/// Applies one message to a replica model, in the caller's transaction.
-///
-/// `direct` tells a SYNC sent to this replica's queue (`cqrs.<queue>.<cqrs_id>`) from a
-/// broadcast one. The consumer calls this inside a savepoint per message.
-pub fn apply<M, C>(conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>
-where
-    M: ReplicaHooks<C>,
-    C: CqrsConnection,
-{
-    let signal = message.signal_type;
-    if signal == SignalType::Sync && M::ONLY_DIRECT_SYNCS && !direct {
-        tracing::trace!(cqrs_id = M::CQRS_ID, "broadcast sync ignored (only_direct_syncs)");
-        return Ok(Outcome::Ignored(IgnoreReason::BroadcastSync));
-    }
-    if signal == SignalType::Delete {
-        return apply_delete::<M, C>(conn, message);
-    }
+/// A message read for applying: signal, primary key, version and mapped data.
+struct Prepared<'m, M: ReplicaModel> {
+    signal: SignalType,
+    pk: M::Pk,
+    pk_text: String,
+    version: Version,
+    data: Cow<'m, Map<String, Value>>,
+    previous: Option<Map<String, Value>>,
+}
 
+/// Whether a broadcast SYNC is to be ignored by an `only_direct_syncs` model.
+fn skips_broadcast<M: ReplicaModel>(message: &Message, direct: bool) -> bool {
+    let skip = message.signal_type == SignalType::Sync && M::ONLY_DIRECT_SYNCS && !direct;
+    if skip {
+        tracing::trace!(cqrs_id = M::CQRS_ID, "broadcast sync ignored (only_direct_syncs)");
+    }
+    skip
+}
+
+/// Reads and checks a message's key, version and data (no database access).
+fn prepare<M: ReplicaModel>(message: &Message) -> Result<Prepared<'_, M>, ApplyError> {
+    if message.signal_type == SignalType::Delete {
+        let data = &message.instance_data;
+        // django-cqrs puts the key under `id` whatever its name; fall back on instance_pk.
+        let pk_value = data.get("id").unwrap_or(&message.instance_pk);
+        let pk_text = pk_key(pk_value);
+        let pk = M::Pk::from_cqrs(pk_value).map_err(|source| ApplyError::BadValue {
+            cqrs_id: M::CQRS_ID,
+            pk: pk_text.clone(),
+            field: "id".to_owned(),
+            source,
+        })?;
+        let version = data_version(M::CQRS_ID, data, &pk_text)?;
+        return Ok(Prepared {
+            signal: SignalType::Delete,
+            pk,
+            pk_text,
+            version,
+            data: Cow::Owned(Map::new()),
+            previous: None,
+        });
+    }
     let instance_pk = pk_key(&message.instance_pk);
     let version = data_version(M::CQRS_ID, &message.instance_data, &instance_pk)?;
     let data = map_data::<M>(&message.instance_data, &instance_pk)?;
@@ -415,125 +446,286 @@ where
             });
         }
     }
-    let previous = message.previous_data.as_ref().map(map_previous::<M>);
-    let ctx = HookContext {
-        signal_type: signal,
-        direct,
-        pk: &pk_text,
-        previous_data: previous.as_ref(),
-        meta: if M::META { message.meta.as_ref() } else { None },
-        correlation_id: message.correlation_id.as_deref(),
-        retries: message.retries,
-    };
-    let db = |e| ApplyError::database(M::CQRS_ID, &pk_text, e);
+    Ok(Prepared {
+        signal: message.signal_type,
+        pk,
+        pk_text,
+        version,
+        data,
+        previous: message.previous_data.as_ref().map(map_previous::<M>),
+    })
+}
 
-    let Some(existing) = M::db_get(conn, &pk, M::SELECT_FOR_UPDATE).map_err(db)? else {
-        if let Some(tombstone) = conn.tombstone_get(M::CQRS_ID, &pk_text).map_err(db)? {
-            if !version.is_after(&tombstone) {
-                tracing::warn!(
-                    cqrs_id = M::CQRS_ID, pk = %pk_text, revision = version.revision,
-                    deleted_revision = tombstone.revision,
-                    "CQRS {signal} older than the row's delete ignored"
-                );
-                return Ok(Outcome::Ignored(IgnoreReason::Deleted));
+/// What the apply rules say to do with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Create the row (forgetting an older tombstone).
+    Create,
+    /// Update the stored row.
+    Update,
+    /// Change nothing.
+    Ignore(IgnoreReason),
+    /// Delete the stored row and record the tombstone.
+    Delete,
+    /// No row: record the tombstone only.
+    Tombstone,
+}
+
+/// The apply rules (see the module docs), with their log lines.
+fn decide<M: ReplicaModel>(
+    p: &Prepared<'_, M>,
+    stored: Option<Version>,
+    tombstone: Option<Version>,
+) -> Decision {
+    let (signal, version, pk) = (p.signal, p.version, p.pk_text.as_str());
+    if signal == SignalType::Delete {
+        return match stored {
+            Some(stored) if !version.is_after(&stored) => {
+                tracing::warn!(cqrs_id = M::CQRS_ID, pk, revision = version.revision,
+                    existing = stored.revision, "CQRS DELETE older than the stored row ignored");
+                Decision::Ignore(IgnoreReason::StaleDelete)
             }
-            conn.tombstone_remove(M::CQRS_ID, &pk_text).map_err(db)?;
-        }
-        M::cqrs_create(conn, &data, &ctx)?;
-        return Ok(Outcome::Created);
+            Some(_) => Decision::Delete,
+            None => Decision::Tombstone,
+        };
+    }
+    let Some(stored) = stored else {
+        return match tombstone {
+            Some(tombstone) if !version.is_after(&tombstone) => {
+                tracing::warn!(cqrs_id = M::CQRS_ID, pk, revision = version.revision,
+                    deleted_revision = tombstone.revision, "CQRS {signal} older than the row's delete ignored");
+                Decision::Ignore(IgnoreReason::Deleted)
+            }
+            _ => Decision::Create,
+        };
     };
-
-    let stored = existing.cqrs_version();
     let recreated = version.updated > stored.updated && version.revision <= stored.revision;
     if signal == SignalType::Sync {
         if stored.revision > version.revision && !recreated {
-            tracing::warn!(
-                cqrs_id = M::CQRS_ID, pk = %pk_text, new = version.revision,
-                existing = stored.revision, "CQRS revision downgrade on sync"
-            );
+            tracing::warn!(cqrs_id = M::CQRS_ID, pk, new = version.revision,
+                existing = stored.revision, "CQRS revision downgrade on sync");
         }
     } else if recreated {
-        tracing::warn!(
-            cqrs_id = M::CQRS_ID, pk = %pk_text, new = version.revision,
-            existing = stored.revision,
-            "CQRS revision went back with a later cqrs_updated: the row was re-created"
-        );
+        tracing::warn!(cqrs_id = M::CQRS_ID, pk, new = version.revision, existing = stored.revision,
+            "CQRS revision went back with a later cqrs_updated: the row was re-created");
     } else if stored.revision > version.revision {
-        tracing::error!(
-            cqrs_id = M::CQRS_ID, pk = %pk_text, new = version.revision,
-            existing = stored.revision, "Wrong CQRS sync order"
-        );
-        return Ok(Outcome::Ignored(IgnoreReason::Stale));
+        tracing::error!(cqrs_id = M::CQRS_ID, pk, new = version.revision,
+            existing = stored.revision, "Wrong CQRS sync order");
+        return Decision::Ignore(IgnoreReason::Stale);
     } else if stored.revision == version.revision {
-        tracing::error!(
-            cqrs_id = M::CQRS_ID, pk = %pk_text, revision = version.revision,
-            "Received duplicate CQRS data"
-        );
+        tracing::error!(cqrs_id = M::CQRS_ID, pk, revision = version.revision, "Received duplicate CQRS data");
         if version.revision == 0 {
-            tracing::warn!(cqrs_id = M::CQRS_ID, pk = %pk_text, "CQRS potential creation race condition");
+            tracing::warn!(cqrs_id = M::CQRS_ID, pk, "CQRS potential creation race condition");
         }
-        return Ok(Outcome::Ignored(IgnoreReason::Duplicate));
+        return Decision::Ignore(IgnoreReason::Duplicate);
     } else if version.revision != stored.revision + 1 {
-        tracing::warn!(
-            cqrs_id = M::CQRS_ID, pk = %pk_text, revision = version.revision,
-            lost = version.revision - stored.revision - 1,
-            "Lost or filtered out CQRS packages"
-        );
+        tracing::warn!(cqrs_id = M::CQRS_ID, pk, revision = version.revision,
+            lost = version.revision - stored.revision - 1, "Lost or filtered out CQRS packages");
     }
-    M::cqrs_update(conn, existing, &data, &ctx)?;
-    Ok(Outcome::Updated)
+    Decision::Update
 }
 
-fn apply_delete<M, C>(conn: &mut C, message: &Message) -> Result<Outcome, ApplyError>
+/// Whether a DELETE's version must be written over the stored tombstone.
+fn tombstone_moves(version: Version, tombstone: Option<Version>) -> bool {
+    tombstone.is_none_or(|t| version.is_after(&t))
+}
+
+/// Applies one message to a replica model, in the caller's transaction.
+///
+/// `direct` tells a SYNC sent to this replica's queue (`cqrs.<queue>.<cqrs_id>`) from a
+/// broadcast one. The consumer calls this inside a savepoint per message.
+pub fn apply<M, C>(conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>
 where
     M: ReplicaHooks<C>,
     C: CqrsConnection,
 {
-    let data = &message.instance_data;
-    // django-cqrs puts the primary key under `id` whatever its name; fall back on instance_pk.
-    let pk_value = data.get("id").unwrap_or(&message.instance_pk);
-    let pk_text = pk_key(pk_value);
-    let pk = M::Pk::from_cqrs(pk_value).map_err(|source| ApplyError::BadValue {
-        cqrs_id: M::CQRS_ID,
-        pk: pk_text.clone(),
-        field: "id".to_owned(),
-        source,
-    })?;
-    let version = data_version(M::CQRS_ID, data, &pk_text)?;
+    if skips_broadcast::<M>(message, direct) {
+        return Ok(Outcome::Ignored(IgnoreReason::BroadcastSync));
+    }
+    let p = prepare::<M>(message)?;
+    let db = |e| ApplyError::database(M::CQRS_ID, &p.pk_text, e);
+    let existing = M::db_get(conn, &p.pk, M::SELECT_FOR_UPDATE).map_err(db)?;
+    let tombstone = if existing.is_none() || p.signal == SignalType::Delete {
+        conn.tombstone_get(M::CQRS_ID, &p.pk_text).map_err(db)?
+    } else {
+        None
+    };
+    let decision = decide(&p, existing.as_ref().map(ReplicaModel::cqrs_version), tombstone);
     let ctx = HookContext {
-        signal_type: SignalType::Delete,
-        direct: false,
-        pk: &pk_text,
-        previous_data: None,
+        signal_type: p.signal,
+        direct: direct && p.signal == SignalType::Sync,
+        pk: &p.pk_text,
+        previous_data: p.previous.as_ref(),
         meta: if M::META { message.meta.as_ref() } else { None },
         correlation_id: message.correlation_id.as_deref(),
         retries: message.retries,
     };
-    let db = |e| ApplyError::database(M::CQRS_ID, &pk_text, e);
-    let stored = M::db_get(conn, &pk, M::SELECT_FOR_UPDATE)
-        .map_err(db)?
-        .map(|row| row.cqrs_version());
-    if let Some(stored) = stored {
-        if !version.is_after(&stored) {
-            tracing::warn!(
-                cqrs_id = M::CQRS_ID, pk = %pk_text, revision = version.revision,
-                existing = stored.revision, "CQRS DELETE older than the stored row ignored"
-            );
-            return Ok(Outcome::Ignored(IgnoreReason::StaleDelete));
+    Ok(match decision {
+        Decision::Ignore(reason) => Outcome::Ignored(reason),
+        Decision::Create => {
+            if tombstone.is_some() {
+                conn.tombstone_remove(M::CQRS_ID, &p.pk_text).map_err(db)?;
+            }
+            M::cqrs_create(conn, &p.data, &ctx)?;
+            Outcome::Created
+        }
+        Decision::Update => {
+            let Some(existing) = existing else {
+                return Err(ApplyError::database(M::CQRS_ID, &p.pk_text, diesel::result::Error::NotFound));
+            };
+            M::cqrs_update(conn, existing, &p.data, &ctx)?;
+            Outcome::Updated
+        }
+        Decision::Delete | Decision::Tombstone => {
+            if tombstone_moves(p.version, tombstone) {
+                conn.tombstone_put(M::CQRS_ID, &p.pk_text, p.version).map_err(db)?;
+            }
+            if decision == Decision::Tombstone {
+                Outcome::AlreadyAbsent
+            } else {
+                M::cqrs_delete(conn, &p.pk, &ctx)?;
+                Outcome::Deleted
+            }
+        }
+    })
+}
+
+/// The state of one row while a batch is simulated in memory.
+enum Row<M> {
+    Present(M),
+    Absent,
+}
+
+/// Applies the messages of one model with the default hooks as a handful of statements: one
+/// query for the stored rows, one for tombstones, then one multi-row upsert and one delete.
+/// The outcome of each message is the one [`apply`] gives applied one after the other.
+///
+/// `Err` asks the caller to roll this group back and apply it message by message (a value
+/// that fails to convert, a statement that fails).
+pub fn apply_many<M, C>(
+    conn: &mut C,
+    items: &[(&Message, bool)],
+) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError>
+where
+    M: ReplicaStore<C>,
+    C: CqrsConnection,
+{
+    use std::collections::HashMap;
+    let mut results: Vec<Option<Result<Outcome, ApplyError>>> = Vec::with_capacity(items.len());
+    let mut prepared = Vec::with_capacity(items.len());
+    for (index, (message, direct)) in items.iter().enumerate() {
+        if skips_broadcast::<M>(message, *direct) {
+            results.push(Some(Ok(Outcome::Ignored(IgnoreReason::BroadcastSync))));
+            continue;
+        }
+        match prepare::<M>(message) {
+            Ok(p) => {
+                results.push(None);
+                prepared.push((index, p));
+            }
+            Err(error) => results.push(Some(Err(error))),
         }
     }
-    let newer_tombstone = conn
-        .tombstone_get(M::CQRS_ID, &pk_text)
-        .map_err(db)?
-        .is_some_and(|t| !version.is_after(&t));
-    if !newer_tombstone {
-        conn.tombstone_put(M::CQRS_ID, &pk_text, version).map_err(db)?;
+    let db = |e| ApplyError::database(M::CQRS_ID, "(batch)", e);
+    let mut keys: Vec<M::Pk> = Vec::with_capacity(prepared.len());
+    let mut seen = std::collections::HashSet::with_capacity(prepared.len());
+    for (_, p) in &prepared {
+        if seen.insert(p.pk_text.as_str()) {
+            keys.push(p.pk.clone());
+        }
     }
-    if stored.is_none() {
-        return Ok(Outcome::AlreadyAbsent);
+    let mut rows: HashMap<String, Row<M>> = HashMap::with_capacity(keys.len());
+    for row in M::db_get_many(conn, &keys, M::SELECT_FOR_UPDATE).map_err(db)? {
+        rows.insert(pk_key(&row.cqrs_pk().to_cqrs()), Row::Present(row));
     }
-    M::cqrs_delete(conn, &pk, &ctx)?;
-    Ok(Outcome::Deleted)
+    let absent: Vec<String> = prepared
+        .iter()
+        .filter(|(_, p)| !rows.contains_key(&p.pk_text) || p.signal == SignalType::Delete)
+        .map(|(_, p)| p.pk_text.clone())
+        .collect();
+    let mut tombstones: HashMap<String, Version> =
+        conn.tombstone_get_many(M::CQRS_ID, &absent).map_err(db)?.into_iter().collect();
+    let mut dirty: Vec<String> = Vec::new();
+    let mut new_tombstones: HashMap<String, Version> = HashMap::new();
+    let mut forgotten: Vec<String> = Vec::new();
+    for (index, p) in &prepared {
+        let stored = match rows.get(&p.pk_text) {
+            Some(Row::Present(row)) => Some(row.cqrs_version()),
+            _ => None,
+        };
+        let tombstone = tombstones.get(&p.pk_text).copied();
+        let outcome = match decide(p, stored, tombstone) {
+            Decision::Ignore(reason) => Outcome::Ignored(reason),
+            Decision::Create => {
+                let row = M::cqrs_from_data(&p.data, None, &p.pk_text)?;
+                if tombstones.remove(&p.pk_text).is_some() {
+                    forgotten.push(p.pk_text.clone());
+                }
+                rows.insert(p.pk_text.clone(), Row::Present(row));
+                dirty.push(p.pk_text.clone());
+                Outcome::Created
+            }
+            Decision::Update => {
+                let Some(Row::Present(existing)) = rows.remove(&p.pk_text) else {
+                    return Err(db(diesel::result::Error::NotFound));
+                };
+                let row = M::cqrs_from_data(&p.data, Some(existing), &p.pk_text)?;
+                rows.insert(p.pk_text.clone(), Row::Present(row));
+                dirty.push(p.pk_text.clone());
+                Outcome::Updated
+            }
+            decision @ (Decision::Delete | Decision::Tombstone) => {
+                if tombstone_moves(p.version, tombstone) {
+                    tombstones.insert(p.pk_text.clone(), p.version);
+                    new_tombstones.insert(p.pk_text.clone(), p.version);
+                }
+                if decision == Decision::Tombstone {
+                    Outcome::AlreadyAbsent
+                } else {
+                    rows.insert(p.pk_text.clone(), Row::Absent);
+                    dirty.push(p.pk_text.clone());
+                    Outcome::Deleted
+                }
+            }
+        };
+        results[*index] = Some(Ok(outcome));
+    }
+    // Write the final state of every row the batch changed.
+    let mut written = std::collections::HashSet::with_capacity(dirty.len());
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    for key in dirty {
+        if !written.insert(key.clone()) {
+            continue;
+        }
+        match rows.remove(&key) {
+            Some(Row::Present(row)) => upserts.push(row),
+            Some(Row::Absent) => {
+                if let Some((_, p)) = prepared.iter().find(|(_, p)| p.pk_text == key) {
+                    deletes.push(p.pk.clone());
+                }
+            }
+            None => {}
+        }
+    }
+    if !deletes.is_empty() {
+        M::db_delete_many(conn, &deletes).map_err(db)?;
+    }
+    for chunk in upserts.chunks(500) {
+        M::db_upsert(conn, chunk).map_err(db)?;
+    }
+    for key in forgotten {
+        if !new_tombstones.contains_key(&key) {
+            conn.tombstone_remove(M::CQRS_ID, &key).map_err(db)?;
+        }
+    }
+    for (key, version) in new_tombstones {
+        conn.tombstone_put(M::CQRS_ID, &key, version).map_err(db)?;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Ok(Outcome::Ignored(IgnoreReason::Duplicate))))
+        .collect())
 }
 
 /// One message of a batch.
@@ -610,26 +802,60 @@ pub fn apply_batch<C: CqrsConnection>(
         };
     }
     let outcome = conn.cqrs_transaction(|conn| {
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let result = conn.cqrs_transaction(|conn| {
-                item.ops
-                    .apply(conn, item.message, item.direct)
-                    .map_err(|error| {
-                        if error.is_unavailable() {
-                            TxError::Abort(error)
-                        } else {
-                            TxError::Message(error)
-                        }
-                    })
-            });
-            match result {
-                Ok(outcome) => results.push(Ok(outcome)),
-                Err(TxError::Message(error)) => results.push(Err(error)),
-                Err(other) => return Err(other),
+        let mut results: Vec<Option<Result<Outcome, ApplyError>>> = items.iter().map(|_| None).collect();
+        // The messages of each model, in arrival order (models do not share rows).
+        let mut groups: Vec<(&'static dyn crate::registry::ReplicaOps<C>, Vec<usize>)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match groups.iter_mut().find(|(ops, _)| std::ptr::addr_eq(*ops, item.ops)) {
+                Some((_, indexes)) => indexes.push(index),
+                None => groups.push((item.ops, vec![index])),
             }
         }
-        Ok(results)
+        for (ops, indexes) in groups {
+            if indexes.len() > 1 && ops.batchable() {
+                let messages: Vec<(&Message, bool)> =
+                    indexes.iter().map(|i| (items[*i].message, items[*i].direct)).collect();
+                match conn.cqrs_transaction(|conn| ops.apply_many(conn, &messages).map_err(TxError::Message)) {
+                    Ok(group) => {
+                        for (index, result) in indexes.iter().zip(group) {
+                            results[*index] = Some(result);
+                        }
+                        continue;
+                    }
+                    Err(TxError::Message(error) | TxError::Abort(error)) if error.is_unavailable() => {
+                        return Err(TxError::Abort(error));
+                    }
+                    Err(TxError::Db(error)) if crate::error::classify_diesel(&error) == ErrorClass::Unavailable => {
+                        return Err(TxError::Db(error));
+                    }
+                    // Rolled back to the savepoint: apply this model's messages one by one.
+                    Err(_) => {}
+                }
+            }
+            for index in indexes {
+                let item = &items[index];
+                let result = conn.cqrs_transaction(|conn| {
+                    item.ops
+                        .apply(conn, item.message, item.direct)
+                        .map_err(|error| {
+                            if error.is_unavailable() {
+                                TxError::Abort(error)
+                            } else {
+                                TxError::Message(error)
+                            }
+                        })
+                });
+                match result {
+                    Ok(outcome) => results[index] = Some(Ok(outcome)),
+                    Err(TxError::Message(error)) => results[index] = Some(Err(error)),
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or(Ok(Outcome::Ignored(IgnoreReason::Duplicate))))
+            .collect())
     });
     outcome.map_err(TxError::into_apply)
 }

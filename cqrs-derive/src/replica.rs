@@ -60,6 +60,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     let meta = Container::flag(attrs.meta_flag.as_ref());
     let for_update = Container::flag(attrs.select_for_update.as_ref());
     let custom = Container::flag(attrs.custom_serialization.as_ref());
+    let default_hooks = !custom && !Container::flag(attrs.custom_hooks.as_ref());
     let version = emit::version_fns(model);
 
     let create = model.fields.iter().map(|f| {
@@ -99,6 +100,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             const META: bool = #meta;
             const SELECT_FOR_UPDATE: bool = #for_update;
             const CUSTOM_SERIALIZATION: bool = #custom;
+            const DEFAULT_HOOKS: bool = #default_hooks;
 
             fn cqrs_pk(&self) -> &Self::Pk {
                 &self.#pk_ident
@@ -204,6 +206,20 @@ fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: b
     } else {
         quote!({ let _ = lock; query.first(conn) })
     };
+    let lock_many = if is_pg {
+        quote!(if lock { query.for_update().load(conn)? } else { query.load(conn)? })
+    } else {
+        quote!({ let _ = lock; query.load(conn)? })
+    };
+    let excluded = model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != model.pk)
+        .map(|(i, _)| {
+            let col = emit::column(model, i);
+            quote!(#col.eq(#private::diesel::upsert::excluded(#col)))
+        });
 
     quote! {
         #[automatically_derived]
@@ -227,6 +243,36 @@ fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: b
                 #traits
                 #private::diesel::update(#table::table.find(&row.#pk_ident))
                     .set((#(#set,)*))
+                    .execute(conn)
+                    .map(drop)
+            }
+
+            fn db_get_many(
+                conn: &mut #conn,
+                pks: &[Self::Pk],
+                lock: bool,
+            ) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                #traits
+                let mut found = ::std::vec::Vec::with_capacity(pks.len());
+                for chunk in pks.chunks(500) {
+                    let query = #table::table.filter(#pk_col.eq_any(chunk)).select(#select);
+                    let stored: ::std::vec::Vec<#row_ty> = #lock_many;
+                    found.extend(stored.into_iter().map(#from_tuple));
+                }
+                ::core::result::Result::Ok(found)
+            }
+
+            fn db_upsert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<()> {
+                #traits
+                if rows.is_empty() {
+                    return ::core::result::Result::Ok(());
+                }
+                let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
+                #private::diesel::insert_into(#table::table)
+                    .values(values)
+                    .on_conflict(#pk_col)
+                    .do_update()
+                    .set((#(#excluded,)*))
                     .execute(conn)
                     .map(drop)
             }

@@ -75,6 +75,7 @@ start_rabbitmq() {
                 RABBITMQ_DIST_PORT="$dist_port" \
                 RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" \
                 RABBITMQ_PID_FILE="$dir/pid" \
+                RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none" \
                 setsid rabbitmq-server >"$dir/server.out" 2>&1 </dev/null &
         )
         local i

@@ -27,6 +27,7 @@ sqlite_tests! {
     hooks_and_flags: |replica| scenarios::hooks_and_flags(&mut replica);
     batch_with_savepoints: |replica| scenarios::batch_with_savepoints(&mut replica);
     end_to_end_in_memory: |master, replica| scenarios::end_to_end_in_memory(&mut master, &mut replica);
+    batch_matches_sequential: |a, b| scenarios::batch_matches_sequential(&mut a, &mut b);
 }
 
 #[test]

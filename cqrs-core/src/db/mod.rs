@@ -133,6 +133,9 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// The tombstone of a deleted replica row.
     fn tombstone_get(&mut self, cqrs_id: &str, pk: &str) -> QueryResult<Option<Version>>;
 
+    /// The tombstones of several rows (absent ones are left out).
+    fn tombstone_get_many(&mut self, cqrs_id: &str, pks: &[String]) -> QueryResult<Vec<(String, Version)>>;
+
     /// Records (or moves forward) the tombstone of a deleted replica row.
     fn tombstone_put(&mut self, cqrs_id: &str, pk: &str, version: Version) -> QueryResult<()>;
 
@@ -158,10 +161,22 @@ macro_rules! common_impl {
         ) -> ::diesel::QueryResult<()> {
             use ::diesel::prelude::*;
             use $crate::db::cqrs_outbox::dsl;
+            let now = ::chrono::Utc::now().timestamp_micros();
+            if let [m] = messages {
+                // one row: a statement diesel prepares once and caches
+                ::diesel::insert_into(dsl::cqrs_outbox)
+                    .values((
+                        dsl::cqrs_id.eq(&m.cqrs_id),
+                        dsl::routing_key.eq(&m.routing_key),
+                        dsl::body.eq(&m.body),
+                        dsl::created_at.eq(now),
+                    ))
+                    .execute(self)?;
+                return Ok(());
+            }
             if messages.is_empty() {
                 return Ok(());
             }
-            let now = ::chrono::Utc::now().timestamp_micros();
             let rows: Vec<_> = messages
                 .iter()
                 .map(|m| {
@@ -173,10 +188,9 @@ macro_rules! common_impl {
                     )
                 })
                 .collect();
-            ::diesel::insert_into(dsl::cqrs_outbox)
-                .values(rows)
-                .execute(self)?;
-            $crate::outbox::notify_local();
+            for chunk in rows.chunks(1000) {
+                ::diesel::insert_into(dsl::cqrs_outbox).values(chunk).execute(self)?;
+            }
             Ok(())
         }
 
@@ -212,6 +226,30 @@ macro_rules! common_impl {
                 revision,
                 updated: ::chrono::DateTime::from_timestamp_micros(updated).unwrap_or_default(),
             }))
+        }
+
+        fn tombstone_get_many(
+            &mut self,
+            cqrs_id: &str,
+            pks: &[String],
+        ) -> ::diesel::QueryResult<Vec<(String, $crate::db::Version)>> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_tombstones::dsl;
+            let mut found = Vec::new();
+            for chunk in pks.chunks(500) {
+                let rows: Vec<(String, i32, i64)> = dsl::cqrs_tombstones
+                    .filter(dsl::cqrs_id.eq(cqrs_id))
+                    .filter(dsl::pk.eq_any(chunk))
+                    .select((dsl::pk, dsl::revision, dsl::updated))
+                    .load(self)?;
+                found.extend(rows.into_iter().map(|(pk, revision, updated)| {
+                    (pk, $crate::db::Version {
+                        revision,
+                        updated: ::chrono::DateTime::from_timestamp_micros(updated).unwrap_or_default(),
+                    })
+                }));
+            }
+            Ok(found)
         }
 
         fn tombstone_put(
