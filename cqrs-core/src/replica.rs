@@ -646,8 +646,8 @@ where
     let mut tombstones: HashMap<String, Version> =
         conn.tombstone_get_many(M::CQRS_ID, &absent).map_err(db)?.into_iter().collect();
     let mut dirty: Vec<String> = Vec::new();
-    let mut new_tombstones: HashMap<String, Version> = HashMap::new();
-    let mut forgotten: Vec<String> = Vec::new();
+    // the last word on each tombstone the batch touched: Some = record, None = forget
+    let mut tombstone_writes: HashMap<String, Option<Version>> = HashMap::new();
     for (index, p) in &prepared {
         let stored = match rows.get(&p.pk_text) {
             Some(Row::Present(row)) => Some(row.cqrs_version()),
@@ -659,7 +659,7 @@ where
             Decision::Create => {
                 let row = M::cqrs_from_data(&p.data, None, &p.pk_text)?;
                 if tombstones.remove(&p.pk_text).is_some() {
-                    forgotten.push(p.pk_text.clone());
+                    tombstone_writes.insert(p.pk_text.clone(), None);
                 }
                 rows.insert(p.pk_text.clone(), Row::Present(row));
                 dirty.push(p.pk_text.clone());
@@ -677,7 +677,7 @@ where
             decision @ (Decision::Delete | Decision::Tombstone) => {
                 if tombstone_moves(p.version, tombstone) {
                     tombstones.insert(p.pk_text.clone(), p.version);
-                    new_tombstones.insert(p.pk_text.clone(), p.version);
+                    tombstone_writes.insert(p.pk_text.clone(), Some(p.version));
                 }
                 if decision == Decision::Tombstone {
                     Outcome::AlreadyAbsent
@@ -714,13 +714,11 @@ where
     for chunk in upserts.chunks(500) {
         M::db_upsert(conn, chunk).map_err(db)?;
     }
-    for key in forgotten {
-        if !new_tombstones.contains_key(&key) {
-            conn.tombstone_remove(M::CQRS_ID, &key).map_err(db)?;
+    for (key, write) in tombstone_writes {
+        match write {
+            Some(version) => conn.tombstone_put(M::CQRS_ID, &key, version).map_err(db)?,
+            None => conn.tombstone_remove(M::CQRS_ID, &key).map(drop).map_err(db)?,
         }
-    }
-    for (key, version) in new_tombstones {
-        conn.tombstone_put(M::CQRS_ID, &key, version).map_err(db)?;
     }
     Ok(results
         .into_iter()
