@@ -497,7 +497,9 @@ where
         workload(&mut conn, rows)?;
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(cqrs_rabbit::Relay::<C>::new(config, &master).run(async move {
+    let relay = cqrs_rabbit::Relay::<C>::new(config, &master);
+    let relay_metrics = relay.metrics();
+    let relay = tokio::spawn(relay.run(async move {
         let _ = stopped.await;
     }));
     let start = Instant::now();
@@ -532,7 +534,8 @@ where
     drop(child);
     let equal = same_state::<C>(&master, &replica)?;
     anyhow::ensure!(equal, "the replica differs from the master");
-    eprintln!("   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s), consumer peak RSS {rss_mb:.1} MB, replica equal", writes as f64 / seconds);
+    let batches = relay_metrics.batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
+    eprintln!("   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s; {:.1} messages per relay batch), consumer peak RSS {rss_mb:.1} MB, replica equal", writes as f64 / seconds, writes as f64 / batches as f64);
     let pipeline = if drain { "ours-drain" } else { "ours" };
     Ok(Run { backend: backend.to_owned(), pipeline: pipeline.to_owned(), batch, workers, messages: writes, seconds, rss_mb, equal })
 }

@@ -80,16 +80,29 @@ where
     E: From<diesel::result::Error>,
 {
     if C::BACKEND == "postgres" {
+        // One statement takes the batch (DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING);
+        // what the broker did not confirm is put back before the commit.
         conn.cqrs_transaction(|conn| {
-            let records = conn.outbox_fetch(limit, true)?;
+            let records = conn.outbox_take(limit)?;
             if records.is_empty() {
                 return Ok(RelayedBatch::default());
             }
             let confirmed = publish(&records)?;
-            let published = conn.outbox_delete(&confirmed)?;
+            if confirmed.len() < records.len() {
+                let back: Vec<OutboxMessage> = records
+                    .iter()
+                    .filter(|r| !confirmed.contains(&r.id))
+                    .map(|r| OutboxMessage {
+                        cqrs_id: r.cqrs_id.clone(),
+                        routing_key: r.routing_key.clone(),
+                        body: r.body.clone(),
+                    })
+                    .collect();
+                conn.outbox_insert(&back)?;
+            }
             Ok(RelayedBatch {
                 fetched: records.len(),
-                published,
+                published: confirmed.len(),
             })
         })
     } else {

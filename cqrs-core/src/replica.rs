@@ -801,15 +801,17 @@ pub fn apply_batch<C: CqrsConnection>(
     }
     let outcome = conn.cqrs_transaction(|conn| {
         let mut results: Vec<Option<Result<Outcome, ApplyError>>> = items.iter().map(|_| None).collect();
-        // The messages of each model, in arrival order (models do not share rows).
-        let mut groups: Vec<(&'static dyn crate::registry::ReplicaOps<C>, Vec<usize>)> = Vec::new();
+        // The messages of each model, in arrival order (models do not share rows). Grouped by
+        // cqrs_id: the operations are zero-sized, so their addresses tell nothing apart.
+        let mut groups: Vec<(&str, &'static dyn crate::registry::ReplicaOps<C>, Vec<usize>)> = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            match groups.iter_mut().find(|(ops, _)| std::ptr::addr_eq(*ops, item.ops)) {
-                Some((_, indexes)) => indexes.push(index),
-                None => groups.push((item.ops, vec![index])),
+            let cqrs_id = item.message.cqrs_id.as_str();
+            match groups.iter_mut().find(|(id, _, _)| *id == cqrs_id) {
+                Some((_, _, indexes)) => indexes.push(index),
+                None => groups.push((cqrs_id, item.ops, vec![index])),
             }
         }
-        for (ops, indexes) in groups {
+        for (_, ops, indexes) in groups {
             if indexes.len() > 1 && ops.batchable() {
                 let messages: Vec<(&Message, bool)> =
                     indexes.iter().map(|i| (items[*i].message, items[*i].direct)).collect();

@@ -20,6 +20,7 @@
 //! | tombstone TTL (s) | `CQRS_TOMBSTONE_TTL` | 2592000 (30 days) |
 //! | relay batch | `CQRS_RELAY_BATCH` | 500 |
 //! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
+//! | relay linger (ms) after a partial batch | `CQRS_RELAY_LINGER_MS` | 5 |
 
 use std::fmt;
 use std::time::Duration;
@@ -190,6 +191,9 @@ pub struct Config {
     pub relay_batch: usize,
     /// The relay's fallback poll interval; `None` picks per backend.
     pub relay_poll: Option<Duration>,
+    /// After a partial batch, how long the relay lets messages gather before the next one
+    /// (fewer, fuller batches under load; at most this much added latency).
+    pub relay_linger: Duration,
 }
 
 impl Default for Config {
@@ -212,6 +216,7 @@ impl Default for Config {
             tombstone_ttl: Duration::from_secs(30 * 86_400),
             relay_batch: 500,
             relay_poll: None,
+            relay_linger: Duration::from_millis(5),
         }
     }
 }
@@ -346,6 +351,9 @@ impl Config {
         if let Some(ms) = env.parse::<u64>("CQRS_RELAY_POLL_MS", "a number of milliseconds")? {
             config.relay_poll = Some(Duration::from_millis(ms));
         }
+        if let Some(ms) = env.parse::<u64>("CQRS_RELAY_LINGER_MS", "a number of milliseconds")? {
+            config.relay_linger = Duration::from_millis(ms);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -382,6 +390,9 @@ impl Config {
                 "CQRS_RELAY_BATCH",
                 format!("{} is not between 1 and 10000", self.relay_batch),
             ));
+        }
+        if self.relay_linger > Duration::from_secs(1) {
+            return Err(Error::config("CQRS_RELAY_LINGER_MS", "must be at most 1000"));
         }
         if self.retry_delay > Duration::from_secs(86_400 * 7) {
             return Err(Error::config("CQRS_RETRY_DELAY", "must be at most 7 days"));

@@ -18,6 +18,9 @@ use crate::broker::{self, Backoff, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+/// A batch at least this big means the master is busy: the relay lingers before the next.
+const LINGER_FROM: usize = 8;
+
 /// Counters of a running relay.
 #[derive(Debug, Default)]
 pub struct RelayMetrics {
@@ -27,6 +30,8 @@ pub struct RelayMetrics {
     pub unroutable: AtomicU64,
     /// Reconnections to the broker or the database.
     pub reconnects: AtomicU64,
+    /// Outbox batches published.
+    pub batches: AtomicU64,
 }
 
 /// Publishes the outbox of one database.
@@ -168,6 +173,7 @@ impl<C: CqrsConnection> Relay<C> {
             let Some((_, channel)) = broker_conn.as_ref() else {
                 continue;
             };
+            let cycle = tokio::time::Instant::now();
             let (conn, result) = match self.batch(conn, channel).await {
                 Ok(pair) => pair,
                 Err(join) => break Err(join),
@@ -181,7 +187,17 @@ impl<C: CqrsConnection> Relay<C> {
                 Ok(batch) => {
                     backoff.reset();
                     if batch.fetched > 0 {
+                        // A partial batch: more is coming. Under load (a batch of several
+                        // messages), let the next one gather for the linger, so that a busy
+                        // master's messages go out many per round trip; a quiet master's
+                        // single messages go out at once.
                         early_wakes = 0;
+                        if batch.fetched >= LINGER_FROM {
+                            tokio::select! {
+                                () = &mut shutdown => break Ok(()),
+                                () = tokio::time::sleep_until(cycle + self.config.relay_linger) => {}
+                            }
+                        }
                         continue;
                     }
                     // Woken before the writer committed? Look again shortly, a few times.
@@ -304,6 +320,7 @@ async fn publish_records(
     metrics
         .published
         .fetch_add(confirmed.len() as u64, Ordering::Relaxed);
+    metrics.batches.fetch_add(1, Ordering::Relaxed);
     tracing::trace!(count = confirmed.len(), "relay batch confirmed");
     Ok(confirmed)
 }

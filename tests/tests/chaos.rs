@@ -219,3 +219,87 @@ async fn consumer_sigkill_mid_stream() {
     relay_task.await.unwrap().unwrap();
     conn.close(200, "".into()).await.unwrap();
 }
+
+/// The replica's database becomes unreachable (its role may not log in, its sessions are
+/// killed) while messages arrive: nothing is acknowledged or dead-lettered meanwhile, no retry
+/// is spent, and everything is applied once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR) and PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+async fn database_outage_keeps_messages() {
+    use diesel::connection::SimpleConnection;
+    common::logs();
+    let base = common::pg_base_url().expect("DATABASE_URL_PG");
+    let role = common::unique("outage");
+    let mut admin = <diesel::PgConnection as diesel::Connection>::establish(&base).unwrap();
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {role} OWNER {role}")).unwrap();
+    let (prefix, _) = base.split_once("://").unwrap();
+    let host = base.rsplit_once('@').map_or("127.0.0.1/x", |(_, h)| h);
+    let host = host.rsplit_once('/').map_or(host, |(h, _)| h);
+    let url = format!("{prefix}://{role}@{host}/{role}");
+    {
+        let mut conn = diesel::PgConnection::cqrs_connect(&url).unwrap();
+        conn.cqrs_setup().unwrap();
+        conn.batch_execute(common::PG_DDL).unwrap();
+    }
+    let config = rabbit::config("dboutage");
+    let consumer = Consumer::<diesel::PgConnection>::new(config.clone(), &url);
+    consumer.check().await.unwrap();
+    let metrics = consumer.metrics();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(consumer.run(async move {
+        let _ = stopped.await;
+    }));
+    rabbit::wait_for_consumer(config.queue.as_ref().unwrap()).await;
+    let (conn, channel) = rabbit::channel().await;
+    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.unwrap();
+    let publish = |id: usize| {
+        let body = serde_json::json!({
+            "signal_type": "SAVE", "cqrs_id": "author",
+            "instance_data": {"id": format!("a{id}"), "name": format!("Author {id}"), "cqrs_revision": 0,
+                "cqrs_updated": "2026-11-22 06:20:48+00:00"},
+            "instance_pk": format!("a{id}"), "expires": null
+        })
+        .to_string();
+        let channel = channel.clone();
+        let exchange = config.exchange.clone();
+        async move {
+            cqrs_rabbit::broker::publish_confirmed(&channel, &exchange, "author", body.as_bytes(), None, None)
+                .await
+                .unwrap();
+        }
+    };
+    for id in 0..10 {
+        publish(id).await;
+    }
+    let start = Instant::now();
+    while metrics.handled() < 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the first messages are applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // the outage
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {role} NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';"
+        ))
+        .unwrap();
+    for id in 10..30 {
+        publish(id).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(metrics.handled(), 10, "nothing is acknowledged while the database is down");
+    assert_eq!(metrics.retried.load(Ordering::Relaxed), 0, "an outage spends no retry");
+    // back
+    admin.batch_execute(&format!("ALTER ROLE {role} LOGIN;")).unwrap();
+    let start = Instant::now();
+    while metrics.handled() < 30 {
+        assert!(start.elapsed() < Duration::from_secs(60), "everything is applied after the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metrics.dead_lettered.load(Ordering::Relaxed), 0);
+    let mut check = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    assert_eq!(common::AuthorRef::db_count(&mut check).unwrap(), 30);
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    conn.close(200, "".into()).await.unwrap();
+}

@@ -127,6 +127,11 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// Removes published messages.
     fn outbox_delete(&mut self, ids: &[i64]) -> QueryResult<usize>;
 
+    /// Removes and returns the oldest `limit` messages not locked by another transaction, in
+    /// one statement (PostgreSQL: `DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING`). Inside a
+    /// transaction, a rollback puts them back.
+    fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>>;
+
     /// How many messages wait.
     fn outbox_pending(&mut self) -> QueryResult<i64>;
 

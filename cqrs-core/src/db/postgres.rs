@@ -71,6 +71,42 @@ impl CqrsConnection for PgConnection {
         }
     }
 
+    fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
+        #[derive(diesel::QueryableByName)]
+        struct Taken {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            cqrs_id: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            routing_key: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            body: String,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            created_at: i64,
+        }
+        // diesel cannot lock a subquery of a DELETE: a fixed statement, the limit bound.
+        let taken: Vec<Taken> = diesel::sql_query(
+            "DELETE FROM cqrs_outbox WHERE id IN \
+             (SELECT id FROM cqrs_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, cqrs_id, routing_key, body, created_at",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .load(self)?;
+        let mut records: Vec<OutboxRecord> = taken
+            .into_iter()
+            .map(|t| OutboxRecord {
+                id: t.id,
+                cqrs_id: t.cqrs_id,
+                routing_key: t.routing_key,
+                body: t.body,
+                created_at: t.created_at,
+            })
+            .collect();
+        records.sort_unstable_by_key(|r| r.id);
+        Ok(records)
+    }
+
     common_impl!();
 }
 

@@ -71,6 +71,14 @@ impl CqrsConnection for SqliteConnection {
         dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)
     }
 
+    fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
+        use super::cqrs_outbox::dsl;
+        let records: Vec<OutboxRecord> = dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)?;
+        let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
+        self.outbox_delete(&ids)?;
+        Ok(records)
+    }
+
     common_impl!();
 }
 

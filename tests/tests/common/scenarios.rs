@@ -566,23 +566,29 @@ pub fn batch_with_savepoints<C>(replica: &mut C)
 where
     C: CqrsConnection,
     BookRef: ReplicaStore<C>,
+    AuthorRef: ReplicaStore<C>,
 {
     let now = Utc::now().naive_utc();
     let mut bad = save(2, "bad", 0, now);
     bad.instance_data.insert("published".into(), json!(3));
-    let messages = [save(1, "one", 0, now), bad, save(3, "three", 0, now), save(1, "one dup", 0, now)];
+    let author = json!({"id": "w1", "name": "Wells", "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"});
+    let author = Message::new(SignalType::Save, "author", author.as_object().unwrap().clone(), json!("w1"));
+    let messages = [save(1, "one", 0, now), bad, author, save(3, "three", 0, now), save(1, "one dup", 0, now)];
     let ops = registry::replica::<C>("book").unwrap().ops;
+    let author_ops = registry::replica::<C>("author").unwrap().ops;
     let items: Vec<_> = messages
         .iter()
-        .map(|m| BatchItem { ops, message: m, direct: false })
+        .map(|m| BatchItem { ops: if m.cqrs_id == "author" { author_ops } else { ops }, message: m, direct: false })
         .collect();
     let results = apply_batch(replica, &items).unwrap();
-    assert_eq!(results.len(), 4);
+    assert_eq!(results.len(), 5);
     assert_eq!(results[0].as_ref().unwrap(), &Outcome::Created);
     assert!(results[1].as_ref().unwrap_err().is_permanent());
-    assert_eq!(results[2].as_ref().unwrap(), &Outcome::Created);
-    assert_eq!(results[3].as_ref().unwrap(), &Outcome::Ignored(IgnoreReason::Duplicate));
+    assert_eq!(results[2].as_ref().unwrap(), &Outcome::Created, "each model applies its own messages");
+    assert_eq!(results[3].as_ref().unwrap(), &Outcome::Created);
+    assert_eq!(results[4].as_ref().unwrap(), &Outcome::Ignored(IgnoreReason::Duplicate));
     assert_eq!(BookRef::db_count(replica).unwrap(), 2);
+    assert!(AuthorRef::db_get(replica, &"w1".to_owned(), false).unwrap().is_some());
     // a batch of one that fails leaves nothing behind either
     let mut bad = save(4, "bad", 0, now);
     bad.instance_data.insert("price".into(), json!("abc"));
