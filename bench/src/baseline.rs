@@ -9,7 +9,10 @@ use std::time::Instant;
 use anyhow::Context;
 use diesel::prelude::*;
 use futures_util::{FutureExt, StreamExt};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};
 use serde_json::Value;
@@ -17,15 +20,29 @@ use serde_json::Value;
 use crate::models::schema::ideal_items;
 
 /// Publishes every body to `exchange` with confirms, persistent, up to 512 unconfirmed.
-pub async fn publish_all(amqp: &str, exchange: &str, messages: &[(String, String)]) -> anyhow::Result<()> {
+pub async fn publish_all(
+    amqp: &str,
+    exchange: &str,
+    messages: &[(String, String)],
+) -> anyhow::Result<()> {
     let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let properties = BasicProperties::default().with_content_type("text/plain".into()).with_delivery_mode(2);
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let properties = BasicProperties::default()
+        .with_content_type("text/plain".into())
+        .with_delivery_mode(2);
     let mut pending = VecDeque::new();
     for (routing_key, body) in messages {
         let confirm = channel
-            .basic_publish(exchange.into(), routing_key.as_str().into(), BasicPublishOptions::default(), body.as_bytes(), properties.clone())
+            .basic_publish(
+                exchange.into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                properties.clone(),
+            )
             .await?;
         pending.push_back(confirm);
         if pending.len() >= 512 {
@@ -42,12 +59,42 @@ pub async fn publish_all(amqp: &str, exchange: &str, messages: &[(String, String
 }
 
 /// Declares a durable queue bound to `routing_key` on `exchange`.
-async fn declare(channel: &lapin::Channel, exchange: &str, queue: &str, routing_key: &str) -> anyhow::Result<()> {
+async fn declare(
+    channel: &lapin::Channel,
+    exchange: &str,
+    queue: &str,
+    routing_key: &str,
+) -> anyhow::Result<()> {
     channel
-        .exchange_declare(exchange.into(), ExchangeKind::Topic, ExchangeDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await?;
-    channel.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await?;
-    channel.queue_bind(queue.into(), exchange.into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default()).await?;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     Ok(())
 }
 
@@ -88,15 +135,27 @@ macro_rules! ideal_apply {
         fn $name(conn: &mut $conn, batch: BTreeMap<i32, Option<Row>>) -> QueryResult<()> {
             use ideal_items::dsl;
             conn.transaction(|conn| {
-                let deletes: Vec<i32> = batch.iter().filter(|(_, r)| r.is_none()).map(|(id, _)| *id).collect();
+                let deletes: Vec<i32> = batch
+                    .iter()
+                    .filter(|(_, r)| r.is_none())
+                    .map(|(id, _)| *id)
+                    .collect();
                 if !deletes.is_empty() {
-                    diesel::delete(dsl::ideal_items.filter(dsl::id.eq_any(&deletes))).execute(conn)?;
+                    diesel::delete(dsl::ideal_items.filter(dsl::id.eq_any(&deletes)))
+                        .execute(conn)?;
                 }
                 let rows: Vec<_> = batch
                     .values()
                     .flatten()
                     .map(|r| {
-                        (dsl::id.eq(r.id), dsl::title.eq(&r.title), dsl::body.eq(&r.body), dsl::price.eq(r.price), dsl::version.eq(r.version), dsl::revision.eq(r.revision))
+                        (
+                            dsl::id.eq(r.id),
+                            dsl::title.eq(&r.title),
+                            dsl::body.eq(&r.body),
+                            dsl::price.eq(r.price),
+                            dsl::version.eq(r.version),
+                            dsl::revision.eq(r.revision),
+                        )
                     })
                     .collect();
                 for chunk in rows.chunks(1000) {
@@ -140,18 +199,29 @@ pub async fn consume(
     use cqrs_core::db::CqrsConnection;
     let mut db = match database {
         None => Db::None,
-        Some(url) if cqrs_core::db::is_postgres_url(url) => Db::Pg(diesel::PgConnection::cqrs_connect(url)?),
+        Some(url) if cqrs_core::db::is_postgres_url(url) => {
+            Db::Pg(diesel::PgConnection::cqrs_connect(url)?)
+        }
         Some(url) => Db::Sqlite(diesel::SqliteConnection::cqrs_connect(url)?),
     };
     let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     declare(&channel, exchange, queue, "bench_item").await?;
     channel.basic_qos(1000, BasicQosOptions::default()).await?;
-    let mut consumer = channel.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     let mut handled = 0;
     let started = Instant::now();
     while handled < expect {
-        let Some(first) = consumer.next().await else { anyhow::bail!("consumer cancelled") };
+        let Some(first) = consumer.next().await else {
+            anyhow::bail!("consumer cancelled")
+        };
         let mut deliveries = vec![first?];
         while deliveries.len() < batch {
             match consumer.next().now_or_never() {
@@ -170,7 +240,9 @@ pub async fn consume(
             Db::Pg(c) => apply_pg(c, rows)?,
         }
         if let Some(last) = deliveries.last() {
-            channel.basic_ack(last.delivery_tag, BasicAckOptions { multiple: true }).await?;
+            channel
+                .basic_ack(last.delivery_tag, BasicAckOptions { multiple: true })
+                .await?;
         }
         handled += deliveries.len();
     }

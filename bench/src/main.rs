@@ -1,9 +1,18 @@
 //! `cqrs-bench`: end-to-end replication throughput, latency and memory of the framework, side
 //! by side in one run with the broker's own limit, an ideal hand-written pipeline and
 //! django-cqrs. `scripts/bench` starts the servers and runs `cqrs-bench run`.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark prints its figures")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark prints its figures"
+)]
 #![allow(unreachable_pub, reason = "a binary")]
-#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "figures")]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "figures"
+)]
 
 mod baseline;
 mod models;
@@ -23,7 +32,10 @@ use models::{BenchItem, BenchItemRef, LatencyItem, LatencyItemRef, item};
 use report::{Latency, Report, Run};
 
 #[derive(Parser)]
-#[command(name = "cqrs-bench", about = "Replication benchmark (see scripts/bench)")]
+#[command(
+    name = "cqrs-bench",
+    about = "Replication benchmark (see scripts/bench)"
+)]
 struct Cli {
     #[command(flatten)]
     global: cqrs_rabbit::cli::Global,
@@ -83,10 +95,26 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Cqrs(command) => cqrs_rabbit::cli::execute(command, &cli.global, "bench.sqlite3"),
-        Cmd::Baseline { exchange, queue, database, expect, batch } => {
+        Cmd::Baseline {
+            exchange,
+            queue,
+            database,
+            expect,
+            batch,
+        } => {
             let amqp = std::env::var("AMQP_ADDR").unwrap_or_default();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            match runtime.block_on(baseline::consume(&amqp, &exchange, &queue, database.as_deref(), expect, batch)) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            match runtime.block_on(baseline::consume(
+                &amqp,
+                &exchange,
+                &queue,
+                database.as_deref(),
+                expect,
+                batch,
+            )) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("baseline consumer: {e:#}");
@@ -102,7 +130,11 @@ fn main() -> std::process::ExitCode {
                 diesel::connection::SimpleConnection::batch_execute(&mut conn, models::SQLITE_DDL)?;
                 let start = Instant::now();
                 let writes = workload(&mut conn, rows)?;
-                eprintln!("{writes} writes in {:.2} s = {:.0}/s", start.elapsed().as_secs_f64(), writes as f64 / start.elapsed().as_secs_f64());
+                eprintln!(
+                    "{writes} writes in {:.2} s = {:.0}/s",
+                    start.elapsed().as_secs_f64(),
+                    writes as f64 / start.elapsed().as_secs_f64()
+                );
                 Ok(())
             })();
             match result {
@@ -113,7 +145,11 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Cmd::Run { mode, out, backends } => match run(mode, &out, &backends) {
+        Cmd::Run {
+            mode,
+            out,
+            backends,
+        } => match run(mode, &out, &backends) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench failed: {e:#}");
@@ -127,20 +163,30 @@ fn main() -> std::process::ExitCode {
 pub fn peak_rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
 
 /// Peak resident memory of every process of a group (django-cqrs's consumer forks).
 fn group_peak_rss_kb(pgid: u32) -> u64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(2).map(str::to_owned)))
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|rest| rest.split_whitespace().nth(2).map(str::to_owned))
+                })
                 .is_some_and(|group| group == pgid.to_string())
         })
         .map(peak_rss_kb)
@@ -157,9 +203,27 @@ struct Sizes {
 
 fn sizes(mode: Mode) -> Sizes {
     match mode {
-        Mode::Smoke => Sizes { rows: 200, django_rows: 60, repeats: 1, latency_secs: 1, configs: vec![(1, 1), (500, 2)] },
-        Mode::Quick => Sizes { rows: 5000, django_rows: 1500, repeats: 1, latency_secs: 3, configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)] },
-        Mode::Full => Sizes { rows: 20000, django_rows: 5000, repeats: 3, latency_secs: 10, configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)] },
+        Mode::Smoke => Sizes {
+            rows: 200,
+            django_rows: 60,
+            repeats: 1,
+            latency_secs: 1,
+            configs: vec![(1, 1), (500, 2)],
+        },
+        Mode::Quick => Sizes {
+            rows: 5000,
+            django_rows: 1500,
+            repeats: 1,
+            latency_secs: 3,
+            configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
+        },
+        Mode::Full => Sizes {
+            rows: 20000,
+            django_rows: 5000,
+            repeats: 3,
+            latency_secs: 10,
+            configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
+        },
     }
 }
 
@@ -195,7 +259,11 @@ impl Env {
         };
         with_db(&url, |conn| {
             conn.cqrs_setup()?;
-            let ddl = if backend == "postgres" { models::POSTGRES_DDL } else { models::SQLITE_DDL };
+            let ddl = if backend == "postgres" {
+                models::POSTGRES_DDL
+            } else {
+                models::SQLITE_DDL
+            };
             diesel::connection::SimpleConnection::batch_execute(conn, ddl)?;
             Ok(())
         })?;
@@ -213,7 +281,10 @@ impl Env {
 }
 
 /// Runs `f` on a connection of the URL's backend.
-fn with_db<T>(url: &str, f: impl FnOnce(&mut dyn AnyConn) -> anyhow::Result<T>) -> anyhow::Result<T> {
+fn with_db<T>(
+    url: &str,
+    f: impl FnOnce(&mut dyn AnyConn) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     if cqrs_core::db::is_postgres_url(url) {
         f(&mut PgConnection::cqrs_connect(url)?)
     } else {
@@ -257,44 +328,91 @@ fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
     let mut report = Report::new(mode_name(mode), sizes.rows, sizes.django_rows);
     for backend in backends {
         let backend = backend.as_str();
-        anyhow::ensure!(backend == "sqlite" || backend == "postgres", "unknown backend {backend}");
+        anyhow::ensure!(
+            backend == "sqlite" || backend == "postgres",
+            "unknown backend {backend}"
+        );
         eprintln!("== {backend}: master writes and the messages they produce");
         let (messages, write_rate) = master_messages(&env, backend, sizes.rows)?;
         report.master_write.insert(backend.to_owned(), write_rate);
-        let body_bytes = messages.iter().map(|(_, b)| b.len()).sum::<usize>() / messages.len().max(1);
+        let body_bytes =
+            messages.iter().map(|(_, b)| b.len()).sum::<usize>() / messages.len().max(1);
         report.message_bytes = body_bytes;
-        eprintln!("   {} messages of {} bytes on average; master {:.0} writes/s (each its own transaction, outbox included)", messages.len(), body_bytes, write_rate);
+        eprintln!(
+            "   {} messages of {} bytes on average; master {:.0} writes/s (each its own transaction, outbox included)",
+            messages.len(),
+            body_bytes,
+            write_rate
+        );
         for repeat in 0..sizes.repeats {
             eprintln!("== {backend}: baselines (run {})", repeat + 1);
-            report.runs.push(runtime.block_on(baseline_run(&env, backend, "plain", None, &messages, 500))?);
-            report.runs.push(runtime.block_on(baseline_run(&env, backend, "ideal", Some(1), &messages, 1))?);
-            report.runs.push(runtime.block_on(baseline_run(&env, backend, "ideal", Some(500), &messages, 500))?);
+            report.runs.push(
+                runtime.block_on(baseline_run(&env, backend, "plain", None, &messages, 500))?,
+            );
+            report.runs.push(runtime.block_on(baseline_run(
+                &env,
+                backend,
+                "ideal",
+                Some(1),
+                &messages,
+                1,
+            ))?);
+            report.runs.push(runtime.block_on(baseline_run(
+                &env,
+                backend,
+                "ideal",
+                Some(500),
+                &messages,
+                500,
+            ))?);
             for &(batch, workers) in &sizes.configs {
-                eprintln!("== {backend}: framework, batch {batch}, {workers} worker(s) (run {})", repeat + 1);
+                eprintln!(
+                    "== {backend}: framework, batch {batch}, {workers} worker(s) (run {})",
+                    repeat + 1
+                );
                 let run = if backend == "postgres" {
-                    runtime.block_on(ours::<PgConnection>(&env, backend, sizes.rows, batch, workers, false))?
+                    runtime.block_on(ours::<PgConnection>(
+                        &env, backend, sizes.rows, batch, workers, false,
+                    ))?
                 } else {
-                    runtime.block_on(ours::<SqliteConnection>(&env, backend, sizes.rows, batch, workers, false))?
+                    runtime.block_on(ours::<SqliteConnection>(
+                        &env, backend, sizes.rows, batch, workers, false,
+                    ))?
                 };
                 report.runs.push(run);
             }
-            eprintln!("== {backend}: framework, outbox drain only (the master wrote first), batch 500, 1 worker");
+            eprintln!(
+                "== {backend}: framework, outbox drain only (the master wrote first), batch 500, 1 worker"
+            );
             let run = if backend == "postgres" {
-                runtime.block_on(ours::<PgConnection>(&env, backend, sizes.rows, 500, 1, true))?
+                runtime.block_on(ours::<PgConnection>(
+                    &env, backend, sizes.rows, 500, 1, true,
+                ))?
             } else {
-                runtime.block_on(ours::<SqliteConnection>(&env, backend, sizes.rows, 500, 1, true))?
+                runtime.block_on(ours::<SqliteConnection>(
+                    &env, backend, sizes.rows, 500, 1, true,
+                ))?
             };
             report.runs.push(run);
             if env.python.is_some() {
                 eprintln!("== {backend}: django-cqrs 3.1.0 (run {})", repeat + 1);
-                report.runs.push(runtime.block_on(django_run(&env, backend, sizes.django_rows))?);
+                report
+                    .runs
+                    .push(runtime.block_on(django_run(&env, backend, sizes.django_rows))?);
             }
         }
-        eprintln!("== {backend}: commit-to-applied latency at 1,000 writes/s for {} s", sizes.latency_secs);
+        eprintln!(
+            "== {backend}: commit-to-applied latency at 1,000 writes/s for {} s",
+            sizes.latency_secs
+        );
         let latency = if backend == "postgres" {
             runtime.block_on(latency::<PgConnection>(&env, backend, sizes.latency_secs))?
         } else {
-            runtime.block_on(latency::<SqliteConnection>(&env, backend, sizes.latency_secs))?
+            runtime.block_on(latency::<SqliteConnection>(
+                &env,
+                backend,
+                sizes.latency_secs,
+            ))?
         };
         report.latency.insert(backend.to_owned(), latency);
     }
@@ -341,9 +459,14 @@ fn expected_rows(rows: i32) -> i64 {
 }
 
 /// Runs the workload on a scratch master; returns the outbox's messages and the write rate.
-fn master_messages(env: &Env, backend: &str, rows: i32) -> anyhow::Result<(Vec<(String, String)>, f64)> {
+fn master_messages(
+    env: &Env,
+    backend: &str,
+    rows: i32,
+) -> anyhow::Result<(Vec<(String, String)>, f64)> {
     let url = env.database(backend, &env.name("scratch"))?;
-    let collect = |conn: &mut dyn FnMut() -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>| conn();
+    let collect =
+        |conn: &mut dyn FnMut() -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>| conn();
     let (writes, elapsed, messages) = if backend == "postgres" {
         collect(&mut || scratch::<PgConnection>(&url, rows))?
     } else {
@@ -352,7 +475,10 @@ fn master_messages(env: &Env, backend: &str, rows: i32) -> anyhow::Result<(Vec<(
     Ok((messages, writes as f64 / elapsed.as_secs_f64()))
 }
 
-fn scratch<C: CqrsConnection>(url: &str, rows: i32) -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>
+fn scratch<C: CqrsConnection>(
+    url: &str,
+    rows: i32,
+) -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>
 where
     BenchItem: MasterStore<C>,
 {
@@ -360,7 +486,11 @@ where
     let start = Instant::now();
     let writes = workload(&mut conn, rows)?;
     let elapsed = start.elapsed();
-    let messages = conn.outbox_fetch(i64::MAX, false)?.into_iter().map(|r| (r.routing_key, r.body)).collect();
+    let messages = conn
+        .outbox_fetch(i64::MAX, false)?
+        .into_iter()
+        .map(|r| (r.routing_key, r.body))
+        .collect();
     Ok((writes, elapsed, messages))
 }
 
@@ -368,7 +498,9 @@ struct Child2(Child);
 
 impl Drop for Child2 {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if self.0.try_wait().ok().flatten().is_some() {
@@ -376,7 +508,9 @@ impl Drop for Child2 {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.wait();
     }
 }
@@ -393,7 +527,14 @@ async fn wait_consumer(amqp: &str, queue: &str) -> anyhow::Result<()> {
         let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
         let declared = channel
-            .queue_declare(queue.into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, lapin::types::FieldTable::default())
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
             .await;
         let _ = conn.close(200, "".into()).await;
         if declared.is_ok_and(|q| q.consumer_count() > 0) {
@@ -417,11 +558,22 @@ async fn baseline_run(
     let exchange = env.name("x");
     let queue = env.name("q");
     let mut cmd = Command::new(&env.bin);
-    cmd.args(["baseline", "--exchange", &exchange, "--queue", &queue, "--expect", &messages.len().to_string(), "--batch", &batch.to_string()])
-        .env("AMQP_ADDR", &env.amqp)
-        .stdout(Stdio::piped());
+    cmd.args([
+        "baseline",
+        "--exchange",
+        &exchange,
+        "--queue",
+        &queue,
+        "--expect",
+        &messages.len().to_string(),
+        "--batch",
+        &batch.to_string(),
+    ])
+    .env("AMQP_ADDR", &env.amqp)
+    .stdout(Stdio::piped());
     if transaction.is_some() {
-        cmd.arg("--database").arg(env.database(backend, &env.name("ideal"))?);
+        cmd.arg("--database")
+            .arg(env.database(backend, &env.name("ideal"))?);
     }
     let mut child = cmd.stdin(Stdio::null()).spawn()?;
     wait_consumer(&env.amqp, &queue).await?;
@@ -437,7 +589,12 @@ async fn baseline_run(
     .await??;
     let done: serde_json::Value = serde_json::from_str(output.trim())?;
     let seconds = (done["done_us"].as_i64().unwrap_or_default() - start_us) as f64 / 1e6;
-    eprintln!("   {kind}{}: {} messages in {seconds:.2} s = {:.0} msg/s", transaction.map_or(String::new(), |t| format!(" ({t} per transaction)")), messages.len(), messages.len() as f64 / seconds);
+    eprintln!(
+        "   {kind}{}: {} messages in {seconds:.2} s = {:.0} msg/s",
+        transaction.map_or(String::new(), |t| format!(" ({t} per transaction)")),
+        messages.len(),
+        messages.len() as f64 / seconds
+    );
     Ok(Run {
         backend: backend.to_owned(),
         pipeline: kind.to_owned(),
@@ -463,7 +620,10 @@ where
     let pks = BenchItemRef::db_pks(conn, None, i64::MAX)?;
     let mut revisions = 0;
     for chunk in pks.chunks(500) {
-        revisions += BenchItemRef::db_get_many(conn, chunk, false)?.iter().map(|r| i64::from(r.cqrs_revision)).sum::<i64>();
+        revisions += BenchItemRef::db_get_many(conn, chunk, false)?
+            .iter()
+            .map(|r| i64::from(r.cqrs_revision))
+            .sum::<i64>();
     }
     Ok((n, revisions))
 }
@@ -471,7 +631,14 @@ where
 /// The framework: master writes with an in-process relay, a consumer process. With `drain`,
 /// the master writes first and the clock starts when the relay starts: the relay, broker and
 /// consumer alone, comparable with the ideal pipeline (which publishes ready-made messages).
-async fn ours<C: CqrsConnection>(env: &Env, backend: &str, rows: i32, batch: usize, workers: usize, drain: bool) -> anyhow::Result<Run>
+async fn ours<C: CqrsConnection>(
+    env: &Env,
+    backend: &str,
+    rows: i32,
+    batch: usize,
+    workers: usize,
+    drain: bool,
+) -> anyhow::Result<Run>
 where
     BenchItem: MasterStore<C>,
     BenchItemRef: ReplicaStore<C>,
@@ -507,7 +674,11 @@ where
     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, f64)> {
         if drain {
             let mut conn = C::cqrs_connect(&writer_url)?;
-            return Ok((usize::try_from(conn.outbox_pending()?)?.max(2 * rows as usize + ((rows + 9) / 10) as usize), 0.0));
+            return Ok((
+                usize::try_from(conn.outbox_pending()?)?
+                    .max(2 * rows as usize + ((rows + 9) / 10) as usize),
+                0.0,
+            ));
         }
         let mut conn = C::cqrs_connect(&writer_url)?;
         let start = Instant::now();
@@ -520,10 +691,16 @@ where
     loop {
         // count first (cheap); the revisions only once every row is there
         let n = BenchItemRef::db_count(&mut poll)?;
-        if n == expected && writer.is_finished() && replica_aggregate(&mut poll)? == (expected, expected) {
+        if n == expected
+            && writer.is_finished()
+            && replica_aggregate(&mut poll)? == (expected, expected)
+        {
             break;
         }
-        anyhow::ensure!(start.elapsed() < deadline, "the replica did not converge ({n} rows)");
+        anyhow::ensure!(
+            start.elapsed() < deadline,
+            "the replica did not converge ({n} rows)"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -534,10 +711,26 @@ where
     drop(child);
     let equal = same_state::<C>(&master, &replica)?;
     anyhow::ensure!(equal, "the replica differs from the master");
-    let batches = relay_metrics.batches.load(std::sync::atomic::Ordering::Relaxed).max(1);
-    eprintln!("   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s; {:.1} messages per relay batch), consumer peak RSS {rss_mb:.1} MB, replica equal", writes as f64 / seconds, writes as f64 / batches as f64);
+    let batches = relay_metrics
+        .batches
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(1);
+    eprintln!(
+        "   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s; {:.1} messages per relay batch), consumer peak RSS {rss_mb:.1} MB, replica equal",
+        writes as f64 / seconds,
+        writes as f64 / batches as f64
+    );
     let pipeline = if drain { "ours-drain" } else { "ours" };
-    Ok(Run { backend: backend.to_owned(), pipeline: pipeline.to_owned(), batch, workers, messages: writes, seconds, rss_mb, equal })
+    Ok(Run {
+        backend: backend.to_owned(),
+        pipeline: pipeline.to_owned(),
+        batch,
+        workers,
+        messages: writes,
+        seconds,
+        rss_mb,
+        equal,
+    })
 }
 
 /// Whether the replica holds exactly the master's rows and revisions.
@@ -554,10 +747,22 @@ where
         return Ok(false);
     }
     for row in masters {
-        let Some(copy) = BenchItemRef::db_get(&mut r, &row.id, false)? else { return Ok(false) };
-        if (copy.title, copy.body, copy.version, copy.cqrs_revision, copy.cqrs_updated)
-            != (row.title, row.body, row.version, row.cqrs_revision, row.cqrs_updated)
-        {
+        let Some(copy) = BenchItemRef::db_get(&mut r, &row.id, false)? else {
+            return Ok(false);
+        };
+        if (
+            copy.title,
+            copy.body,
+            copy.version,
+            copy.cqrs_revision,
+            copy.cqrs_updated,
+        ) != (
+            row.title,
+            row.body,
+            row.version,
+            row.cqrs_revision,
+            row.cqrs_updated,
+        ) {
             return Ok(false);
         }
     }
@@ -565,7 +770,11 @@ where
 }
 
 /// Commit-to-applied latency at a paced 1,000 writes/s.
-async fn latency<C: CqrsConnection>(env: &Env, backend: &str, seconds: u64) -> anyhow::Result<Latency>
+async fn latency<C: CqrsConnection>(
+    env: &Env,
+    backend: &str,
+    seconds: u64,
+) -> anyhow::Result<Latency>
 where
     LatencyItem: MasterStore<C>,
     LatencyItemRef: ReplicaStore<C>,
@@ -584,9 +793,11 @@ where
     let child = spawn(cmd)?;
     wait_consumer(&env.amqp, &queue).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(cqrs_rabbit::Relay::<C>::new(env.config(&exchange, &queue)?, &master).run(async move {
-        let _ = stopped.await;
-    }));
+    let relay = tokio::spawn(
+        cqrs_rabbit::Relay::<C>::new(env.config(&exchange, &queue)?, &master).run(async move {
+            let _ = stopped.await;
+        }),
+    );
     let total = i32::try_from(seconds * 1000)?;
     let writer_url = master.clone();
     let commits = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<i64>> {
@@ -598,8 +809,13 @@ where
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            LatencyItem { id: k + 1, payload: format!("{k:0>300}"), cqrs_revision: 0, cqrs_updated: chrono::Utc::now().naive_utc() }
-                .cqrs_insert(&mut conn)?;
+            LatencyItem {
+                id: k + 1,
+                payload: format!("{k:0>300}"),
+                cqrs_revision: 0,
+                cqrs_updated: chrono::Utc::now().naive_utc(),
+            }
+            .cqrs_insert(&mut conn)?;
             commits.push(chrono::Utc::now().timestamp_micros());
         }
         Ok(commits)
@@ -611,7 +827,10 @@ where
             let mut conn = C::cqrs_connect(&replica)?;
             let pks = LatencyItemRef::db_pks(&mut conn, None, i64::MAX)?;
             if pks.len() == commits.len() {
-                pks.iter().filter_map(|pk| LatencyItemRef::db_get(&mut conn, pk, false).ok().flatten()).map(|r| (r.id, r.applied_us)).collect()
+                pks.iter()
+                    .filter_map(|pk| LatencyItemRef::db_get(&mut conn, pk, false).ok().flatten())
+                    .map(|r| (r.id, r.applied_us))
+                    .collect()
             } else {
                 Vec::new()
             }
@@ -619,7 +838,10 @@ where
         if !rows.is_empty() {
             break rows;
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "the latency run did not converge");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(120),
+            "the latency run did not converge"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let _ = stop.send(());
@@ -627,12 +849,24 @@ where
     drop(child);
     let mut latencies: Vec<f64> = applied
         .iter()
-        .map(|(id, at)| (*at - commits[usize::try_from(*id - 1).unwrap_or_default()]) as f64 / 1000.0)
+        .map(|(id, at)| {
+            (*at - commits[usize::try_from(*id - 1).unwrap_or_default()]) as f64 / 1000.0
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
-    let result = Latency { writes: latencies.len(), p50_ms: pick(0.50), p99_ms: pick(0.99), max_ms: pick(1.0) };
-    eprintln!("   {} writes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", result.writes, result.p50_ms, result.p99_ms, result.max_ms);
+    let pick = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let result = Latency {
+        writes: latencies.len(),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        max_ms: pick(1.0),
+    };
+    eprintln!(
+        "   {} writes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        result.writes, result.p50_ms, result.p99_ms, result.max_ms
+    );
     Ok(result)
 }
 
@@ -649,7 +883,14 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
             if backend == "postgres" {
                 env.database(backend, &name).map(|_| (name, String::new()))
             } else {
-                Ok((env.tmp.join(format!("{name}.sqlite3")).to_str().unwrap_or_default().to_owned(), String::new()))
+                Ok((
+                    env.tmp
+                        .join(format!("{name}.sqlite3"))
+                        .to_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    String::new(),
+                ))
             }
         })
         .collect::<anyhow::Result<_>>()?;
@@ -672,32 +913,58 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
     }
     let consumer = spawn(django(&databases[1].0, &["cqrs_consume", "--workers", "1"]))?;
     wait_consumer(&env.amqp, &queue).await?;
-    let output = django(&databases[0].0, &["bench_write", "--rows", &rows.to_string()]).stderr(Stdio::inherit()).output()?;
+    let output = django(
+        &databases[0].0,
+        &["bench_write", "--rows", &rows.to_string()],
+    )
+    .stderr(Stdio::inherit())
+    .output()?;
     anyhow::ensure!(output.status.success(), "django bench_write failed");
     let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let start_us = written["start_us"].as_i64().unwrap_or_default();
     let expected = expected_rows(rows);
     let replica_url = if backend == "postgres" {
-        format!("{}/{}", pg.rsplit_once('/').map(|p| p.0).unwrap_or_default(), databases[1].0)
+        format!(
+            "{}/{}",
+            pg.rsplit_once('/').map(|p| p.0).unwrap_or_default(),
+            databases[1].0
+        )
     } else {
         databases[1].0.clone()
     };
     let start = Instant::now();
     let done_us = loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let Ok((n, s)) = django_aggregate(&replica_url) else { continue };
+        let Ok((n, s)) = django_aggregate(&replica_url) else {
+            continue;
+        };
         if n == expected && s == expected {
             break chrono::Utc::now().timestamp_micros();
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(900), "django-cqrs did not converge ({n} rows, revisions {s})");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(900),
+            "django-cqrs did not converge ({n} rows, revisions {s})"
+        );
     };
     let rss_mb = group_peak_rss_kb(consumer.0.id()) as f64 / 1024.0;
     drop(consumer);
     let messages = usize::try_from(2 * i64::from(rows) + i64::from((rows + 9) / 10))?;
     let seconds = (done_us - start_us) as f64 / 1e6;
-    eprintln!("   {messages} messages in {seconds:.2} s = {:.0} msg/s, consumer RSS {rss_mb:.0} MB (master wrote at {:.0} writes/s)",
-        messages as f64 / seconds, written["writes_per_s"].as_f64().unwrap_or_default());
-    Ok(Run { backend: backend.to_owned(), pipeline: "django-cqrs".to_owned(), batch: 1, workers: 1, messages, seconds, rss_mb, equal: true })
+    eprintln!(
+        "   {messages} messages in {seconds:.2} s = {:.0} msg/s, consumer RSS {rss_mb:.0} MB (master wrote at {:.0} writes/s)",
+        messages as f64 / seconds,
+        written["writes_per_s"].as_f64().unwrap_or_default()
+    );
+    Ok(Run {
+        backend: backend.to_owned(),
+        pipeline: "django-cqrs".to_owned(),
+        batch: 1,
+        workers: 1,
+        messages,
+        seconds,
+        rss_mb,
+        equal: true,
+    })
 }
 
 #[derive(QueryableByName)]
@@ -717,7 +984,10 @@ fn django_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
     } else {
         // no journal-mode switch here (Django owns the file): only wait for its locks
         let mut conn = SqliteConnection::establish(url)?;
-        diesel::connection::SimpleConnection::batch_execute(&mut conn, "PRAGMA busy_timeout = 15000;")?;
+        diesel::connection::SimpleConnection::batch_execute(
+            &mut conn,
+            "PRAGMA busy_timeout = 15000;",
+        )?;
         query.get_result(&mut conn)?
     };
     Ok((row.n, row.s))

@@ -128,7 +128,11 @@ impl<C: CqrsConnection> ReplicaHooks<C> for LatencyItemRef
 where
     LatencyItemRef: ReplicaStore<C>,
 {
-    fn cqrs_create(conn: &mut C, data: &Map<String, Value>, ctx: &HookContext<'_>) -> Result<(), ApplyError> {
+    fn cqrs_create(
+        conn: &mut C,
+        data: &Map<String, Value>,
+        ctx: &HookContext<'_>,
+    ) -> Result<(), ApplyError> {
         let mut row = Self::cqrs_from_data(data, None, ctx.pk)?;
         row.applied_us = chrono::Utc::now().timestamp_micros();
         Self::db_insert(conn, &row).map_err(|e| ApplyError::database("bench_latency", ctx.pk, e))
@@ -140,7 +144,9 @@ pub fn item(id: i32) -> BenchItem {
     BenchItem {
         id,
         title: format!("Item {id}"),
-        body: format!("{id:08} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore"),
+        body: format!(
+            "{id:08} lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore"
+        ),
         price: f64::from(id % 1000) + 0.99,
         version: 0,
         cqrs_revision: 0,

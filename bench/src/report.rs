@@ -28,7 +28,12 @@ impl Run {
         match self.pipeline.as_str() {
             "plain" => "(a) plain lapin, no database".to_owned(),
             "ideal" => format!("(b) ideal pipeline, {} per transaction", self.batch),
-            "ours" => format!("cqrs-rs, batch {}, {} worker{}", self.batch, self.workers, if self.workers > 1 { "s" } else { "" }),
+            "ours" => format!(
+                "cqrs-rs, batch {}, {} worker{}",
+                self.batch,
+                self.workers,
+                if self.workers > 1 { "s" } else { "" }
+            ),
             "ours-drain" => format!("cqrs-rs outbox drain only, batch {}", self.batch),
             other => other.to_owned(),
         }
@@ -67,14 +72,26 @@ pub struct Target {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb / 1024 / 1024);
-    format!("{cores} cores ({cpu}), {memory} GiB, RabbitMQ 3.10, SQLite (WAL, synchronous=NORMAL), PostgreSQL 15 (fsync off)")
+    format!(
+        "{cores} cores ({cpu}), {memory} GiB, RabbitMQ 3.10, SQLite (WAL, synchronous=NORMAL), PostgreSQL 15 (fsync off)"
+    )
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -101,7 +118,15 @@ impl Report {
     fn medians(&self) -> Vec<Run> {
         let mut groups: BTreeMap<(String, String, usize, usize), Vec<&Run>> = BTreeMap::new();
         for run in &self.runs {
-            groups.entry((run.backend.clone(), run.pipeline.clone(), run.batch, run.workers)).or_default().push(run);
+            groups
+                .entry((
+                    run.backend.clone(),
+                    run.pipeline.clone(),
+                    run.batch,
+                    run.workers,
+                ))
+                .or_default()
+                .push(run);
         }
         let order = |p: &str| match p {
             "plain" => 0,
@@ -124,8 +149,21 @@ impl Report {
         out
     }
 
-    fn rate_of(runs: &[Run], backend: &str, pipeline: &str, batch: usize, workers: usize) -> Option<f64> {
-        runs.iter().find(|r| r.backend == backend && r.pipeline == pipeline && r.batch == batch && r.workers == workers).map(Run::rate)
+    fn rate_of(
+        runs: &[Run],
+        backend: &str,
+        pipeline: &str,
+        batch: usize,
+        workers: usize,
+    ) -> Option<f64> {
+        runs.iter()
+            .find(|r| {
+                r.backend == backend
+                    && r.pipeline == pipeline
+                    && r.batch == batch
+                    && r.workers == workers
+            })
+            .map(Run::rate)
     }
 
     fn check_targets(&mut self, runs: &[Run]) {
@@ -135,21 +173,60 @@ impl Report {
             let ideal = Self::rate_of(runs, &backend, "ideal", 500, 1);
             let django = Self::rate_of(runs, &backend, "django-cqrs", 1, 1);
             if let (Some(ours), Some(ideal)) = (ours, ideal) {
-                self.targets.push(Target { backend: backend.clone(), what: "end to end >= 70% of the ideal pipeline (b)".into(), value: format!("{:.0}%", 100.0 * ours / ideal), met: ours >= 0.7 * ideal });
+                self.targets.push(Target {
+                    backend: backend.clone(),
+                    what: "end to end >= 70% of the ideal pipeline (b)".into(),
+                    value: format!("{:.0}%", 100.0 * ours / ideal),
+                    met: ours >= 0.7 * ideal,
+                });
             }
-            if let (Some(drain), Some(ideal)) = (Self::rate_of(runs, &backend, "ours-drain", 500, 1), ideal) {
-                self.targets.push(Target { backend: backend.clone(), what: "(for reference) outbox drain vs the ideal pipeline (b)".into(), value: format!("{:.0}%", 100.0 * drain / ideal), met: drain >= 0.7 * ideal });
+            if let (Some(drain), Some(ideal)) =
+                (Self::rate_of(runs, &backend, "ours-drain", 500, 1), ideal)
+            {
+                self.targets.push(Target {
+                    backend: backend.clone(),
+                    what: "(for reference) outbox drain vs the ideal pipeline (b)".into(),
+                    value: format!("{:.0}%", 100.0 * drain / ideal),
+                    met: drain >= 0.7 * ideal,
+                });
             }
             if let (Some(ours), Some(django)) = (ours, django) {
-                self.targets.push(Target { backend: backend.clone(), what: "end to end >= 15x django-cqrs".into(), value: format!("{:.1}x", ours / django), met: ours >= 15.0 * django });
+                self.targets.push(Target {
+                    backend: backend.clone(),
+                    what: "end to end >= 15x django-cqrs".into(),
+                    value: format!("{:.1}x", ours / django),
+                    met: ours >= 15.0 * django,
+                });
             }
             if let Some(latency) = self.latency.get(&backend) {
-                self.targets.push(Target { backend: backend.clone(), what: "p99 commit-to-applied < 50 ms at 1,000 writes/s".into(), value: format!("{:.1} ms", latency.p99_ms), met: latency.p99_ms < 50.0 });
+                self.targets.push(Target {
+                    backend: backend.clone(),
+                    what: "p99 commit-to-applied < 50 ms at 1,000 writes/s".into(),
+                    value: format!("{:.1} ms", latency.p99_ms),
+                    met: latency.p99_ms < 50.0,
+                });
             }
-            let rss = runs.iter().filter(|r| r.backend == backend && r.pipeline == "ours").map(|r| r.rss_mb).fold(0.0, f64::max);
-            self.targets.push(Target { backend: backend.clone(), what: "consumer peak RSS < 40 MB".into(), value: format!("{rss:.1} MB"), met: rss < 40.0 });
-            let equal = runs.iter().filter(|r| r.backend == backend && r.pipeline == "ours").all(|r| r.equal);
-            self.targets.push(Target { backend: backend.clone(), what: "replica equal to the master after every run (1 and 2 workers)".into(), value: if equal { "yes".into() } else { "NO".into() }, met: equal });
+            let rss = runs
+                .iter()
+                .filter(|r| r.backend == backend && r.pipeline == "ours")
+                .map(|r| r.rss_mb)
+                .fold(0.0, f64::max);
+            self.targets.push(Target {
+                backend: backend.clone(),
+                what: "consumer peak RSS < 40 MB".into(),
+                value: format!("{rss:.1} MB"),
+                met: rss < 40.0,
+            });
+            let equal = runs
+                .iter()
+                .filter(|r| r.backend == backend && r.pipeline == "ours")
+                .all(|r| r.equal);
+            self.targets.push(Target {
+                backend: backend.clone(),
+                what: "replica equal to the master after every run (1 and 2 workers)".into(),
+                value: if equal { "yes".into() } else { "NO".into() },
+                met: equal,
+            });
         }
     }
 
@@ -160,9 +237,15 @@ impl Report {
         let _ = writeln!(
             md,
             "Workload: {} rows created, each updated once (tracked field), 10% deleted, every write its own transaction ({} messages of ~{} bytes); django-cqrs with {} rows. One replica service. Rates are messages/s from the first master commit to the replica holding the master's exact final state.\n",
-            self.rows, 2 * self.rows + (self.rows + 9) / 10, self.message_bytes, self.django_rows
+            self.rows,
+            2 * self.rows + (self.rows + 9) / 10,
+            self.message_bytes,
+            self.django_rows
         );
-        let _ = writeln!(md, "| backend | pipeline | messages | seconds | msg/s | vs (b) ideal 500 | vs django-cqrs | consumer peak RSS | replica = master |");
+        let _ = writeln!(
+            md,
+            "| backend | pipeline | messages | seconds | msg/s | vs (b) ideal 500 | vs django-cqrs | consumer peak RSS | replica = master |"
+        );
         let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|");
         for run in runs {
             let ideal = Self::rate_of(runs, &run.backend, "ideal", 500, 1);
@@ -181,7 +264,10 @@ impl Report {
                 if run.equal { "yes" } else { "NO" }
             );
         }
-        let _ = writeln!(md, "\n| backend | master writes/s (outbox included) | latency at 1,000 writes/s: p50 | p99 | max |");
+        let _ = writeln!(
+            md,
+            "\n| backend | master writes/s (outbox included) | latency at 1,000 writes/s: p50 | p99 | max |"
+        );
         let _ = writeln!(md, "|---|---:|---:|---:|---:|");
         for (backend, rate) in &self.master_write {
             let l = self.latency.get(backend);
@@ -194,9 +280,19 @@ impl Report {
             );
         }
         if with_targets {
-            let _ = writeln!(md, "\n| backend | target | measured | met |\n|---|---|---:|---|");
+            let _ = writeln!(
+                md,
+                "\n| backend | target | measured | met |\n|---|---|---:|---|"
+            );
             for t in &self.targets {
-                let _ = writeln!(md, "| {} | {} | {} | {} |", t.backend, t.what, t.value, if t.met { "yes" } else { "**no**" });
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    t.backend,
+                    t.what,
+                    t.value,
+                    if t.met { "yes" } else { "**no**" }
+                );
             }
         }
         md
@@ -210,14 +306,23 @@ impl Report {
         let md = self.markdown(&runs, with_targets);
         println!("{md}");
         std::fs::write(out.join("results.md"), &md)?;
-        std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&self)?)?;
+        std::fs::write(
+            out.join("results.json"),
+            serde_json::to_string_pretty(&self)?,
+        )?;
         self.chart(&runs, &out.join("results.svg"))?;
-        eprintln!("wrote {0}/results.md, {0}/results.json and {0}/results.svg", out.display());
+        eprintln!(
+            "wrote {0}/results.md, {0}/results.json and {0}/results.svg",
+            out.display()
+        );
         Ok(())
     }
 
     fn chart(&self, runs: &[Run], path: &Path) -> anyhow::Result<()> {
-        let rows: Vec<(String, f64)> = runs.iter().map(|r| (format!("{}: {}", r.backend, r.label()), r.rate())).collect();
+        let rows: Vec<(String, f64)> = runs
+            .iter()
+            .map(|r| (format!("{}: {}", r.backend, r.label()), r.rate()))
+            .collect();
         let height = 120 + 28 * u32::try_from(rows.len()).unwrap_or(0) + 200;
         let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -235,20 +340,38 @@ impl Report {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(rows.len().max(1))
-            .y_label_formatter(&|y| labels.get(usize::try_from(*y).unwrap_or(0)).cloned().unwrap_or_default())
+            .y_label_formatter(&|y| {
+                labels
+                    .get(usize::try_from(*y).unwrap_or(0))
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .x_desc("messages/s")
             .draw()?;
         chart.draw_series(rows.iter().enumerate().map(|(i, (label, rate))| {
             let i = i32::try_from(i).unwrap_or(0);
-            let color = if label.contains("cqrs-rs") { BLUE.mix(0.7) } else if label.contains("django") { RED.mix(0.7) } else { BLACK.mix(0.35) };
+            let color = if label.contains("cqrs-rs") {
+                BLUE.mix(0.7)
+            } else if label.contains("django") {
+                RED.mix(0.7)
+            } else {
+                BLACK.mix(0.35)
+            };
             Rectangle::new([(0.0, i), (*rate, i + 1)], color.filled())
         }))?;
-        let lat: Vec<(String, f64, f64)> = self.latency.iter().map(|(b, l)| (b.clone(), l.p50_ms, l.p99_ms)).collect();
+        let lat: Vec<(String, f64, f64)> = self
+            .latency
+            .iter()
+            .map(|(b, l)| (b.clone(), l.p50_ms, l.p99_ms))
+            .collect();
         let lmax = lat.iter().map(|l| l.2).fold(1.0, f64::max) * 1.2;
         let n = i32::try_from(lat.len()).unwrap_or(0);
         let names: Vec<String> = lat.iter().map(|l| l.0.clone()).collect();
         let mut chart = ChartBuilder::on(&bottom)
-            .caption("Commit-to-applied latency at 1,000 writes/s: p50 (light) and p99 (dark), ms", ("sans-serif", 16))
+            .caption(
+                "Commit-to-applied latency at 1,000 writes/s: p50 (light) and p99 (dark), ms",
+                ("sans-serif", 16),
+            )
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(380)
@@ -257,7 +380,12 @@ impl Report {
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(lat.len().max(1))
-            .y_label_formatter(&|y| names.get(usize::try_from(*y).unwrap_or(0)).cloned().unwrap_or_default())
+            .y_label_formatter(&|y| {
+                names
+                    .get(usize::try_from(*y).unwrap_or(0))
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .draw()?;
         chart.draw_series(lat.iter().enumerate().map(|(i, l)| {
             let i = i32::try_from(i).unwrap_or(0);

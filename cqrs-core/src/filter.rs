@@ -245,27 +245,49 @@ mod tests {
 
     #[test]
     fn splits_lookups() {
-        let lookups = parse_lookups(&json!({"id__in": [1, 2], "title": "x", "a__b__gt": 3}))
-            .unwrap();
+        let lookups =
+            parse_lookups(&json!({"id__in": [1, 2], "title": "x", "a__b__gt": 3})).unwrap();
         assert_eq!(lookups.len(), 3);
-        assert!(lookups.iter().any(|l| l.field == "a__b" && l.op == LookupOp::Gt));
-        assert!(lookups.iter().any(|l| l.field == "title" && l.op == LookupOp::Exact));
+        assert!(
+            lookups
+                .iter()
+                .any(|l| l.field == "a__b" && l.op == LookupOp::Gt)
+        );
+        assert!(
+            lookups
+                .iter()
+                .any(|l| l.field == "title" && l.op == LookupOp::Exact)
+        );
     }
 
     #[test]
     fn errors_list_the_valid_choices() {
-        let err = parse_lookups(&json!({"id__near": 1})).unwrap_err().to_string();
+        let err = parse_lookups(&json!({"id__near": 1}))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown lookup `near`"), "{err}");
         assert!(err.contains("exact, in, gt, gte, lt, lte, isnull, contains, startswith"));
-        assert_eq!(parse_lookups(&json!([1])).unwrap_err(), FilterError::NotObject);
-        assert!(matches!(parse_filter_text("{"), Err(FilterError::NotJson(_))));
+        assert_eq!(
+            parse_lookups(&json!([1])).unwrap_err(),
+            FilterError::NotObject
+        );
+        assert!(matches!(
+            parse_filter_text("{"),
+            Err(FilterError::NotJson(_))
+        ));
         let err = FilterError::unknown_field("nope", &["id", "title"]).to_string();
-        assert_eq!(err, "unknown field `nope` in filter; valid fields: id, title");
+        assert_eq!(
+            err,
+            "unknown field `nope` in filter; valid fields: id, title"
+        );
     }
 
     #[test]
     fn like_patterns_escape() {
-        assert_eq!(like_pattern(LookupOp::Contains, "50%_a\\"), "%50\\%\\_a\\\\%");
+        assert_eq!(
+            like_pattern(LookupOp::Contains, "50%_a\\"),
+            "%50\\%\\_a\\\\%"
+        );
         assert_eq!(like_pattern(LookupOp::StartsWith, "ab"), "ab%");
         assert_eq!(like_pattern(LookupOp::EndsWith, "ab"), "%ab");
     }

@@ -51,7 +51,11 @@ pub trait MasterModel: Sized + Send + 'static {
     /// The message's `meta` (the model's `meta` function, else the process-wide one, else
     /// `{}`).
     fn cqrs_meta(&self, ctx: &MetaContext<'_>) -> Option<Value> {
-        Some(settings::master().meta.map_or_else(|| Value::Object(Map::new()), |f| f(ctx)))
+        Some(
+            settings::master()
+                .meta
+                .map_or_else(|| Value::Object(Map::new()), |f| f(ctx)),
+        )
     }
     /// The message's `correlation_id` (the model's function, else the process-wide one).
     fn cqrs_correlation_id(&self, ctx: &CorrelationContext<'_>) -> Option<String> {
@@ -352,7 +356,8 @@ where
     M: MasterStore<C>,
     C: CqrsConnection,
 {
-    let row = M::db_update(conn, row, now_micros())?.ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+    let row =
+        M::db_update(conn, row, now_micros())?.ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
     let message = if M::PRODUCE && row.cqrs_is_sync_instance() {
         let previous = (!M::TRACKED_FIELDS.is_empty()).then(|| changed_tracked(before, &row));
         Some(message(&row, SignalType::Save, previous, None)?)

@@ -282,7 +282,12 @@ mod tests {
         assert!(msg.expires.is_some());
         assert!(!msg.is_expired(Utc::now()));
         let body = br#"{"signal_type":"SYNC","cqrs_id":"a","instance_data":{},"instance_pk":"x","expires":null,"extra":1}"#;
-        assert_eq!(Message::parse(body, Some(Duration::from_secs(1))).unwrap().expires, None);
+        assert_eq!(
+            Message::parse(body, Some(Duration::from_secs(1)))
+                .unwrap()
+                .expires,
+            None
+        );
     }
 
     #[test]

@@ -207,8 +207,12 @@ pub trait MasterOps<C>: Sync {
     fn count(&self, conn: &mut C, lookups: &[Lookup]) -> Result<u64>;
     /// The `instance_data` of every row that passes the sync filter, in primary-key order,
     /// `batch` rows per query; returns how many rows the sync filter left out.
-    fn dump(&self, conn: &mut C, batch: usize, sink: Sink<'_, Result<Map<String, Value>>>)
-    -> Result<u64>;
+    fn dump(
+        &self,
+        conn: &mut C,
+        batch: usize,
+        sink: Sink<'_, Result<Map<String, Value>>>,
+    ) -> Result<u64>;
     /// `[pk, cqrs_revision]` of the rows matching `lookups` that pass the sync filter, one
     /// call of `sink` per batch.
     fn versions(
@@ -379,7 +383,11 @@ where
 
     fn sync_body(&self, conn: &mut C, pk: &Value, queue: Option<&str>) -> Result<Option<String>> {
         let pk = pks_of::<M::Pk>(std::slice::from_ref(pk))?;
-        let Some(row) = pk.first().map(|pk| M::db_get(conn, pk, false)).transpose()?.flatten()
+        let Some(row) = pk
+            .first()
+            .map(|pk| M::db_get(conn, pk, false))
+            .transpose()?
+            .flatten()
         else {
             return Ok(None);
         };

@@ -395,7 +395,10 @@ struct Prepared<'m, M: ReplicaModel> {
 fn skips_broadcast<M: ReplicaModel>(message: &Message, direct: bool) -> bool {
     let skip = message.signal_type == SignalType::Sync && M::ONLY_DIRECT_SYNCS && !direct;
     if skip {
-        tracing::trace!(cqrs_id = M::CQRS_ID, "broadcast sync ignored (only_direct_syncs)");
+        tracing::trace!(
+            cqrs_id = M::CQRS_ID,
+            "broadcast sync ignored (only_direct_syncs)"
+        );
     }
     skip
 }
@@ -481,8 +484,13 @@ fn decide<M: ReplicaModel>(
     if signal == SignalType::Delete {
         return match stored {
             Some(stored) if !version.is_after(&stored) => {
-                tracing::warn!(cqrs_id = M::CQRS_ID, pk, revision = version.revision,
-                    existing = stored.revision, "CQRS DELETE older than the stored row ignored");
+                tracing::warn!(
+                    cqrs_id = M::CQRS_ID,
+                    pk,
+                    revision = version.revision,
+                    existing = stored.revision,
+                    "CQRS DELETE older than the stored row ignored"
+                );
                 Decision::Ignore(IgnoreReason::StaleDelete)
             }
             Some(_) => Decision::Delete,
@@ -492,8 +500,13 @@ fn decide<M: ReplicaModel>(
     let Some(stored) = stored else {
         return match tombstone {
             Some(tombstone) if !version.is_after(&tombstone) => {
-                tracing::warn!(cqrs_id = M::CQRS_ID, pk, revision = version.revision,
-                    deleted_revision = tombstone.revision, "CQRS {signal} older than the row's delete ignored");
+                tracing::warn!(
+                    cqrs_id = M::CQRS_ID,
+                    pk,
+                    revision = version.revision,
+                    deleted_revision = tombstone.revision,
+                    "CQRS {signal} older than the row's delete ignored"
+                );
                 Decision::Ignore(IgnoreReason::Deleted)
             }
             _ => Decision::Create,
@@ -502,25 +515,54 @@ fn decide<M: ReplicaModel>(
     let recreated = version.updated > stored.updated && version.revision <= stored.revision;
     if signal == SignalType::Sync {
         if stored.revision > version.revision && !recreated {
-            tracing::warn!(cqrs_id = M::CQRS_ID, pk, new = version.revision,
-                existing = stored.revision, "CQRS revision downgrade on sync");
+            tracing::warn!(
+                cqrs_id = M::CQRS_ID,
+                pk,
+                new = version.revision,
+                existing = stored.revision,
+                "CQRS revision downgrade on sync"
+            );
         }
     } else if recreated {
-        tracing::warn!(cqrs_id = M::CQRS_ID, pk, new = version.revision, existing = stored.revision,
-            "CQRS revision went back with a later cqrs_updated: the row was re-created");
+        tracing::warn!(
+            cqrs_id = M::CQRS_ID,
+            pk,
+            new = version.revision,
+            existing = stored.revision,
+            "CQRS revision went back with a later cqrs_updated: the row was re-created"
+        );
     } else if stored.revision > version.revision {
-        tracing::error!(cqrs_id = M::CQRS_ID, pk, new = version.revision,
-            existing = stored.revision, "Wrong CQRS sync order");
+        tracing::error!(
+            cqrs_id = M::CQRS_ID,
+            pk,
+            new = version.revision,
+            existing = stored.revision,
+            "Wrong CQRS sync order"
+        );
         return Decision::Ignore(IgnoreReason::Stale);
     } else if stored.revision == version.revision {
-        tracing::error!(cqrs_id = M::CQRS_ID, pk, revision = version.revision, "Received duplicate CQRS data");
+        tracing::error!(
+            cqrs_id = M::CQRS_ID,
+            pk,
+            revision = version.revision,
+            "Received duplicate CQRS data"
+        );
         if version.revision == 0 {
-            tracing::warn!(cqrs_id = M::CQRS_ID, pk, "CQRS potential creation race condition");
+            tracing::warn!(
+                cqrs_id = M::CQRS_ID,
+                pk,
+                "CQRS potential creation race condition"
+            );
         }
         return Decision::Ignore(IgnoreReason::Duplicate);
     } else if version.revision != stored.revision + 1 {
-        tracing::warn!(cqrs_id = M::CQRS_ID, pk, revision = version.revision,
-            lost = version.revision - stored.revision - 1, "Lost or filtered out CQRS packages");
+        tracing::warn!(
+            cqrs_id = M::CQRS_ID,
+            pk,
+            revision = version.revision,
+            lost = version.revision - stored.revision - 1,
+            "Lost or filtered out CQRS packages"
+        );
     }
     Decision::Update
 }
@@ -550,7 +592,11 @@ where
     } else {
         None
     };
-    let decision = decide(&p, existing.as_ref().map(ReplicaModel::cqrs_version), tombstone);
+    let decision = decide(
+        &p,
+        existing.as_ref().map(ReplicaModel::cqrs_version),
+        tombstone,
+    );
     let ctx = HookContext {
         signal_type: p.signal,
         direct: direct && p.signal == SignalType::Sync,
@@ -571,14 +617,19 @@ where
         }
         Decision::Update => {
             let Some(existing) = existing else {
-                return Err(ApplyError::database(M::CQRS_ID, &p.pk_text, diesel::result::Error::NotFound));
+                return Err(ApplyError::database(
+                    M::CQRS_ID,
+                    &p.pk_text,
+                    diesel::result::Error::NotFound,
+                ));
             };
             M::cqrs_update(conn, existing, &p.data, &ctx)?;
             Outcome::Updated
         }
         Decision::Delete | Decision::Tombstone => {
             if tombstone_moves(p.version, tombstone) {
-                conn.tombstone_put(M::CQRS_ID, &p.pk_text, p.version).map_err(db)?;
+                conn.tombstone_put(M::CQRS_ID, &p.pk_text, p.version)
+                    .map_err(db)?;
             }
             if decision == Decision::Tombstone {
                 Outcome::AlreadyAbsent
@@ -643,8 +694,11 @@ where
         .filter(|(_, p)| !rows.contains_key(&p.pk_text) || p.signal == SignalType::Delete)
         .map(|(_, p)| p.pk_text.clone())
         .collect();
-    let mut tombstones: HashMap<String, Version> =
-        conn.tombstone_get_many(M::CQRS_ID, &absent).map_err(db)?.into_iter().collect();
+    let mut tombstones: HashMap<String, Version> = conn
+        .tombstone_get_many(M::CQRS_ID, &absent)
+        .map_err(db)?
+        .into_iter()
+        .collect();
     let mut dirty: Vec<String> = Vec::new();
     // the last word on each tombstone the batch touched: Some = record, None = forget
     let mut tombstone_writes: HashMap<String, Option<Version>> = HashMap::new();
@@ -717,7 +771,10 @@ where
     for (key, write) in tombstone_writes {
         match write {
             Some(version) => conn.tombstone_put(M::CQRS_ID, &key, version).map_err(db)?,
-            None => conn.tombstone_remove(M::CQRS_ID, &key).map(drop).map_err(db)?,
+            None => conn
+                .tombstone_remove(M::CQRS_ID, &key)
+                .map(drop)
+                .map_err(db)?,
         }
     }
     Ok(results
@@ -800,10 +857,15 @@ pub fn apply_batch<C: CqrsConnection>(
         };
     }
     let outcome = conn.cqrs_transaction(|conn| {
-        let mut results: Vec<Option<Result<Outcome, ApplyError>>> = items.iter().map(|_| None).collect();
+        let mut results: Vec<Option<Result<Outcome, ApplyError>>> =
+            items.iter().map(|_| None).collect();
         // The messages of each model, in arrival order (models do not share rows). Grouped by
         // cqrs_id: the operations are zero-sized, so their addresses tell nothing apart.
-        let mut groups: Vec<(&str, &'static dyn crate::registry::ReplicaOps<C>, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(
+            &str,
+            &'static dyn crate::registry::ReplicaOps<C>,
+            Vec<usize>,
+        )> = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let cqrs_id = item.message.cqrs_id.as_str();
             match groups.iter_mut().find(|(id, _, _)| *id == cqrs_id) {
@@ -813,19 +875,27 @@ pub fn apply_batch<C: CqrsConnection>(
         }
         for (_, ops, indexes) in groups {
             if indexes.len() > 1 && ops.batchable() {
-                let messages: Vec<(&Message, bool)> =
-                    indexes.iter().map(|i| (items[*i].message, items[*i].direct)).collect();
-                match conn.cqrs_transaction(|conn| ops.apply_many(conn, &messages).map_err(TxError::Message)) {
+                let messages: Vec<(&Message, bool)> = indexes
+                    .iter()
+                    .map(|i| (items[*i].message, items[*i].direct))
+                    .collect();
+                match conn.cqrs_transaction(|conn| {
+                    ops.apply_many(conn, &messages).map_err(TxError::Message)
+                }) {
                     Ok(group) => {
                         for (index, result) in indexes.iter().zip(group) {
                             results[*index] = Some(result);
                         }
                         continue;
                     }
-                    Err(TxError::Message(error) | TxError::Abort(error)) if error.is_unavailable() => {
+                    Err(TxError::Message(error) | TxError::Abort(error))
+                        if error.is_unavailable() =>
+                    {
                         return Err(TxError::Abort(error));
                     }
-                    Err(TxError::Db(error)) if crate::error::classify_diesel(&error) == ErrorClass::Unavailable => {
+                    Err(TxError::Db(error))
+                        if crate::error::classify_diesel(&error) == ErrorClass::Unavailable =>
+                    {
                         return Err(TxError::Db(error));
                     }
                     // Rolled back to the savepoint: apply this model's messages one by one.
@@ -861,5 +931,11 @@ pub fn apply_batch<C: CqrsConnection>(
 }
 
 fn is_transaction_error(error: &ApplyError) -> bool {
-    matches!(error, ApplyError::Database { cqrs_id: "(transaction)", .. })
+    matches!(
+        error,
+        ApplyError::Database {
+            cqrs_id: "(transaction)",
+            ..
+        }
+    )
 }

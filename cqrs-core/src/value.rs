@@ -480,7 +480,13 @@ mod tests {
                 "{form}"
             );
         }
-        for bad in ["2026-13-22 06:20:48", "yesterday", "2026-11-22", "", "2026-11-22X06:20"] {
+        for bad in [
+            "2026-13-22 06:20:48",
+            "yesterday",
+            "2026-11-22",
+            "",
+            "2026-11-22X06:20",
+        ] {
             assert!(DateTime::<Utc>::from_cqrs(&json!(bad)).is_err(), "{bad}");
         }
         let err = DateTime::<Utc>::from_cqrs(&json!(5)).unwrap_err();

@@ -94,7 +94,10 @@ mod tests {
         .unwrap_err();
         assert!(errors.contains("names no field `nope`"), "{errors}");
         assert!(errors.contains("names no field `zilch`"), "{errors}");
-        assert!(errors.contains("must include the primary key `id`"), "{errors}");
+        assert!(
+            errors.contains("must include the primary key `id`"),
+            "{errors}"
+        );
     }
 
     #[test]

@@ -17,9 +17,16 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     }
     cx.check()?;
     let Some(model) = model else {
-        return Err(syn::Error::new_spanned(&input.ident, "invalid CqrsMaster model"));
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "invalid CqrsMaster model",
+        ));
     };
-    let body = [model_impl(&model), stores(&model), emit::register_info(&model, &quote!(Master))];
+    let body = [
+        model_impl(&model),
+        stores(&model),
+        emit::register_info(&model, &quote!(Master)),
+    ];
     Ok(dummy::wrap(&quote!(#(#body)*)))
 }
 
@@ -53,8 +60,13 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     let revision = model.fields[model.revision].ident;
     let updated = model.fields[model.updated].ident;
     let updated_ty = model.fields[model.updated].ty;
-    let filter_names = std::iter::once("pk".to_owned())
-        .chain(model.fields.iter().filter(|f| f.filterable).map(|f| f.json_name.clone()));
+    let filter_names = std::iter::once("pk".to_owned()).chain(
+        model
+            .fields
+            .iter()
+            .filter(|f| f.filterable)
+            .map(|f| f.json_name.clone()),
+    );
     let tracked: Vec<_> = model
         .attrs
         .tracked_fields
@@ -190,8 +202,16 @@ fn stores(model: &Model<'_>) -> TokenStream {
         .collect()
 }
 
-#[allow(clippy::too_many_lines, reason = "one generated impl, read top to bottom")]
-fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: bool) -> TokenStream {
+#[allow(
+    clippy::too_many_lines,
+    reason = "one generated impl, read top to bottom"
+)]
+fn store_impl(
+    model: &Model<'_>,
+    columns: &Columns,
+    conn: &TokenStream,
+    is_pg: bool,
+) -> TokenStream {
     let krate = &model.krate;
     let private = emit::private(model);
     let ident = model.ident;
@@ -223,31 +243,55 @@ fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: b
     let backend = quote!(<#conn as #private::diesel::Connection>::Backend);
     let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
     let lock = if is_pg {
-        quote!(if lock { query.for_update().first(conn) } else { query.first(conn) })
+        quote!(if lock {
+            query.for_update().first(conn)
+        } else {
+            query.first(conn)
+        })
     } else {
-        quote!({ let _ = lock; query.first(conn) })
+        quote!({
+            let _ = lock;
+            query.first(conn)
+        })
     };
     let pk_name = model.pk_field().json_name.clone();
     let valid: Vec<String> = std::iter::once("pk".to_owned())
-        .chain(model.fields.iter().filter(|f| f.filterable).map(|f| f.json_name.clone()))
+        .chain(
+            model
+                .fields
+                .iter()
+                .filter(|f| f.filterable)
+                .map(|f| f.json_name.clone()),
+        )
         .collect();
-    let lookup_arms = model.fields.iter().enumerate().filter(|(_, f)| f.filterable).map(|(i, f)| {
-        let col = emit::column(model, i);
-        let name = &f.json_name;
-        let names = if f.json_name == pk_name {
-            quote!(#name | "pk")
-        } else {
-            quote!(#name)
-        };
-        let text = if f.is_text { quote!(text) } else { quote!(plain) };
-        match f.option_inner {
-            Some(inner) => quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),),
-            None => {
-                let ty = f.ty;
-                quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
+    let lookup_arms = model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.filterable)
+        .map(|(i, f)| {
+            let col = emit::column(model, i);
+            let name = &f.json_name;
+            let names = if f.json_name == pk_name {
+                quote!(#name | "pk")
+            } else {
+                quote!(#name)
+            };
+            let text = if f.is_text {
+                quote!(text)
+            } else {
+                quote!(plain)
+            };
+            match f.option_inner {
+                Some(inner) => {
+                    quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),)
+                }
+                None => {
+                    let ty = f.ty;
+                    quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
+                }
             }
-        }
-    });
+        });
 
     quote! {
         #[automatically_derived]

@@ -17,7 +17,10 @@ pub(crate) fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
     }
     cx.check()?;
     let Some(model) = model else {
-        return Err(syn::Error::new_spanned(&input.ident, "invalid CqrsReplica model"));
+        return Err(syn::Error::new_spanned(
+            &input.ident,
+            "invalid CqrsReplica model",
+        ));
     };
     let body = [
         model_impl(&model),
@@ -50,7 +53,11 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     };
-    let fields = model.fields.iter().filter(|f| !f.skipped()).map(|f| unraw(f.ident));
+    let fields = model
+        .fields
+        .iter()
+        .filter(|f| !f.skipped())
+        .map(|f| unraw(f.ident));
     let required = model
         .fields
         .iter()
@@ -173,7 +180,12 @@ fn stores(model: &Model<'_>) -> TokenStream {
         .collect()
 }
 
-fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: bool) -> TokenStream {
+fn store_impl(
+    model: &Model<'_>,
+    columns: &Columns,
+    conn: &TokenStream,
+    is_pg: bool,
+) -> TokenStream {
     let krate = &model.krate;
     let private = emit::private(model);
     let ident = model.ident;
@@ -202,14 +214,28 @@ fn store_impl(model: &Model<'_>, columns: &Columns, conn: &TokenStream, is_pg: b
             quote!(#col.eq(&row.#field))
         });
     let lock = if is_pg {
-        quote!(if lock { query.for_update().first(conn) } else { query.first(conn) })
+        quote!(if lock {
+            query.for_update().first(conn)
+        } else {
+            query.first(conn)
+        })
     } else {
-        quote!({ let _ = lock; query.first(conn) })
+        quote!({
+            let _ = lock;
+            query.first(conn)
+        })
     };
     let lock_many = if is_pg {
-        quote!(if lock { query.for_update().load(conn)? } else { query.load(conn)? })
+        quote!(if lock {
+            query.for_update().load(conn)?
+        } else {
+            query.load(conn)?
+        })
     } else {
-        quote!({ let _ = lock; query.load(conn)? })
+        quote!({
+            let _ = lock;
+            query.load(conn)?
+        })
     };
     let excluded = model
         .fields

@@ -6,17 +6,17 @@ use lapin::options::{
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Confirmation, PublisherConfirm};
 
 use crate::config::{BrokerUrl, Config};
 use crate::error::{Error, Result};
 
 /// Opens a connection (fails at once; see [`connect_with_backoff`]).
 pub async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
-    let properties = ConnectionProperties::default()
-        .with_connection_name(LongString::from(name.to_owned()));
+    let properties =
+        ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
     match tokio::time::timeout(
         Duration::from_secs(15),
         Connection::connect(url.expose(), properties),
@@ -143,7 +143,10 @@ fn declare_error(config: &Config, what: &str, name: &str, error: &lapin::Error) 
     };
     Error::Broker {
         url: config.url.to_string(),
-        reason: format!("cannot declare {what} `{name}`: {}{hint}", config.url.redact(&text)),
+        reason: format!(
+            "cannot declare {what} `{name}`: {}{hint}",
+            config.url.redact(&text)
+        ),
     }
 }
 
@@ -161,7 +164,11 @@ pub async fn declare_replica_topology(
     declare_exchange(channel, config).await?;
     for name in [&queue, &dlq] {
         channel
-            .queue_declare(ShortString::from(name.clone()), durable(), queue_args(config))
+            .queue_declare(
+                ShortString::from(name.clone()),
+                durable(),
+                queue_args(config),
+            )
             .await
             .map_err(|e| declare_error(config, "queue", name, &e))?;
     }

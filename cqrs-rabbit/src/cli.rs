@@ -256,7 +256,10 @@ pub fn execute(command: Command, global: &Global, default_database_url: &str) ->
         Err(error) => {
             // one line, whatever the underlying error looks like (libpq's span several)
             let text = error.to_string();
-            eprintln!("error: {}", text.split_whitespace().collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "error: {}",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
             ExitCode::FAILURE
         }
     }
@@ -338,7 +341,11 @@ async fn shutdown_signal() {
     tracing::info!("signal received: stopping");
 }
 
-async fn run<C: CqrsConnection>(command: Command, mut config: Config, database_url: &str) -> Result<()> {
+async fn run<C: CqrsConnection>(
+    command: Command,
+    mut config: Config,
+    database_url: &str,
+) -> Result<()> {
     match command {
         Command::Consume {
             workers,
@@ -371,9 +378,10 @@ async fn run<C: CqrsConnection>(command: Command, mut config: Config, database_u
         other => {
             let job_url = database_url.to_owned();
             let job_config = config.clone();
-            let written = tokio::task::spawn_blocking(move || tool::<C>(other, &job_config, &job_url))
-                .await
-                .map_err(|e| Error::Input(format!("the command failed: {e}")))??;
+            let written =
+                tokio::task::spawn_blocking(move || tool::<C>(other, &job_config, &job_url))
+                    .await
+                    .map_err(|e| Error::Input(format!("the command failed: {e}")))??;
             if written > 0 {
                 publish_outbox::<C>(config, database_url).await?;
             }
@@ -398,7 +406,10 @@ async fn publish_outbox<C: CqrsConnection>(config: Config, database_url: &str) -
 /// Opens the database (a clear error if it cannot).
 fn connect<C: CqrsConnection>(url: &str) -> Result<C> {
     let mut conn = C::cqrs_connect(url).map_err(|e| {
-        Error::Input(format!("cannot open the database {}: {e}", redact_db_url(url)))
+        Error::Input(format!(
+            "cannot open the database {}: {e}",
+            redact_db_url(url)
+        ))
     })?;
     conn.cqrs_setup()?;
     Ok(conn)
@@ -460,7 +471,12 @@ impl Progress {
     fn set(&mut self, done: u64) {
         self.bar.set_position(done);
         if self.lines && done >= self.next_line && self.total > 0 {
-            eprintln!("{}: {done} of {} ({}%)", self.label, self.total, done * 100 / self.total);
+            eprintln!(
+                "{}: {done} of {} ({}%)",
+                self.label,
+                self.total,
+                done * 100 / self.total
+            );
             self.next_line = done + self.total / 10;
         }
     }
@@ -494,11 +510,15 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             } else {
                 let path = PathBuf::from(&output);
                 if path.exists() && !force {
-                    return Err(Error::Input(format!("file {output} exists; use --force to overwrite it")));
+                    return Err(Error::Input(format!(
+                        "file {output} exists; use --force to overwrite it"
+                    )));
                 }
-                Box::new(BufWriter::new(File::create(&path).map_err(|e| Error::Io {
-                    context: format!("cannot create {output}"),
-                    source: e,
+                Box::new(BufWriter::new(File::create(&path).map_err(|e| {
+                    Error::Io {
+                        context: format!("cannot create {output}"),
+                        source: e,
+                    }
                 })?))
             };
             let io_err = |e: io::Error| Error::Io {
@@ -515,7 +535,10 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                         let line = Value::Object(data).to_string();
                         out.write_all(b"\n")
                             .and_then(|()| out.write_all(line.as_bytes()))
-                            .map_err(|e| cqrs_core::Error::Io { context: "cannot write the dump".to_owned(), source: e })?;
+                            .map_err(|e| cqrs_core::Error::Io {
+                                context: "cannot write the dump".to_owned(),
+                                source: e,
+                            })?;
                     }
                     Err(error) => {
                         failed += 1;
@@ -545,9 +568,15 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 context: format!("cannot read {input}"),
                 source: e,
             })?;
-            let cqrs_id = first.as_deref().map(str::trim).unwrap_or_default().to_owned();
+            let cqrs_id = first
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_owned();
             if cqrs_id.is_empty() {
-                return Err(Error::Input(format!("file {input} is empty (the first line must be the cqrs_id)")));
+                return Err(Error::Input(format!(
+                    "file {input} is empty (the first line must be the cqrs_id)"
+                )));
             }
             let entry = registry::replica::<C>(&cqrs_id)?;
             let mut conn = connect::<C>(database_url)?;
@@ -558,13 +587,21 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let mut bar = Progress::new("load", 0, progress);
             let (mut processed, mut succeeded, mut failed) = (0u64, 0u64, 0u64);
             let mut pending: Vec<(usize, Message)> = Vec::with_capacity(batch);
-            let flush = |conn: &mut C, pending: &mut Vec<(usize, Message)>, succeeded: &mut u64, failed: &mut u64| -> Result<()> {
+            let flush = |conn: &mut C,
+                         pending: &mut Vec<(usize, Message)>,
+                         succeeded: &mut u64,
+                         failed: &mut u64|
+             -> Result<()> {
                 if pending.is_empty() {
                     return Ok(());
                 }
                 let items: Vec<BatchItem<'_, C>> = pending
                     .iter()
-                    .map(|(_, message)| BatchItem { ops: entry.ops, message, direct: true })
+                    .map(|(_, message)| BatchItem {
+                        ops: entry.ops,
+                        message,
+                        direct: true,
+                    })
                     .collect();
                 let results = apply_batch(conn, &items).map_err(|e| Error::Core(e.into()))?;
                 for ((line, _), result) in pending.iter().zip(results) {
@@ -592,7 +629,10 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 match serde_json::from_str::<Value>(line.trim()) {
                     Ok(Value::Object(data)) => {
                         let pk = data.get("id").cloned().unwrap_or(Value::Null);
-                        pending.push((number, Message::new(SignalType::Save, cqrs_id.clone(), data, pk)));
+                        pending.push((
+                            number,
+                            Message::new(SignalType::Save, cqrs_id.clone(), data, pk),
+                        ));
                     }
                     Ok(_) => {
                         failed += 1;
@@ -630,13 +670,19 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 return Ok(0);
             }
             let mut bar = Progress::new("sync", total, progress);
-            let sent = entry
-                .ops
-                .sync(&mut conn, &lookups, queue.as_deref(), batch, &mut |done| bar.set(done))?;
+            let sent =
+                entry
+                    .ops
+                    .sync(&mut conn, &lookups, queue.as_deref(), batch, &mut |done| {
+                        bar.set(done)
+                    })?;
             bar.finish();
             summary("sync", total, sent, 0);
             if sent < total {
-                eprintln!("sync: {} row(s) are excluded by the model's sync filter", total - sent);
+                eprintln!(
+                    "sync: {} row(s) are excluded by the model's sync filter",
+                    total - sent
+                );
             }
             Ok(sent)
         }
@@ -649,17 +695,30 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let lookups = filter(text.as_deref())?;
             let mut conn = connect::<C>(database_url)?;
             let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io { context: "cannot write to stdout".to_owned(), source: e };
+            let write_err = |e: io::Error| Error::Io {
+                context: "cannot write to stdout".to_owned(),
+                source: e,
+            };
             writeln!(out, "{cqrs_id},{}", format_datetime(&now_micros())).map_err(write_err)?;
             let mut rows = 0u64;
-            entry.ops.versions(&mut conn, &lookups, batch, &mut |pairs| {
-                if pairs.is_empty() {
-                    return Ok(());
-                }
-                rows += pairs.len() as u64;
-                let line = Value::Array(pairs.into_iter().map(|(pk, rev)| Value::Array(vec![pk, Value::from(rev)])).collect());
-                writeln!(out, "{line}").map_err(|e| cqrs_core::Error::Io { context: "cannot write to stdout".to_owned(), source: e })
-            })?;
+            entry
+                .ops
+                .versions(&mut conn, &lookups, batch, &mut |pairs| {
+                    if pairs.is_empty() {
+                        return Ok(());
+                    }
+                    rows += pairs.len() as u64;
+                    let line = Value::Array(
+                        pairs
+                            .into_iter()
+                            .map(|(pk, rev)| Value::Array(vec![pk, Value::from(rev)]))
+                            .collect(),
+                    );
+                    writeln!(out, "{line}").map_err(|e| cqrs_core::Error::Io {
+                        context: "cannot write to stdout".to_owned(),
+                        source: e,
+                    })
+                })?;
             out.flush().map_err(write_err)?;
             if rows == 0 {
                 eprintln!("diff-master: no objects found for the filter");
@@ -675,7 +734,10 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let mut conn = connect::<C>(database_url)?;
             let queue = config.queue.clone().unwrap_or_else(|| "None".to_owned());
             let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io { context: "cannot write to stdout".to_owned(), source: e };
+            let write_err = |e: io::Error| Error::Io {
+                context: "cannot write to stdout".to_owned(),
+                source: e,
+            };
             writeln!(out, "{header},{queue}").map_err(write_err)?;
             let (mut processed, mut differ, mut failed) = (0u64, 0u64, 0u64);
             while let Some((number, line)) = input.next_line()? {
@@ -700,7 +762,9 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 let diff: Vec<Value> = pairs
                     .into_iter()
                     .filter(|(pk, rev)| {
-                        !stored.iter().any(|(s, v)| same_pk(s, pk) && i64::from(v.revision) == *rev)
+                        !stored
+                            .iter()
+                            .any(|(s, v)| same_pk(s, pk) && i64::from(v.revision) == *rev)
                     })
                     .map(|(pk, _)| pk)
                     .collect();
@@ -720,7 +784,11 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let header = input.header()?;
             let mut parts = header.split(',');
             let cqrs_id = parts.next().unwrap_or_default().to_owned();
-            let queue = header.rsplit(',').next().filter(|q| *q != "None" && header.matches(',').count() >= 2).map(str::to_owned);
+            let queue = header
+                .rsplit(',')
+                .next()
+                .filter(|q| *q != "None" && header.matches(',').count() >= 2)
+                .map(str::to_owned);
             let entry = registry::master::<C>(&cqrs_id)?;
             let mut conn = connect::<C>(database_url)?;
             let (mut processed, mut sent, mut failed) = (0u64, 0u64, 0u64);
@@ -754,13 +822,18 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let entry = registry::replica::<C>(&cqrs_id)?;
             let mut conn = connect::<C>(database_url)?;
             let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io { context: "cannot write to stdout".to_owned(), source: e };
+            let write_err = |e: io::Error| Error::Io {
+                context: "cannot write to stdout".to_owned(),
+                source: e,
+            };
             writeln!(out, "{cqrs_id},{}", format_datetime(&now_micros())).map_err(write_err)?;
             let mut after: Option<Value> = None;
             let mut total = 0u64;
             loop {
                 let pks = entry.ops.pks(&mut conn, after.as_ref(), batch)?;
-                let Some(last) = pks.last().cloned() else { break };
+                let Some(last) = pks.last().cloned() else {
+                    break;
+                };
                 total += pks.len() as u64;
                 writeln!(out, "{}", Value::Array(pks.clone())).map_err(write_err)?;
                 if pks.len() < batch {
@@ -779,7 +852,10 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let entry = registry::master::<C>(&cqrs_id)?;
             let mut conn = connect::<C>(database_url)?;
             let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io { context: "cannot write to stdout".to_owned(), source: e };
+            let write_err = |e: io::Error| Error::Io {
+                context: "cannot write to stdout".to_owned(),
+                source: e,
+            };
             writeln!(out, "{header}").map_err(write_err)?;
             let (mut processed, mut missing_total, mut failed) = (0u64, 0u64, 0u64);
             while let Some((number, line)) = input.next_line()? {
@@ -807,7 +883,12 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 }
             }
             out.flush().map_err(write_err)?;
-            summary("deleted-diff-master", processed, processed - missing_total, failed);
+            summary(
+                "deleted-diff-master",
+                processed,
+                processed - missing_total,
+                failed,
+            );
             Ok(0)
         }
         Command::DeletedSyncReplica => {
@@ -838,7 +919,10 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             summary("deleted-sync-replica", processed, deleted, failed);
             Ok(0)
         }
-        Command::Consume { .. } | Command::Relay { .. } | Command::DeadLetters { .. } | Command::Models => Ok(0),
+        Command::Consume { .. }
+        | Command::Relay { .. }
+        | Command::DeadLetters { .. }
+        | Command::Models => Ok(0),
     }
 }
 
@@ -860,7 +944,9 @@ fn parse_pairs(line: &str) -> std::result::Result<Vec<(Value, i64)>, String> {
                 (pk @ (Value::Number(_) | Value::String(_)), Some(rev)) => Ok((pk.clone(), rev)),
                 _ => Err(format!("bad pair {}", Value::Array(pair.clone()))),
             },
-            other => Err(format!("expected a [pk, cqrs_revision] pair, found {other}")),
+            other => Err(format!(
+                "expected a [pk, cqrs_revision] pair, found {other}"
+            )),
         })
         .collect()
 }

@@ -45,7 +45,10 @@ impl BrokerUrl {
     pub fn parse(raw: &str) -> Result<Self> {
         const SETTING: &str = "CQRS_BROKER_URL";
         let url = url::Url::parse(raw.trim()).map_err(|e| {
-            Error::config(SETTING, format!("not a URL ({e}); expected amqp://user:password@host:5672/vhost"))
+            Error::config(
+                SETTING,
+                format!("not a URL ({e}); expected amqp://user:password@host:5672/vhost"),
+            )
         })?;
         let tls = match url.scheme() {
             "amqp" => false,
@@ -65,7 +68,9 @@ impl BrokerUrl {
         let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
         let vhost = match url.path() {
             "" => "/".to_owned(),
-            path => percent_decode_str(&path[1..]).decode_utf8_lossy().into_owned(),
+            path => percent_decode_str(&path[1..])
+                .decode_utf8_lossy()
+                .into_owned(),
         };
         let password = url
             .password()
@@ -237,7 +242,9 @@ struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
     fn get(&self, key: &str) -> Option<String> {
-        (self.0)(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.0)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn parse<T: std::str::FromStr>(&self, key: &'static str, what: &str) -> Result<Option<T>>
@@ -259,11 +266,14 @@ impl Env<'_> {
         if v.eq_ignore_ascii_case("none") {
             return Ok(Some(None));
         }
-        let secs: f64 = v
-            .parse()
-            .map_err(|_| Error::config(key, format!("`{v}` is not a number of seconds or `none`")))?;
+        let secs: f64 = v.parse().map_err(|_| {
+            Error::config(key, format!("`{v}` is not a number of seconds or `none`"))
+        })?;
         if !secs.is_finite() || secs <= 0.0 {
-            return Err(Error::config(key, format!("`{v}` must be a positive number of seconds")));
+            return Err(Error::config(
+                key,
+                format!("`{v}` must be a positive number of seconds"),
+            ));
         }
         Ok(Some(Some(Duration::from_secs_f64(secs))))
     }
@@ -296,14 +306,20 @@ impl Config {
             .iter()
             .any(|p| env.get(&format!("CQRS_BROKER_{p}")).is_some())
         {
-            let port = env.parse::<u16>("CQRS_BROKER_PORT", "a port number")?.unwrap_or(5672);
+            let port = env
+                .parse::<u16>("CQRS_BROKER_PORT", "a port number")?
+                .unwrap_or(5672);
             config.url = BrokerUrl::from_parts(
                 env.flag("CQRS_BROKER_TLS")?.unwrap_or(false),
-                &env.get("CQRS_BROKER_HOST").unwrap_or_else(|| "localhost".to_owned()),
+                &env.get("CQRS_BROKER_HOST")
+                    .unwrap_or_else(|| "localhost".to_owned()),
                 port,
-                &env.get("CQRS_BROKER_USER").unwrap_or_else(|| "guest".to_owned()),
-                &env.get("CQRS_BROKER_PASSWORD").unwrap_or_else(|| "guest".to_owned()),
-                &env.get("CQRS_BROKER_VHOST").unwrap_or_else(|| "/".to_owned()),
+                &env.get("CQRS_BROKER_USER")
+                    .unwrap_or_else(|| "guest".to_owned()),
+                &env.get("CQRS_BROKER_PASSWORD")
+                    .unwrap_or_else(|| "guest".to_owned()),
+                &env.get("CQRS_BROKER_VHOST")
+                    .unwrap_or_else(|| "/".to_owned()),
             )?;
         }
         if let Some(v) = env.get("CQRS_EXCHANGE") {
@@ -319,7 +335,10 @@ impl Config {
                 None
             } else {
                 Some(v.parse().map_err(|e| {
-                    Error::config("CQRS_MAX_RETRIES", format!("`{v}` is not a count or `none` ({e})"))
+                    Error::config(
+                        "CQRS_MAX_RETRIES",
+                        format!("`{v}` is not a count or `none` ({e})"),
+                    )
                 })?)
             };
         }
@@ -377,7 +396,10 @@ impl Config {
             return Err(Error::config("CQRS_PREFETCH", "must be at least 1"));
         }
         if self.workers == 0 || self.workers > 64 {
-            return Err(Error::config("CQRS_WORKERS", format!("{} is not between 1 and 64", self.workers)));
+            return Err(Error::config(
+                "CQRS_WORKERS",
+                format!("{} is not between 1 and 64", self.workers),
+            ));
         }
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(Error::config(
@@ -392,7 +414,10 @@ impl Config {
             ));
         }
         if self.relay_linger > Duration::from_secs(1) {
-            return Err(Error::config("CQRS_RELAY_LINGER_MS", "must be at most 1000"));
+            return Err(Error::config(
+                "CQRS_RELAY_LINGER_MS",
+                "must be at most 1000",
+            ));
         }
         if self.retry_delay > Duration::from_secs(86_400 * 7) {
             return Err(Error::config("CQRS_RETRY_DELAY", "must be at most 7 days"));
@@ -402,7 +427,10 @@ impl Config {
             ("CQRS_DEAD_MESSAGE_TTL", self.dead_message_ttl),
         ] {
             if ttl.is_some_and(|t| t.is_zero() || t.as_millis() > u128::from(u32::MAX)) {
-                return Err(Error::config(setting, "must be between 1 ms and 49 days, or none"));
+                return Err(Error::config(
+                    setting,
+                    "must be between 1 ms and 49 days, or none",
+                ));
             }
         }
         Ok(())
@@ -410,9 +438,12 @@ impl Config {
 
     /// The replica queue, or an error naming `CQRS_QUEUE`.
     pub fn queue(&self) -> Result<&str> {
-        self.queue
-            .as_deref()
-            .ok_or_else(|| Error::config("CQRS_QUEUE", "is required to consume (the replica queue of this service)"))
+        self.queue.as_deref().ok_or_else(|| {
+            Error::config(
+                "CQRS_QUEUE",
+                "is required to consume (the replica queue of this service)",
+            )
+        })
     }
 
     /// The dead-letter queue: `dead_letter_<queue>` unless set.
@@ -458,11 +489,20 @@ fn check_name(setting: &'static str, name: &str) -> Result<()> {
     if name.len() > 200 {
         return Err(Error::config(setting, "must be at most 200 bytes"));
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == '*') {
-        return Err(Error::config(setting, format!("`{name}` contains whitespace, `#` or `*`")));
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#' || c == '*')
+    {
+        return Err(Error::config(
+            setting,
+            format!("`{name}` contains whitespace, `#` or `*`"),
+        ));
     }
     if name.starts_with("amq.") {
-        return Err(Error::config(setting, format!("`{name}`: names starting with `amq.` are reserved")));
+        return Err(Error::config(
+            setting,
+            format!("`{name}`: names starting with `amq.` are reserved"),
+        ));
     }
     Ok(())
 }
@@ -473,8 +513,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<Config> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(&move |k| map.get(k).cloned())
     }
 
@@ -503,7 +545,10 @@ mod tests {
             (vec![("CQRS_MESSAGE_TTL", "-5")], "CQRS_MESSAGE_TTL"),
             (vec![("CQRS_MAX_RETRIES", "lots")], "CQRS_MAX_RETRIES"),
             (vec![("CQRS_QUEUE", "has space")], "CQRS_QUEUE"),
-            (vec![("CQRS_QUEUE", "q"), ("CQRS_DEAD_LETTER_QUEUE", "q")], "CQRS_DEAD_LETTER_QUEUE"),
+            (
+                vec![("CQRS_QUEUE", "q"), ("CQRS_DEAD_LETTER_QUEUE", "q")],
+                "CQRS_DEAD_LETTER_QUEUE",
+            ),
             (vec![("CQRS_BROKER_URL", "http://x")], "CQRS_BROKER_URL"),
             (vec![("CQRS_BROKER_URL", "not a url")], "CQRS_BROKER_URL"),
             (vec![("CQRS_BROKER_PORT", "99999")], "CQRS_BROKER_PORT"),
@@ -511,7 +556,10 @@ mod tests {
             (vec![("CQRS_EXCHANGE", "amq.topic")], "CQRS_EXCHANGE"),
         ] {
             let err = from(&vars).unwrap_err().to_string();
-            assert!(err.starts_with(&format!("invalid setting {setting}:")), "{err}");
+            assert!(
+                err.starts_with(&format!("invalid setting {setting}:")),
+                "{err}"
+            );
         }
     }
 
@@ -525,11 +573,20 @@ mod tests {
     #[test]
     fn password_never_shows() {
         let url = BrokerUrl::parse("amqps://app:s3cr%2Ft@rabbit.example:5671/prod%2Fvh").unwrap();
-        assert_eq!(url.to_string(), "amqps://app:****@rabbit.example:5671/prod%2Fvh");
-        assert_eq!(format!("{url:?}"), "BrokerUrl(amqps://app:****@rabbit.example:5671/prod%2Fvh)");
+        assert_eq!(
+            url.to_string(),
+            "amqps://app:****@rabbit.example:5671/prod%2Fvh"
+        );
+        assert_eq!(
+            format!("{url:?}"),
+            "BrokerUrl(amqps://app:****@rabbit.example:5671/prod%2Fvh)"
+        );
         assert_eq!(url.vhost(), "prod/vh");
         assert!(url.tls());
-        assert_eq!(url.redact("login failed for s3cr/t"), "login failed for ****");
+        assert_eq!(
+            url.redact("login failed for s3cr/t"),
+            "login failed for ****"
+        );
         let parts = from(&[
             ("CQRS_BROKER_HOST", "h"),
             ("CQRS_BROKER_PASSWORD", "p@ss word"),

@@ -215,7 +215,10 @@ impl<C: CqrsConnection> Consumer<C> {
 
     /// Runs until `shutdown` resolves, then stops taking messages, finishes and acknowledges
     /// the batches in hand and closes the connection.
-    #[allow(clippy::too_many_lines, reason = "the consumer's main loop, read top to bottom")]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "the consumer's main loop, read top to bottom"
+    )]
     pub async fn run<F>(self, shutdown: F) -> Result<()>
     where
         F: Future<Output = ()>,
@@ -298,10 +301,14 @@ impl<C: CqrsConnection> Consumer<C> {
             };
             let result = match event {
                 Event::Shutdown => break Ok(()),
-                Event::Done(None) => break Err(Error::Input("every consumer worker stopped".to_owned())),
+                Event::Done(None) => {
+                    break Err(Error::Input("every consumer worker stopped".to_owned()));
+                }
                 // Work of an older channel: its messages come again on the new one.
                 Event::Done(Some(done)) if done.generation != current => Ok(()),
-                Event::Done(Some(done)) => self.finish(channel, &mut tracker, done, &queue, &dlq).await,
+                Event::Done(Some(done)) => {
+                    self.finish(channel, &mut tracker, done, &queue, &dlq).await
+                }
                 Event::Delivery(Some(Ok(delivery))) => {
                     let tag = delivery.delivery_tag;
                     match self.route(delivery, &entries, &queue, current) {
@@ -312,7 +319,10 @@ impl<C: CqrsConnection> Consumer<C> {
                             Ok(())
                         }
                         Routed::Verdict(verdict) => {
-                            let done = Done { generation: current, items: vec![(tag, verdict)] };
+                            let done = Done {
+                                generation: current,
+                                items: vec![(tag, verdict)],
+                            };
                             self.finish(channel, &mut tracker, done, &queue, &dlq).await
                         }
                     }
@@ -335,7 +345,10 @@ impl<C: CqrsConnection> Consumer<C> {
         stopping.store(true, Ordering::SeqCst);
         if let Some((_, channel, consumer)) = session.as_ref() {
             let _ = channel
-                .basic_cancel(ShortString::from(consumer.tag().to_string()), BasicCancelOptions::default())
+                .basic_cancel(
+                    ShortString::from(consumer.tag().to_string()),
+                    BasicCancelOptions::default(),
+                )
                 .await;
         }
         drop(job_senders);
@@ -343,7 +356,8 @@ impl<C: CqrsConnection> Consumer<C> {
         while let Some(done) = done_rx.recv().await {
             if let Some((_, channel, _)) = session.as_ref() {
                 if done.generation == current {
-                    if let Err(error) = self.finish(channel, &mut tracker, done, &queue, &dlq).await {
+                    if let Err(error) = self.finish(channel, &mut tracker, done, &queue, &dlq).await
+                    {
                         tracing::warn!(%error, "consumer: could not acknowledge while stopping");
                     }
                 }
@@ -464,10 +478,26 @@ impl<C: CqrsConnection> Consumer<C> {
                 } => {
                     if delay.is_zero() {
                         let key = format!("cqrs.{queue}.{cqrs_id}");
-                        broker::publish_confirmed(channel, &self.config.exchange, &key, body.as_bytes(), None, Some(queue)).await?;
+                        broker::publish_confirmed(
+                            channel,
+                            &self.config.exchange,
+                            &key,
+                            body.as_bytes(),
+                            None,
+                            Some(queue),
+                        )
+                        .await?;
                     } else {
                         let delay_queue = self.config.delay_queue(&cqrs_id)?;
-                        broker::publish_confirmed(channel, "", &delay_queue, body.as_bytes(), Some(delay), None).await?;
+                        broker::publish_confirmed(
+                            channel,
+                            "",
+                            &delay_queue,
+                            body.as_bytes(),
+                            Some(delay),
+                            None,
+                        )
+                        .await?;
                     }
                 }
                 Verdict::Dead { cqrs_id, body } => {
@@ -475,9 +505,19 @@ impl<C: CqrsConnection> Consumer<C> {
                     match cqrs_id {
                         Some(cqrs_id) => {
                             let key = format!("cqrs.{dlq}.{cqrs_id}");
-                            broker::publish_confirmed(channel, &self.config.exchange, &key, &body, ttl, Some(dlq)).await?;
+                            broker::publish_confirmed(
+                                channel,
+                                &self.config.exchange,
+                                &key,
+                                &body,
+                                ttl,
+                                Some(dlq),
+                            )
+                            .await?;
                         }
-                        None => broker::publish_confirmed(channel, "", dlq, &body, ttl, None).await?,
+                        None => {
+                            broker::publish_confirmed(channel, "", dlq, &body, ttl, None).await?
+                        }
                     }
                     self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
@@ -508,7 +548,9 @@ enum Routed<C: 'static> {
 /// The first bytes of a body, for logs.
 fn preview(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// A worker thread with its own database connection.
@@ -555,10 +597,18 @@ impl<C: CqrsConnection> Worker<C> {
                 .zip(results)
                 .map(|(job, result)| (job.tag, self.verdict(&job, result)))
                 .collect();
-            if self.done.send(Done { generation: current, items }).is_err() {
+            if self
+                .done
+                .send(Done {
+                    generation: current,
+                    items,
+                })
+                .is_err()
+            {
                 break;
             }
-            if self.index == 0 && last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            if self.index == 0 && last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
+            {
                 last_purge = Some(Instant::now());
                 if let Some(conn) = conn.as_mut() {
                     self.purge_tombstones(conn);
@@ -632,7 +682,8 @@ impl<C: CqrsConnection> Worker<C> {
             }
             Err(error) => {
                 let ops = job.entry.ops;
-                if !error.is_permanent() && ops.should_retry(message.retries, &error, &self.policy) {
+                if !error.is_permanent() && ops.should_retry(message.retries, &error, &self.policy)
+                {
                     let delay = ops.retry_delay(message.retries, &self.policy);
                     let mut retry = message.clone();
                     retry.retries = message.retries.saturating_add(1);
@@ -645,7 +696,11 @@ impl<C: CqrsConnection> Worker<C> {
                         body: retry.to_json(),
                     }
                 } else {
-                    let reason = if error.is_permanent() { "permanent error" } else { "retries exhausted" };
+                    let reason = if error.is_permanent() {
+                        "permanent error"
+                    } else {
+                        "retries exhausted"
+                    };
                     tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
                         retries = message.retries, %error, "message moved to the dead-letter queue ({reason})");
                     Verdict::Dead {

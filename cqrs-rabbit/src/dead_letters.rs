@@ -6,7 +6,9 @@
 use std::io::Write;
 
 use chrono::Utc;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions};
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use serde_json::Value;
 
@@ -59,24 +61,36 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
         DeadLetterAction::Dump => {
             let mut last = None;
             for _ in 0..count {
-                let Some(message) = get(&channel).await? else { break };
+                let Some(message) = get(&channel).await? else {
+                    break;
+                };
                 write(&mut out, &String::from_utf8_lossy(&message.delivery.data))?;
                 last = Some(message.delivery.delivery_tag);
             }
             if let Some(tag) = last {
                 // leave them all in the queue
                 channel
-                    .basic_nack(tag, BasicNackOptions { multiple: true, requeue: true })
+                    .basic_nack(
+                        tag,
+                        BasicNackOptions {
+                            multiple: true,
+                            requeue: true,
+                        },
+                    )
                     .await
                     .map_err(|e| Error::broker(&config.url, e))?;
             }
         }
         DeadLetterAction::Retry => {
             write(&mut out, &format!("Total dead letters: {count}"))?;
-            let ttl = config.message_ttl.unwrap_or(std::time::Duration::from_secs(86_400));
+            let ttl = config
+                .message_ttl
+                .unwrap_or(std::time::Duration::from_secs(86_400));
             let mut kept = None;
             for i in 1..=count {
-                let Some(message) = get(&channel).await? else { break };
+                let Some(message) = get(&channel).await? else {
+                    break;
+                };
                 write(&mut out, &format!("Retrying: {i}/{count}"))?;
                 let tag = message.delivery.delivery_tag;
                 let mut body: Value = match serde_json::from_slice(&message.delivery.data) {
@@ -87,7 +101,11 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                         continue;
                     }
                 };
-                let Some(cqrs_id) = body.get("cqrs_id").and_then(Value::as_str).map(str::to_owned) else {
+                let Some(cqrs_id) = body
+                    .get("cqrs_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                else {
                     eprintln!("dead letter {i} has no cqrs_id; left in the queue");
                     kept = Some(tag);
                     continue;
@@ -99,7 +117,15 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                 }
                 let text = body.to_string();
                 let key = format!("cqrs.{queue}.{cqrs_id}");
-                broker::publish_confirmed(&channel, &config.exchange, &key, text.as_bytes(), None, Some(&queue)).await?;
+                broker::publish_confirmed(
+                    &channel,
+                    &config.exchange,
+                    &key,
+                    text.as_bytes(),
+                    None,
+                    Some(&queue),
+                )
+                .await?;
                 write(&mut out, &text)?;
                 channel
                     .basic_ack(tag, BasicAckOptions::default())
@@ -108,7 +134,13 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
             }
             if let Some(tag) = kept {
                 channel
-                    .basic_nack(tag, BasicNackOptions { multiple: true, requeue: true })
+                    .basic_nack(
+                        tag,
+                        BasicNackOptions {
+                            multiple: true,
+                            requeue: true,
+                        },
+                    )
                     .await
                     .map_err(|e| Error::broker(&config.url, e))?;
             }

@@ -69,11 +69,13 @@ impl<C: CqrsConnection> Relay<C> {
     }
 
     fn poll_interval(&self) -> Duration {
-        self.config.relay_poll.unwrap_or(if C::BACKEND == "postgres" {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_millis(25)
-        })
+        self.config
+            .relay_poll
+            .unwrap_or(if C::BACKEND == "postgres" {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(25)
+            })
     }
 
     /// Checks that the database and the broker answer (for a clear error at start-up).
@@ -136,7 +138,10 @@ impl<C: CqrsConnection> Relay<C> {
         let mut early_wakes = 0u32;
         tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
         let result = loop {
-            if broker_conn.as_ref().is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected()) {
+            if broker_conn
+                .as_ref()
+                .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+            {
                 let connected = tokio::select! {
                     () = &mut shutdown => break Ok(()),
                     c = self.open_channel() => c,
@@ -166,7 +171,9 @@ impl<C: CqrsConnection> Relay<C> {
                                 () = backoff.wait() => continue,
                             }
                         }
-                        Err(join) => break Err(Error::Input(format!("relay database task failed: {join}"))),
+                        Err(join) => {
+                            break Err(Error::Input(format!("relay database task failed: {join}")));
+                        }
                     }
                 }
             };
@@ -297,7 +304,14 @@ async fn publish_records(
 ) -> Result<Vec<i64>> {
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
-        let confirm = broker::publish(channel, exchange, &record.routing_key, record.body.as_bytes(), None).await?;
+        let confirm = broker::publish(
+            channel,
+            exchange,
+            &record.routing_key,
+            record.body.as_bytes(),
+            None,
+        )
+        .await?;
         pending.push((record, confirm));
     }
     let mut confirmed = Vec::with_capacity(records.len());

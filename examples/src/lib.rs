@@ -34,13 +34,19 @@ pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Resul
     use diesel::connection::SimpleConnection;
     if let Some(parent) = std::path::Path::new(cqrs_core::db::sqlite::path_of(url)).parent() {
         if !cqrs_core::db::is_postgres_url(url) && !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
     }
     with_db!(url, |conn| {
         conn.cqrs_setup()?;
-        let ddl = if cqrs_core::db::is_postgres_url(url) { postgres_ddl } else { sqlite_ddl };
-        conn.batch_execute(ddl).context("cannot create the tables")?;
+        let ddl = if cqrs_core::db::is_postgres_url(url) {
+            postgres_ddl
+        } else {
+            sqlite_ddl
+        };
+        conn.batch_execute(ddl)
+            .context("cannot create the tables")?;
         Ok(())
     })
 }
@@ -50,7 +56,8 @@ pub fn empty_tables(url: &str, tables: &[&str]) -> anyhow::Result<()> {
     use diesel::connection::SimpleConnection;
     let sql: String = tables.iter().map(|t| format!("DELETE FROM {t};")).collect();
     with_db!(url, |conn| {
-        conn.batch_execute(&sql).context("cannot empty the tables")?;
+        conn.batch_execute(&sql)
+            .context("cannot empty the tables")?;
         Ok(())
     })
 }
@@ -59,7 +66,10 @@ pub fn empty_tables(url: &str, tables: &[&str]) -> anyhow::Result<()> {
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Escapes text for HTML.
@@ -80,7 +90,9 @@ pub fn esc(text: &str) -> String {
 
 /// A plain HTML page.
 pub fn page(title: &str, refresh: Option<u32>, body: &str) -> String {
-    let refresh = refresh.map_or(String::new(), |s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"));
+    let refresh = refresh.map_or(String::new(), |s| {
+        format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
+    });
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{refresh}<title>{title}</title>\n\
          <style>body{{font-family:sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse;margin:1em 0}}\
@@ -129,7 +141,12 @@ impl Client {
     }
 
     /// Sends JSON with `method`; returns the JSON answer (or null).
-    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
         let url = format!("{}{path}", self.base);
         let mut response = match method {
             "POST" => self.agent.post(&url).send_json(body)?,
@@ -139,8 +156,15 @@ impl Client {
         };
         let status = response.status();
         let text = response.body_mut().read_to_string()?;
-        anyhow::ensure!(status.is_success(), "{method} {path}: HTTP {status}: {text}");
-        Ok(if text.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? })
+        anyhow::ensure!(
+            status.is_success(),
+            "{method} {path}: HTTP {status}: {text}"
+        );
+        Ok(if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
     }
 
     /// Waits until the service answers.
@@ -150,7 +174,11 @@ impl Client {
             if self.get_text("/health").is_ok() {
                 return Ok(());
             }
-            anyhow::ensure!(start.elapsed() < timeout, "{} did not answer within {timeout:?}", self.base);
+            anyhow::ensure!(
+                start.elapsed() < timeout,
+                "{} did not answer within {timeout:?}",
+                self.base
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -158,5 +186,7 @@ impl Client {
 
 /// Serializes a value for JSON answers (decimals as numbers, like the wire format).
 pub fn json_decimal(value: Option<&bigdecimal::BigDecimal>) -> serde_json::Value {
-    value.map_or(serde_json::Value::Null, |d| cqrs_core::value::CqrsValue::to_cqrs(d))
+    value.map_or(serde_json::Value::Null, |d| {
+        cqrs_core::value::CqrsValue::to_cqrs(d)
+    })
 }

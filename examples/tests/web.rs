@@ -17,13 +17,19 @@ struct Service(Child);
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let _ = self.0.wait();
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Setup {
@@ -37,10 +43,23 @@ fn setup(name: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let suffix = format!("{name}_{}_{}", std::process::id(), free_port());
     Setup {
-        catalogue_db: dir.path().join("catalogue.sqlite3").to_str().unwrap().to_owned(),
-        recommendations_db: dir.path().join("recommendations.sqlite3").to_str().unwrap().to_owned(),
+        catalogue_db: dir
+            .path()
+            .join("catalogue.sqlite3")
+            .to_str()
+            .unwrap()
+            .to_owned(),
+        recommendations_db: dir
+            .path()
+            .join("recommendations.sqlite3")
+            .to_str()
+            .unwrap()
+            .to_owned(),
         env: vec![
-            ("CQRS_BROKER_URL", std::env::var("AMQP_ADDR").expect("AMQP_ADDR is not set: run scripts/test")),
+            (
+                "CQRS_BROKER_URL",
+                std::env::var("AMQP_ADDR").expect("AMQP_ADDR is not set: run scripts/test"),
+            ),
             ("CQRS_EXCHANGE", format!("web_{suffix}")),
             ("CQRS_QUEUE", format!("recommendations_{suffix}")),
             ("RUST_LOG", "warn".to_owned()),
@@ -66,7 +85,10 @@ fn spawn(setup: &Setup, bin: &str, db: &str, args: &[&str]) -> Service {
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -76,49 +98,104 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 fn catalogue_api_to_recommendations_page() {
     let s = setup("web");
     let (cport, rport) = (free_port(), free_port());
-    let _recommendations = spawn(&s, RECOMMENDATIONS, &s.recommendations_db, &["serve", "--port", &rport.to_string(), "--consume"]);
+    let _recommendations = spawn(
+        &s,
+        RECOMMENDATIONS,
+        &s.recommendations_db,
+        &["serve", "--port", &rport.to_string(), "--consume"],
+    );
     let recommendations = Client::new(rport);
     recommendations.wait_ready(Duration::from_secs(30)).unwrap();
-    let _catalogue = spawn(&s, CATALOGUE, &s.catalogue_db, &["serve", "--port", &cport.to_string(), "--relay"]);
+    let _catalogue = spawn(
+        &s,
+        CATALOGUE,
+        &s.catalogue_db,
+        &["serve", "--port", &cport.to_string(), "--relay"],
+    );
     let catalogue = Client::new(cport);
     catalogue.wait_ready(Duration::from_secs(30)).unwrap();
 
-    let author = catalogue.send_json("POST", "/api/authors", &json!({"name": "Stanisław Lem", "born": "1921-09-12"})).unwrap();
+    let author = catalogue
+        .send_json(
+            "POST",
+            "/api/authors",
+            &json!({"name": "Stanisław Lem", "born": "1921-09-12"}),
+        )
+        .unwrap();
     let book = catalogue
-        .send_json("POST", "/api/books", &json!({"title": "Solaris <1961>", "author_id": author["id"], "price": "8.50"}))
+        .send_json(
+            "POST",
+            "/api/books",
+            &json!({"title": "Solaris <1961>", "author_id": author["id"], "price": "8.50"}),
+        )
         .unwrap();
     assert_eq!(book["cqrs_revision"], 0);
     wait_for("the book on the recommendations page", || {
-        recommendations.get_text("/").is_ok_and(|page| page.contains("Solaris &lt;1961&gt;"))
+        recommendations
+            .get_text("/")
+            .is_ok_and(|page| page.contains("Solaris &lt;1961&gt;"))
     });
     let page = recommendations.get_text("/").unwrap();
-    assert!(page.contains("http-equiv=\"refresh\""), "the page refreshes itself");
-    assert!(page.contains("Stanisław Lem") && page.contains("(SL)"), "the derived author card");
+    assert!(
+        page.contains("http-equiv=\"refresh\""),
+        "the page refreshes itself"
+    );
+    assert!(
+        page.contains("Stanisław Lem") && page.contains("(SL)"),
+        "the derived author card"
+    );
     let replica = recommendations.get_json("/api/books").unwrap();
     assert_eq!(replica[0]["name"], "Solaris <1961>");
     assert_eq!(replica[0]["price"], json!(8.5));
 
     // the HTML form path: edit through the page's form, then delete
-    let agent = ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().new_agent();
+    let agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
     let id = book["id"].as_i64().unwrap();
     let response = agent
         .post(format!("http://127.0.0.1:{cport}/books/{id}"))
-        .send_form([("title", "Solaris (2nd ed.)"), ("price", "9"), ("author_id", &author["id"].to_string()), ("published", "on")])
+        .send_form([
+            ("title", "Solaris (2nd ed.)"),
+            ("price", "9"),
+            ("author_id", &author["id"].to_string()),
+            ("published", "on"),
+        ])
         .unwrap();
     assert_eq!(response.status(), 303);
     wait_for("the edit replicated", || {
-        recommendations.get_json("/api/books").is_ok_and(|b| b[0]["name"] == "Solaris (2nd ed.)" && b[0]["cqrs_revision"] == 1)
+        recommendations
+            .get_json("/api/books")
+            .is_ok_and(|b| b[0]["name"] == "Solaris (2nd ed.)" && b[0]["cqrs_revision"] == 1)
     });
     // bad input is a 400 with a reason, and nothing is sent
-    let response = agent.post(format!("http://127.0.0.1:{cport}/api/books")).send_json(json!({"title": "", "author_id": 1})).unwrap();
+    let response = agent
+        .post(format!("http://127.0.0.1:{cport}/api/books"))
+        .send_json(json!({"title": "", "author_id": 1}))
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let response = agent.post(format!("http://127.0.0.1:{cport}/api/books")).send_json(json!({"title": "x", "author_id": 999})).unwrap();
+    let response = agent
+        .post(format!("http://127.0.0.1:{cport}/api/books"))
+        .send_json(json!({"title": "x", "author_id": 999}))
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let response = agent.put(format!("http://127.0.0.1:{cport}/api/books/4242")).send_json(json!({"title": "x"})).unwrap();
+    let response = agent
+        .put(format!("http://127.0.0.1:{cport}/api/books/4242"))
+        .send_json(json!({"title": "x"}))
+        .unwrap();
     assert_eq!(response.status(), 404);
-    let response = agent.post(format!("http://127.0.0.1:{cport}/books/{id}/delete")).send_empty().unwrap();
+    let response = agent
+        .post(format!("http://127.0.0.1:{cport}/books/{id}/delete"))
+        .send_empty()
+        .unwrap();
     assert_eq!(response.status(), 303);
-    wait_for("the delete replicated", || recommendations.get_json("/api/books").is_ok_and(|b| b.as_array().unwrap().is_empty()));
+    wait_for("the delete replicated", || {
+        recommendations
+            .get_json("/api/books")
+            .is_ok_and(|b| b.as_array().unwrap().is_empty())
+    });
     assert!(catalogue.get_text("/").unwrap().contains("Stanisław Lem"));
 }
 
@@ -129,11 +206,31 @@ fn demo_fails_when_nothing_replicates() {
     let s = setup("demo_fail");
     let (cport, rport) = (free_port(), free_port());
     // no relay and no consumer: nothing can replicate
-    let _catalogue = spawn(&s, CATALOGUE, &s.catalogue_db, &["serve", "--port", &cport.to_string()]);
-    let _recommendations = spawn(&s, RECOMMENDATIONS, &s.recommendations_db, &["serve", "--port", &rport.to_string()]);
+    let _catalogue = spawn(
+        &s,
+        CATALOGUE,
+        &s.catalogue_db,
+        &["serve", "--port", &cport.to_string()],
+    );
+    let _recommendations = spawn(
+        &s,
+        RECOMMENDATIONS,
+        &s.recommendations_db,
+        &["serve", "--port", &rport.to_string()],
+    );
     let status = Command::new(DEMO)
-        .args(["--catalogue-port", &cport.to_string(), "--recommendations-port", &rport.to_string()])
-        .args(["--catalogue-db", &s.catalogue_db, "--recommendations-db", &s.recommendations_db])
+        .args([
+            "--catalogue-port",
+            &cport.to_string(),
+            "--recommendations-port",
+            &rport.to_string(),
+        ])
+        .args([
+            "--catalogue-db",
+            &s.catalogue_db,
+            "--recommendations-db",
+            &s.recommendations_db,
+        ])
         .args(["--queue", "nowhere", "--timeout-secs", "2"])
         .envs(s.env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
@@ -141,5 +238,8 @@ fn demo_fails_when_nothing_replicates() {
         .output()
         .unwrap();
     assert!(!status.status.success());
-    assert!(String::from_utf8_lossy(&status.stderr).contains("the replica still differs from the master"));
+    assert!(
+        String::from_utf8_lossy(&status.stderr)
+            .contains("the replica still differs from the master")
+    );
 }

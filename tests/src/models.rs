@@ -2,7 +2,6 @@
 //! and PostgreSQL (portable column types; `NaiveDateTime` timestamps taken as UTC).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-
 use bigdecimal::BigDecimal;
 use chrono::NaiveDateTime;
 use cqrs_core::prelude::*;
@@ -186,7 +185,12 @@ impl Author {
     }
 
     pub fn correlation(&self, ctx: &cqrs_core::settings::CorrelationContext<'_>) -> Option<String> {
-        Some(format!("{}-{}-{}", ctx.cqrs_id, ctx.instance_pk, ctx.queue.unwrap_or("all")))
+        Some(format!(
+            "{}-{}-{}",
+            ctx.cqrs_id,
+            ctx.instance_pk,
+            ctx.queue.unwrap_or("all")
+        ))
     }
 
     pub fn delete_data(&self) -> Option<Value> {
@@ -280,10 +284,15 @@ static FLAKY_FAILURES: std::sync::Mutex<std::collections::BTreeMap<String, u32>>
 
 /// An author named `flaky<N> ...` fails N times (per primary key and process), then applies.
 fn flaky(name: &str, pk: &str) -> bool {
-    let Some(times) = name.strip_prefix("flaky").and_then(|rest| rest.chars().next()?.to_digit(10)) else {
+    let Some(times) = name
+        .strip_prefix("flaky")
+        .and_then(|rest| rest.chars().next()?.to_digit(10))
+    else {
         return false;
     };
-    let mut failures = FLAKY_FAILURES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut failures = FLAKY_FAILURES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let count = failures.entry(pk.to_owned()).or_default();
     *count += 1;
     *count <= times
@@ -293,10 +302,18 @@ impl<C: CqrsConnection> ReplicaHooks<C> for AuthorRef
 where
     AuthorRef: ReplicaStore<C>,
 {
-    fn cqrs_create(conn: &mut C, data: &Map<String, Value>, ctx: &HookContext<'_>) -> Result<(), ApplyError> {
+    fn cqrs_create(
+        conn: &mut C,
+        data: &Map<String, Value>,
+        ctx: &HookContext<'_>,
+    ) -> Result<(), ApplyError> {
         let name = data.get("name").and_then(Value::as_str).unwrap_or_default();
         if name == "reject me" {
-            return Err(ApplyError::reject("author", ctx.pk, "names may not be `reject me`"));
+            return Err(ApplyError::reject(
+                "author",
+                ctx.pk,
+                "names may not be `reject me`",
+            ));
         }
         if flaky(name, ctx.pk) {
             return Err(ApplyError::retry("author", ctx.pk, "flaky: try again"));
@@ -338,18 +355,24 @@ pub struct ReviewRef {
 impl ReviewRef {
     fn from_custom(data: &Map<String, Value>, pk: &str) -> Result<Self, ApplyError> {
         let int = |key: &str| {
-            data.get(key)
-                .and_then(Value::as_i64)
-                .ok_or_else(|| ApplyError::reject("review", pk, format!("`{key}` must be an integer")))
+            data.get(key).and_then(Value::as_i64).ok_or_else(|| {
+                ApplyError::reject("review", pk, format!("`{key}` must be an integer"))
+            })
         };
         Ok(ReviewRef {
             id: int("id")?,
             book: i32::try_from(int("book")?).unwrap_or_default(),
             stars: i32::try_from(int("stars")?).unwrap_or_default(),
-            summary: data.get("summary").and_then(Value::as_str).unwrap_or("").to_uppercase(),
+            summary: data
+                .get("summary")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_uppercase(),
             cqrs_revision: i32::try_from(int("cqrs_revision")?).unwrap_or_default(),
-            cqrs_updated: <NaiveDateTime as cqrs_core::value::CqrsValue>::from_cqrs(&data["cqrs_updated"])
-                .map_err(|e| ApplyError::reject("review", pk, e))?,
+            cqrs_updated: <NaiveDateTime as cqrs_core::value::CqrsValue>::from_cqrs(
+                &data["cqrs_updated"],
+            )
+            .map_err(|e| ApplyError::reject("review", pk, e))?,
         })
     }
 }
@@ -358,7 +381,11 @@ impl<C: CqrsConnection> ReplicaHooks<C> for ReviewRef
 where
     ReviewRef: ReplicaStore<C>,
 {
-    fn cqrs_create(conn: &mut C, data: &Map<String, Value>, ctx: &HookContext<'_>) -> Result<(), ApplyError> {
+    fn cqrs_create(
+        conn: &mut C,
+        data: &Map<String, Value>,
+        ctx: &HookContext<'_>,
+    ) -> Result<(), ApplyError> {
         let row = Self::from_custom(data, ctx.pk)?;
         Self::db_insert(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
     }
@@ -373,4 +400,3 @@ where
         Self::db_update(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
     }
 }
-

@@ -27,13 +27,20 @@ fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
 
 fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
     let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
-    Book::db_page(&mut conn, vec![], None, i64::MAX).unwrap().into_iter().map(|b| (b.id, b.title, b.cqrs_revision)).collect()
+    Book::db_page(&mut conn, vec![], None, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.id, b.title, b.cqrs_revision))
+        .collect()
 }
 
 fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
     let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
     let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
-    pks.iter().filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap()).map(|b| (b.id, b.name, b.cqrs_revision)).collect()
+    pks.iter()
+        .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
+        .map(|b| (b.id, b.name, b.cqrs_revision))
+        .collect()
 }
 
 async fn wait_equal(master: &str, replica: &str, timeout: Duration) {
@@ -55,7 +62,10 @@ async fn wait_equal(master: &str, replica: &str, timeout: Duration) {
 }
 
 fn rabbitmqctl(node: &str, action: &str) {
-    let status = Command::new("rabbitmqctl").args(["-q", "-n", node, action]).status().unwrap();
+    let status = Command::new("rabbitmqctl")
+        .args(["-q", "-n", node, action])
+        .status()
+        .unwrap();
     assert!(status.success(), "rabbitmqctl {action}");
 }
 
@@ -67,7 +77,8 @@ async fn broker_restart_loses_nothing() {
     common::logs();
     let node = std::env::var("RABBITMQ_CHAOS_NODE").expect("RABBITMQ_CHAOS_NODE");
     let mut config = rabbit::config("chaos");
-    config.url = BrokerUrl::parse(&std::env::var("AMQP_ADDR_CHAOS").expect("AMQP_ADDR_CHAOS")).unwrap();
+    config.url =
+        BrokerUrl::parse(&std::env::var("AMQP_ADDR_CHAOS").expect("AMQP_ADDR_CHAOS")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let master = sqlite_db(&dir, "master.sqlite3");
     let replica = sqlite_db(&dir, "replica.sqlite3");
@@ -95,7 +106,9 @@ async fn broker_restart_loses_nothing() {
         let mut id = 0;
         while start.elapsed() < Duration::from_secs(6) {
             id += 1;
-            Book::new(id, &format!("Book {id}")).cqrs_insert(&mut conn).unwrap();
+            Book::new(id, &format!("Book {id}"))
+                .cqrs_insert(&mut conn)
+                .unwrap();
             if id > 3 {
                 Book::cqrs_update(&mut conn, &(id - 3), |b| b.title.push('+')).unwrap();
                 writes += 1;
@@ -107,7 +120,10 @@ async fn broker_restart_loses_nothing() {
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let published_before = relay_metrics.published.load(Ordering::Relaxed);
-    assert!(published_before > 0, "the relay published before the outage");
+    assert!(
+        published_before > 0,
+        "the relay published before the outage"
+    );
     rabbitmqctl(&node, "stop_app");
     tokio::time::sleep(Duration::from_secs(3)).await;
     rabbitmqctl(&node, "start_app");
@@ -117,12 +133,24 @@ async fn broker_restart_loses_nothing() {
     let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
     let start = Instant::now();
     while conn.outbox_pending().unwrap() > 0 {
-        assert!(start.elapsed() < Duration::from_secs(60), "the outbox drains");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the outbox drains"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(relay_metrics.reconnects.load(Ordering::Relaxed) > 0, "the relay saw the outage");
-    assert!(consumer_metrics.reconnects.load(Ordering::Relaxed) > 0, "the consumer saw the outage");
-    assert!(relay_metrics.published.load(Ordering::Relaxed) >= writes, "every write was published at least once");
+    assert!(
+        relay_metrics.reconnects.load(Ordering::Relaxed) > 0,
+        "the relay saw the outage"
+    );
+    assert!(
+        consumer_metrics.reconnects.load(Ordering::Relaxed) > 0,
+        "the consumer saw the outage"
+    );
+    assert!(
+        relay_metrics.published.load(Ordering::Relaxed) >= writes,
+        "every write was published at least once"
+    );
     eprintln!(
         "broker restart: {writes} writes, {} published, {} handled by the consumer",
         relay_metrics.published.load(Ordering::Relaxed),
@@ -205,16 +233,26 @@ async fn consumer_sigkill_mid_stream() {
         if done > 2_000 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "the consumer makes progress");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the consumer makes progress"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     consumer.0.kill().unwrap(); // SIGKILL
     consumer.0.wait().unwrap();
     let applied: i32 = rows_replica(&replica).iter().map(|r| r.2).sum();
-    assert!(applied < 10_000, "killed in the middle ({applied} revisions applied)");
+    assert!(
+        applied < 10_000,
+        "killed in the middle ({applied} revisions applied)"
+    );
     let _consumer = consume_process(&config, &replica);
     wait_equal(&master, &replica, Duration::from_secs(180)).await;
-    assert!(rows_master(&master).iter().all(|r| r.1 == "v100" && r.2 == 100));
+    assert!(
+        rows_master(&master)
+            .iter()
+            .all(|r| r.1 == "v100" && r.2 == 100)
+    );
     stop_relay.send(()).unwrap();
     relay_task.await.unwrap().unwrap();
     conn.close(200, "".into()).await.unwrap();
@@ -231,8 +269,12 @@ async fn database_outage_keeps_messages() {
     let base = common::pg_base_url().expect("DATABASE_URL_PG");
     let role = common::unique("outage");
     let mut admin = <diesel::PgConnection as diesel::Connection>::establish(&base).unwrap();
-    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {role} OWNER {role}")).unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {role} OWNER {role}"))
+        .unwrap();
     let (prefix, _) = base.split_once("://").unwrap();
     let host = base.rsplit_once('@').map_or("127.0.0.1/x", |(_, h)| h);
     let host = host.rsplit_once('/').map_or(host, |(h, _)| h);
@@ -252,7 +294,10 @@ async fn database_outage_keeps_messages() {
     }));
     rabbit::wait_for_consumer(config.queue.as_ref().unwrap()).await;
     let (conn, channel) = rabbit::channel().await;
-    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     let publish = |id: usize| {
         let body = serde_json::json!({
             "signal_type": "SAVE", "cqrs_id": "author",
@@ -264,9 +309,16 @@ async fn database_outage_keeps_messages() {
         let channel = channel.clone();
         let exchange = config.exchange.clone();
         async move {
-            cqrs_rabbit::broker::publish_confirmed(&channel, &exchange, "author", body.as_bytes(), None, None)
-                .await
-                .unwrap();
+            cqrs_rabbit::broker::publish_confirmed(
+                &channel,
+                &exchange,
+                "author",
+                body.as_bytes(),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
         }
     };
     for id in 0..10 {
@@ -274,7 +326,10 @@ async fn database_outage_keeps_messages() {
     }
     let start = Instant::now();
     while metrics.handled() < 10 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the first messages are applied");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first messages are applied"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // the outage
@@ -287,13 +342,26 @@ async fn database_outage_keeps_messages() {
         publish(id).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(metrics.handled(), 10, "nothing is acknowledged while the database is down");
-    assert_eq!(metrics.retried.load(Ordering::Relaxed), 0, "an outage spends no retry");
+    assert_eq!(
+        metrics.handled(),
+        10,
+        "nothing is acknowledged while the database is down"
+    );
+    assert_eq!(
+        metrics.retried.load(Ordering::Relaxed),
+        0,
+        "an outage spends no retry"
+    );
     // back
-    admin.batch_execute(&format!("ALTER ROLE {role} LOGIN;")).unwrap();
+    admin
+        .batch_execute(&format!("ALTER ROLE {role} LOGIN;"))
+        .unwrap();
     let start = Instant::now();
     while metrics.handled() < 30 {
-        assert!(start.elapsed() < Duration::from_secs(60), "everything is applied after the outage");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "everything is applied after the outage"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(metrics.dead_lettered.load(Ordering::Relaxed), 0);

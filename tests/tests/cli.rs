@@ -32,7 +32,9 @@ fn env(config: &Config, database_url: &str) -> Vec<(String, String)> {
 
 fn service(env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(SERVICE);
-    cmd.env_remove("DATABASE_URL").env_remove("CQRS_QUEUE").env_remove("CQRS_BROKER_URL");
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("CQRS_QUEUE")
+        .env_remove("CQRS_BROKER_URL");
     cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     cmd
 }
@@ -41,7 +43,11 @@ fn service(env: &[(String, String)]) -> Command {
 fn run(env: &[(String, String)], args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = service(env)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -62,8 +68,16 @@ fn ok(output: &Output) -> (String, String) {
 fn fails(output: &Output) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "should fail: {stderr}");
-    let last = stderr.trim_end().lines().last().unwrap_or_default().to_owned();
-    assert!(last.starts_with("error: "), "one-line reason expected, got: {stderr}");
+    let last = stderr
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        last.starts_with("error: "),
+        "one-line reason expected, got: {stderr}"
+    );
     last
 }
 
@@ -88,7 +102,11 @@ where
     Book: MasterStore<C>,
 {
     let mut conn = C::cqrs_connect(url).unwrap();
-    Book::db_page(&mut conn, vec![], None, i64::MAX).unwrap().into_iter().map(|b| (b.id, b.title, b.cqrs_revision)).collect()
+    Book::db_page(&mut conn, vec![], None, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.id, b.title, b.cqrs_revision))
+        .collect()
 }
 
 fn replica_rows<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
@@ -97,7 +115,10 @@ where
 {
     let mut conn = C::cqrs_connect(url).unwrap();
     let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
-    pks.iter().map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap().unwrap()).map(|b| (b.id, b.name, b.cqrs_revision)).collect()
+    pks.iter()
+        .map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap().unwrap())
+        .map(|b| (b.id, b.name, b.cqrs_revision))
+        .collect()
 }
 
 /// A consumer process, stopped (SIGTERM) on drop.
@@ -105,11 +126,21 @@ struct Process(Child);
 
 impl Process {
     fn spawn(env: &[(String, String)], args: &[&str]) -> Self {
-        Self(service(env).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap())
+        Self(
+            service(env)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let status = self.0.wait().unwrap();
         std::mem::forget(self);
         status
@@ -129,16 +160,26 @@ where
 {
     let mut conn = C::cqrs_connect(url).unwrap();
     for start in (1..=count).step_by(1000) {
-        let rows = (start..=(start + 999).min(count)).map(|i| Book::new(i, &format!("Book {i}"))).collect();
+        let rows = (start..=(start + 999).min(count))
+            .map(|i| Book::new(i, &format!("Book {i}")))
+            .collect();
         Book::cqrs_bulk_insert(&mut conn, rows).unwrap();
     }
-    let ids: Vec<i64> = conn.outbox_fetch(i64::MAX, false).unwrap().iter().map(|r| r.id).collect();
+    let ids: Vec<i64> = conn
+        .outbox_fetch(i64::MAX, false)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     conn.outbox_delete(&ids).unwrap();
 }
 
 /// 50,000 rows dumped from a master and loaded into a replica: equal afterwards.
-fn dump_and_load<M: CqrsConnection, R: CqrsConnection>(master: &str, replica: &str, dir: &tempfile::TempDir)
-where
+fn dump_and_load<M: CqrsConnection, R: CqrsConnection>(
+    master: &str,
+    replica: &str,
+    dir: &tempfile::TempDir,
+) where
     Book: MasterStore<M>,
     BookRef: ReplicaStore<R>,
 {
@@ -146,22 +187,59 @@ where
     insert_books::<M>(master, 50_000);
     let file = dir.path().join("book.dump");
     let file = file.to_str().unwrap();
-    let (_, stderr) = ok(&run(&env(&config, master), &["bulk-dump", "--cqrs-id", "book", "--output", file, "--batch", "7000"], None));
-    assert!(stderr.contains("bulk-dump: processed 50000, succeeded 50000, failed 0"), "{stderr}");
+    let (_, stderr) = ok(&run(
+        &env(&config, master),
+        &[
+            "bulk-dump",
+            "--cqrs-id",
+            "book",
+            "--output",
+            file,
+            "--batch",
+            "7000",
+        ],
+        None,
+    ));
+    assert!(
+        stderr.contains("bulk-dump: processed 50000, succeeded 50000, failed 0"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.starts_with("book\n{"));
-    assert!(!text.ends_with('\n'), "no trailing newline, like django-cqrs");
+    assert!(
+        !text.ends_with('\n'),
+        "no trailing newline, like django-cqrs"
+    );
     assert_eq!(text.lines().count(), 50_001);
     // an existing file is not overwritten without --force
-    let reason = fails(&run(&env(&config, master), &["bulk-dump", "-c", "book", "-o", file], None));
+    let reason = fails(&run(
+        &env(&config, master),
+        &["bulk-dump", "-c", "book", "-o", file],
+        None,
+    ));
     assert!(reason.contains("exists; use --force"), "{reason}");
-    ok(&run(&env(&config, master), &["bulk-dump", "-c", "book", "-o", file, "--force"], None));
+    ok(&run(
+        &env(&config, master),
+        &["bulk-dump", "-c", "book", "-o", file, "--force"],
+        None,
+    ));
 
-    let (_, stderr) = ok(&run(&env(&config, replica), &["bulk-load", "--input", file, "--batch", "5000"], None));
-    assert!(stderr.contains("bulk-load: processed 50000, succeeded 50000, failed 0"), "{stderr}");
+    let (_, stderr) = ok(&run(
+        &env(&config, replica),
+        &["bulk-load", "--input", file, "--batch", "5000"],
+        None,
+    ));
+    assert!(
+        stderr.contains("bulk-load: processed 50000, succeeded 50000, failed 0"),
+        "{stderr}"
+    );
     assert_eq!(replica_rows::<R>(replica), master_rows::<M>(master));
     // loading again: duplicates are ignored, still equal; --clear empties first
-    ok(&run(&env(&config, replica), &["bulk-load", "-i", file, "--clear"], None));
+    ok(&run(
+        &env(&config, replica),
+        &["bulk-load", "-i", file, "--clear"],
+        None,
+    ));
     assert_eq!(replica_rows::<R>(replica).len(), 50_000);
 }
 
@@ -169,7 +247,11 @@ where
 #[ignore = "needs RabbitMQ and PostgreSQL: run scripts/test"]
 fn bulk_dump_and_load_50k_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    dump_and_load::<SqliteConnection, SqliteConnection>(&sqlite_db(&dir, "m.sqlite3"), &sqlite_db(&dir, "r.sqlite3"), &dir);
+    dump_and_load::<SqliteConnection, SqliteConnection>(
+        &sqlite_db(&dir, "m.sqlite3"),
+        &sqlite_db(&dir, "r.sqlite3"),
+        &dir,
+    );
 }
 
 #[test]
@@ -203,8 +285,15 @@ where
     let consumer = Process::spawn(&replica_env, &["consume"]);
     wait_for_consumer(&config);
     // initial state: a full sync
-    let (_, stderr) = ok(&run(&master_env, &["sync", "--cqrs-id", "book", "--filter", "{}"], None));
-    assert!(stderr.contains("sync: processed 30, succeeded 30, failed 0"), "{stderr}");
+    let (_, stderr) = ok(&run(
+        &master_env,
+        &["sync", "--cqrs-id", "book", "--filter", "{}"],
+        None,
+    ));
+    assert!(
+        stderr.contains("sync: processed 30, succeeded 30, failed 0"),
+        "{stderr}"
+    );
     assert!(stderr.contains("outbox drained"), "{stderr}");
     let mut r = R::cqrs_connect(replica).unwrap();
     eventually_blocking(|| BookRef::db_count(&mut r).unwrap() == 30);
@@ -219,7 +308,12 @@ where
         }
         Book::cqrs_delete_pk(&mut m, &20).unwrap();
         Book::cqrs_delete_pk(&mut m, &21).unwrap();
-        let ids: Vec<i64> = m.outbox_fetch(100, false).unwrap().iter().map(|r| r.id).collect();
+        let ids: Vec<i64> = m
+            .outbox_fetch(100, false)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
         m.outbox_delete(&ids).unwrap();
         BookRef::db_delete(&mut r, &5).unwrap();
         BookRef::db_delete(&mut r, &6).unwrap();
@@ -227,13 +321,27 @@ where
     assert_ne!(replica_rows::<R>(replica), master_rows::<M>(master));
 
     // master -> replica -> master
-    let master_diff = run(&master_env, &["diff-master", "--cqrs-id", "book", "--batch", "10"], None);
+    let master_diff = run(
+        &master_env,
+        &["diff-master", "--cqrs-id", "book", "--batch", "10"],
+        None,
+    );
     let (diff, _) = ok(&master_diff);
     assert!(diff.starts_with("book,"), "{diff}");
-    assert_eq!(diff.lines().count(), 4, "a header and 3 batches of 10: {diff}");
+    assert_eq!(
+        diff.lines().count(),
+        4,
+        "a header and 3 batches of 10: {diff}"
+    );
     let replica_diff = run(&replica_env, &["diff-replica"], Some(diff.as_bytes()));
     let (to_sync, stderr) = ok(&replica_diff);
-    assert!(to_sync.lines().next().unwrap().ends_with(&format!(",{}", config.queue.as_ref().unwrap())));
+    assert!(
+        to_sync
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!(",{}", config.queue.as_ref().unwrap()))
+    );
     let mut pks: Vec<i64> = to_sync
         .lines()
         .skip(1)
@@ -242,28 +350,52 @@ where
     pks.sort_unstable();
     assert_eq!(pks, [3, 5, 6, 7, 11], "{stderr}");
     let (_, stderr) = ok(&run(&master_env, &["diff-sync"], Some(to_sync.as_bytes())));
-    assert!(stderr.contains("diff-sync: processed 5, succeeded 5, failed 0"), "{stderr}");
+    assert!(
+        stderr.contains("diff-sync: processed 5, succeeded 5, failed 0"),
+        "{stderr}"
+    );
 
     // replica -> master -> replica
     let deleted = pipe(
-        (&replica_env, &["deleted-diff-replica", "--cqrs-id", "book", "--batch", "7"]),
+        (
+            &replica_env,
+            &["deleted-diff-replica", "--cqrs-id", "book", "--batch", "7"],
+        ),
         &[(&master_env, &["deleted-diff-master"])],
     );
     let lines: Vec<&str> = deleted.lines().collect();
     assert!(lines[0].starts_with("book,"));
-    assert_eq!(lines[1..].iter().flat_map(|l| serde_json::from_str::<Vec<i64>>(l).unwrap()).collect::<Vec<_>>(), [20, 21]);
-    let (_, stderr) = ok(&run(&replica_env, &["deleted-sync-replica"], Some(deleted.as_bytes())));
-    assert!(stderr.contains("deleted-sync-replica: processed 2, succeeded 2"), "{stderr}");
+    assert_eq!(
+        lines[1..]
+            .iter()
+            .flat_map(|l| serde_json::from_str::<Vec<i64>>(l).unwrap())
+            .collect::<Vec<_>>(),
+        [20, 21]
+    );
+    let (_, stderr) = ok(&run(
+        &replica_env,
+        &["deleted-sync-replica"],
+        Some(deleted.as_bytes()),
+    ));
+    assert!(
+        stderr.contains("deleted-sync-replica: processed 2, succeeded 2"),
+        "{stderr}"
+    );
 
     eventually_blocking(|| replica_rows::<R>(replica) == master_rows::<M>(master));
-    assert!(consumer.terminate().success(), "the consumer exits 0 on SIGTERM");
+    assert!(
+        consumer.terminate().success(),
+        "the consumer exits 0 on SIGTERM"
+    );
 }
 
 /// Waits until a consumer process has declared its queue (messages published before would
 /// find no binding).
 fn wait_for_consumer(config: &Config) {
     let queue = config.queue.clone().unwrap();
-    tokio::runtime::Runtime::new().unwrap().block_on(rabbit::wait_for_consumer(&queue));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(rabbit::wait_for_consumer(&queue));
 }
 
 fn eventually_blocking(mut check: impl FnMut() -> bool) {
@@ -278,7 +410,10 @@ fn eventually_blocking(mut check: impl FnMut() -> bool) {
 #[ignore = "needs RabbitMQ: run scripts/test"]
 fn diff_pipelines_repair_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    diff_pipelines::<SqliteConnection, SqliteConnection>(&sqlite_db(&dir, "m.sqlite3"), &sqlite_db(&dir, "r.sqlite3"));
+    diff_pipelines::<SqliteConnection, SqliteConnection>(
+        &sqlite_db(&dir, "m.sqlite3"),
+        &sqlite_db(&dir, "r.sqlite3"),
+    );
 }
 
 #[test]
@@ -296,10 +431,19 @@ fn diff_master_with_string_keys() {
     let config = rabbit::config("uuid");
     {
         let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
-        common::Author::new("6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f", "Le Guin").cqrs_insert(&mut conn).unwrap();
+        common::Author::new("6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f", "Le Guin")
+            .cqrs_insert(&mut conn)
+            .unwrap();
     }
-    let (out, _) = ok(&run(&env(&config, &master), &["diff-master", "-c", "author"], None));
-    assert_eq!(out.lines().nth(1).unwrap(), r#"[["6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f",0]]"#);
+    let (out, _) = ok(&run(
+        &env(&config, &master),
+        &["diff-master", "-c", "author"],
+        None,
+    ));
+    assert_eq!(
+        out.lines().nth(1).unwrap(),
+        r#"[["6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f",0]]"#
+    );
 }
 
 /// Every bad input: a one-line reason and a non-zero status.
@@ -310,23 +454,58 @@ fn bad_input_fails_with_one_line() {
     let db = sqlite_db(&dir, "db.sqlite3");
     let config = rabbit::config("bad");
     let e = env(&config, &db);
-    let reason = fails(&run(&e, &["bulk-load", "--input", "/no/such/file.dump"], None));
+    let reason = fails(&run(
+        &e,
+        &["bulk-load", "--input", "/no/such/file.dump"],
+        None,
+    ));
     assert_eq!(reason, "error: file /no/such/file.dump does not exist");
     let empty = dir.path().join("empty.dump");
     std::fs::write(&empty, "").unwrap();
-    let reason = fails(&run(&e, &["bulk-load", "-i", empty.to_str().unwrap()], None));
+    let reason = fails(&run(
+        &e,
+        &["bulk-load", "-i", empty.to_str().unwrap()],
+        None,
+    ));
     assert!(reason.contains("is empty"), "{reason}");
     let unknown = dir.path().join("unknown.dump");
     std::fs::write(&unknown, "spaceship\n{\"id\": 1}").unwrap();
-    let reason = fails(&run(&e, &["bulk-load", "-i", unknown.to_str().unwrap()], None));
-    assert_eq!(reason, "error: unknown cqrs_id `spaceship`; registered replica models: author, book, review");
+    let reason = fails(&run(
+        &e,
+        &["bulk-load", "-i", unknown.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(
+        reason,
+        "error: unknown cqrs_id `spaceship`; registered replica models: author, book, review"
+    );
     let reason = fails(&run(&e, &["bulk-dump", "-c", "spaceship", "-o", "-"], None));
-    assert!(reason.contains("unknown cqrs_id `spaceship`; registered master models: author, book, counter, review"), "{reason}");
-    let reason = fails(&run(&e, &["sync", "-c", "book", "--filter", r#"{"colour": "red"}"#], None));
-    assert!(reason.contains("unknown field `colour` in filter; valid fields: pk, id, title"), "{reason}");
-    let reason = fails(&run(&e, &["sync", "-c", "book", "--filter", r#"{"id__near": 3}"#], None));
+    assert!(
+        reason.contains(
+            "unknown cqrs_id `spaceship`; registered master models: author, book, counter, review"
+        ),
+        "{reason}"
+    );
+    let reason = fails(&run(
+        &e,
+        &["sync", "-c", "book", "--filter", r#"{"colour": "red"}"#],
+        None,
+    ));
+    assert!(
+        reason.contains("unknown field `colour` in filter; valid fields: pk, id, title"),
+        "{reason}"
+    );
+    let reason = fails(&run(
+        &e,
+        &["sync", "-c", "book", "--filter", r#"{"id__near": 3}"#],
+        None,
+    ));
     assert!(reason.contains("unknown lookup `near`"), "{reason}");
-    let reason = fails(&run(&e, &["sync", "-c", "book", "--filter", "{not json"], None));
+    let reason = fails(&run(
+        &e,
+        &["sync", "-c", "book", "--filter", "{not json"],
+        None,
+    ));
     assert!(reason.contains("filter is not valid JSON"), "{reason}");
     let reason = fails(&run(&e, &["diff-replica"], Some(b"")));
     assert!(reason.contains("standard input is empty"), "{reason}");
@@ -336,22 +515,37 @@ fn bad_input_fails_with_one_line() {
     // unreachable broker and database
     let mut down = e.clone();
     down.retain(|(k, _)| k != "CQRS_BROKER_URL");
-    down.push(("CQRS_BROKER_URL".into(), "amqp://guest:sekrit@127.0.0.1:1/%2f".into()));
+    down.push((
+        "CQRS_BROKER_URL".into(),
+        "amqp://guest:sekrit@127.0.0.1:1/%2f".into(),
+    ));
     let reason = fails(&run(&down, &["consume"], None));
-    assert!(reason.contains("RabbitMQ at amqp://guest:****@127.0.0.1:1/%2f"), "{reason}");
+    assert!(
+        reason.contains("RabbitMQ at amqp://guest:****@127.0.0.1:1/%2f"),
+        "{reason}"
+    );
     assert!(!reason.contains("sekrit"));
     let reason = fails(&run(&down, &["relay", "--once"], None));
     assert!(reason.contains("RabbitMQ at"), "{reason}");
     let mut no_db = e.clone();
     no_db.retain(|(k, _)| k != "DATABASE_URL");
-    no_db.push(("DATABASE_URL".into(), "postgres://u:pw@127.0.0.1:1/db".into()));
+    no_db.push((
+        "DATABASE_URL".into(),
+        "postgres://u:pw@127.0.0.1:1/db".into(),
+    ));
     let reason = fails(&run(&no_db, &["bulk-dump", "-c", "book", "-o", "-"], None));
-    assert!(reason.contains("cannot open the database postgres://u:****@127.0.0.1:1/db"), "{reason}");
+    assert!(
+        reason.contains("cannot open the database postgres://u:****@127.0.0.1:1/db"),
+        "{reason}"
+    );
     // bad settings name the setting
     let mut bad = e.clone();
     bad.push(("CQRS_BATCH_SIZE".into(), "zero".into()));
     let reason = fails(&run(&bad, &["consume"], None));
-    assert!(reason.contains("invalid setting CQRS_BATCH_SIZE"), "{reason}");
+    assert!(
+        reason.contains("invalid setting CQRS_BATCH_SIZE"),
+        "{reason}"
+    );
     // usage errors: clap's message, status 2
     let out = run(&e, &["bulk-dump"], None);
     assert_eq!(out.status.code(), Some(2));
@@ -368,8 +562,10 @@ fn bad_lines_are_skipped() {
     let db = sqlite_db(&dir, "db.sqlite3");
     let config = rabbit::config("lines");
     let file = dir.path().join("bad.dump");
-    let good = |id: i32| json!({"id": id, "title": format!("T{id}"), "author": "A", "published": true, "price": 1.5,
-        "created": "2026-11-22 06:20:48+00:00", "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"}).to_string();
+    let good = |id: i32| {
+        json!({"id": id, "title": format!("T{id}"), "author": "A", "published": true, "price": 1.5,
+        "created": "2026-11-22 06:20:48+00:00", "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"}).to_string()
+    };
     let lines = [
         "book".to_owned(),
         good(1),
@@ -380,11 +576,23 @@ fn bad_lines_are_skipped() {
         good(3),
     ];
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let (_, stderr) = ok(&run(&env(&config, &db), &["bulk-load", "-i", file.to_str().unwrap(), "--batch", "2"], None));
+    let (_, stderr) = ok(&run(
+        &env(&config, &db),
+        &["bulk-load", "-i", file.to_str().unwrap(), "--batch", "2"],
+        None,
+    ));
     assert!(stderr.contains("line 3: cannot be parsed"), "{stderr}");
-    assert!(stderr.contains("line 4: cannot be saved: book: pk 2: required field `cqrs_revision` is missing"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "line 4: cannot be saved: book: pk 2: required field `cqrs_revision` is missing"
+        ),
+        "{stderr}"
+    );
     assert!(stderr.contains("line 5: not a JSON object"), "{stderr}");
-    assert!(stderr.contains("bulk-load: processed 5, succeeded 2, failed 3"), "{stderr}");
+    assert!(
+        stderr.contains("bulk-load: processed 5, succeeded 2, failed 3"),
+        "{stderr}"
+    );
     let mut conn = SqliteConnection::cqrs_connect(&db).unwrap();
     assert_eq!(BookRef::db_pks(&mut conn, None, 10).unwrap(), [1, 3]);
 }
@@ -399,28 +607,68 @@ fn django_sample_files() {
     let config = rabbit::config("samples");
     let e = env(&config, &db);
     let samples = common::samples_dir();
-    let (_, stderr) = ok(&run(&e, &["bulk-load", "-i", samples.join("book.dump").to_str().unwrap()], None));
-    assert!(stderr.contains("processed 4, succeeded 4, failed 0"), "{stderr}");
-    let (_, stderr) = ok(&run(&e, &["bulk-load", "-i", samples.join("author.dump").to_str().unwrap()], None));
-    assert!(stderr.contains("processed 2, succeeded 2, failed 0"), "{stderr}");
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(samples.join("expected_state.json")).unwrap()).unwrap();
+    let (_, stderr) = ok(&run(
+        &e,
+        &[
+            "bulk-load",
+            "-i",
+            samples.join("book.dump").to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert!(
+        stderr.contains("processed 4, succeeded 4, failed 0"),
+        "{stderr}"
+    );
+    let (_, stderr) = ok(&run(
+        &e,
+        &[
+            "bulk-load",
+            "-i",
+            samples.join("author.dump").to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert!(
+        stderr.contains("processed 2, succeeded 2, failed 0"),
+        "{stderr}"
+    );
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(samples.join("expected_state.json")).unwrap(),
+    )
+    .unwrap();
     let mut conn = SqliteConnection::cqrs_connect(&db).unwrap();
     for book in expected["book"].as_array().unwrap() {
         let id = i32::try_from(book["id"].as_i64().unwrap()).unwrap();
         let row = BookRef::db_get(&mut conn, &id, false).unwrap().unwrap();
         assert_eq!(row.name, book["title"].as_str().unwrap());
-        assert_eq!(row.cqrs_revision, i32::try_from(book["cqrs_revision"].as_i64().unwrap()).unwrap());
+        assert_eq!(
+            row.cqrs_revision,
+            i32::try_from(book["cqrs_revision"].as_i64().unwrap()).unwrap()
+        );
         // SQLite keeps NUMERIC as a double (diesel): compare at the field's 2 decimal places
-        let price = book["price"].as_str().map(|p| p.parse::<bigdecimal::BigDecimal>().unwrap());
-        assert_eq!(row.price.map(|p| p.with_scale_round(2, bigdecimal::RoundingMode::HalfEven)), price);
+        let price = book["price"]
+            .as_str()
+            .map(|p| p.parse::<bigdecimal::BigDecimal>().unwrap());
+        assert_eq!(
+            row.price
+                .map(|p| p.with_scale_round(2, bigdecimal::RoundingMode::HalfEven)),
+            price
+        );
         assert_eq!(
             cqrs_core::value::CqrsValue::to_cqrs(&row.cqrs_updated),
-            json!(cqrs_core::value::format_datetime(&cqrs_core::value::parse_datetime(book["cqrs_updated"].as_str().unwrap()).unwrap()))
+            json!(cqrs_core::value::format_datetime(
+                &cqrs_core::value::parse_datetime(book["cqrs_updated"].as_str().unwrap()).unwrap()
+            ))
         );
     }
     let diff = std::fs::read(samples.join("book.diff_master")).unwrap();
     let (out, _) = ok(&run(&e, &["diff-replica"], Some(&diff)));
-    assert_eq!(out.lines().count(), 1, "the replica matches the sample's revisions: {out}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "the replica matches the sample's revisions: {out}"
+    );
     assert!(out.starts_with("book,2026-11-22 06:20:55.122536+00:00,"));
 }
 
@@ -428,15 +676,35 @@ fn django_sample_files() {
 #[test]
 fn help_on_every_subcommand() {
     for sub in [
-        "consume", "relay", "bulk-dump", "bulk-load", "sync", "diff-master", "diff-replica", "diff-sync",
-        "deleted-diff-replica", "deleted-diff-master", "deleted-sync-replica", "dead-letters", "models",
+        "consume",
+        "relay",
+        "bulk-dump",
+        "bulk-load",
+        "sync",
+        "diff-master",
+        "diff-replica",
+        "diff-sync",
+        "deleted-diff-replica",
+        "deleted-diff-master",
+        "deleted-sync-replica",
+        "dead-letters",
+        "models",
     ] {
-        let out = Command::new(SERVICE).args([sub, "--help"]).output().unwrap();
+        let out = Command::new(SERVICE)
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{sub} --help");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage:"), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{sub}"
+        );
     }
     for action in ["dump", "retry", "purge"] {
-        let out = Command::new(SERVICE).args(["dead-letters", action, "--help"]).output().unwrap();
+        let out = Command::new(SERVICE)
+            .args(["dead-letters", action, "--help"])
+            .output()
+            .unwrap();
         assert!(out.status.success());
     }
 }
@@ -450,7 +718,10 @@ async fn wait_len(queue: &str, n: u32) {
         let declared = channel
             .queue_declare(
                 queue.into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 lapin::types::FieldTable::default(),
             )
             .await;
@@ -460,7 +731,10 @@ async fn wait_len(queue: &str, n: u32) {
                 return;
             }
         }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {n} messages in {queue}");
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for {n} messages in {queue}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -477,20 +751,41 @@ async fn dead_letter_tools() {
     let (conn, channel) = rabbit::channel().await;
     let dlq = config.dead_letter_queue().unwrap();
     rabbit::wait_for_consumer(&config.queue.clone().unwrap()).await;
-    let author = |name: &str| json!({"signal_type": "SAVE", "cqrs_id": "author",
+    let author = |name: &str| {
+        json!({"signal_type": "SAVE", "cqrs_id": "author",
         "instance_data": {"id": name, "name": name, "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"},
-        "instance_pk": name, "retries": 0, "expires": "2999-01-01T00:00:00+00:00"});
-    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.unwrap();
+        "instance_pk": name, "retries": 0, "expires": "2999-01-01T00:00:00+00:00"})
+    };
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     for body in [author("reject me").to_string(), "garbage".to_owned()] {
-        cqrs_rabbit::broker::publish_confirmed(&channel, &config.exchange, "author", body.as_bytes(), None, None).await.unwrap();
+        cqrs_rabbit::broker::publish_confirmed(
+            &channel,
+            &config.exchange,
+            "author",
+            body.as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
     }
     wait_len(&dlq, 2).await;
     let (out, _) = ok(&run(&e, &["dead-letters", "dump"], None));
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.contains("garbage") && out.contains("reject me"));
-    assert_eq!(rabbit::queue_len(&channel, &dlq).await, 2, "dump leaves them");
+    assert_eq!(
+        rabbit::queue_len(&channel, &dlq).await,
+        2,
+        "dump leaves them"
+    );
     let (out, _) = ok(&run(&e, &["dead-letters", "retry"], None));
-    assert!(out.starts_with("Total dead letters: 2\nRetrying: 1/2\n"), "{out}");
+    assert!(
+        out.starts_with("Total dead letters: 2\nRetrying: 1/2\n"),
+        "{out}"
+    );
     assert!(out.contains("\"retries\":0"));
     // the retried author fails again (permanent) and comes back; the garbage stays
     tokio::time::sleep(Duration::from_millis(500)).await;

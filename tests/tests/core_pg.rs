@@ -66,6 +66,10 @@ fn relays_share_the_outbox() {
     let first = first.join().unwrap();
     assert_eq!(first.published, 4);
     assert_eq!(taken_by_second.len(), 6);
-    assert!(taken_by_first.iter().all(|id| !taken_by_second.contains(id)));
+    assert!(
+        taken_by_first
+            .iter()
+            .all(|id| !taken_by_second.contains(id))
+    );
     assert_eq!(b.outbox_pending().unwrap(), 0);
 }

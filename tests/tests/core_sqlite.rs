@@ -34,7 +34,10 @@ sqlite_tests! {
 fn registry_lists_every_model() {
     use cqrs_core::registry::{self, ModelKind};
     registry::check().unwrap();
-    let models: Vec<_> = registry::models().iter().map(|m| (m.kind, m.cqrs_id)).collect();
+    let models: Vec<_> = registry::models()
+        .iter()
+        .map(|m| (m.kind, m.cqrs_id))
+        .collect();
     assert_eq!(
         models,
         [
@@ -48,7 +51,12 @@ fn registry_lists_every_model() {
         ]
     );
     assert!(registry::models()[1].type_name.ends_with("models::Book"));
-    let err = registry::replica::<diesel::SqliteConnection>("nope").unwrap_err().to_string();
-    assert_eq!(err, "unknown cqrs_id `nope`; registered replica models: author, book, review");
+    let err = registry::replica::<diesel::SqliteConnection>("nope")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "unknown cqrs_id `nope`; registered replica models: author, book, review"
+    );
     assert!(registry::master::<diesel::SqliteConnection>("counter").is_ok());
 }

@@ -29,7 +29,8 @@ impl World {
     fn new() -> Self {
         let id = common::unique("interop");
         Self {
-            python: std::env::var("INTEROP_PYTHON").expect("INTEROP_PYTHON is not set: run scripts/test"),
+            python: std::env::var("INTEROP_PYTHON")
+                .expect("INTEROP_PYTHON is not set: run scripts/test"),
             django_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("django"),
             dir: tempfile::tempdir().unwrap(),
             amqp: common::rabbit::amqp_url(),
@@ -82,7 +83,11 @@ impl World {
 
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     let mut child = cmd
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -106,7 +111,13 @@ struct Background(Child);
 impl Background {
     fn spawn(mut cmd: Command) -> Self {
         use std::os::unix::process::CommandExt;
-        Self(cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap())
+        Self(
+            cmd.process_group(0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 }
 
@@ -135,7 +146,9 @@ fn wait_until(what: &str, mut check: impl FnMut() -> Result<(), String>) {
     loop {
         match check() {
             Ok(()) => return,
-            Err(diff) if start.elapsed() > WAIT => panic!("{what}: still different after {WAIT:?}: {diff}"),
+            Err(diff) if start.elapsed() > WAIT => {
+                panic!("{what}: still different after {WAIT:?}: {diff}")
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(300)),
         }
     }
@@ -143,7 +156,9 @@ fn wait_until(what: &str, mut check: impl FnMut() -> Result<(), String>) {
 
 /// A datetime as microseconds since the epoch, whatever its textual form.
 fn instant(v: &Value) -> Option<i64> {
-    v.as_str().and_then(cqrs_core::value::parse_datetime).map(|d| d.timestamp_micros())
+    v.as_str()
+        .and_then(cqrs_core::value::parse_datetime)
+        .map(|d| d.timestamp_micros())
 }
 
 /// A decimal as a number with two places.
@@ -180,17 +195,47 @@ fn same_rows(ours: &Value, theirs: &Value, fields: &[(&str, &str)]) -> Result<()
 
 /// The Rust replicas equal the Django masters, field by field, with the same revisions.
 fn rust_replica_equals_django_master(rust: &Value, django: &Value) -> Result<(), String> {
-    same_rows(&rust["dj_publisher"], &django["dj_publisher"], &[
-        ("id", ""), ("name", ""), ("founded", ""), ("active", ""), ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])?;
-    same_rows(&rust["dj_author"], &django["dj_author"], &[
-        ("id", ""), ("name", ""), ("publisher", ""), ("birth_date", ""), ("rating", "decimal"),
-        ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])?;
-    same_rows(&rust["dj_book"], &django["dj_book"], &[
-        ("id", ""), ("title", ""), ("author", ""), ("publisher", ""), ("price", "decimal"), ("published_at", "datetime"),
-        ("is_public", ""), ("pages", ""), ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])?;
+    same_rows(
+        &rust["dj_publisher"],
+        &django["dj_publisher"],
+        &[
+            ("id", ""),
+            ("name", ""),
+            ("founded", ""),
+            ("active", ""),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )?;
+    same_rows(
+        &rust["dj_author"],
+        &django["dj_author"],
+        &[
+            ("id", ""),
+            ("name", ""),
+            ("publisher", ""),
+            ("birth_date", ""),
+            ("rating", "decimal"),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )?;
+    same_rows(
+        &rust["dj_book"],
+        &django["dj_book"],
+        &[
+            ("id", ""),
+            ("title", ""),
+            ("author", ""),
+            ("publisher", ""),
+            ("price", "decimal"),
+            ("published_at", "datetime"),
+            ("is_public", ""),
+            ("pages", ""),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )?;
     let reviews: Vec<Value> = django["dj_review"]
         .as_array()
         .unwrap()
@@ -201,18 +246,46 @@ fn rust_replica_equals_django_master(rust: &Value, django: &Value) -> Result<(),
             r
         })
         .collect();
-    same_rows(&rust["dj_review"], &Value::Array(reviews), &[
-        ("id", ""), ("book", ""), ("stars", ""), ("text_upper", ""), ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])
+    same_rows(
+        &rust["dj_review"],
+        &Value::Array(reviews),
+        &[
+            ("id", ""),
+            ("book", ""),
+            ("stars", ""),
+            ("text_upper", ""),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )
 }
 
 /// The Django replicas equal the Rust masters.
 fn django_replica_equals_rust_master(django: &Value, rust: &Value) -> Result<(), String> {
-    same_rows(&django["rs_author"], &rust["rs_author"], &[("id", ""), ("name", ""), ("cqrs_revision", ""), ("cqrs_updated", "datetime")])?;
-    same_rows(&django["rs_book"], &rust["rs_book"], &[
-        ("id", ""), ("title", ""), ("author", ""), ("price", "decimal"), ("released", ""), ("in_stock", ""),
-        ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])
+    same_rows(
+        &django["rs_author"],
+        &rust["rs_author"],
+        &[
+            ("id", ""),
+            ("name", ""),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )?;
+    same_rows(
+        &django["rs_book"],
+        &rust["rs_book"],
+        &[
+            ("id", ""),
+            ("title", ""),
+            ("author", ""),
+            ("price", "decimal"),
+            ("released", ""),
+            ("in_stock", ""),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,29 +296,73 @@ async fn django_and_rust_share_one_exchange() {
     let django_replica = w.path("django_replica.sqlite3");
     let rust_master = w.path("rust_master.sqlite3");
     let rust_replica = w.path("rust_replica.sqlite3");
-    run(w.django("master", &django_master, "unused", &["migrate", "--run-syncdb", "-v", "0"]), None);
-    run(w.django("replica", &django_replica, &w.django_queue, &["migrate", "--run-syncdb", "-v", "0"]), None);
+    run(
+        w.django(
+            "master",
+            &django_master,
+            "unused",
+            &["migrate", "--run-syncdb", "-v", "0"],
+        ),
+        None,
+    );
+    run(
+        w.django(
+            "replica",
+            &django_replica,
+            &w.django_queue,
+            &["migrate", "--run-syncdb", "-v", "0"],
+        ),
+        None,
+    );
 
     // ---- Django master -> Rust replica
     let rust_consumer = Background::spawn(w.rust(&rust_replica, &w.rust_queue, &["consume"]));
     wait_for_queue(&w.rust_queue).await;
-    run(w.django("master", &django_master, "unused", &["interop_scenario", "--direct-queue", &w.rust_queue]), None);
+    run(
+        w.django(
+            "master",
+            &django_master,
+            "unused",
+            &["interop_scenario", "--direct-queue", &w.rust_queue],
+        ),
+        None,
+    );
     let master_state = w.state_django("master", &django_master);
     assert_eq!(master_state["dj_book"].as_array().unwrap().len(), 11);
     assert_eq!(master_state["dj_publisher"].as_array().unwrap().len(), 2);
     wait_until("Rust replicas of the Django masters", || {
         rust_replica_equals_django_master(&w.state_rust(&rust_replica), &master_state)
     });
-    let lem = master_state["dj_author"].as_array().unwrap().iter().find(|a| a["name"] == "Stanislaw Lem").unwrap();
+    let lem = master_state["dj_author"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "Stanislaw Lem")
+        .unwrap();
     // django-cqrs: two saves of one instance in one transaction bump the revision twice (the
     // F() expression stays on the instance) and send one message, so the replica sees a gap
     assert_eq!(lem["cqrs_revision"], 2);
 
     // ---- Rust master -> Django replica (django-cqrs's own cqrs_consume)
-    let django_consumer = Background::spawn(w.django("replica", &django_replica, &w.django_queue, &["cqrs_consume"]));
+    let django_consumer = Background::spawn(w.django(
+        "replica",
+        &django_replica,
+        &w.django_queue,
+        &["cqrs_consume"],
+    ));
     wait_for_queue(&w.django_queue).await;
-    run(w.rust(&rust_master, &w.django_queue, &["scenario", "--direct-queue", &w.django_queue]), None);
-    run(w.rust(&rust_master, &w.django_queue, &["relay", "--once"]), None);
+    run(
+        w.rust(
+            &rust_master,
+            &w.django_queue,
+            &["scenario", "--direct-queue", &w.django_queue],
+        ),
+        None,
+    );
+    run(
+        w.rust(&rust_master, &w.django_queue, &["relay", "--once"]),
+        None,
+    );
     let rust_state = w.state_rust(&rust_master);
     assert_eq!(rust_state["rs_book"].as_array().unwrap().len(), 16);
     wait_until("Django replicas of the Rust masters", || {
@@ -259,15 +376,40 @@ async fn django_and_rust_share_one_exchange() {
         let mut conn = diesel::SqliteConnection::cqrs_connect(&rust_replica).unwrap();
         conn.batch_execute("DELETE FROM dj_books WHERE id IN (2, 4); UPDATE dj_books SET title = 'drifted', cqrs_revision = 7 WHERE id = 5;").unwrap();
     }
-    assert!(rust_replica_equals_django_master(&w.state_rust(&rust_replica), &master_state).is_err());
-    let diff = run(w.django("master", &django_master, "unused", &["cqrs_diff_master", "--cqrs-id", "dj_book"]), None).stdout;
-    let to_sync = run(w.rust(&rust_replica, &w.rust_queue, &["diff-replica"]), Some(&diff)).stdout;
+    assert!(
+        rust_replica_equals_django_master(&w.state_rust(&rust_replica), &master_state).is_err()
+    );
+    let diff = run(
+        w.django(
+            "master",
+            &django_master,
+            "unused",
+            &["cqrs_diff_master", "--cqrs-id", "dj_book"],
+        ),
+        None,
+    )
+    .stdout;
+    let to_sync = run(
+        w.rust(&rust_replica, &w.rust_queue, &["diff-replica"]),
+        Some(&diff),
+    )
+    .stdout;
     let text = String::from_utf8_lossy(&to_sync);
-    assert!(text.lines().next().unwrap().ends_with(&format!(",{}", w.rust_queue)), "{text}");
-    run(w.django("master", &django_master, "unused", &["cqrs_diff_sync"]), Some(&to_sync));
-    wait_until("the Rust replica repaired by django-cqrs's diff sync", || {
-        rust_replica_equals_django_master(&w.state_rust(&rust_replica), &master_state)
-    });
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!(",{}", w.rust_queue)),
+        "{text}"
+    );
+    run(
+        w.django("master", &django_master, "unused", &["cqrs_diff_sync"]),
+        Some(&to_sync),
+    );
+    wait_until(
+        "the Rust replica repaired by django-cqrs's diff sync",
+        || rust_replica_equals_django_master(&w.state_rust(&rust_replica), &master_state),
+    );
 
     // ---- Mixed pipeline, Rust master side: diff-master | cqrs_diff_replica | diff-sync
     run(
@@ -276,72 +418,214 @@ async fn django_and_rust_share_one_exchange() {
              RsBook.objects.filter(id=4).update(title='drifted', cqrs_revision=0)"]),
         None,
     );
-    let diff = run(w.rust(&rust_master, &w.django_queue, &["diff-master", "--cqrs-id", "rs_book"]), None).stdout;
-    let to_sync = run(w.django("replica", &django_replica, &w.django_queue, &["cqrs_diff_replica"]), Some(&diff)).stdout;
+    let diff = run(
+        w.rust(
+            &rust_master,
+            &w.django_queue,
+            &["diff-master", "--cqrs-id", "rs_book"],
+        ),
+        None,
+    )
+    .stdout;
+    let to_sync = run(
+        w.django(
+            "replica",
+            &django_replica,
+            &w.django_queue,
+            &["cqrs_diff_replica"],
+        ),
+        Some(&diff),
+    )
+    .stdout;
     assert!(String::from_utf8_lossy(&to_sync).contains(&w.django_queue));
-    run(w.rust(&rust_master, &w.django_queue, &["diff-sync"]), Some(&to_sync));
+    run(
+        w.rust(&rust_master, &w.django_queue, &["diff-sync"]),
+        Some(&to_sync),
+    );
     wait_until("the Django replica repaired by the Rust diff sync", || {
         django_replica_equals_rust_master(&w.state_django("replica", &django_replica), &rust_state)
     });
 
     // ---- Dump files, both ways
-    let dump = run(w.django("master", &django_master, "unused", &["cqrs_bulk_dump", "--cqrs-id", "dj_book", "--output", "-"]), None).stdout;
+    let dump = run(
+        w.django(
+            "master",
+            &django_master,
+            "unused",
+            &["cqrs_bulk_dump", "--cqrs-id", "dj_book", "--output", "-"],
+        ),
+        None,
+    )
+    .stdout;
     let fresh_rust = w.path("rust_fresh.sqlite3");
-    run(w.rust(&fresh_rust, &w.rust_queue, &["bulk-load", "--input", "-"]), Some(&dump));
+    run(
+        w.rust(&fresh_rust, &w.rust_queue, &["bulk-load", "--input", "-"]),
+        Some(&dump),
+    );
     let loaded = w.state_rust(&fresh_rust);
-    same_rows(&loaded["dj_book"], &master_state["dj_book"], &[
-        ("id", ""), ("title", ""), ("author", ""), ("price", "decimal"), ("published_at", "datetime"),
-        ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])
+    same_rows(
+        &loaded["dj_book"],
+        &master_state["dj_book"],
+        &[
+            ("id", ""),
+            ("title", ""),
+            ("author", ""),
+            ("price", "decimal"),
+            ("published_at", "datetime"),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )
     .unwrap();
     let rust_dump = w.path("rs_book.dump");
-    run(w.rust(&rust_master, &w.django_queue, &["bulk-dump", "--cqrs-id", "rs_book", "--output", &rust_dump]), None);
+    run(
+        w.rust(
+            &rust_master,
+            &w.django_queue,
+            &["bulk-dump", "--cqrs-id", "rs_book", "--output", &rust_dump],
+        ),
+        None,
+    );
     let fresh_django = w.path("django_fresh.sqlite3");
-    run(w.django("replica", &fresh_django, &w.django_queue, &["migrate", "--run-syncdb", "-v", "0"]), None);
-    run(w.django("replica", &fresh_django, &w.django_queue, &["cqrs_bulk_load", "--input", &rust_dump]), None);
-    same_rows(&w.state_django("replica", &fresh_django)["rs_book"], &rust_state["rs_book"], &[
-        ("id", ""), ("title", ""), ("author", ""), ("price", "decimal"), ("released", ""), ("in_stock", ""),
-        ("cqrs_revision", ""), ("cqrs_updated", "datetime"),
-    ])
+    run(
+        w.django(
+            "replica",
+            &fresh_django,
+            &w.django_queue,
+            &["migrate", "--run-syncdb", "-v", "0"],
+        ),
+        None,
+    );
+    run(
+        w.django(
+            "replica",
+            &fresh_django,
+            &w.django_queue,
+            &["cqrs_bulk_load", "--input", &rust_dump],
+        ),
+        None,
+    );
+    same_rows(
+        &w.state_django("replica", &fresh_django)["rs_book"],
+        &rust_state["rs_book"],
+        &[
+            ("id", ""),
+            ("title", ""),
+            ("author", ""),
+            ("price", "decimal"),
+            ("released", ""),
+            ("in_stock", ""),
+            ("cqrs_revision", ""),
+            ("cqrs_updated", "datetime"),
+        ],
+    )
     .unwrap();
 
     // ---- A Rust dead letter, dumped and retried with django-cqrs's cqrs_dead_letters
     std::fs::write(w.path("reject.flag"), "on").unwrap();
-    run(w.django("master", &django_master, "unused", &["interop_scenario", "--direct-queue", "x", "--reject-publisher"]), None);
+    run(
+        w.django(
+            "master",
+            &django_master,
+            "unused",
+            &[
+                "interop_scenario",
+                "--direct-queue",
+                "x",
+                "--reject-publisher",
+            ],
+        ),
+        None,
+    );
     let dlq = format!("dead_letter_{}", w.rust_queue);
     let dump = wait_for_dead_letter(&w, "master", &django_master, &w.rust_queue, "REJECT me");
     assert!(dump.contains("\"dj_publisher\""), "{dump}");
     std::fs::remove_file(w.path("reject.flag")).unwrap();
-    let out = run(w.django("master", &django_master, &w.rust_queue, &["cqrs_dead_letters", "retry"]), None);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Total dead letters: 1"), "{dlq}");
+    let out = run(
+        w.django(
+            "master",
+            &django_master,
+            &w.rust_queue,
+            &["cqrs_dead_letters", "retry"],
+        ),
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("Total dead letters: 1"),
+        "{dlq}"
+    );
     wait_until("the retried publisher applied by the Rust replica", || {
         let state = w.state_rust(&rust_replica);
-        if state["dj_publisher"].as_array().unwrap().iter().any(|p| p["name"] == "REJECT me") { Ok(()) } else { Err("absent".into()) }
+        if state["dj_publisher"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "REJECT me")
+        {
+            Ok(())
+        } else {
+            Err("absent".into())
+        }
     });
 
     // ---- A Django dead letter, dumped and retried with the Rust tools
     drop(django_consumer);
     std::fs::write(w.path("reject.flag"), "on").unwrap();
-    let django_consumer = Background::spawn(w.django("replica", &django_replica, &w.django_queue, &["cqrs_consume"]));
-    run(w.rust(&rust_master, &w.django_queue, &["scenario", "--direct-queue", "x", "--reject-book"]), None);
-    run(w.rust(&rust_master, &w.django_queue, &["relay", "--once"]), None);
+    let django_consumer = Background::spawn(w.django(
+        "replica",
+        &django_replica,
+        &w.django_queue,
+        &["cqrs_consume"],
+    ));
+    run(
+        w.rust(
+            &rust_master,
+            &w.django_queue,
+            &["scenario", "--direct-queue", "x", "--reject-book"],
+        ),
+        None,
+    );
+    run(
+        w.rust(&rust_master, &w.django_queue, &["relay", "--once"]),
+        None,
+    );
     let start = Instant::now();
     let dump = loop {
-        let out = run(w.rust(&rust_master, &w.django_queue, &["dead-letters", "dump"]), None);
+        let out = run(
+            w.rust(&rust_master, &w.django_queue, &["dead-letters", "dump"]),
+            None,
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if text.contains("REJECT me") {
             break text;
         }
-        assert!(start.elapsed() < WAIT, "the Django replica never dead-lettered the book");
+        assert!(
+            start.elapsed() < WAIT,
+            "the Django replica never dead-lettered the book"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(dump.contains("\"rs_book\""));
     std::fs::remove_file(w.path("reject.flag")).unwrap();
-    let out = run(w.rust(&rust_master, &w.django_queue, &["dead-letters", "retry"]), None);
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Total dead letters: 1\nRetrying: 1/1\n"));
+    let out = run(
+        w.rust(&rust_master, &w.django_queue, &["dead-letters", "retry"]),
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("Total dead letters: 1\nRetrying: 1/1\n")
+    );
     wait_until("the retried book applied by the Django replica", || {
         let state = w.state_django("replica", &django_replica);
-        if state["rs_book"].as_array().unwrap().iter().any(|b| b["id"] == 100) { Ok(()) } else { Err("absent".into()) }
+        if state["rs_book"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == 100)
+        {
+            Ok(())
+        } else {
+            Err("absent".into())
+        }
     });
     drop(django_consumer);
     drop(rust_consumer);
@@ -352,7 +636,10 @@ async fn django_and_rust_share_one_exchange() {
 fn wait_for_dead_letter(w: &World, role: &str, db: &str, queue: &str, needle: &str) -> String {
     let start = Instant::now();
     loop {
-        let out = run(w.django(role, db, queue, &["cqrs_dead_letters", "dump"]), None);
+        let out = run(
+            w.django(role, db, queue, &["cqrs_dead_letters", "dump"]),
+            None,
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if text.contains(needle) {
             return text;

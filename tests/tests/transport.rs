@@ -36,14 +36,23 @@ impl Running {
     }
 }
 
-fn relay<C: CqrsConnection>(config: &Config, url: &str) -> (Running, std::sync::Arc<cqrs_rabbit::RelayMetrics>) {
+fn relay<C: CqrsConnection>(
+    config: &Config,
+    url: &str,
+) -> (Running, std::sync::Arc<cqrs_rabbit::RelayMetrics>) {
     let (stop, stopped) = oneshot::channel();
     let relay = Relay::<C>::new(config.clone(), url);
     let metrics = relay.metrics();
     let task = tokio::spawn(relay.run(async move {
         let _ = stopped.await;
     }));
-    (Running { stop: Some(stop), task }, metrics)
+    (
+        Running {
+            stop: Some(stop),
+            task,
+        },
+        metrics,
+    )
 }
 
 async fn consumer<C: CqrsConnection>(
@@ -57,7 +66,13 @@ async fn consumer<C: CqrsConnection>(
     let task = tokio::spawn(consumer.run(async move {
         let _ = stopped.await;
     }));
-    (Running { stop: Some(stop), task }, metrics)
+    (
+        Running {
+            stop: Some(stop),
+            task,
+        },
+        metrics,
+    )
 }
 
 fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> String {
@@ -127,7 +142,9 @@ where
     {
         let mut master = C::cqrs_connect(&master_url).unwrap();
         for i in 1..=40 {
-            Book::new(i, &format!("Book {i}")).cqrs_insert(&mut master).unwrap();
+            Book::new(i, &format!("Book {i}"))
+                .cqrs_insert(&mut master)
+                .unwrap();
         }
         for i in (1..=40).step_by(3) {
             Book::cqrs_update(&mut master, &i, |b| b.title.push_str(" (2nd ed.)")).unwrap();
@@ -141,9 +158,15 @@ where
         book.cqrs_sync(&mut master, None).unwrap();
         book.cqrs_sync(&mut master, Some(&queue)).unwrap();
         Author::new("a-1", "Lem").cqrs_insert(&mut master).unwrap();
-        Review { review_id: 1, book_id: 2, stars: 5, cqrs_revision: 0, cqrs_updated: chrono::Utc::now().naive_utc() }
-            .cqrs_insert(&mut master)
-            .unwrap();
+        Review {
+            review_id: 1,
+            book_id: 2,
+            stars: 5,
+            cqrs_revision: 0,
+            cqrs_updated: chrono::Utc::now().naive_utc(),
+        }
+        .cqrs_insert(&mut master)
+        .unwrap();
     }
     let expected = master_books::<C>(&master_url);
     assert_eq!(expected.len(), 32);
@@ -152,17 +175,25 @@ where
     })
     .await;
     eventually(WAIT, "the outbox to be empty", || {
-        C::cqrs_connect(&master_url).unwrap().outbox_pending().unwrap() == 0
+        C::cqrs_connect(&master_url)
+            .unwrap()
+            .outbox_pending()
+            .unwrap()
+            == 0
     })
     .await;
     let mut replica = C::cqrs_connect(&replica_url).unwrap();
     eventually(WAIT, "the author and review", || {
-        AuthorRef::db_count(&mut replica).unwrap() == 1 && ReviewRef::db_count(&mut replica).unwrap() == 1
+        AuthorRef::db_count(&mut replica).unwrap() == 1
+            && ReviewRef::db_count(&mut replica).unwrap() == 1
     })
     .await;
     // 40 creates + 14 updates + 10 bulk updates + 8 deletes + 2 syncs + author + review
     assert_eq!(relay_metrics.published.load(Ordering::Relaxed), 76);
-    eventually(WAIT, "every message handled", || consumer_metrics.handled() == 76).await;
+    eventually(WAIT, "every message handled", || {
+        consumer_metrics.handled() == 76
+    })
+    .await;
     assert_eq!(consumer_metrics.dead_lettered.load(Ordering::Relaxed), 0);
     relay_task.stop().await;
     consumer_task.stop().await;
@@ -201,7 +232,13 @@ async fn direct_sync_reaches_only_its_replica() {
     let (relay_task, _) = relay::<SqliteConnection>(&config_a, &master_url);
     let mut master = SqliteConnection::cqrs_connect(&master_url).unwrap();
     // created on the master before the replicas subscribed to reviews: nothing sent yet
-    let review = Review { review_id: 7, book_id: 1, stars: 3, cqrs_revision: 0, cqrs_updated: chrono::Utc::now().naive_utc() };
+    let review = Review {
+        review_id: 7,
+        book_id: 1,
+        stars: 3,
+        cqrs_revision: 0,
+        cqrs_updated: chrono::Utc::now().naive_utc(),
+    };
     diesel::connection::SimpleConnection::batch_execute(
         &mut master,
         "INSERT INTO reviews VALUES (7, 1, 3, 0, '2026-01-01 00:00:00')",
@@ -212,13 +249,19 @@ async fn direct_sync_reaches_only_its_replica() {
     // broadcast sync: ReviewRef is only_direct_syncs, so both ignore it
     review.cqrs_sync(&mut master, None).unwrap();
     eventually(WAIT, "the broadcast sync handled", || {
-        metrics_a.ignored.load(Ordering::Relaxed) == 1 && metrics_b.ignored.load(Ordering::Relaxed) == 1
+        metrics_a.ignored.load(Ordering::Relaxed) == 1
+            && metrics_b.ignored.load(Ordering::Relaxed) == 1
     })
     .await;
     assert_eq!(ReviewRef::db_count(&mut a_conn).unwrap(), 0);
     // direct sync to A only
-    review.cqrs_sync(&mut master, config_a.queue.as_deref()).unwrap();
-    eventually(WAIT, "the direct sync applied on A", || ReviewRef::db_count(&mut a_conn).unwrap() == 1).await;
+    review
+        .cqrs_sync(&mut master, config_a.queue.as_deref())
+        .unwrap();
+    eventually(WAIT, "the direct sync applied on A", || {
+        ReviewRef::db_count(&mut a_conn).unwrap() == 1
+    })
+    .await;
     // a direct sync of a book to B only
     Book::new(1, "Dune").cqrs_insert(&mut master).unwrap();
     eventually(WAIT, "the book on both", || {
@@ -226,9 +269,16 @@ async fn direct_sync_reaches_only_its_replica() {
     })
     .await;
     let before_a = metrics_a.handled();
-    Book::db_get(&mut master, &1, false).unwrap().unwrap().cqrs_sync(&mut master, config_b.queue.as_deref()).unwrap();
+    Book::db_get(&mut master, &1, false)
+        .unwrap()
+        .unwrap()
+        .cqrs_sync(&mut master, config_b.queue.as_deref())
+        .unwrap();
     let before_b = metrics_b.handled();
-    eventually(WAIT, "B handled the direct sync", || metrics_b.handled() > before_b).await;
+    eventually(WAIT, "B handled the direct sync", || {
+        metrics_b.handled() > before_b
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(metrics_a.handled(), before_a, "A never saw B's direct sync");
     assert_eq!(ReviewRef::db_count(&mut b_conn).unwrap(), 0);
@@ -248,10 +298,20 @@ fn author_message(id: &str, name: &str) -> serde_json::Value {
 
 async fn publish_raw(config: &Config, routing_key: &str, body: &[u8]) {
     let (conn, channel) = rabbit::channel().await;
-    channel.confirm_select(lapin::options::ConfirmSelectOptions::default()).await.unwrap();
-    cqrs_rabbit::broker::publish_confirmed(&channel, &config.exchange, routing_key, body, None, None)
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await
         .unwrap();
+    cqrs_rabbit::broker::publish_confirmed(
+        &channel,
+        &config.exchange,
+        routing_key,
+        body,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     conn.close(200, "".into()).await.unwrap();
 }
 
@@ -267,17 +327,43 @@ async fn retries_then_dead_letters() {
     config.max_retries = Some(3);
     config.retry_delay = Duration::from_millis(100);
     let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
-    publish_raw(&config, "author", author_message("f", "flaky2 Stanislaw").to_string().as_bytes()).await;
+    publish_raw(
+        &config,
+        "author",
+        author_message("f", "flaky2 Stanislaw")
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
     let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
     eventually(WAIT, "the flaky author applied", || {
-        AuthorRef::db_get(&mut conn, &"f".to_owned(), false).unwrap().is_some()
+        AuthorRef::db_get(&mut conn, &"f".to_owned(), false)
+            .unwrap()
+            .is_some()
     })
     .await;
-    assert_eq!(metrics.retried.load(Ordering::Relaxed), 2, "applied after two retries");
+    assert_eq!(
+        metrics.retried.load(Ordering::Relaxed),
+        2,
+        "applied after two retries"
+    );
 
-    publish_raw(&config, "author", author_message("x", "always failing").to_string().as_bytes()).await;
-    publish_raw(&config, "author", author_message("r", "reject me").to_string().as_bytes()).await;
-    eventually(WAIT, "two dead letters", || metrics.dead_lettered.load(Ordering::Relaxed) == 2).await;
+    publish_raw(
+        &config,
+        "author",
+        author_message("x", "always failing").to_string().as_bytes(),
+    )
+    .await;
+    publish_raw(
+        &config,
+        "author",
+        author_message("r", "reject me").to_string().as_bytes(),
+    )
+    .await;
+    eventually(WAIT, "two dead letters", || {
+        metrics.dead_lettered.load(Ordering::Relaxed) == 2
+    })
+    .await;
     // 2 (flaky) + 3 (always failing; then retries are exhausted)
     assert_eq!(metrics.retried.load(Ordering::Relaxed), 5);
     task.stop().await;
@@ -288,12 +374,25 @@ async fn retries_then_dead_letters() {
     let mut names = Vec::new();
     for (routing_key, body, expiration) in &dead {
         assert_eq!(routing_key, &format!("cqrs.{dlq}.author"));
-        assert_eq!(expiration.as_deref(), Some("864000000"), "dead-message TTL in ms");
+        assert_eq!(
+            expiration.as_deref(),
+            Some("864000000"),
+            "dead-message TTL in ms"
+        );
         let body: serde_json::Value = serde_json::from_slice(body).unwrap();
-        names.push((body["instance_data"]["name"].as_str().unwrap().to_owned(), body["retries"].as_u64().unwrap()));
+        names.push((
+            body["instance_data"]["name"].as_str().unwrap().to_owned(),
+            body["retries"].as_u64().unwrap(),
+        ));
     }
     names.sort();
-    assert_eq!(names, [("always failing".to_owned(), 3), ("reject me".to_owned(), 0)]);
+    assert_eq!(
+        names,
+        [
+            ("always failing".to_owned(), 3),
+            ("reject me".to_owned(), 0)
+        ]
+    );
     conn2.close(200, "".into()).await.unwrap();
 }
 
@@ -307,16 +406,30 @@ async fn retry_survives_a_restart() {
     let mut config = rabbit::config("restart");
     config.retry_delay = Duration::from_secs(2);
     let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
-    publish_raw(&config, "author", author_message("s", "flaky1 Solaris").to_string().as_bytes()).await;
-    eventually(WAIT, "the first failure", || metrics.retried.load(Ordering::Relaxed) == 1).await;
+    publish_raw(
+        &config,
+        "author",
+        author_message("s", "flaky1 Solaris").to_string().as_bytes(),
+    )
+    .await;
+    eventually(WAIT, "the first failure", || {
+        metrics.retried.load(Ordering::Relaxed) == 1
+    })
+    .await;
     task.stop().await;
     let (conn, channel) = rabbit::channel().await;
-    assert_eq!(rabbit::queue_len(&channel, &config.delay_queue("author").unwrap()).await, 1, "the retry waits in the broker");
+    assert_eq!(
+        rabbit::queue_len(&channel, &config.delay_queue("author").unwrap()).await,
+        1,
+        "the retry waits in the broker"
+    );
     conn.close(200, "".into()).await.unwrap();
     let (task, _) = consumer::<SqliteConnection>(&config, &url).await;
     let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
     eventually(WAIT, "the retried author applied after the restart", || {
-        AuthorRef::db_get(&mut replica, &"s".to_owned(), false).unwrap().is_some()
+        AuthorRef::db_get(&mut replica, &"s".to_owned(), false)
+            .unwrap()
+            .is_some()
     })
     .await;
     task.stop().await;
@@ -337,13 +450,17 @@ async fn malformed_messages_are_dead_lettered() {
     wrong_type["instance_data"]["cqrs_revision"] = json!("zero");
     let mut unknown = author_message("u", "unknown");
     unknown["cqrs_id"] = json!("spaceship");
-    let big = format!("{{\"signal_type\":\"SAVE\",\"pad\":\"{}\"}}", "x".repeat(10 * 1024 * 1024));
+    let big = format!(
+        "{{\"signal_type\":\"SAVE\",\"pad\":\"{}\"}}",
+        "x".repeat(10 * 1024 * 1024)
+    );
     let bad: Vec<Vec<u8>> = vec![
         b"this is not json".to_vec(),
         b"".to_vec(),
         b"[1,2,3]".to_vec(),
         br#"{"signal_type":"SAVE","cqrs_id":"author","instance_pk":"m"}"#.to_vec(),
-        br#"{"signal_type":"FLY","cqrs_id":"author","instance_data":{},"instance_pk":"m"}"#.to_vec(),
+        br#"{"signal_type":"FLY","cqrs_id":"author","instance_data":{},"instance_pk":"m"}"#
+            .to_vec(),
         serde_json::to_vec(&wrong_type).unwrap(),
         serde_json::to_vec(&expired).unwrap(),
         serde_json::to_vec(&unknown).unwrap(),
@@ -353,10 +470,19 @@ async fn malformed_messages_are_dead_lettered() {
     for body in &bad {
         publish_raw(&config, "author", body).await;
     }
-    publish_raw(&config, "author", author_message("ok", "after the bad ones").to_string().as_bytes()).await;
+    publish_raw(
+        &config,
+        "author",
+        author_message("ok", "after the bad ones")
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
     let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
     eventually(WAIT, "the good message applied", || {
-        AuthorRef::db_get(&mut replica, &"ok".to_owned(), false).unwrap().is_some()
+        AuthorRef::db_get(&mut replica, &"ok".to_owned(), false)
+            .unwrap()
+            .is_some()
     })
     .await;
     eventually(WAIT, "every bad message dead-lettered", || {
@@ -368,7 +494,10 @@ async fn malformed_messages_are_dead_lettered() {
     let dead = rabbit::drain(&channel, &config.dead_letter_queue().unwrap()).await;
     assert_eq!(dead.len(), bad.len());
     let bodies: Vec<&Vec<u8>> = dead.iter().map(|(_, body, _)| body).collect();
-    assert!(bodies.iter().any(|b| b.len() > 10 * 1024 * 1024), "the 10 MB body is kept whole");
+    assert!(
+        bodies.iter().any(|b| b.len() > 10 * 1024 * 1024),
+        "the 10 MB body is kept whole"
+    );
     assert!(bodies.contains(&&b"this is not json".to_vec()));
     conn.close(200, "".into()).await.unwrap();
 }
@@ -383,18 +512,33 @@ async fn quorum_queues() {
     let mut config = rabbit::config("quorum");
     config.quorum_queues = true;
     let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
-    publish_raw(&config, "author", author_message("q", "flaky1 quorum").to_string().as_bytes()).await;
+    publish_raw(
+        &config,
+        "author",
+        author_message("q", "flaky1 quorum").to_string().as_bytes(),
+    )
+    .await;
     let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
-    eventually(WAIT, "applied after a retry through a quorum delay queue", || {
-        AuthorRef::db_get(&mut replica, &"q".to_owned(), false).unwrap().is_some()
-    })
+    eventually(
+        WAIT,
+        "applied after a retry through a quorum delay queue",
+        || {
+            AuthorRef::db_get(&mut replica, &"q".to_owned(), false)
+                .unwrap()
+                .is_some()
+        },
+    )
     .await;
     assert_eq!(metrics.retried.load(Ordering::Relaxed), 1);
     task.stop().await;
     // declaring the same queue as classic is refused with a clear reason
     let mut classic = config.clone();
     classic.quorum_queues = false;
-    let err = Consumer::<SqliteConnection>::new(classic, url).check().await.unwrap_err().to_string();
+    let err = Consumer::<SqliteConnection>::new(classic, url)
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CQRS_QUORUM_QUEUES"), "{err}");
 }
 
@@ -406,16 +550,36 @@ async fn start_up_errors_are_clear() {
     let url = sqlite_file(&dir, "replica.sqlite3");
     let mut config = rabbit::config("startup");
     config.url = cqrs_rabbit::BrokerUrl::parse("amqp://guest:hunter22@127.0.0.1:1/%2f").unwrap();
-    let err = Consumer::<SqliteConnection>::new(config.clone(), &url).check().await.unwrap_err().to_string();
-    assert!(err.starts_with("RabbitMQ at amqp://guest:****@127.0.0.1:1/%2f"), "{err}");
+    let err = Consumer::<SqliteConnection>::new(config.clone(), &url)
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("RabbitMQ at amqp://guest:****@127.0.0.1:1/%2f"),
+        "{err}"
+    );
     assert!(!err.contains("hunter22"));
     let mut config = rabbit::config("startup");
     config.queue = None;
-    let err = Consumer::<SqliteConnection>::new(config, &url).check().await.unwrap_err().to_string();
+    let err = Consumer::<SqliteConnection>::new(config, &url)
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("CQRS_QUEUE"), "{err}");
     let config = rabbit::config("startup");
-    let err = Consumer::<SqliteConnection>::new(config.clone(), "/nonexistent/dir/db.sqlite3").check().await.unwrap_err().to_string();
+    let err = Consumer::<SqliteConnection>::new(config.clone(), "/nonexistent/dir/db.sqlite3")
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("database"), "{err}");
-    let err = Consumer::<SqliteConnection>::new(config, &url).only(vec!["nope".into()]).check().await.unwrap_err().to_string();
+    let err = Consumer::<SqliteConnection>::new(config, &url)
+        .only(vec!["nope".into()])
+        .check()
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown cqrs_id `nope`"), "{err}");
 }

@@ -139,7 +139,11 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     fn tombstone_get(&mut self, cqrs_id: &str, pk: &str) -> QueryResult<Option<Version>>;
 
     /// The tombstones of several rows (absent ones are left out).
-    fn tombstone_get_many(&mut self, cqrs_id: &str, pks: &[String]) -> QueryResult<Vec<(String, Version)>>;
+    fn tombstone_get_many(
+        &mut self,
+        cqrs_id: &str,
+        pks: &[String],
+    ) -> QueryResult<Vec<(String, Version)>>;
 
     /// Records (or moves forward) the tombstone of a deleted replica row.
     fn tombstone_put(&mut self, cqrs_id: &str, pk: &str, version: Version) -> QueryResult<()>;
@@ -194,7 +198,9 @@ macro_rules! common_impl {
                 })
                 .collect();
             for chunk in rows.chunks(1000) {
-                ::diesel::insert_into(dsl::cqrs_outbox).values(chunk).execute(self)?;
+                ::diesel::insert_into(dsl::cqrs_outbox)
+                    .values(chunk)
+                    .execute(self)?;
             }
             Ok(())
         }
@@ -248,10 +254,14 @@ macro_rules! common_impl {
                     .select((dsl::pk, dsl::revision, dsl::updated))
                     .load(self)?;
                 found.extend(rows.into_iter().map(|(pk, revision, updated)| {
-                    (pk, $crate::db::Version {
-                        revision,
-                        updated: ::chrono::DateTime::from_timestamp_micros(updated).unwrap_or_default(),
-                    })
+                    (
+                        pk,
+                        $crate::db::Version {
+                            revision,
+                            updated: ::chrono::DateTime::from_timestamp_micros(updated)
+                                .unwrap_or_default(),
+                        },
+                    )
                 }));
             }
             Ok(found)

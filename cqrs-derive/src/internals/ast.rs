@@ -84,14 +84,20 @@ impl<'a> Model<'a> {
             syn::Data::Enum(data) => {
                 cx.error_spanned_by(
                     data.enum_token,
-                    format!("#[derive({})] only supports structs, not enums", kind.derive_name()),
+                    format!(
+                        "#[derive({})] only supports structs, not enums",
+                        kind.derive_name()
+                    ),
                 );
                 return None;
             }
             syn::Data::Union(data) => {
                 cx.error_spanned_by(
                     data.union_token,
-                    format!("#[derive({})] only supports structs, not unions", kind.derive_name()),
+                    format!(
+                        "#[derive({})] only supports structs, not unions",
+                        kind.derive_name()
+                    ),
                 );
                 return None;
             }

@@ -88,12 +88,19 @@ pub(crate) struct Field {
 
 fn key_of(meta: &ParseNestedMeta<'_>) -> String {
     let path = &meta.path;
-    path.get_ident()
-        .map_or_else(|| quote::quote!(#path).to_string().replace(' ', ""), ToString::to_string)
+    path.get_ident().map_or_else(
+        || quote::quote!(#path).to_string().replace(' ', ""),
+        ToString::to_string,
+    )
 }
 
 /// Records `key` as seen; reports a duplicate on its second occurrence.
-fn first_time(cx: &Ctxt, seen: &mut BTreeSet<String>, meta: &ParseNestedMeta<'_>, key: &str) -> bool {
+fn first_time(
+    cx: &Ctxt,
+    seen: &mut BTreeSet<String>,
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+) -> bool {
     if seen.insert(key.to_owned()) {
         true
     } else {
@@ -191,7 +198,13 @@ fn parse_str_value(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<LitStr>
     }
 }
 
-fn unknown(meta: &ParseNestedMeta<'_>, key: &str, level: &str, kind: Kind, valid: &[&str]) -> syn::Error {
+fn unknown(
+    meta: &ParseNestedMeta<'_>,
+    key: &str,
+    level: &str,
+    kind: Kind,
+    valid: &[&str],
+) -> syn::Error {
     meta.error(format!(
         "unknown {level}key `{key}` in #[cqrs(...)] for #[derive({})]; expected one of: {}",
         kind.derive_name(),
@@ -254,7 +267,10 @@ impl Container {
                 let idents = parse_idents(meta, sym::BACKENDS)?;
                 for ident in &idents {
                     if ident != "sqlite" && ident != "postgres" {
-                        cx.error_spanned_by(ident, "unknown backend; expected `sqlite` or `postgres`");
+                        cx.error_spanned_by(
+                            ident,
+                            "unknown backend; expected `sqlite` or `postgres`",
+                        );
                     }
                 }
                 if fresh {
@@ -321,7 +337,10 @@ impl Container {
                     self.mapping = Some((meta.path.clone(), pairs));
                 }
             }
-            sym::CUSTOM_SERIALIZATION | sym::CUSTOM_HOOKS | sym::ONLY_DIRECT_SYNCS | sym::SELECT_FOR_UPDATE => {
+            sym::CUSTOM_SERIALIZATION
+            | sym::CUSTOM_HOOKS
+            | sym::ONLY_DIRECT_SYNCS
+            | sym::SELECT_FOR_UPDATE => {
                 let flag = parse_flag(meta)?;
                 if fresh {
                     let slot = match key.as_str() {
@@ -364,7 +383,9 @@ impl Container {
 fn parse_mapping(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<(Ident, Ident)>> {
     const HELP: &str = "help: the correct format looks like `#[cqrs(mapping(id = id, title = name))]` (master field = replica field)";
     if !meta.input.peek(syn::token::Paren) {
-        return Err(meta.error(format!("`mapping` takes a list of `master = replica` pairs\n{HELP}")));
+        return Err(meta.error(format!(
+            "`mapping` takes a list of `master = replica` pairs\n{HELP}"
+        )));
     }
     let mut pairs = Vec::new();
     meta.parse_nested_meta(|inner| {

@@ -51,13 +51,19 @@ fn check_special_fields(cx: &Ctxt, model: &Model<'_>) {
         if let Some(flag) = &field.attrs.skip {
             cx.error_spanned_by(
                 &flag.path,
-                format!("`{}` cannot be skipped: the framework needs it", field.ident),
+                format!(
+                    "`{}` cannot be skipped: the framework needs it",
+                    field.ident
+                ),
             );
         }
         if let Some(flag) = &field.attrs.default {
             cx.error_spanned_by(
                 &flag.path,
-                format!("`{}` cannot take a default: every message carries it", field.ident),
+                format!(
+                    "`{}` cannot take a default: every message carries it",
+                    field.ident
+                ),
             );
         }
     }
@@ -119,7 +125,10 @@ fn check_master(cx: &Ctxt, model: &Model<'_>) {
             );
             cx.syn_error(syn::Error::new(
                 span,
-                format!("two fields are sent as `{}`; rename one of them", field.json_name),
+                format!(
+                    "two fields are sent as `{}`; rename one of them",
+                    field.json_name
+                ),
             ));
         }
     }

@@ -14,7 +14,10 @@ use cqrs_examples::Client;
 use serde_json::{Value, json};
 
 #[derive(Debug, Parser)]
-#[command(name = "demo", about = "Plays the replication scenario against running services")]
+#[command(
+    name = "demo",
+    about = "Plays the replication scenario against running services"
+)]
 struct Args {
     /// The catalogue's HTTP port.
     #[arg(long, default_value_t = 8001)]
@@ -66,7 +69,10 @@ fn run() -> anyhow::Result<()> {
     let demo = Demo {
         catalogue: Client::new(args.catalogue_port),
         recommendations: Client::new(args.recommendations_port),
-        bin_dir: std::env::current_exe()?.parent().context("no binary directory")?.to_path_buf(),
+        bin_dir: std::env::current_exe()?
+            .parent()
+            .context("no binary directory")?
+            .to_path_buf(),
         args,
     };
     demo.catalogue.wait_ready(Duration::from_secs(30))?;
@@ -118,43 +124,92 @@ fn replica_authors(replica: &Value) -> Vec<Value> {
 
 impl Demo {
     fn play(&self) -> anyhow::Result<()> {
-        say("== 1. Creates: two authors, three books (one an unpublished draft, which the sync filter keeps home)");
-        let herbert = self.catalogue.send_json("POST", "/api/authors", &json!({"name": "Frank Herbert", "born": "1920-10-08"}))?;
-        let le_guin = self.catalogue.send_json("POST", "/api/authors", &json!({"name": "Ursula K. Le Guin", "born": "1929-10-21"}))?;
+        say(
+            "== 1. Creates: two authors, three books (one an unpublished draft, which the sync filter keeps home)",
+        );
+        let herbert = self.catalogue.send_json(
+            "POST",
+            "/api/authors",
+            &json!({"name": "Frank Herbert", "born": "1920-10-08"}),
+        )?;
+        let le_guin = self.catalogue.send_json(
+            "POST",
+            "/api/authors",
+            &json!({"name": "Ursula K. Le Guin", "born": "1929-10-21"}),
+        )?;
         let dune = self.catalogue.send_json("POST", "/api/books",
             &json!({"title": "Dune", "author_id": herbert["id"], "isbn": "9780441013593", "price": "9.99"}))?;
         let left_hand = self.catalogue.send_json("POST", "/api/books",
             &json!({"title": "The Left Hand of Darkness", "author_id": le_guin["id"], "price": 12.0}))?;
-        let draft = self.catalogue.send_json("POST", "/api/books",
-            &json!({"title": "Untitled draft", "author_id": le_guin["id"], "published": false}))?;
+        let draft = self.catalogue.send_json(
+            "POST",
+            "/api/books",
+            &json!({"title": "Untitled draft", "author_id": le_guin["id"], "published": false}),
+        )?;
         self.converge("creates")?;
         self.show()?;
         let replica = self.recommendations.get_json("/api/books")?;
         anyhow::ensure!(
-            !replica.as_array().is_some_and(|b| b.iter().any(|b| b["id"] == draft["id"])),
+            !replica
+                .as_array()
+                .is_some_and(|b| b.iter().any(|b| b["id"] == draft["id"])),
             "the draft must not be replicated"
         );
         say("   the draft stayed in the catalogue (sync_filter)");
 
         say("== 2. Update of a tracked field: Dune's title (the message carries the old title)");
         let id = dune["id"].as_i64().context("id")?;
-        let updated = self.catalogue.send_json("PUT", &format!("/api/books/{id}"),
-            &json!({"title": "Dune (Deluxe Edition)", "price": 19.99}))?;
-        say(&format!("   \"{}\" -> \"{}\", revision {}", dune["title"].as_str().unwrap_or(""), updated["title"].as_str().unwrap_or(""), updated["cqrs_revision"]));
+        let updated = self.catalogue.send_json(
+            "PUT",
+            &format!("/api/books/{id}"),
+            &json!({"title": "Dune (Deluxe Edition)", "price": 19.99}),
+        )?;
+        say(&format!(
+            "   \"{}\" -> \"{}\", revision {}",
+            dune["title"].as_str().unwrap_or(""),
+            updated["title"].as_str().unwrap_or(""),
+            updated["cqrs_revision"]
+        ));
         self.converge("update")?;
         self.show()?;
 
         say("== 3. Delete: The Left Hand of Darkness");
-        self.catalogue.send_json("DELETE", &format!("/api/books/{}", left_hand["id"]), &Value::Null)?;
+        self.catalogue.send_json(
+            "DELETE",
+            &format!("/api/books/{}", left_hand["id"]),
+            &Value::Null,
+        )?;
         self.converge("delete")?;
         self.show()?;
 
-        say("== 4. Direct sync: drop Dune from the replica behind its back, then sync it to that replica's queue only");
-        self.cli("recommendations", &self.args.recommendations_db, &["deleted-sync-replica"], Some(&format!("book,now\n[{id}]\n")))?;
+        say(
+            "== 4. Direct sync: drop Dune from the replica behind its back, then sync it to that replica's queue only",
+        );
+        self.cli(
+            "recommendations",
+            &self.args.recommendations_db,
+            &["deleted-sync-replica"],
+            Some(&format!("book,now\n[{id}]\n")),
+        )?;
         let dropped = self.recommendations.get_json("/api/books")?;
-        say(&format!("   replica now holds {} book(s)", dropped.as_array().map_or(0, Vec::len)));
-        self.cli("catalogue", &self.args.catalogue_db,
-            &["sync", "--cqrs-id", "book", "--filter", &format!("{{\"id__in\": [{id}]}}"), "--queue", &self.args.queue], None)?;
+        say(&format!(
+            "   replica now holds {} book(s)",
+            dropped.as_array().map_or(0, Vec::len)
+        ));
+        self.cli(
+            "catalogue",
+            &self.args.catalogue_db,
+            &[
+                "sync",
+                "--cqrs-id",
+                "book",
+                "--filter",
+                &format!("{{\"id__in\": [{id}]}}"),
+                "--queue",
+                &self.args.queue,
+            ],
+            None,
+        )?;
         self.converge("direct sync")?;
         self.show()?;
 
@@ -166,16 +221,37 @@ impl Demo {
         self.converge("more creates")?;
         std::fs::create_dir_all(&self.args.work_dir)?;
         let dump = format!("{}/book.dump", self.args.work_dir);
-        self.cli("catalogue", &self.args.catalogue_db, &["bulk-dump", "--cqrs-id", "book", "--output", &dump, "--force"], None)?;
+        self.cli(
+            "catalogue",
+            &self.args.catalogue_db,
+            &[
+                "bulk-dump",
+                "--cqrs-id",
+                "book",
+                "--output",
+                &dump,
+                "--force",
+            ],
+            None,
+        )?;
         let lines = std::fs::read_to_string(&dump)?.lines().count();
-        say(&format!("   {dump}: {lines} lines (the cqrs_id, then one row per line)"));
-        self.cli("recommendations", &self.args.recommendations_db, &["bulk-load", "--input", &dump, "--clear"], None)?;
+        say(&format!(
+            "   {dump}: {lines} lines (the cqrs_id, then one row per line)"
+        ));
+        self.cli(
+            "recommendations",
+            &self.args.recommendations_db,
+            &["bulk-load", "--input", &dump, "--clear"],
+            None,
+        )?;
         self.converge("bulk load")?;
         self.show()?;
 
         say("== Result");
         self.converge("final check")?;
-        say("   the replica equals the master: same rows, same revisions, deleted and filtered rows absent");
+        say(
+            "   the replica equals the master: same rows, same revisions, deleted and filtered rows absent",
+        );
         Ok(())
     }
 
@@ -186,10 +262,18 @@ impl Demo {
         loop {
             let books = expected_books(&self.catalogue.get_json("/api/books")?);
             let authors = expected_authors(&self.catalogue.get_json("/api/authors")?);
-            let replica_books: Vec<Value> = self.recommendations.get_json("/api/books")?.as_array().cloned().unwrap_or_default();
+            let replica_books: Vec<Value> = self
+                .recommendations
+                .get_json("/api/books")?
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let replica_authors = replica_authors(&self.recommendations.get_json("/api/authors")?);
             if books == replica_books && authors == replica_authors {
-                say(&format!("   replicated in {:.1} ms ({step})", start.elapsed().as_secs_f64() * 1000.0));
+                say(&format!(
+                    "   replicated in {:.1} ms ({step})",
+                    start.elapsed().as_secs_f64() * 1000.0
+                ));
                 return Ok(());
             }
             if start.elapsed() > timeout {
@@ -210,34 +294,65 @@ impl Demo {
         let authors = self.recommendations.get_json("/api/authors")?;
         say("   replica books:");
         for b in books.as_array().into_iter().flatten() {
-            say(&format!("     #{:<3} {:<32} author {:<3} price {:<6} rev {}", b["id"], b["name"].as_str().unwrap_or(""), b["author_id"], b["price"], b["cqrs_revision"]));
+            say(&format!(
+                "     #{:<3} {:<32} author {:<3} price {:<6} rev {}",
+                b["id"],
+                b["name"].as_str().unwrap_or(""),
+                b["author_id"],
+                b["price"],
+                b["cqrs_revision"]
+            ));
         }
         say("   replica authors (with their derived cards):");
         for a in authors.as_array().into_iter().flatten() {
-            say(&format!("     #{:<3} {:<20} card {:<24} rev {}", a["id"], a["name"].as_str().unwrap_or(""), a["card"]["initials"], a["cqrs_revision"]));
+            say(&format!(
+                "     #{:<3} {:<20} card {:<24} rev {}",
+                a["id"],
+                a["name"].as_str().unwrap_or(""),
+                a["card"]["initials"],
+                a["cqrs_revision"]
+            ));
         }
         Ok(())
     }
 
-    fn cli(&self, service: &str, database: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<()> {
+    fn cli(
+        &self,
+        service: &str,
+        database: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<()> {
         say(&format!("   $ {service} {}", args.join(" ")));
         let mut child = Command::new(self.bin_dir.join(service))
             .args(args)
             .env("DATABASE_URL", database)
             .env("RUST_LOG", "warn")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run {service}"))?;
         if let Some(input) = stdin {
-            child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+            child
+                .stdin
+                .take()
+                .context("stdin")?
+                .write_all(input.as_bytes())?;
         }
         let output = child.wait_with_output()?;
         for line in String::from_utf8_lossy(&output.stderr).lines() {
             say(&format!("     {line}"));
         }
-        anyhow::ensure!(output.status.success(), "{service} {} failed", args.join(" "));
+        anyhow::ensure!(
+            output.status.success(),
+            "{service} {} failed",
+            args.join(" ")
+        );
         Ok(())
     }
 }

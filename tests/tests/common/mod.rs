@@ -38,7 +38,9 @@ pub fn sqlite() -> (SqliteConnection, tempfile::TempDir) {
 
 /// The PostgreSQL server of the test script, or `None` when `DATABASE_URL_PG` is unset.
 pub fn pg_base_url() -> Option<String> {
-    std::env::var("DATABASE_URL_PG").ok().filter(|u| !u.is_empty())
+    std::env::var("DATABASE_URL_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// A URL of a fresh, empty schema on the test server (its `search_path` is set in the URL).
@@ -46,7 +48,9 @@ pub fn pg_schema_url() -> String {
     let base = pg_base_url().expect("DATABASE_URL_PG is not set: run scripts/test");
     let schema = unique("t");
     let mut admin = <PgConnection as diesel::Connection>::establish(&base).unwrap();
-    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}options=-csearch_path%3D{schema}")
 }
@@ -70,7 +74,12 @@ pub fn outbox<C: CqrsConnection>(conn: &mut C) -> Vec<(String, Value)> {
 
 /// Empties the outbox.
 pub fn clear_outbox<C: CqrsConnection>(conn: &mut C) {
-    let ids: Vec<i64> = conn.outbox_fetch(100_000, false).unwrap().iter().map(|r| r.id).collect();
+    let ids: Vec<i64> = conn
+        .outbox_fetch(100_000, false)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     conn.outbox_delete(&ids).unwrap();
 }
 
@@ -84,7 +93,11 @@ pub fn message(body: &Value) -> cqrs_core::Message {
 pub fn samples_dir() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let shared = root.join("../../shared/samples");
-    if shared.join("messages.jsonl").exists() { shared } else { root.join("samples") }
+    if shared.join("messages.jsonl").exists() {
+        shared
+    } else {
+        root.join("samples")
+    }
 }
 
 /// The messages of samples/messages.jsonl: (routing key, body).
@@ -94,7 +107,10 @@ pub fn sample_messages() -> Vec<(String, Value)> {
         .lines()
         .map(|line| {
             let v: Value = serde_json::from_str(line).unwrap();
-            (v["routing_key"].as_str().unwrap().to_owned(), v["body"].clone())
+            (
+                v["routing_key"].as_str().unwrap().to_owned(),
+                v["body"].clone(),
+            )
         })
         .collect()
 }
@@ -106,5 +122,5 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
-pub mod scenarios;
 pub mod rabbit;
+pub mod scenarios;

@@ -30,7 +30,10 @@ pub fn config(name: &str) -> Config {
 pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut check: F) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -52,7 +55,10 @@ pub async fn wait_for_consumer(queue: &str) {
         let declared = channel
             .queue_declare(
                 queue.into(),
-                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await;
@@ -60,7 +66,10 @@ pub async fn wait_for_consumer(queue: &str) {
         if declared.is_ok_and(|q| q.consumer_count() > 0) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "nobody consumes {queue}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nobody consumes {queue}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -70,7 +79,10 @@ pub async fn queue_len(channel: &lapin::Channel, queue: &str) -> u32 {
     channel
         .queue_declare(
             queue.into(),
-            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
             FieldTable::default(),
         )
         .await
@@ -79,7 +91,10 @@ pub async fn queue_len(channel: &lapin::Channel, queue: &str) -> u32 {
 }
 
 /// Takes every message of a queue (acknowledging them): (routing key, body, expiration).
-pub async fn drain(channel: &lapin::Channel, queue: &str) -> Vec<(String, Vec<u8>, Option<String>)> {
+pub async fn drain(
+    channel: &lapin::Channel,
+    queue: &str,
+) -> Vec<(String, Vec<u8>, Option<String>)> {
     let mut out = Vec::new();
     while let Some(msg) = channel
         .basic_get(queue.into(), BasicGetOptions { no_ack: true })

@@ -1,6 +1,12 @@
 //! Test bodies shared by the SQLite and PostgreSQL test files: each takes fresh master and
 //! replica connections of one backend.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines
+)]
 
 use std::collections::BTreeSet;
 
@@ -49,7 +55,10 @@ fn same_shape(ours: &Value, theirs: &Value, path: &str) {
             let theirs_dt = cqrs_core::value::parse_datetime(b).is_some();
             assert_eq!(ours_dt, theirs_dt, "{path}: {a} vs {b}");
             if b.as_bytes().get(10) == Some(&b' ') {
-                assert!(is_python_datetime(ours), "{path}: {a} is not in Python str() form");
+                assert!(
+                    is_python_datetime(ours),
+                    "{path}: {a} is not in Python str() form"
+                );
             }
             if b.contains('T') && theirs_dt {
                 assert_eq!(a.len(), b.len(), "{path}: expires form {a} vs {b}");
@@ -99,7 +108,10 @@ where
     assert_eq!(out[0].1["previous_data"], json!({"title": null}));
     assert_eq!(out[0].1["instance_data"]["price"], json!(9.99));
     assert_eq!(out[1].1["instance_data"]["price"], json!(12.0));
-    assert!(out[0].1["instance_data"].get("cover").is_none(), "cover is not in fields(...)");
+    assert!(
+        out[0].1["instance_data"].get("cover").is_none(),
+        "cover is not in fields(...)"
+    );
     // title change: sample 6; update without title change: sample 7
     same_shape(&out[2].1, &samples[5].1, "update title");
     assert_eq!(out[2].1["previous_data"], json!({"title": "Dune"}));
@@ -122,13 +134,23 @@ where
     theirs["meta"] = json!({"source": "", "signal": "", "name": ""});
     theirs["correlation_id"] = json!("x");
     same_shape(&out[7].1, &theirs, "author");
-    assert_eq!(out[7].1["instance_pk"], json!("6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f"));
-    assert_eq!(out[7].1["meta"], json!({"source": "tests", "signal": "SAVE", "name": "Ursula K. Le Guin"}));
+    assert_eq!(
+        out[7].1["instance_pk"],
+        json!("6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f")
+    );
+    assert_eq!(
+        out[7].1["meta"],
+        json!({"source": "tests", "signal": "SAVE", "name": "Ursula K. Le Guin"})
+    );
     assert_eq!(
         out[7].1["correlation_id"],
         json!("author-\"6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f\"-all")
     );
-    assert_eq!(out[8].1["previous_data"], Value::Null, "no tracked fields: null");
+    assert_eq!(
+        out[8].1["previous_data"],
+        Value::Null,
+        "no tracked fields: null"
+    );
     // every body parses back
     for (_, body) in &out {
         message(body);
@@ -170,12 +192,17 @@ where
     assert_eq!(created.cqrs_revision, 0);
     assert_eq!(created.title, "Generated");
 
-    let rows = Book::cqrs_bulk_insert(master, (100..110).map(|i| Book::new(i, "bulk")).collect()).unwrap();
+    let rows =
+        Book::cqrs_bulk_insert(master, (100..110).map(|i| Book::new(i, "bulk")).collect()).unwrap();
     assert_eq!(rows.len(), 10);
     let filters = Book::cqrs_filter(&json!({"id__gte": 100, "id__lt": 105})).unwrap();
     let bumped = Book::cqrs_bulk_update(master, filters, |b| b.title = "bulk2".into()).unwrap();
     assert_eq!(bumped.len(), 5);
-    assert!(bumped.iter().all(|b| b.cqrs_revision == 1 && b.title == "bulk2"));
+    assert!(
+        bumped
+            .iter()
+            .all(|b| b.cqrs_revision == 1 && b.title == "bulk2")
+    );
     let out = outbox(master);
     // insert, save, update, create, 10 bulk inserts, 5 bulk updates
     assert_eq!(out.len(), 4 + 10 + 5);
@@ -188,7 +215,10 @@ where
         Err(cqrs_core::Error::NotFound { .. })
     ));
     assert!(!Book::cqrs_delete_pk(master, &9999).unwrap());
-    assert!(Book::new(10, "dup").cqrs_insert(master).is_err(), "duplicate key fails");
+    assert!(
+        Book::new(10, "dup").cqrs_insert(master).is_err(),
+        "duplicate key fails"
+    );
 }
 
 /// A rollback of the caller's transaction sends nothing; a commit keeps row and message.
@@ -216,7 +246,9 @@ where
     .unwrap();
     let out = outbox(master);
     assert_eq!(
-        out.iter().map(|(_, b)| b["signal_type"].as_str().unwrap()).collect::<Vec<_>>(),
+        out.iter()
+            .map(|(_, b)| b["signal_type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         ["SAVE", "DELETE"]
     );
 
@@ -228,7 +260,11 @@ where
     })
     .unwrap();
     assert_eq!((batch.fetched, batch.published), (1, 0));
-    assert_eq!(master.outbox_pending().unwrap(), 2, "unconfirmed messages stay");
+    assert_eq!(
+        master.outbox_pending().unwrap(),
+        2,
+        "unconfirmed messages stay"
+    );
     let batch = cqrs_core::outbox::relay_batch(master, 10, |records| {
         assert!(records.windows(2).all(|w| w[0].id < w[1].id));
         Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
@@ -257,15 +293,26 @@ where
     .cqrs_insert(master)
     .unwrap();
     let counter = Counter::cqrs_update(master, &counter.id, |c| c.value += 1).unwrap();
-    assert_eq!(counter.cqrs_revision, 1, "produce = false keeps the bookkeeping");
+    assert_eq!(
+        counter.cqrs_revision, 1,
+        "produce = false keeps the bookkeeping"
+    );
     Counter::cqrs_delete_pk(master, &1).unwrap();
-    assert_eq!(master.outbox_pending().unwrap(), 0, "produce = false sends nothing");
+    assert_eq!(
+        master.outbox_pending().unwrap(),
+        0,
+        "produce = false sends nothing"
+    );
 
     let draft = Book::new(1, "draft: secret").cqrs_insert(master).unwrap();
     Book::cqrs_update(master, &1, |b| b.isbn = "2".into()).unwrap();
     assert!(!draft.cqrs_sync(master, None).unwrap());
     Book::cqrs_delete_pk(master, &1).unwrap();
-    assert_eq!(master.outbox_pending().unwrap(), 0, "the sync filter excludes every signal");
+    assert_eq!(
+        master.outbox_pending().unwrap(),
+        0,
+        "the sync filter excludes every signal"
+    );
 
     Review {
         review_id: 7,
@@ -298,7 +345,16 @@ where
     C: CqrsConnection,
     Book: MasterStore<C>,
 {
-    for (i, title) in ["Dune", "Dune Messiah", "Solaris", "100% pure_", "Neuromancer"].iter().enumerate() {
+    for (i, title) in [
+        "Dune",
+        "Dune Messiah",
+        "Solaris",
+        "100% pure_",
+        "Neuromancer",
+    ]
+    .iter()
+    .enumerate()
+    {
         let mut book = Book::new(i32::try_from(i).unwrap() + 1, title);
         if i == 2 {
             book.price = None;
@@ -308,7 +364,11 @@ where
     }
     let count = |conn: &mut C, filter: Value| -> Vec<i32> {
         let filters = Book::cqrs_filter(&filter).unwrap();
-        let mut ids: Vec<i32> = Book::db_page(conn, filters, None, 100).unwrap().iter().map(|b| b.id).collect();
+        let mut ids: Vec<i32> = Book::db_page(conn, filters, None, 100)
+            .unwrap()
+            .iter()
+            .map(|b| b.id)
+            .collect();
         ids.sort_unstable();
         ids
     };
@@ -329,20 +389,33 @@ where
     assert_eq!(count(master, json!({"title__contains": "Dune"})), [1, 2]);
     assert_eq!(count(master, json!({"title__startswith": "Dune M"})), [2]);
     assert_eq!(count(master, json!({"title__endswith": "mancer"})), [5]);
-    assert_eq!(count(master, json!({"title__contains": "% pure_"})), [4], "wildcards are escaped");
+    assert_eq!(
+        count(master, json!({"title__contains": "% pure_"})),
+        [4],
+        "wildcards are escaped"
+    );
     assert_eq!(count(master, json!({"title__contains": "%"})), [4]);
     assert_eq!(count(master, json!({"published": true})), [1, 3, 5]);
-    assert_eq!(count(master, json!({"created__lt": "2999-01-01 00:00:00+00:00"})), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        count(master, json!({"created__lt": "2999-01-01 00:00:00+00:00"})),
+        [1, 2, 3, 4, 5]
+    );
 
     let err = |filter: Value| Book::cqrs_filter(&filter).err().unwrap().to_string();
     let e = err(json!({"nope": 1}));
-    assert!(e.contains("unknown field `nope`") && e.contains("pk, id, title, author"), "{e}");
+    assert!(
+        e.contains("unknown field `nope`") && e.contains("pk, id, title, author"),
+        "{e}"
+    );
     assert!(err(json!({"id__near": 1})).contains("valid lookups: exact, in, gt"));
     assert!(err(json!({"id__contains": 1})).contains("only text fields"));
     assert!(err(json!({"id": "x"})).contains("filter `id__exact`"));
     assert!(err(json!({"id__in": 3})).contains("expected an array"));
     assert!(err(json!({"price__isnull": "yes"})).contains("expected a boolean"));
-    assert!(err(json!({"cover": 1})).contains("unknown field `cover`"), "binary fields are not filterable");
+    assert!(
+        err(json!({"cover": 1})).contains("unknown field `cover`"),
+        "binary fields are not filterable"
+    );
     assert!(err(json!([1])).contains("JSON object"));
 }
 
@@ -353,7 +426,12 @@ fn save(id: i32, title: &str, revision: i32, updated: NaiveDateTime) -> Message 
         "cqrs_revision": revision,
         "cqrs_updated": cqrs_core::value::CqrsValue::to_cqrs(&updated),
     });
-    Message::new(SignalType::Save, "book", data.as_object().unwrap().clone(), json!(id))
+    Message::new(
+        SignalType::Save,
+        "book",
+        data.as_object().unwrap().clone(),
+        json!(id),
+    )
 }
 
 fn with_signal(mut m: Message, signal: SignalType) -> Message {
@@ -364,7 +442,12 @@ fn with_signal(mut m: Message, signal: SignalType) -> Message {
 fn delete(id: i32, revision: i32, updated: NaiveDateTime) -> Message {
     let data = json!({"id": id, "cqrs_revision": revision,
         "cqrs_updated": cqrs_core::value::CqrsValue::to_cqrs(&updated)});
-    Message::new(SignalType::Delete, "book", data.as_object().unwrap().clone(), json!(id))
+    Message::new(
+        SignalType::Delete,
+        "book",
+        data.as_object().unwrap().clone(),
+        json!(id),
+    )
 }
 
 fn apply<C: CqrsConnection>(conn: &mut C, m: &Message) -> Result<Outcome, ApplyError> {
@@ -388,19 +471,49 @@ where
     let t0 = Utc::now().naive_utc() - Duration::minutes(10);
     let t = |s: i64| t0 + Duration::seconds(s);
 
-    assert_eq!(apply(replica, &save(1, "v0", 0, t(0))).unwrap(), Outcome::Created);
+    assert_eq!(
+        apply(replica, &save(1, "v0", 0, t(0))).unwrap(),
+        Outcome::Created
+    );
     let row = stored(replica, 1).unwrap();
-    assert_eq!((row.name.as_str(), row.cqrs_revision, row.note.as_str(), row.local_flag), ("v0", 0, "", false));
+    assert_eq!(
+        (
+            row.name.as_str(),
+            row.cqrs_revision,
+            row.note.as_str(),
+            row.local_flag
+        ),
+        ("v0", 0, "", false)
+    );
     assert_eq!(row.price, Some("1.5".parse().unwrap()));
     assert_eq!(row.created.to_string(), "2026-11-22 06:20:48.557649");
 
-    assert_eq!(apply(replica, &save(1, "v0 again", 0, t(0))).unwrap(), Outcome::Ignored(IgnoreReason::Duplicate));
-    assert_eq!(apply(replica, &save(1, "v1", 1, t(1))).unwrap(), Outcome::Updated);
-    assert_eq!(apply(replica, &save(1, "v1 again", 1, t(1))).unwrap(), Outcome::Ignored(IgnoreReason::Duplicate));
-    assert_eq!(apply(replica, &save(1, "v0 late", 0, t(0))).unwrap(), Outcome::Ignored(IgnoreReason::Stale));
-    assert_eq!(apply(replica, &save(1, "v4", 4, t(4))).unwrap(), Outcome::Updated, "gaps apply with a warning");
+    assert_eq!(
+        apply(replica, &save(1, "v0 again", 0, t(0))).unwrap(),
+        Outcome::Ignored(IgnoreReason::Duplicate)
+    );
+    assert_eq!(
+        apply(replica, &save(1, "v1", 1, t(1))).unwrap(),
+        Outcome::Updated
+    );
+    assert_eq!(
+        apply(replica, &save(1, "v1 again", 1, t(1))).unwrap(),
+        Outcome::Ignored(IgnoreReason::Duplicate)
+    );
+    assert_eq!(
+        apply(replica, &save(1, "v0 late", 0, t(0))).unwrap(),
+        Outcome::Ignored(IgnoreReason::Stale)
+    );
+    assert_eq!(
+        apply(replica, &save(1, "v4", 4, t(4))).unwrap(),
+        Outcome::Updated,
+        "gaps apply with a warning"
+    );
     assert_eq!(stored(replica, 1).unwrap().name, "v4");
-    assert_eq!(apply(replica, &save(1, "v3 late", 3, t(3))).unwrap(), Outcome::Ignored(IgnoreReason::Stale));
+    assert_eq!(
+        apply(replica, &save(1, "v3 late", 3, t(3))).unwrap(),
+        Outcome::Ignored(IgnoreReason::Stale)
+    );
     // SYNC applies whatever the revision (downgrade allowed)
     let sync = with_signal(save(1, "synced v2", 2, t(2)), SignalType::Sync);
     assert_eq!(apply(replica, &sync).unwrap(), Outcome::Updated);
@@ -412,45 +525,89 @@ where
         "UPDATE book_refs SET local_flag = TRUE, note = 'kept' WHERE id = 1",
     )
     .unwrap();
-    assert_eq!(apply(replica, &save(1, "v5", 5, t(5))).unwrap(), Outcome::Updated);
+    assert_eq!(
+        apply(replica, &save(1, "v5", 5, t(5))).unwrap(),
+        Outcome::Updated
+    );
     let row = stored(replica, 1).unwrap();
-    assert!(row.local_flag, "a skipped field is never written from messages");
+    assert!(
+        row.local_flag,
+        "a skipped field is never written from messages"
+    );
     assert_eq!(row.note, "kept");
 
     // DELETE older than the stored row: ignored
-    assert_eq!(apply(replica, &delete(1, 3, t(3))).unwrap(), Outcome::Ignored(IgnoreReason::StaleDelete));
+    assert_eq!(
+        apply(replica, &delete(1, 3, t(3))).unwrap(),
+        Outcome::Ignored(IgnoreReason::StaleDelete)
+    );
     assert!(stored(replica, 1).is_some());
     // DELETE: applied, tombstone recorded
-    assert_eq!(apply(replica, &delete(1, 6, t(6))).unwrap(), Outcome::Deleted);
+    assert_eq!(
+        apply(replica, &delete(1, 6, t(6))).unwrap(),
+        Outcome::Deleted
+    );
     assert!(stored(replica, 1).is_none());
     assert!(replica.tombstone_get("book", "1").unwrap().is_some());
     // a SAVE or SYNC older than the delete cannot resurrect the row
-    assert_eq!(apply(replica, &save(1, "v5 late", 5, t(5))).unwrap(), Outcome::Ignored(IgnoreReason::Deleted));
+    assert_eq!(
+        apply(replica, &save(1, "v5 late", 5, t(5))).unwrap(),
+        Outcome::Ignored(IgnoreReason::Deleted)
+    );
     let old_sync = with_signal(save(1, "old sync", 5, t(5)), SignalType::Sync);
-    assert_eq!(apply(replica, &old_sync).unwrap(), Outcome::Ignored(IgnoreReason::Deleted));
+    assert_eq!(
+        apply(replica, &old_sync).unwrap(),
+        Outcome::Ignored(IgnoreReason::Deleted)
+    );
     assert!(stored(replica, 1).is_none());
     // a duplicate delete is harmless
-    assert_eq!(apply(replica, &delete(1, 6, t(6))).unwrap(), Outcome::AlreadyAbsent);
+    assert_eq!(
+        apply(replica, &delete(1, 6, t(6))).unwrap(),
+        Outcome::AlreadyAbsent
+    );
     // a row re-created after its delete (later cqrs_updated, revision back to 0) is applied
-    assert_eq!(apply(replica, &save(1, "reborn", 0, t(20))).unwrap(), Outcome::Created);
+    assert_eq!(
+        apply(replica, &save(1, "reborn", 0, t(20))).unwrap(),
+        Outcome::Created
+    );
     assert!(replica.tombstone_get("book", "1").unwrap().is_none());
     // ... and the old incarnation's delete, arriving late, does not remove it
-    assert_eq!(apply(replica, &delete(1, 6, t(6))).unwrap(), Outcome::Ignored(IgnoreReason::StaleDelete));
+    assert_eq!(
+        apply(replica, &delete(1, 6, t(6))).unwrap(),
+        Outcome::Ignored(IgnoreReason::StaleDelete)
+    );
     assert_eq!(stored(replica, 1).unwrap().name, "reborn");
 
     // a re-created row arriving before the old incarnation's delete replaces the old row
     apply(replica, &save(2, "old life", 3, t(3))).unwrap();
-    assert_eq!(apply(replica, &save(2, "new life", 0, t(30))).unwrap(), Outcome::Updated);
-    assert_eq!(apply(replica, &delete(2, 4, t(4))).unwrap(), Outcome::Ignored(IgnoreReason::StaleDelete));
+    assert_eq!(
+        apply(replica, &save(2, "new life", 0, t(30))).unwrap(),
+        Outcome::Updated
+    );
+    assert_eq!(
+        apply(replica, &delete(2, 4, t(4))).unwrap(),
+        Outcome::Ignored(IgnoreReason::StaleDelete)
+    );
     assert_eq!(stored(replica, 2).unwrap().name, "new life");
 
     // DELETE of a row this replica never had: recorded, so that a late create is blocked
-    assert_eq!(apply(replica, &delete(3, 1, t(10))).unwrap(), Outcome::AlreadyAbsent);
-    assert_eq!(apply(replica, &save(3, "late create", 0, t(9))).unwrap(), Outcome::Ignored(IgnoreReason::Deleted));
+    assert_eq!(
+        apply(replica, &delete(3, 1, t(10))).unwrap(),
+        Outcome::AlreadyAbsent
+    );
+    assert_eq!(
+        apply(replica, &save(3, "late create", 0, t(9))).unwrap(),
+        Outcome::Ignored(IgnoreReason::Deleted)
+    );
 
     // tombstones are purged by age
     assert!(replica.tombstone_get("book", "3").unwrap().is_some());
-    assert_eq!(replica.tombstone_purge(Utc::now() + Duration::seconds(1)).unwrap(), 1);
+    assert_eq!(
+        replica
+            .tombstone_purge(Utc::now() + Duration::seconds(1))
+            .unwrap(),
+        1
+    );
     assert!(replica.tombstone_get("book", "3").unwrap().is_none());
 }
 
@@ -483,7 +640,8 @@ where
         "book: pk 1: field `published`: expected a boolean, found string \"yes\""
     );
     let mut m = save(1, "x", 0, now);
-    m.instance_data.insert("created".into(), json!("2026-13-45 99:00:00"));
+    m.instance_data
+        .insert("created".into(), json!("2026-13-45 99:00:00"));
     assert!(err(replica, m).contains("field `created`: expected a datetime"));
     let mut m = save(1, "x", 0, now);
     m.instance_data.remove("cqrs_revision");
@@ -500,13 +658,22 @@ where
     let mut d = delete(1, 1, now);
     d.instance_data.insert("id".into(), json!([1]));
     assert!(err(replica, d).contains("field `id`"));
-    assert_eq!(BookRef::db_count(replica).unwrap(), 0, "nothing was written");
+    assert_eq!(
+        BookRef::db_count(replica).unwrap(),
+        0,
+        "nothing was written"
+    );
 
     // a hook's permanent and transient errors, and a database CHECK violation (permanent)
     let author = |id: &str, name: &str| {
         let data = json!({"id": id, "name": name, "cqrs_revision": 0,
             "cqrs_updated": "2026-11-22 06:20:48+00:00"});
-        Message::new(SignalType::Save, "author", data.as_object().unwrap().clone(), json!(id))
+        Message::new(
+            SignalType::Save,
+            "author",
+            data.as_object().unwrap().clone(),
+            json!(id),
+        )
     };
     let e = apply(replica, &author("a", "reject me")).unwrap_err();
     assert!(e.is_permanent() && e.to_string().contains("names may not be"));
@@ -514,7 +681,11 @@ where
     assert!(e.is_permanent(), "CHECK violations are permanent: {e}");
     let e = apply(replica, &author("c", "flaky1")).unwrap_err();
     assert!(e.is_transient());
-    assert_eq!(apply(replica, &author("c", "flaky1")).unwrap(), Outcome::Created, "applies on the retry");
+    assert_eq!(
+        apply(replica, &author("c", "flaky1")).unwrap(),
+        Outcome::Created,
+        "applies on the retry"
+    );
 }
 
 /// Custom hooks: meta reaches the hook; custom serialization; only direct syncs; retry policy.
@@ -525,31 +696,58 @@ where
     ReviewRef: ReplicaStore<C>,
 {
     let data = json!({"id": "u1", "name": "Lem", "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"});
-    let mut m = Message::new(SignalType::Save, "author", data.as_object().unwrap().clone(), json!("u1"));
+    let mut m = Message::new(
+        SignalType::Save,
+        "author",
+        data.as_object().unwrap().clone(),
+        json!("u1"),
+    );
     m.meta = Some(json!({"source": "catalogue"}));
     assert_eq!(apply(replica, &m).unwrap(), Outcome::Created);
     assert_eq!(
-        AuthorRef::db_get(replica, &"u1".to_owned(), true).unwrap().unwrap().meta_source.as_deref(),
+        AuthorRef::db_get(replica, &"u1".to_owned(), true)
+            .unwrap()
+            .unwrap()
+            .meta_source
+            .as_deref(),
         Some("catalogue")
     );
     let entry = registry::replica::<C>("author").unwrap();
     let policy = RetryPolicy::default();
     let transient = ApplyError::retry("author", 1, "later");
     assert!(entry.ops.should_retry(4, &transient, &policy));
-    assert!(!entry.ops.should_retry(5, &transient, &policy), "the model caps retries at 5");
-    assert!(!entry.ops.should_retry(0, &ApplyError::reject("author", 1, "no"), &policy));
+    assert!(
+        !entry.ops.should_retry(5, &transient, &policy),
+        "the model caps retries at 5"
+    );
+    assert!(
+        !entry
+            .ops
+            .should_retry(0, &ApplyError::reject("author", 1, "no"), &policy)
+    );
     assert_eq!(entry.ops.retry_delay(2, &policy), policy.delay * 3);
     let book = registry::replica::<C>("book").unwrap();
     assert!(book.ops.should_retry(29, &transient, &policy));
-    assert!(!book.ops.should_retry(30, &transient, &policy), "default: 30 retries");
+    assert!(
+        !book.ops.should_retry(30, &transient, &policy),
+        "default: 30 retries"
+    );
     assert_eq!(book.ops.retry_delay(7, &policy), policy.delay);
 
     let review = json!({"id": 9, "book": 1, "stars": 4, "summary": "good", "cqrs_revision": 0,
         "cqrs_updated": "2026-11-22 06:20:48+00:00"});
-    let review = Message::new(SignalType::Save, "review", review.as_object().unwrap().clone(), json!(9));
+    let review = Message::new(
+        SignalType::Save,
+        "review",
+        review.as_object().unwrap().clone(),
+        json!(9),
+    );
     assert_eq!(apply(replica, &review).unwrap(), Outcome::Created);
     let row = ReviewRef::db_get(replica, &9, false).unwrap().unwrap();
-    assert_eq!(row.summary, "GOOD", "custom serialization hooks build the row");
+    assert_eq!(
+        row.summary, "GOOD",
+        "custom serialization hooks build the row"
+    );
     let mut sync = with_signal(review.clone(), SignalType::Sync);
     sync.instance_data.insert("summary".into(), json!("synced"));
     let entry = registry::replica::<C>("review").unwrap();
@@ -557,8 +755,17 @@ where
         apply_one(replica, entry.ops, &sync, false).unwrap(),
         Outcome::Ignored(IgnoreReason::BroadcastSync)
     );
-    assert_eq!(apply_one(replica, entry.ops, &sync, true).unwrap(), Outcome::Updated);
-    assert_eq!(ReviewRef::db_get(replica, &9, false).unwrap().unwrap().summary, "SYNCED");
+    assert_eq!(
+        apply_one(replica, entry.ops, &sync, true).unwrap(),
+        Outcome::Updated
+    );
+    assert_eq!(
+        ReviewRef::db_get(replica, &9, false)
+            .unwrap()
+            .unwrap()
+            .summary,
+        "SYNCED"
+    );
 }
 
 /// One transaction, a savepoint per message: a bad message never rolls back the others.
@@ -572,27 +779,65 @@ where
     let mut bad = save(2, "bad", 0, now);
     bad.instance_data.insert("published".into(), json!(3));
     let author = json!({"id": "w1", "name": "Wells", "cqrs_revision": 0, "cqrs_updated": "2026-11-22 06:20:48+00:00"});
-    let author = Message::new(SignalType::Save, "author", author.as_object().unwrap().clone(), json!("w1"));
-    let messages = [save(1, "one", 0, now), bad, author, save(3, "three", 0, now), save(1, "one dup", 0, now)];
+    let author = Message::new(
+        SignalType::Save,
+        "author",
+        author.as_object().unwrap().clone(),
+        json!("w1"),
+    );
+    let messages = [
+        save(1, "one", 0, now),
+        bad,
+        author,
+        save(3, "three", 0, now),
+        save(1, "one dup", 0, now),
+    ];
     let ops = registry::replica::<C>("book").unwrap().ops;
     let author_ops = registry::replica::<C>("author").unwrap().ops;
     let items: Vec<_> = messages
         .iter()
-        .map(|m| BatchItem { ops: if m.cqrs_id == "author" { author_ops } else { ops }, message: m, direct: false })
+        .map(|m| BatchItem {
+            ops: if m.cqrs_id == "author" {
+                author_ops
+            } else {
+                ops
+            },
+            message: m,
+            direct: false,
+        })
         .collect();
     let results = apply_batch(replica, &items).unwrap();
     assert_eq!(results.len(), 5);
     assert_eq!(results[0].as_ref().unwrap(), &Outcome::Created);
     assert!(results[1].as_ref().unwrap_err().is_permanent());
-    assert_eq!(results[2].as_ref().unwrap(), &Outcome::Created, "each model applies its own messages");
+    assert_eq!(
+        results[2].as_ref().unwrap(),
+        &Outcome::Created,
+        "each model applies its own messages"
+    );
     assert_eq!(results[3].as_ref().unwrap(), &Outcome::Created);
-    assert_eq!(results[4].as_ref().unwrap(), &Outcome::Ignored(IgnoreReason::Duplicate));
+    assert_eq!(
+        results[4].as_ref().unwrap(),
+        &Outcome::Ignored(IgnoreReason::Duplicate)
+    );
     assert_eq!(BookRef::db_count(replica).unwrap(), 2);
-    assert!(AuthorRef::db_get(replica, &"w1".to_owned(), false).unwrap().is_some());
+    assert!(
+        AuthorRef::db_get(replica, &"w1".to_owned(), false)
+            .unwrap()
+            .is_some()
+    );
     // a batch of one that fails leaves nothing behind either
     let mut bad = save(4, "bad", 0, now);
     bad.instance_data.insert("price".into(), json!("abc"));
-    let results = apply_batch(replica, &[BatchItem { ops, message: &bad, direct: false }]).unwrap();
+    let results = apply_batch(
+        replica,
+        &[BatchItem {
+            ops,
+            message: &bad,
+            direct: false,
+        }],
+    )
+    .unwrap();
     assert!(results[0].is_err());
     assert_eq!(BookRef::db_count(replica).unwrap(), 2);
 }
@@ -607,7 +852,9 @@ where
     AuthorRef: ReplicaStore<C>,
 {
     for i in 1..=20 {
-        Book::new(i, &format!("Book {i}")).cqrs_insert(master).unwrap();
+        Book::new(i, &format!("Book {i}"))
+            .cqrs_insert(master)
+            .unwrap();
     }
     for i in (1..=20).step_by(3) {
         Book::cqrs_update(master, &i, |b| b.title.push_str(" (2nd ed.)")).unwrap();
@@ -621,19 +868,32 @@ where
     let outcomes = broker.deliver(replica, "replica").unwrap();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     let master_rows = Book::db_page(master, vec![], None, 1000).unwrap();
-    let replica_rows: Vec<BookRef> = (1..=20).filter_map(|i| BookRef::db_get(replica, &i, false).unwrap()).collect();
+    let replica_rows: Vec<BookRef> = (1..=20)
+        .filter_map(|i| BookRef::db_get(replica, &i, false).unwrap())
+        .collect();
     assert_eq!(master_rows.len(), 16);
     assert_eq!(replica_rows.len(), 16);
     for (m, r) in master_rows.iter().zip(&replica_rows) {
-        assert_eq!((m.id, &m.title, m.cqrs_revision), (r.id, &r.name, r.cqrs_revision));
+        assert_eq!(
+            (m.id, &m.title, m.cqrs_revision),
+            (r.id, &r.name, r.cqrs_revision)
+        );
         assert_eq!(m.price, r.price);
         assert_eq!(m.created, r.created);
         assert_eq!(m.cqrs_updated, r.cqrs_updated);
     }
     // the registry's tools see the same
-    let versions = registry::replica::<C>("book").unwrap().ops.versions(replica, &[json!(2), json!(3), json!(6), json!(999)]).unwrap();
+    let versions = registry::replica::<C>("book")
+        .unwrap()
+        .ops
+        .versions(replica, &[json!(2), json!(3), json!(6), json!(999)])
+        .unwrap();
     assert_eq!(versions.len(), 2);
-    let missing = registry::master::<C>("book").unwrap().ops.missing(master, &[json!(1), json!(2), json!(6)]).unwrap();
+    let missing = registry::master::<C>("book")
+        .unwrap()
+        .ops
+        .missing(master, &[json!(1), json!(2), json!(6)])
+        .unwrap();
     assert_eq!(missing, [json!(1), json!(6)]);
 }
 
@@ -645,8 +905,21 @@ where
     C: CqrsConnection,
     BookRef: ReplicaStore<C>,
 {
-    for (round, seed) in [0x2545_f491_4f6c_dd1d_u64, 0x9e37_79b9_7f4a_7c15, 7, 0xdead_beef].into_iter().enumerate() {
-        batch_round(sequential, batched, i32::try_from(round).unwrap() * 100, seed);
+    for (round, seed) in [
+        0x2545_f491_4f6c_dd1d_u64,
+        0x9e37_79b9_7f4a_7c15,
+        7,
+        0xdead_beef,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        batch_round(
+            sequential,
+            batched,
+            i32::try_from(round).unwrap() * 100,
+            seed,
+        );
     }
 }
 
@@ -668,7 +941,12 @@ where
     let mut clock = 0i64;
     for pk in (1 + offset)..=(25 + offset) {
         let mut rev = 0;
-        messages.push(save(pk, &format!("r{pk} v0"), 0, base + Duration::milliseconds(clock)));
+        messages.push(save(
+            pk,
+            &format!("r{pk} v0"),
+            0,
+            base + Duration::milliseconds(clock),
+        ));
         for _ in 0..next(6) {
             clock += 1;
             match next(5) {
@@ -677,12 +955,30 @@ where
                     messages.push(delete(pk, rev, base + Duration::milliseconds(clock)));
                     clock += 1;
                     rev = 0;
-                    messages.push(save(pk, &format!("r{pk} reborn"), 0, base + Duration::milliseconds(clock)));
+                    messages.push(save(
+                        pk,
+                        &format!("r{pk} reborn"),
+                        0,
+                        base + Duration::milliseconds(clock),
+                    ));
                 }
-                1 => messages.push(with_signal(save(pk, &format!("r{pk} sync {rev}"), rev, base + Duration::milliseconds(clock)), SignalType::Sync)),
+                1 => messages.push(with_signal(
+                    save(
+                        pk,
+                        &format!("r{pk} sync {rev}"),
+                        rev,
+                        base + Duration::milliseconds(clock),
+                    ),
+                    SignalType::Sync,
+                )),
                 _ => {
                     rev += 1;
-                    messages.push(save(pk, &format!("r{pk} v{rev}"), rev, base + Duration::milliseconds(clock)));
+                    messages.push(save(
+                        pk,
+                        &format!("r{pk} v{rev}"),
+                        rev,
+                        base + Duration::milliseconds(clock),
+                    ));
                 }
             }
         }
@@ -715,8 +1011,20 @@ where
     while !rest.is_empty() {
         let size = usize::try_from(1 + next(40)).unwrap().min(rest.len());
         let (chunk, tail) = rest.split_at(size);
-        let items: Vec<_> = chunk.iter().map(|m| BatchItem { ops, message: m, direct: false }).collect();
-        in_batches.extend(apply_batch(batched, &items).unwrap().into_iter().map(|r| r.map_err(|e| e.to_string())));
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|m| BatchItem {
+                ops,
+                message: m,
+                direct: false,
+            })
+            .collect();
+        in_batches.extend(
+            apply_batch(batched, &items)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string())),
+        );
         rest = tail;
     }
     assert_eq!(one_by_one, in_batches, "same outcome for every message");

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 const DEFAULT_DATABASE: &str = "catalogue.sqlite3";
 
 #[derive(Debug, Parser)]
-#[command(name = "catalogue", version, about = "The catalogue service: books and authors (CQRS masters)")]
+#[command(
+    name = "catalogue",
+    version,
+    about = "The catalogue service: books and authors (CQRS masters)"
+)]
 struct Cli {
     #[command(flatten)]
     global: cqrs_rabbit::cli::Global,
@@ -47,20 +51,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let database_url = cli.global.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-    if let Err(error) = cqrs_examples::migrate(&database_url, models::SQLITE_DDL, models::POSTGRES_DDL) {
+    let database_url = cli
+        .global
+        .database_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    if let Err(error) =
+        cqrs_examples::migrate(&database_url, models::SQLITE_DDL, models::POSTGRES_DDL)
+    {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
     }
     match cli.command {
         Command::Migrate { fresh: false } => ExitCode::SUCCESS,
-        Command::Migrate { fresh: true } => match cqrs_examples::empty_tables(&database_url, &["books", "authors", "cqrs_outbox"]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("error: {error:#}");
-                ExitCode::FAILURE
+        Command::Migrate { fresh: true } => {
+            match cqrs_examples::empty_tables(&database_url, &["books", "authors", "cqrs_outbox"]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Cqrs(command) => cqrs_rabbit::cli::execute(command, &cli.global, DEFAULT_DATABASE),
         Command::Serve { port, relay } => {
             cqrs_examples::init_logs();

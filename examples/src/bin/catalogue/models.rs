@@ -4,7 +4,6 @@ use bigdecimal::BigDecimal;
 use chrono::{NaiveDate, NaiveDateTime};
 use cqrs_core::prelude::*;
 
-
 pub mod schema {
     diesel::table! {
         authors (id) {

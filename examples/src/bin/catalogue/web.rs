@@ -36,11 +36,16 @@ enum AppError {
 impl From<anyhow::Error> for AppError {
     fn from(error: anyhow::Error) -> Self {
         match error.downcast_ref::<cqrs_core::Error>() {
-            Some(cqrs_core::Error::NotFound { model, pk }) => Self::NotFound(format!("{model} {pk} does not exist")),
+            Some(cqrs_core::Error::NotFound { model, pk }) => {
+                Self::NotFound(format!("{model} {pk} does not exist"))
+            }
             Some(cqrs_core::Error::Database(diesel::result::Error::DatabaseError(
                 diesel::result::DatabaseErrorKind::ForeignKeyViolation,
                 _,
-            ))) => Self::Invalid("a foreign key does not hold: the author does not exist, or still has books".to_owned()),
+            ))) => Self::Invalid(
+                "a foreign key does not hold: the author does not exist, or still has books"
+                    .to_owned(),
+            ),
             _ => Self::Internal(error),
         }
     }
@@ -96,16 +101,24 @@ pub fn serve(database_url: String, port: u16, relay: bool) -> anyhow::Result<()>
             .route("/books/{id}/delete", post(delete_book_form))
             .route("/authors", post(create_author_form))
             .route("/api/books", get(api_books).post(api_create_book))
-            .route("/api/books/{id}", get(api_book).put(api_update_book).delete(api_delete_book))
+            .route(
+                "/api/books/{id}",
+                get(api_book).put(api_update_book).delete(api_delete_book),
+            )
             .route("/api/books/{id}/sync", post(api_sync_book))
             .route("/api/authors", get(api_authors).post(api_create_author))
-            .route("/api/authors/{id}", axum::routing::put(api_update_author).delete(api_delete_author))
+            .route(
+                "/api/authors/{id}",
+                axum::routing::put(api_update_author).delete(api_delete_author),
+            )
             .with_state(state);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         tracing::info!("catalogue on http://127.0.0.1:{port}/");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         if let Some(task) = relay_task {
             task.await??;
         }
@@ -119,9 +132,13 @@ fn spawn_relay(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>> {
     if cqrs_core::db::is_postgres_url(&database_url) {
-        tokio::spawn(cqrs_rabbit::Relay::<diesel::PgConnection>::new(config, database_url).run(stop))
+        tokio::spawn(
+            cqrs_rabbit::Relay::<diesel::PgConnection>::new(config, database_url).run(stop),
+        )
     } else {
-        tokio::spawn(cqrs_rabbit::Relay::<diesel::SqliteConnection>::new(config, database_url).run(stop))
+        tokio::spawn(
+            cqrs_rabbit::Relay::<diesel::SqliteConnection>::new(config, database_url).run(stop),
+        )
     }
 }
 
@@ -178,15 +195,28 @@ struct BookInput {
 
 impl BookInput {
     fn from_form(form: &HashMap<String, String>) -> AppResult<Self> {
-        let author_id = match form.get("author_id").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            Some(text) => Some(text.parse().map_err(|_| AppError::Invalid(format!("author `{text}` is not a number")))?),
+        let author_id = match form
+            .get("author_id")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| AppError::Invalid(format!("author `{text}` is not a number")))?,
+            ),
             None => None,
         };
         Ok(Self {
             title: form.get("title").cloned(),
             author_id,
             isbn: form.get("isbn").cloned(),
-            price: form.get("price").map(|p| if p.trim().is_empty() { Value::Null } else { Value::String(p.trim().to_owned()) }),
+            price: form.get("price").map(|p| {
+                if p.trim().is_empty() {
+                    Value::Null
+                } else {
+                    Value::String(p.trim().to_owned())
+                }
+            }),
             published: Some(form.contains_key("published")),
             notes: form.get("notes").cloned(),
         })
@@ -204,7 +234,9 @@ impl BookInput {
 
     fn title(&self) -> AppResult<Option<String>> {
         match &self.title {
-            Some(t) if t.trim().is_empty() => Err(AppError::Invalid("the title must not be empty".to_owned())),
+            Some(t) if t.trim().is_empty() => {
+                Err(AppError::Invalid("the title must not be empty".to_owned()))
+            }
             Some(t) => Ok(Some(t.trim().to_owned())),
             None => Ok(None),
         }
@@ -212,8 +244,12 @@ impl BookInput {
 }
 
 fn create_book(url: &str, input: &BookInput) -> AppResult<Book> {
-    let title = input.title()?.ok_or_else(|| AppError::Invalid("a title is required".to_owned()))?;
-    let author = input.author_id.ok_or_else(|| AppError::Invalid("an author is required".to_owned()))?;
+    let title = input
+        .title()?
+        .ok_or_else(|| AppError::Invalid("a title is required".to_owned()))?;
+    let author = input
+        .author_id
+        .ok_or_else(|| AppError::Invalid("an author is required".to_owned()))?;
     let price = input.price()?.flatten();
     let isbn = input.isbn.clone().unwrap_or_default();
     let published = input.published.unwrap_or(true);
@@ -262,12 +298,20 @@ fn update_book(url: &str, id: i32, input: &BookInput) -> AppResult<Book> {
             book.notes.clone_from(notes);
         }
     };
-    Ok((|| -> anyhow::Result<Book> { with_db!(url, |conn| Ok(Book::cqrs_update(conn, &id, change)?)) })()?)
+    Ok((|| -> anyhow::Result<Book> {
+        with_db!(url, |conn| Ok(Book::cqrs_update(conn, &id, change)?))
+    })()?)
 }
 
 fn delete_book(url: &str, id: i32) -> AppResult<()> {
-    let deleted = (|| -> anyhow::Result<bool> { with_db!(url, |conn| Ok(Book::cqrs_delete_pk(conn, &id)?)) })()?;
-    if deleted { Ok(()) } else { Err(AppError::NotFound(format!("book {id} does not exist"))) }
+    let deleted = (|| -> anyhow::Result<bool> {
+        with_db!(url, |conn| Ok(Book::cqrs_delete_pk(conn, &id)?))
+    })()?;
+    if deleted {
+        Ok(())
+    } else {
+        Err(AppError::NotFound(format!("book {id} does not exist")))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,7 +333,11 @@ impl AuthorInput {
 }
 
 fn create_author(url: &str, input: &AuthorInput) -> AppResult<Author> {
-    let name = input.name.as_deref().map(str::trim).filter(|n| !n.is_empty())
+    let name = input
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
         .ok_or_else(|| AppError::Invalid("a name is required".to_owned()))?
         .to_owned();
     let born = input.born()?.flatten();
@@ -307,15 +355,24 @@ fn create_author(url: &str, input: &AuthorInput) -> AppResult<Author> {
 
 async fn index(State(state): State<AppState>) -> AppResult<Html<String>> {
     let (books, authors) = db(&state, |url| {
-        Ok((|| -> anyhow::Result<_> { with_db!(url, |conn| Ok((load_books(conn)?, load_authors(conn)?))) })()?)
+        Ok((|| -> anyhow::Result<_> {
+            with_db!(url, |conn| Ok((load_books(conn)?, load_authors(conn)?)))
+        })()?)
     })
     .await?;
-    let author_name = |id: i32| authors.iter().find(|a| a.id == id).map_or("?".to_owned(), |a| a.name.clone());
+    let author_name = |id: i32| {
+        authors
+            .iter()
+            .find(|a| a.id == id)
+            .map_or("?".to_owned(), |a| a.name.clone())
+    };
     let options: String = authors
         .iter()
         .map(|a| format!("<option value=\"{}\">{}</option>", a.id, esc(&a.name)))
         .collect();
-    let mut body = String::from("<p>The catalogue owns these rows; every change is written to the outbox in the same transaction and replicated to <em>recommendations</em>. Unpublished books are never replicated.</p>");
+    let mut body = String::from(
+        "<p>The catalogue owns these rows; every change is written to the outbox in the same transaction and replicated to <em>recommendations</em>. Unpublished books are never replicated.</p>",
+    );
     body.push_str("<h2>Books</h2><table><tr><th>id</th><th>title</th><th>author</th><th>price</th><th>published</th><th>revision</th><th>edit</th><th></th></tr>");
     for b in &books {
         body.push_str(&format!(
@@ -341,7 +398,9 @@ async fn index(State(state): State<AppState>) -> AppResult<Html<String>> {
          <input name=\"price\" placeholder=\"price\" size=\"6\"><label><input type=\"checkbox\" name=\"published\" checked>published</label>\
          <button>add book</button></form>"
     ));
-    body.push_str("<h2>Authors</h2><table><tr><th>id</th><th>name</th><th>born</th><th>revision</th></tr>");
+    body.push_str(
+        "<h2>Authors</h2><table><tr><th>id</th><th>name</th><th>born</th><th>revision</th></tr>",
+    );
     for a in &authors {
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -356,7 +415,10 @@ async fn index(State(state): State<AppState>) -> AppResult<Html<String>> {
     Ok(Html(page("Catalogue", None, &body)))
 }
 
-async fn create_book_form(State(state): State<AppState>, Form(form): Form<HashMap<String, String>>) -> AppResult<Redirect> {
+async fn create_book_form(
+    State(state): State<AppState>,
+    Form(form): Form<HashMap<String, String>>,
+) -> AppResult<Redirect> {
     let input = BookInput::from_form(&form)?;
     db(&state, move |url| create_book(url, &input)).await?;
     Ok(Redirect::to("/"))
@@ -372,41 +434,68 @@ async fn edit_book_form(
     Ok(Redirect::to("/"))
 }
 
-async fn delete_book_form(State(state): State<AppState>, Path(id): Path<i32>) -> AppResult<Redirect> {
+async fn delete_book_form(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+) -> AppResult<Redirect> {
     db(&state, move |url| delete_book(url, id)).await?;
     Ok(Redirect::to("/"))
 }
 
-async fn create_author_form(State(state): State<AppState>, Form(form): Form<HashMap<String, String>>) -> AppResult<Redirect> {
-    let input = AuthorInput { name: form.get("name").cloned(), born: form.get("born").cloned() };
+async fn create_author_form(
+    State(state): State<AppState>,
+    Form(form): Form<HashMap<String, String>>,
+) -> AppResult<Redirect> {
+    let input = AuthorInput {
+        name: form.get("name").cloned(),
+        born: form.get("born").cloned(),
+    };
     db(&state, move |url| create_author(url, &input)).await?;
     Ok(Redirect::to("/"))
 }
 
 async fn api_books(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    let books = db(&state, |url| Ok((|| -> anyhow::Result<_> { with_db!(url, |conn| load_books(conn)) })()?)).await?;
+    let books = db(&state, |url| {
+        Ok((|| -> anyhow::Result<_> {
+            with_db!(url, |conn| load_books(conn))
+        })()?)
+    })
+    .await?;
     Ok(Json(Value::Array(books.iter().map(book_json).collect())))
 }
 
 async fn api_book(State(state): State<AppState>, Path(id): Path<i32>) -> AppResult<Json<Value>> {
     let book = db(&state, move |url| {
-        Ok((|| -> anyhow::Result<_> { with_db!(url, |conn| Ok(Book::db_get(conn, &id, false)?)) })()?)
+        Ok((|| -> anyhow::Result<_> {
+            with_db!(url, |conn| Ok(Book::db_get(conn, &id, false)?))
+        })()?)
     })
     .await?;
-    book.map(|b| Json(book_json(&b))).ok_or_else(|| AppError::NotFound(format!("book {id} does not exist")))
+    book.map(|b| Json(book_json(&b)))
+        .ok_or_else(|| AppError::NotFound(format!("book {id} does not exist")))
 }
 
-async fn api_create_book(State(state): State<AppState>, Json(input): Json<BookInput>) -> AppResult<(StatusCode, Json<Value>)> {
+async fn api_create_book(
+    State(state): State<AppState>,
+    Json(input): Json<BookInput>,
+) -> AppResult<(StatusCode, Json<Value>)> {
     let book = db(&state, move |url| create_book(url, &input)).await?;
     Ok((StatusCode::CREATED, Json(book_json(&book))))
 }
 
-async fn api_update_book(State(state): State<AppState>, Path(id): Path<i32>, Json(input): Json<BookInput>) -> AppResult<Json<Value>> {
+async fn api_update_book(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    Json(input): Json<BookInput>,
+) -> AppResult<Json<Value>> {
     let book = db(&state, move |url| update_book(url, id, &input)).await?;
     Ok(Json(book_json(&book)))
 }
 
-async fn api_delete_book(State(state): State<AppState>, Path(id): Path<i32>) -> AppResult<StatusCode> {
+async fn api_delete_book(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+) -> AppResult<StatusCode> {
     db(&state, move |url| delete_book(url, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -419,7 +508,11 @@ async fn api_sync_book(
     let queue = query.get("queue").cloned();
     let sent = db(&state, move |url| {
         Ok((|| -> anyhow::Result<bool> {
-            with_db!(url, |conn| Ok(Book::cqrs_sync_pks(conn, &[id], queue.as_deref())? > 0))
+            with_db!(url, |conn| Ok(Book::cqrs_sync_pks(
+                conn,
+                &[id],
+                queue.as_deref()
+            )? > 0))
         })()?)
     })
     .await?;
@@ -427,16 +520,30 @@ async fn api_sync_book(
 }
 
 async fn api_authors(State(state): State<AppState>) -> AppResult<Json<Value>> {
-    let authors = db(&state, |url| Ok((|| -> anyhow::Result<_> { with_db!(url, |conn| load_authors(conn)) })()?)).await?;
-    Ok(Json(Value::Array(authors.iter().map(author_json).collect())))
+    let authors = db(&state, |url| {
+        Ok((|| -> anyhow::Result<_> {
+            with_db!(url, |conn| load_authors(conn))
+        })()?)
+    })
+    .await?;
+    Ok(Json(Value::Array(
+        authors.iter().map(author_json).collect(),
+    )))
 }
 
-async fn api_create_author(State(state): State<AppState>, Json(input): Json<AuthorInput>) -> AppResult<(StatusCode, Json<Value>)> {
+async fn api_create_author(
+    State(state): State<AppState>,
+    Json(input): Json<AuthorInput>,
+) -> AppResult<(StatusCode, Json<Value>)> {
     let author = db(&state, move |url| create_author(url, &input)).await?;
     Ok((StatusCode::CREATED, Json(author_json(&author))))
 }
 
-async fn api_update_author(State(state): State<AppState>, Path(id): Path<i32>, Json(input): Json<AuthorInput>) -> AppResult<Json<Value>> {
+async fn api_update_author(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    Json(input): Json<AuthorInput>,
+) -> AppResult<Json<Value>> {
     let born = input.born()?;
     let name = input.name.clone();
     if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -458,10 +565,19 @@ async fn api_update_author(State(state): State<AppState>, Path(id): Path<i32>, J
     Ok(Json(author_json(&author)))
 }
 
-async fn api_delete_author(State(state): State<AppState>, Path(id): Path<i32>) -> AppResult<StatusCode> {
+async fn api_delete_author(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+) -> AppResult<StatusCode> {
     let deleted = db(&state, move |url| {
-        Ok((|| -> anyhow::Result<bool> { with_db!(url, |conn| Ok(Author::cqrs_delete_pk(conn, &id)?)) })()?)
+        Ok((|| -> anyhow::Result<bool> {
+            with_db!(url, |conn| Ok(Author::cqrs_delete_pk(conn, &id)?))
+        })()?)
     })
     .await?;
-    if deleted { Ok(StatusCode::NO_CONTENT) } else { Err(AppError::NotFound(format!("author {id} does not exist"))) }
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound(format!("author {id} does not exist")))
+    }
 }

@@ -16,7 +16,11 @@ use clap::{Parser, Subcommand};
 const DEFAULT_DATABASE: &str = "recommendations.sqlite3";
 
 #[derive(Debug, Parser)]
-#[command(name = "recommendations", version, about = "The recommendations service: replicas of books and authors")]
+#[command(
+    name = "recommendations",
+    version,
+    about = "The recommendations service: replicas of books and authors"
+)]
 struct Cli {
     #[command(flatten)]
     global: cqrs_rabbit::cli::Global,
@@ -47,14 +51,28 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let database_url = cli.global.database_url.clone().unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-    if let Err(error) = cqrs_examples::migrate(&database_url, models::SQLITE_DDL, models::POSTGRES_DDL) {
+    let database_url = cli
+        .global
+        .database_url
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+    if let Err(error) =
+        cqrs_examples::migrate(&database_url, models::SQLITE_DDL, models::POSTGRES_DDL)
+    {
         eprintln!("error: {error:#}");
         return ExitCode::FAILURE;
     }
     match cli.command {
         Command::Migrate { fresh: false } => ExitCode::SUCCESS,
-        Command::Migrate { fresh: true } => match cqrs_examples::empty_tables(&database_url, &["author_cards", "book_refs", "author_refs", "cqrs_tombstones"]) {
+        Command::Migrate { fresh: true } => match cqrs_examples::empty_tables(
+            &database_url,
+            &[
+                "author_cards",
+                "book_refs",
+                "author_refs",
+                "cqrs_tombstones",
+            ],
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error:#}");

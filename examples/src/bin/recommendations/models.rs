@@ -105,11 +105,25 @@ pub fn card(name: &str) -> (String, String) {
 /// Writes the derived card; the same code for both backends.
 macro_rules! upsert_card {
     ($conn:expr, $data:expr, $ctx:expr) => {{
-        let id = $data.get("id").and_then(Value::as_i64).and_then(|i| i32::try_from(i).ok());
-        let name = $data.get("name").and_then(Value::as_str).unwrap_or_default();
-        let revision = $data.get("cqrs_revision").and_then(Value::as_i64).and_then(|i| i32::try_from(i).ok()).unwrap_or(0);
+        let id = $data
+            .get("id")
+            .and_then(Value::as_i64)
+            .and_then(|i| i32::try_from(i).ok());
+        let name = $data
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let revision = $data
+            .get("cqrs_revision")
+            .and_then(Value::as_i64)
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or(0);
         let Some(id) = id else {
-            return Err(ApplyError::reject("author", $ctx.pk, "`id` must be an integer"));
+            return Err(ApplyError::reject(
+                "author",
+                $ctx.pk,
+                "`id` must be an integer",
+            ));
         };
         let (display, initials) = card(name);
         diesel::insert_into(author_cards::table)
@@ -135,17 +149,30 @@ macro_rules! upsert_card {
 macro_rules! author_hooks {
     ($conn_ty:ty) => {
         impl ReplicaHooks<$conn_ty> for AuthorRef {
-            fn cqrs_create(conn: &mut $conn_ty, data: &Map<String, Value>, ctx: &HookContext<'_>) -> Result<(), ApplyError> {
+            fn cqrs_create(
+                conn: &mut $conn_ty,
+                data: &Map<String, Value>,
+                ctx: &HookContext<'_>,
+            ) -> Result<(), ApplyError> {
                 default_create::<Self, $conn_ty>(conn, data, ctx)?;
                 upsert_card!(conn, data, ctx)
             }
 
-            fn cqrs_update(conn: &mut $conn_ty, existing: Self, data: &Map<String, Value>, ctx: &HookContext<'_>) -> Result<(), ApplyError> {
+            fn cqrs_update(
+                conn: &mut $conn_ty,
+                existing: Self,
+                data: &Map<String, Value>,
+                ctx: &HookContext<'_>,
+            ) -> Result<(), ApplyError> {
                 default_update::<Self, $conn_ty>(conn, existing, data, ctx)?;
                 upsert_card!(conn, data, ctx)
             }
 
-            fn cqrs_delete(conn: &mut $conn_ty, pk: &i32, ctx: &HookContext<'_>) -> Result<bool, ApplyError> {
+            fn cqrs_delete(
+                conn: &mut $conn_ty,
+                pk: &i32,
+                ctx: &HookContext<'_>,
+            ) -> Result<bool, ApplyError> {
                 diesel::delete(author_cards::table.find(pk))
                     .execute(conn)
                     .map_err(|e| ApplyError::database("author", ctx.pk, e))?;

@@ -35,7 +35,12 @@ impl<E: Into<anyhow::Error>> From<E> for AppError {
     }
 }
 
-pub fn serve(database_url: String, port: u16, consume: bool, queue: Option<String>) -> anyhow::Result<()> {
+pub fn serve(
+    database_url: String,
+    port: u16,
+    consume: bool,
+    queue: Option<String>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let consumer = if consume {
@@ -47,7 +52,9 @@ pub fn serve(database_url: String, port: u16, consume: bool, queue: Option<Strin
         } else {
             None
         };
-        let state = AppState { database_url: Arc::new(database_url) };
+        let state = AppState {
+            database_url: Arc::new(database_url),
+        };
         let app = Router::new()
             .route("/", get(index))
             .route("/health", get(|| async { "ok" }))
@@ -58,7 +65,9 @@ pub fn serve(database_url: String, port: u16, consume: bool, queue: Option<Strin
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         tracing::info!("recommendations on http://127.0.0.1:{port}/");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         if let Some(task) = consumer {
             task.await??;
         }
@@ -125,9 +134,18 @@ async fn load(state: &AppState) -> Result<Snapshot, AppError> {
         with_db!(&url, |conn| {
             let cards = author_cards::table
                 .order(author_cards::author_id)
-                .select((author_cards::author_id, author_cards::display_name, author_cards::initials, author_cards::revision))
+                .select((
+                    author_cards::author_id,
+                    author_cards::display_name,
+                    author_cards::initials,
+                    author_cards::revision,
+                ))
                 .load(conn)?;
-            Ok(Snapshot { books: snapshot(conn)?, authors: authors(conn)?, cards })
+            Ok(Snapshot {
+                books: snapshot(conn)?,
+                authors: authors(conn)?,
+                cards,
+            })
         })
     })
     .await??;
@@ -141,8 +159,15 @@ fn book_json(b: &BookRef) -> Value {
 
 async fn index(State(state): State<AppState>) -> Result<Html<String>, AppError> {
     let s = load(&state).await?;
-    let name = |id: i32| s.cards.iter().find(|c| c.0 == id).map_or_else(|| format!("author {id}"), |c| c.1.clone());
-    let mut body = String::from("<p>Replicated from <em>catalogue</em> over RabbitMQ; this page refreshes every 2 seconds.</p>");
+    let name = |id: i32| {
+        s.cards
+            .iter()
+            .find(|c| c.0 == id)
+            .map_or_else(|| format!("author {id}"), |c| c.1.clone())
+    };
+    let mut body = String::from(
+        "<p>Replicated from <em>catalogue</em> over RabbitMQ; this page refreshes every 2 seconds.</p>",
+    );
     body.push_str("<h2>Books</h2><table><tr><th>id</th><th>name</th><th>author</th><th>price</th><th>revision</th><th>updated (master)</th></tr>");
     for b in &s.books {
         body.push_str(&format!(
@@ -157,7 +182,12 @@ async fn index(State(state): State<AppState>) -> Result<Html<String>, AppError> 
     }
     body.push_str("</table><h2>Authors</h2><table><tr><th>id</th><th>name</th><th>born</th><th>card</th><th>revision</th></tr>");
     for a in &s.authors {
-        let card = s.cards.iter().find(|c| c.0 == a.id).map(|c| format!("{} ({})", c.1, c.2)).unwrap_or_default();
+        let card = s
+            .cards
+            .iter()
+            .find(|c| c.0 == a.id)
+            .map(|c| format!("{} ({})", c.1, c.2))
+            .unwrap_or_default();
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             a.id,

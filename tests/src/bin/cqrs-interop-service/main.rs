@@ -1,6 +1,11 @@
 //! The Rust side of the django-cqrs interoperability tests: replicas of the Django masters,
 //! masters for the Django replicas, their scenario and a state dump, and the operations CLI.
-#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used, reason = "a test binary")]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test binary"
+)]
 
 mod models;
 
@@ -40,7 +45,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let url = cli.global.database_url.clone().unwrap_or_else(|| "interop.sqlite3".to_owned());
+    let url = cli
+        .global
+        .database_url
+        .clone()
+        .unwrap_or_else(|| "interop.sqlite3".to_owned());
     {
         use diesel::connection::SimpleConnection;
         let mut conn = SqliteConnection::cqrs_connect(&url).expect("database");
@@ -48,7 +57,9 @@ fn main() -> ExitCode {
         conn.batch_execute(models::DDL).expect("tables");
     }
     match cli.command {
-        Command::Cqrs(command) => cqrs_rabbit::cli::execute(command, &cli.global, "interop.sqlite3"),
+        Command::Cqrs(command) => {
+            cqrs_rabbit::cli::execute(command, &cli.global, "interop.sqlite3")
+        }
         Command::State => {
             let mut conn = SqliteConnection::cqrs_connect(&url).expect("database");
             let state = state(&mut conn);
@@ -58,11 +69,18 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Scenario { direct_queue, reject_book } => {
-            cqrs_rabbit::Config::from_env().expect("config").apply_master_settings();
+        Command::Scenario {
+            direct_queue,
+            reject_book,
+        } => {
+            cqrs_rabbit::Config::from_env()
+                .expect("config")
+                .apply_master_settings();
             let mut conn = SqliteConnection::cqrs_connect(&url).expect("database");
             if reject_book {
-                rs_book(100, "REJECT me", None).cqrs_insert(&mut conn).expect("insert");
+                rs_book(100, "REJECT me", None)
+                    .cqrs_insert(&mut conn)
+                    .expect("insert");
             } else {
                 scenario(&mut conn, &direct_queue);
             }
@@ -85,14 +103,29 @@ fn rs_book(id: i32, title: &str, author: Option<&str>) -> RsBook {
 }
 
 fn scenario(conn: &mut SqliteConnection, direct_queue: &str) {
-    let authors = ["0b8f6c1e-7d24-4a93-b5e2-9c0d1e2f3a4b", "9a6f0a3e-1c1d-4b9a-8e2f-5d6c7b8a9f00", "3d2c1b0a-9f8e-4d7c-a6b5-4c3d2e1f0a9b"];
+    let authors = [
+        "0b8f6c1e-7d24-4a93-b5e2-9c0d1e2f3a4b",
+        "9a6f0a3e-1c1d-4b9a-8e2f-5d6c7b8a9f00",
+        "3d2c1b0a-9f8e-4d7c-a6b5-4c3d2e1f0a9b",
+    ];
     for (i, id) in authors.iter().enumerate() {
-        RsAuthor { id: (*id).to_owned(), name: format!("Author {i}"), cqrs_revision: 0, cqrs_updated: Utc::now().naive_utc() }
-            .cqrs_insert(conn)
-            .unwrap();
+        RsAuthor {
+            id: (*id).to_owned(),
+            name: format!("Author {i}"),
+            cqrs_revision: 0,
+            cqrs_updated: Utc::now().naive_utc(),
+        }
+        .cqrs_insert(conn)
+        .unwrap();
     }
     for id in 1..=12 {
-        rs_book(id, &format!("Rust book {id}"), Some(authors[usize::try_from(id).unwrap() % 3])).cqrs_insert(conn).unwrap();
+        rs_book(
+            id,
+            &format!("Rust book {id}"),
+            Some(authors[usize::try_from(id).unwrap() % 3]),
+        )
+        .cqrs_insert(conn)
+        .unwrap();
     }
     let mut no_price = rs_book(13, "No price, no author", None);
     no_price.price = None;
@@ -102,14 +135,32 @@ fn scenario(conn: &mut SqliteConnection, direct_queue: &str) {
         RsBook::cqrs_update(conn, &id, |b| b.title = format!("{} (revised)", b.title)).unwrap();
     }
     RsBook::cqrs_update(conn, &2, |b| b.price = Some("99.95".parse().unwrap())).unwrap();
-    RsAuthor::cqrs_update(conn, &authors[1].to_owned(), |a| a.name = "Renamed Author".into()).unwrap();
+    RsAuthor::cqrs_update(conn, &authors[1].to_owned(), |a| {
+        a.name = "Renamed Author".into()
+    })
+    .unwrap();
     RsBook::cqrs_delete_pk(conn, &3).unwrap();
     RsBook::cqrs_delete_pk(conn, &6).unwrap();
-    RsBook::cqrs_bulk_insert(conn, (20..25).map(|id| rs_book(id, &format!("Bulk {id}"), None)).collect()).unwrap();
+    RsBook::cqrs_bulk_insert(
+        conn,
+        (20..25)
+            .map(|id| rs_book(id, &format!("Bulk {id}"), None))
+            .collect(),
+    )
+    .unwrap();
     let filters = RsBook::cqrs_filter(&json!({"id__gte": 20})).unwrap();
     RsBook::cqrs_bulk_update(conn, filters, |b| b.in_stock = !b.in_stock).unwrap();
-    RsBook::db_get(conn, &5, false).unwrap().unwrap().cqrs_sync(conn, None).unwrap();
-    RsAuthor::cqrs_sync_pks(conn, &authors.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(), Some(direct_queue)).unwrap();
+    RsBook::db_get(conn, &5, false)
+        .unwrap()
+        .unwrap()
+        .cqrs_sync(conn, None)
+        .unwrap();
+    RsAuthor::cqrs_sync_pks(
+        conn,
+        &authors.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+        Some(direct_queue),
+    )
+    .unwrap();
 }
 
 fn rows<T>(items: Vec<T>, f: impl Fn(&T) -> Value) -> Value {
@@ -117,16 +168,26 @@ fn rows<T>(items: Vec<T>, f: impl Fn(&T) -> Value) -> Value {
 }
 
 fn ts(t: &chrono::NaiveDateTime) -> Value {
-    json!(t.and_utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    json!(
+        t.and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    )
 }
 
 fn dec(d: Option<&bigdecimal::BigDecimal>) -> Value {
-    d.map_or(Value::Null, |d| json!(d.with_scale_round(2, bigdecimal::RoundingMode::HalfEven).to_string()))
+    d.map_or(Value::Null, |d| {
+        json!(
+            d.with_scale_round(2, bigdecimal::RoundingMode::HalfEven)
+                .to_string()
+        )
+    })
 }
 
 fn all<M: ReplicaStore<SqliteConnection>>(conn: &mut SqliteConnection) -> Vec<M> {
     let pks = M::db_pks(conn, None, i64::MAX).unwrap();
-    pks.iter().filter_map(|pk| M::db_get(conn, pk, false).unwrap()).collect()
+    pks.iter()
+        .filter_map(|pk| M::db_get(conn, pk, false).unwrap())
+        .collect()
 }
 
 fn state(conn: &mut SqliteConnection) -> Value {
