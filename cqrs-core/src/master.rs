@@ -260,10 +260,10 @@ pub trait MasterStore<C: CqrsConnection>: MasterModel {
         write(conn, |conn| {
             let mut messages = Vec::with_capacity(pks.len());
             for pk in pks {
-                if let Some(row) = Self::db_get(conn, pk, false)? {
-                    if row.cqrs_is_sync_instance() {
-                        messages.push(message(&row, SignalType::Sync, None, queue)?);
-                    }
+                if let Some(row) = Self::db_get(conn, pk, false)?
+                    && row.cqrs_is_sync_instance()
+                {
+                    messages.push(message(&row, SignalType::Sync, None, queue)?);
                 }
             }
             outbox::enqueue(conn, &messages)?;
@@ -416,7 +416,7 @@ pub fn message<M: MasterModel>(
     queue: Option<&str>,
 ) -> Result<OutboxMessage> {
     let data = row.cqrs_instance_data()?;
-    envelope(row, signal_type, data, previous_data, queue)
+    Ok(envelope(row, signal_type, data, previous_data, queue))
 }
 
 /// Builds the DELETE message of a row: the stub `{"id": pk, "cqrs_revision": revision + 1,
@@ -432,7 +432,7 @@ pub fn delete_message<M: MasterModel>(row: &M) -> Result<OutboxMessage> {
     if let Some(custom) = row.cqrs_delete_data() {
         data.insert("custom".to_owned(), custom);
     }
-    envelope(row, SignalType::Delete, data, None, None)
+    Ok(envelope(row, SignalType::Delete, data, None, None))
 }
 
 fn envelope<M: MasterModel>(
@@ -441,7 +441,7 @@ fn envelope<M: MasterModel>(
     instance_data: Map<String, Value>,
     previous_data: Option<Map<String, Value>>,
     queue: Option<&str>,
-) -> Result<OutboxMessage> {
+) -> OutboxMessage {
     let instance_pk = row.cqrs_pk().to_cqrs();
     let meta = row.cqrs_meta(&MetaContext {
         signal_type,
@@ -471,17 +471,19 @@ fn envelope<M: MasterModel>(
         expires,
         meta,
     };
-    Ok(OutboxMessage {
+    OutboxMessage {
         cqrs_id: M::CQRS_ID.to_owned(),
         routing_key: routing_key(M::CQRS_ID, queue),
         body: message.to_json(),
-    })
+    }
 }
 
+/// The predicates of a model on backend `C` (all must hold).
+pub type Filters<M, C> =
+    Vec<BoxedFilter<<M as MasterStore<C>>::Table, <C as diesel::Connection>::Backend>>;
+
 /// The predicates of several lookups (all must hold).
-pub fn build_filters<M, C>(
-    lookups: &[Lookup],
-) -> std::result::Result<Vec<BoxedFilter<M::Table, C::Backend>>, FilterError>
+pub fn build_filters<M, C>(lookups: &[Lookup]) -> std::result::Result<Filters<M, C>, FilterError>
 where
     M: MasterStore<C>,
     C: CqrsConnection,

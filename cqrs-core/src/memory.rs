@@ -76,9 +76,8 @@ impl MemoryBroker {
     ) -> Result<Vec<Result<Outcome, ApplyError>>> {
         let mut outcomes = Vec::new();
         for published in self.queue.drain(..) {
-            let message = match Message::parse(published.body.as_bytes(), None) {
-                Ok(message) => message,
-                Err(_) => continue,
+            let Ok(message) = Message::parse(published.body.as_bytes(), None) else {
+                continue;
             };
             let direct = is_direct_to(&published.routing_key, queue, &message.cqrs_id);
             if !direct && published.routing_key != message.cqrs_id {

@@ -440,14 +440,14 @@ fn prepare<M: ReplicaModel>(message: &Message) -> Result<Prepared<'_, M>, ApplyE
         field: M::PK_FIELD.to_owned(),
         source,
     })?;
-    if !M::CUSTOM_SERIALIZATION {
-        if let Some(field) = M::REQUIRED.iter().find(|f| !data.contains_key(**f)) {
-            return Err(ApplyError::MissingField {
-                cqrs_id: M::CQRS_ID,
-                pk: pk_text,
-                field: (*field).to_owned(),
-            });
-        }
+    if !M::CUSTOM_SERIALIZATION
+        && let Some(field) = M::REQUIRED.iter().find(|f| !data.contains_key(**f))
+    {
+        return Err(ApplyError::MissingField {
+            cqrs_id: M::CQRS_ID,
+            pk: pk_text,
+            field: (*field).to_owned(),
+        });
     }
     Ok(Prepared {
         signal: message.signal_type,
@@ -653,6 +653,7 @@ enum Row<M> {
 ///
 /// `Err` asks the caller to roll this group back and apply it message by message (a value
 /// that fails to convert, a statement that fails).
+#[allow(clippy::too_many_lines, reason = "one simulation, read top to bottom")]
 pub fn apply_many<M, C>(
     conn: &mut C,
     items: &[(&Message, bool)],

@@ -54,7 +54,7 @@ pub struct MasterSettings {
 }
 
 /// django-cqrs's default message TTL: one day.
-pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_hours(24);
 
 impl Default for MasterSettings {
     fn default() -> Self {
