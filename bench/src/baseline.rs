@@ -45,10 +45,10 @@ pub async fn publish_all(
             )
             .await?;
         pending.push_back(confirm);
-        if pending.len() >= 512 {
-            if let Some(front) = pending.pop_front() {
-                anyhow::ensure!(front.await?.is_ack(), "nack");
-            }
+        if pending.len() >= 512
+            && let Some(front) = pending.pop_front()
+        {
+            anyhow::ensure!(front.await?.is_ack(), "nack");
         }
     }
     for confirm in pending {

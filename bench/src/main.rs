@@ -458,27 +458,24 @@ fn expected_rows(rows: i32) -> i64 {
     i64::from(rows) - i64::from((rows + 9) / 10)
 }
 
+/// Routing key and body of each message, in outbox order.
+type Messages = Vec<(String, String)>;
+
+/// The workload's outcome on a scratch master: writes, elapsed time, messages.
+type Scratch = (usize, Duration, Messages);
+
 /// Runs the workload on a scratch master; returns the outbox's messages and the write rate.
-fn master_messages(
-    env: &Env,
-    backend: &str,
-    rows: i32,
-) -> anyhow::Result<(Vec<(String, String)>, f64)> {
+fn master_messages(env: &Env, backend: &str, rows: i32) -> anyhow::Result<(Messages, f64)> {
     let url = env.database(backend, &env.name("scratch"))?;
-    let collect =
-        |conn: &mut dyn FnMut() -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>| conn();
     let (writes, elapsed, messages) = if backend == "postgres" {
-        collect(&mut || scratch::<PgConnection>(&url, rows))?
+        scratch::<PgConnection>(&url, rows)?
     } else {
-        collect(&mut || scratch::<SqliteConnection>(&url, rows))?
+        scratch::<SqliteConnection>(&url, rows)?
     };
     Ok((messages, writes as f64 / elapsed.as_secs_f64()))
 }
 
-fn scratch<C: CqrsConnection>(
-    url: &str,
-    rows: i32,
-) -> anyhow::Result<(usize, Duration, Vec<(String, String)>)>
+fn scratch<C: CqrsConnection>(url: &str, rows: i32) -> anyhow::Result<Scratch>
 where
     BenchItem: MasterStore<C>,
 {
@@ -540,7 +537,7 @@ async fn wait_consumer(amqp: &str, queue: &str) -> anyhow::Result<()> {
         if declared.is_ok_and(|q| q.consumer_count() > 0) {
             return Ok(());
         }
-        if start.elapsed() > Duration::from_secs(60) {
+        if start.elapsed() > Duration::from_mins(1) {
             bail!("nobody consumes {queue}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -686,7 +683,7 @@ where
         Ok((writes, start.elapsed().as_secs_f64()))
     });
     let expected = expected_rows(rows);
-    let deadline = Duration::from_secs(600);
+    let deadline = Duration::from_mins(10);
     let mut poll = C::cqrs_connect(&replica)?;
     loop {
         // count first (cheap); the revisions only once every row is there
@@ -839,7 +836,7 @@ where
             break rows;
         }
         anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < Duration::from_mins(2),
             "the latency run did not converge"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -942,7 +939,7 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
             break chrono::Utc::now().timestamp_micros();
         }
         anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(900),
+            start.elapsed() < Duration::from_mins(15),
             "django-cqrs did not converge ({n} rows, revisions {s})"
         );
     };

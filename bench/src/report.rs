@@ -258,8 +258,8 @@ impl Report {
                 run.messages,
                 run.seconds,
                 run.rate(),
-                ideal.map_or("".into(), |i| format!("{:.0}%", 100.0 * run.rate() / i)),
-                django.map_or("".into(), |d| format!("{:.1}x", run.rate() / d)),
+                ideal.map_or(String::new(), |i| format!("{:.0}%", 100.0 * run.rate() / i)),
+                django.map_or(String::new(), |d| format!("{:.1}x", run.rate() / d)),
                 run.rss_mb,
                 if run.equal { "yes" } else { "NO" }
             );
@@ -274,9 +274,9 @@ impl Report {
             let _ = writeln!(
                 md,
                 "| {backend} | {rate:.0} | {} | {} | {} |",
-                l.map_or("".into(), |l| format!("{:.2} ms", l.p50_ms)),
-                l.map_or("".into(), |l| format!("{:.2} ms", l.p99_ms)),
-                l.map_or("".into(), |l| format!("{:.2} ms", l.max_ms)),
+                l.map_or(String::new(), |l| format!("{:.2} ms", l.p50_ms)),
+                l.map_or(String::new(), |l| format!("{:.2} ms", l.p99_ms)),
+                l.map_or(String::new(), |l| format!("{:.2} ms", l.max_ms)),
             );
         }
         if with_targets {

@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn defaults_for_optional_keys() {
         let body = br#"{"signal_type":"SYNC","cqrs_id":"a","instance_data":{},"instance_pk":"x"}"#;
-        let msg = Message::parse(body, Some(Duration::from_secs(60))).unwrap();
+        let msg = Message::parse(body, Some(Duration::from_mins(1))).unwrap();
         assert_eq!(msg.retries, 0);
         assert!(msg.expires.is_some());
         assert!(!msg.is_expired(Utc::now()));

@@ -81,25 +81,24 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     });
     let tracked_len = tracked.len();
 
-    let serialize = match &model.attrs.serializer {
-        Some((_, path)) => quote! {
+    let serialize = if let Some((_, path)) = &model.attrs.serializer {
+        quote! {
             let mut map = #private::custom_serialized(
                 <Self as #krate::master::MasterModel>::TYPE_NAME,
                 #path(self),
             )?;
-        },
-        None => {
-            let sent = sent_fields(model);
-            let len = sent.len() + 2;
-            let inserts = sent.iter().map(|f| {
-                let name = &f.json_name;
-                let field = f.ident;
-                quote!(map.insert(::std::string::String::from(#name), #krate::value::CqrsValue::to_cqrs(&self.#field));)
-            });
-            quote! {
-                let mut map = #private::serde_json::Map::with_capacity(#len);
-                #(#inserts)*
-            }
+        }
+    } else {
+        let sent = sent_fields(model);
+        let len = sent.len() + 2;
+        let inserts = sent.iter().map(|f| {
+            let name = &f.json_name;
+            let field = f.ident;
+            quote!(map.insert(::std::string::String::from(#name), #krate::value::CqrsValue::to_cqrs(&self.#field));)
+        });
+        quote! {
+            let mut map = #private::serde_json::Map::with_capacity(#len);
+            #(#inserts)*
         }
     };
 
@@ -282,14 +281,11 @@ fn store_impl(
             } else {
                 quote!(plain)
             };
-            match f.option_inner {
-                Some(inner) => {
-                    quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),)
-                }
-                None => {
-                    let ty = f.ty;
-                    quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
-                }
+            if let Some(inner) = f.option_inner {
+                quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),)
+            } else {
+                let ty = f.ty;
+                quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
             }
         });
 

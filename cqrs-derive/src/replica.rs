@@ -42,16 +42,15 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     let pk_ty = pk.ty;
     let pk_name = unraw(pk_ident);
     let attrs = &model.attrs;
-    let mapping = match &attrs.mapping {
-        Some((_, pairs)) => {
-            let pairs = pairs.iter().map(|(master, replica)| {
-                let master = unraw(master);
-                let replica = unraw(replica);
-                quote!((#master, #replica))
-            });
-            quote!(::core::option::Option::Some(&[#(#pairs),*]))
-        }
-        None => quote!(::core::option::Option::None),
+    let mapping = if let Some((_, pairs)) = &attrs.mapping {
+        let pairs = pairs.iter().map(|(master, replica)| {
+            let master = unraw(master);
+            let replica = unraw(replica);
+            quote!((#master, #replica))
+        });
+        quote!(::core::option::Option::Some(&[#(#pairs),*]))
+    } else {
+        quote!(::core::option::Option::None)
     };
     let fields = model
         .fields

@@ -674,7 +674,7 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 entry
                     .ops
                     .sync(&mut conn, &lookups, queue.as_deref(), batch, &mut |done| {
-                        bar.set(done)
+                        bar.set(done);
                     })?;
             bar.finish();
             summary("sync", total, sent, 0);

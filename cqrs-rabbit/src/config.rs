@@ -209,16 +209,16 @@ impl Default for Config {
             exchange: "cqrs".to_owned(),
             queue: None,
             dead_letter_queue: None,
-            message_ttl: Some(Duration::from_secs(86_400)),
+            message_ttl: Some(Duration::from_hours(24)),
             max_retries: Some(30),
             retry_delay: Duration::from_secs(2),
             delay_queue_max_size: 1000,
-            dead_message_ttl: Some(Duration::from_secs(864_000)),
+            dead_message_ttl: Some(Duration::from_hours(240)),
             prefetch: None,
             workers: 1,
             batch_size: 500,
             quorum_queues: false,
-            tombstone_ttl: Duration::from_secs(30 * 86_400),
+            tombstone_ttl: Duration::from_hours(720),
             relay_batch: 500,
             relay_poll: None,
             relay_linger: Duration::from_millis(5),
@@ -419,7 +419,7 @@ impl Config {
                 "must be at most 1000",
             ));
         }
-        if self.retry_delay > Duration::from_secs(86_400 * 7) {
+        if self.retry_delay > Duration::from_hours(168) {
             return Err(Error::config("CQRS_RETRY_DELAY", "must be at most 7 days"));
         }
         for (setting, ttl) in [
@@ -526,8 +526,8 @@ mod tests {
         assert_eq!(c.exchange, "cqrs");
         assert_eq!(c.max_retries, Some(30));
         assert_eq!(c.retry_delay, Duration::from_secs(2));
-        assert_eq!(c.message_ttl, Some(Duration::from_secs(86_400)));
-        assert_eq!(c.dead_message_ttl, Some(Duration::from_secs(864_000)));
+        assert_eq!(c.message_ttl, Some(Duration::from_hours(24)));
+        assert_eq!(c.dead_message_ttl, Some(Duration::from_hours(240)));
         assert_eq!(c.prefetch(), 1001);
         assert!(c.queue().is_err());
         let c = from(&[("CQRS_QUEUE", "svc")]).unwrap();

@@ -354,13 +354,11 @@ impl<C: CqrsConnection> Consumer<C> {
         drop(job_senders);
         let current = generation.load(Ordering::SeqCst);
         while let Some(done) = done_rx.recv().await {
-            if let Some((_, channel, _)) = session.as_ref() {
-                if done.generation == current {
-                    if let Err(error) = self.finish(channel, &mut tracker, done, &queue, &dlq).await
-                    {
-                        tracing::warn!(%error, "consumer: could not acknowledge while stopping");
-                    }
-                }
+            if let Some((_, channel, _)) = session.as_ref()
+                && done.generation == current
+                && let Err(error) = self.finish(channel, &mut tracker, done, &queue, &dlq).await
+            {
+                tracing::warn!(%error, "consumer: could not acknowledge while stopping");
             }
         }
         for worker in workers {
@@ -516,7 +514,7 @@ impl<C: CqrsConnection> Consumer<C> {
                             .await?;
                         }
                         None => {
-                            broker::publish_confirmed(channel, "", dlq, &body, ttl, None).await?
+                            broker::publish_confirmed(channel, "", dlq, &body, ttl, None).await?;
                         }
                     }
                     self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -534,12 +532,16 @@ impl<C: CqrsConnection> Consumer<C> {
     }
 }
 
+// Both enums live on the stack for one loop iteration and are moved once;
+// boxing the large variant would cost an allocation per delivery.
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Shutdown,
     Done(Option<Done>),
     Delivery(Option<lapin::Result<lapin::message::Delivery>>),
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Routed<C: 'static> {
     Job(usize, Job<C>),
     Verdict(Verdict),
@@ -607,8 +609,7 @@ impl<C: CqrsConnection> Worker<C> {
             {
                 break;
             }
-            if self.index == 0 && last_purge.is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
-            {
+            if self.index == 0 && last_purge.is_none_or(|t| t.elapsed() > Duration::from_hours(1)) {
                 last_purge = Some(Instant::now());
                 if let Some(conn) = conn.as_mut() {
                     self.purge_tombstones(conn);

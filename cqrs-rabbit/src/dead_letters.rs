@@ -85,7 +85,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
             write(&mut out, &format!("Total dead letters: {count}"))?;
             let ttl = config
                 .message_ttl
-                .unwrap_or(std::time::Duration::from_secs(86_400));
+                .unwrap_or(std::time::Duration::from_hours(24));
             let mut kept = None;
             for i in 1..=count {
                 let Some(message) = get(&channel).await? else {
@@ -93,13 +93,14 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                 };
                 write(&mut out, &format!("Retrying: {i}/{count}"))?;
                 let tag = message.delivery.delivery_tag;
-                let mut body: Value = match serde_json::from_slice(&message.delivery.data) {
-                    Ok(body @ Value::Object(_)) => body,
-                    _ => {
-                        eprintln!("dead letter {i} is not a JSON object; left in the queue");
-                        kept = Some(tag);
-                        continue;
-                    }
+                let mut body: Value = if let Ok(body @ Value::Object(_)) =
+                    serde_json::from_slice(&message.delivery.data)
+                {
+                    body
+                } else {
+                    eprintln!("dead letter {i} is not a JSON object; left in the queue");
+                    kept = Some(tag);
+                    continue;
                 };
                 let Some(cqrs_id) = body
                     .get("cqrs_id")

@@ -158,22 +158,21 @@ impl<C: CqrsConnection> Relay<C> {
                     }
                 }
             }
-            let conn = match db.take() {
-                Some(conn) => conn,
-                None => {
-                    let url = self.database_url.clone();
-                    match tokio::task::spawn_blocking(move || C::cqrs_connect(&url)).await {
-                        Ok(Ok(conn)) => conn,
-                        Ok(Err(error)) => {
-                            tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database unavailable");
-                            tokio::select! {
-                                () = &mut shutdown => break Ok(()),
-                                () = backoff.wait() => continue,
-                            }
+            let conn = if let Some(conn) = db.take() {
+                conn
+            } else {
+                let url = self.database_url.clone();
+                match tokio::task::spawn_blocking(move || C::cqrs_connect(&url)).await {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database unavailable");
+                        tokio::select! {
+                            () = &mut shutdown => break Ok(()),
+                            () = backoff.wait() => continue,
                         }
-                        Err(join) => {
-                            break Err(Error::Input(format!("relay database task failed: {join}")));
-                        }
+                    }
+                    Err(join) => {
+                        break Err(Error::Input(format!("relay database task failed: {join}")));
                     }
                 }
             };

@@ -32,11 +32,12 @@ macro_rules! with_db {
 pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Result<()> {
     use cqrs_core::db::CqrsConnection;
     use diesel::connection::SimpleConnection;
-    if let Some(parent) = std::path::Path::new(cqrs_core::db::sqlite::path_of(url)).parent() {
-        if !cqrs_core::db::is_postgres_url(url) && !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
+    if let Some(parent) = std::path::Path::new(cqrs_core::db::sqlite::path_of(url)).parent()
+        && !cqrs_core::db::is_postgres_url(url)
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     with_db!(url, |conn| {
         conn.cqrs_setup()?;

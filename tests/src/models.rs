@@ -84,7 +84,7 @@ pub mod schema {
     }
 }
 
-use schema::*;
+use schema::{author_refs, authors, book_refs, books, counters, review_refs, reviews};
 
 pub const SQLITE_DDL: &str = "
 CREATE TABLE books (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, author TEXT NOT NULL,

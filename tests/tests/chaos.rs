@@ -129,12 +129,12 @@ async fn broker_restart_loses_nothing() {
     rabbitmqctl(&node, "start_app");
     let writes = writer.await.unwrap();
 
-    wait_equal(&master, &replica, Duration::from_secs(120)).await;
+    wait_equal(&master, &replica, Duration::from_mins(2)).await;
     let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
     let start = Instant::now();
     while conn.outbox_pending().unwrap() > 0 {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_mins(1),
             "the outbox drains"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -234,7 +234,7 @@ async fn consumer_sigkill_mid_stream() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < Duration::from_mins(2),
             "the consumer makes progress"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -247,7 +247,7 @@ async fn consumer_sigkill_mid_stream() {
         "killed in the middle ({applied} revisions applied)"
     );
     let _consumer = consume_process(&config, &replica);
-    wait_equal(&master, &replica, Duration::from_secs(180)).await;
+    wait_equal(&master, &replica, Duration::from_mins(3)).await;
     assert!(
         rows_master(&master)
             .iter()
@@ -359,7 +359,7 @@ async fn database_outage_keeps_messages() {
     let start = Instant::now();
     while metrics.handled() < 30 {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_mins(1),
             "everything is applied after the outage"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

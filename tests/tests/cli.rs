@@ -16,7 +16,7 @@ use diesel::SqliteConnection;
 use serde_json::{Value, json};
 
 const SERVICE: &str = env!("CARGO_BIN_EXE_cqrs-test-service");
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_mins(2);
 
 /// The environment of a service process.
 fn env(config: &Config, database_url: &str) -> Vec<(String, String)> {
@@ -261,8 +261,11 @@ fn bulk_dump_and_load_50k_postgres() {
     dump_and_load::<diesel::PgConnection, diesel::PgConnection>(&pg_db(), &pg_db(), &dir);
 }
 
+/// One command of a pipeline: its environment and arguments.
+type Stage<'a> = (&'a [(String, String)], &'a [&'a str]);
+
 /// Pipes stdout of one command into the next.
-fn pipe(first: (&[(String, String)], &[&str]), rest: &[(&[(String, String)], &[&str])]) -> String {
+fn pipe(first: Stage<'_>, rest: &[Stage<'_>]) -> String {
     let output = run(first.0, first.1, None);
     let (mut text, _) = ok(&output);
     for (env, args) in rest {
@@ -726,10 +729,10 @@ async fn wait_len(queue: &str, n: u32) {
             )
             .await;
         let _ = conn.close(200, "".into()).await;
-        if let Ok(q) = declared {
-            if q.message_count() == n {
-                return;
-            }
+        if let Ok(q) = declared
+            && q.message_count() == n
+        {
+            return;
         }
         assert!(
             start.elapsed() < WAIT,

@@ -15,7 +15,7 @@ use diesel::{PgConnection, SqliteConnection};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_mins(1);
 
 /// A running relay or consumer and the switch that stops it.
 struct Running {

@@ -136,7 +136,7 @@ fn scenario(conn: &mut SqliteConnection, direct_queue: &str) {
     }
     RsBook::cqrs_update(conn, &2, |b| b.price = Some("99.95".parse().unwrap())).unwrap();
     RsAuthor::cqrs_update(conn, &authors[1].to_owned(), |a| {
-        a.name = "Renamed Author".into()
+        a.name = "Renamed Author".into();
     })
     .unwrap();
     RsBook::cqrs_delete_pk(conn, &3).unwrap();

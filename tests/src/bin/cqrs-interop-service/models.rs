@@ -44,14 +44,15 @@ impl ReplicaHooks<diesel::SqliteConnection> for PublisherRef {
         ctx: &HookContext<'_>,
     ) -> Result<(), ApplyError> {
         let name = data.get("name").and_then(Value::as_str).unwrap_or_default();
-        if let Ok(path) = std::env::var("INTEROP_REJECT_FILE") {
-            if std::path::Path::new(&path).exists() && name.starts_with("REJECT") {
-                return Err(ApplyError::reject(
-                    "dj_publisher",
-                    ctx.pk,
-                    "rejected by the test flag",
-                ));
-            }
+        if let Ok(path) = std::env::var("INTEROP_REJECT_FILE")
+            && std::path::Path::new(&path).exists()
+            && name.starts_with("REJECT")
+        {
+            return Err(ApplyError::reject(
+                "dj_publisher",
+                ctx.pk,
+                "rejected by the test flag",
+            ));
         }
         default_create::<Self, _>(conn, data, ctx)
     }
