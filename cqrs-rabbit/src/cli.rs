@@ -694,12 +694,8 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             let entry = registry::master::<C>(&cqrs_id)?;
             let lookups = filter(text.as_deref())?;
             let mut conn = connect::<C>(database_url)?;
-            let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io {
-                context: "cannot write to stdout".to_owned(),
-                source: e,
-            };
-            writeln!(out, "{cqrs_id},{}", format_datetime(&now_micros())).map_err(write_err)?;
+            let mut out = Stdout::new();
+            out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;
             let mut rows = 0u64;
             entry
                 .ops
@@ -708,18 +704,14 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                         return Ok(());
                     }
                     rows += pairs.len() as u64;
-                    let line = Value::Array(
+                    out.line(Value::Array(
                         pairs
                             .into_iter()
                             .map(|(pk, rev)| Value::Array(vec![pk, Value::from(rev)]))
                             .collect(),
-                    );
-                    writeln!(out, "{line}").map_err(|e| cqrs_core::Error::Io {
-                        context: "cannot write to stdout".to_owned(),
-                        source: e,
-                    })
+                    ))
                 })?;
-            out.flush().map_err(write_err)?;
+            out.flush()?;
             if rows == 0 {
                 eprintln!("diff-master: no objects found for the filter");
             }
@@ -727,28 +719,15 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             Ok(0)
         }
         Command::DiffReplica => {
-            let mut input = StdinLines::new("diff-replica")?;
+            let mut input = StdinLines::new("diff-replica");
             let header = input.header()?;
-            let cqrs_id = header.split(',').next().unwrap_or_default().to_owned();
-            let entry = registry::replica::<C>(&cqrs_id)?;
+            let entry = registry::replica::<C>(header_cqrs_id(&header))?;
             let mut conn = connect::<C>(database_url)?;
-            let queue = config.queue.clone().unwrap_or_else(|| "None".to_owned());
-            let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io {
-                context: "cannot write to stdout".to_owned(),
-                source: e,
-            };
-            writeln!(out, "{header},{queue}").map_err(write_err)?;
+            let queue = config.queue.as_deref().unwrap_or("None");
+            let mut out = Stdout::new();
+            out.line(format_args!("{header},{queue}"))?;
             let (mut processed, mut differ, mut failed) = (0u64, 0u64, 0u64);
-            while let Some((number, line)) = input.next_line()? {
-                let pairs = match parse_pairs(&line) {
-                    Ok(pairs) => pairs,
-                    Err(reason) => {
-                        failed += 1;
-                        eprintln!("line {number}: {reason}");
-                        continue;
-                    }
-                };
+            while let Some((number, pairs)) = input.next_parsed(parse_pairs, &mut failed)? {
                 processed += pairs.len() as u64;
                 let pks: Vec<Value> = pairs.iter().map(|(pk, _)| pk.clone()).collect();
                 let stored = match entry.ops.versions(&mut conn, &pks) {
@@ -771,37 +750,27 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                 if !diff.is_empty() {
                     differ += diff.len() as u64;
                     let line = Value::Array(diff);
-                    writeln!(out, "{line}").map_err(write_err)?;
+                    out.line(&line)?;
                     eprintln!("PK to resync: {line}");
                 }
             }
-            out.flush().map_err(write_err)?;
+            out.flush()?;
             summary("diff-replica", processed, processed - differ, failed);
             Ok(0)
         }
         Command::DiffSync { batch, progress } => {
-            let mut input = StdinLines::new("diff-sync")?;
+            let mut input = StdinLines::new("diff-sync");
             let header = input.header()?;
-            let mut parts = header.split(',');
-            let cqrs_id = parts.next().unwrap_or_default().to_owned();
             let queue = header
                 .rsplit(',')
                 .next()
                 .filter(|q| *q != "None" && header.matches(',').count() >= 2)
                 .map(str::to_owned);
-            let entry = registry::master::<C>(&cqrs_id)?;
+            let entry = registry::master::<C>(header_cqrs_id(&header))?;
             let mut conn = connect::<C>(database_url)?;
             let (mut processed, mut sent, mut failed) = (0u64, 0u64, 0u64);
             let mut bar = Progress::new("diff-sync", 0, progress);
-            while let Some((number, line)) = input.next_line()? {
-                let pks = match parse_pks(&line) {
-                    Ok(pks) => pks,
-                    Err(reason) => {
-                        failed += 1;
-                        eprintln!("line {number}: {reason}");
-                        continue;
-                    }
-                };
+            while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
                 for chunk in pks.chunks(batch) {
                     processed += chunk.len() as u64;
                     match entry.ops.sync_pks(&mut conn, chunk, queue.as_deref()) {
@@ -821,12 +790,8 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
         Command::DeletedDiffReplica { cqrs_id, batch } => {
             let entry = registry::replica::<C>(&cqrs_id)?;
             let mut conn = connect::<C>(database_url)?;
-            let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io {
-                context: "cannot write to stdout".to_owned(),
-                source: e,
-            };
-            writeln!(out, "{cqrs_id},{}", format_datetime(&now_micros())).map_err(write_err)?;
+            let mut out = Stdout::new();
+            out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;
             let mut after: Option<Value> = None;
             let mut total = 0u64;
             loop {
@@ -835,44 +800,32 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                     break;
                 };
                 total += pks.len() as u64;
-                writeln!(out, "{}", Value::Array(pks.clone())).map_err(write_err)?;
-                if pks.len() < batch {
+                let full = pks.len() == batch;
+                out.line(Value::Array(pks))?;
+                if !full {
                     break;
                 }
                 after = Some(last);
             }
-            out.flush().map_err(write_err)?;
+            out.flush()?;
             summary("deleted-diff-replica", total, total, 0);
             Ok(0)
         }
         Command::DeletedDiffMaster => {
-            let mut input = StdinLines::new("deleted-diff-master")?;
+            let mut input = StdinLines::new("deleted-diff-master");
             let header = input.header()?;
-            let cqrs_id = header.split(',').next().unwrap_or_default().to_owned();
-            let entry = registry::master::<C>(&cqrs_id)?;
+            let entry = registry::master::<C>(header_cqrs_id(&header))?;
             let mut conn = connect::<C>(database_url)?;
-            let mut out = BufWriter::new(io::stdout().lock());
-            let write_err = |e: io::Error| Error::Io {
-                context: "cannot write to stdout".to_owned(),
-                source: e,
-            };
-            writeln!(out, "{header}").map_err(write_err)?;
+            let mut out = Stdout::new();
+            out.line(&header)?;
             let (mut processed, mut missing_total, mut failed) = (0u64, 0u64, 0u64);
-            while let Some((number, line)) = input.next_line()? {
-                let pks = match parse_pks(&line) {
-                    Ok(pks) => pks,
-                    Err(reason) => {
-                        failed += 1;
-                        eprintln!("line {number}: {reason}");
-                        continue;
-                    }
-                };
+            while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
                 processed += pks.len() as u64;
                 match entry.ops.missing(&mut conn, &pks) {
                     Ok(missing) if !missing.is_empty() => {
                         missing_total += missing.len() as u64;
                         let line = Value::Array(missing);
-                        writeln!(out, "{line}").map_err(write_err)?;
+                        out.line(&line)?;
                         eprintln!("PK to delete: {line}");
                     }
                     Ok(_) => {}
@@ -882,7 +835,7 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
                     }
                 }
             }
-            out.flush().map_err(write_err)?;
+            out.flush()?;
             summary(
                 "deleted-diff-master",
                 processed,
@@ -892,21 +845,12 @@ fn tool<C: CqrsConnection>(command: Command, config: &Config, database_url: &str
             Ok(0)
         }
         Command::DeletedSyncReplica => {
-            let mut input = StdinLines::new("deleted-sync-replica")?;
+            let mut input = StdinLines::new("deleted-sync-replica");
             let header = input.header()?;
-            let cqrs_id = header.split(',').next().unwrap_or_default().to_owned();
-            let entry = registry::replica::<C>(&cqrs_id)?;
+            let entry = registry::replica::<C>(header_cqrs_id(&header))?;
             let mut conn = connect::<C>(database_url)?;
             let (mut processed, mut deleted, mut failed) = (0u64, 0u64, 0u64);
-            while let Some((number, line)) = input.next_line()? {
-                let pks = match parse_pks(&line) {
-                    Ok(pks) => pks,
-                    Err(reason) => {
-                        failed += 1;
-                        eprintln!("line {number}: {reason}");
-                        continue;
-                    }
-                };
+            while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
                 processed += pks.len() as u64;
                 match conn.cqrs_transaction(|conn| entry.ops.delete(conn, &pks)) {
                     Ok(n) => deleted += n,
@@ -976,6 +920,35 @@ fn open_input(input: &str) -> Result<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::new(file)))
 }
 
+/// The `cqrs_id` of a diff stream's header line (`<cqrs_id>,<timestamp>[,<queue>]`).
+fn header_cqrs_id(header: &str) -> &str {
+    header.split(',').next().unwrap_or_default()
+}
+
+/// Buffered standard output for the diff streams.
+struct Stdout(BufWriter<io::StdoutLock<'static>>);
+
+impl Stdout {
+    fn new() -> Self {
+        Self(BufWriter::new(io::stdout().lock()))
+    }
+
+    fn line(&mut self, line: impl std::fmt::Display) -> std::result::Result<(), cqrs_core::Error> {
+        writeln!(self.0, "{line}").map_err(stdout_error)
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), cqrs_core::Error> {
+        self.0.flush().map_err(stdout_error)
+    }
+}
+
+fn stdout_error(source: io::Error) -> cqrs_core::Error {
+    cqrs_core::Error::Io {
+        context: "cannot write to stdout".to_owned(),
+        source,
+    }
+}
+
 /// Numbered, non-empty lines of standard input.
 struct StdinLines {
     command: &'static str,
@@ -984,12 +957,12 @@ struct StdinLines {
 }
 
 impl StdinLines {
-    fn new(command: &'static str) -> Result<Self> {
-        Ok(Self {
+    fn new(command: &'static str) -> Self {
+        Self {
             command,
             lines: BufReader::new(io::stdin()).lines(),
             number: 0,
-        })
+        }
     }
 
     fn header(&mut self) -> Result<String> {
@@ -1012,6 +985,25 @@ impl StdinLines {
             let line = line.trim();
             if !line.is_empty() {
                 return Ok(Some((self.number, line.to_owned())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next line that `parse` accepts, with its number; the lines it refuses are reported
+    /// on stderr and counted in `failed`.
+    fn next_parsed<T>(
+        &mut self,
+        parse: fn(&str) -> std::result::Result<T, String>,
+        failed: &mut u64,
+    ) -> Result<Option<(usize, T)>> {
+        while let Some((number, line)) = self.next_line()? {
+            match parse(&line) {
+                Ok(parsed) => return Ok(Some((number, parsed))),
+                Err(reason) => {
+                    *failed += 1;
+                    eprintln!("line {number}: {reason}");
+                }
             }
         }
         Ok(None)
