@@ -150,29 +150,27 @@ impl<C> HasCqrsId for ReplicaEntry<C> {
 
 /// The master model with this `cqrs_id` on backend `C`.
 pub fn master<C: CqrsConnection>(cqrs_id: &str) -> Result<&'static MasterEntry<C>> {
-    let entries = C::master_entries();
-    entries
-        .iter()
-        .find(|e| e.cqrs_id == cqrs_id)
-        .copied()
-        .ok_or_else(|| Error::UnknownCqrsId {
-            cqrs_id: cqrs_id.to_owned(),
-            kind: "master",
-            known: list(entries.iter().map(|e| e.cqrs_id)),
-        })
+    find(&C::master_entries(), cqrs_id, "master")
 }
 
 /// The replica model with this `cqrs_id` on backend `C`.
 pub fn replica<C: CqrsConnection>(cqrs_id: &str) -> Result<&'static ReplicaEntry<C>> {
-    let entries = C::replica_entries();
+    find(&C::replica_entries(), cqrs_id, "replica")
+}
+
+fn find<T: HasCqrsId>(
+    entries: &[&'static T],
+    cqrs_id: &str,
+    kind: &'static str,
+) -> Result<&'static T> {
     entries
         .iter()
-        .find(|e| e.cqrs_id == cqrs_id)
+        .find(|e| e.cqrs_id() == cqrs_id)
         .copied()
         .ok_or_else(|| Error::UnknownCqrsId {
             cqrs_id: cqrs_id.to_owned(),
-            kind: "replica",
-            known: list(entries.iter().map(|e| e.cqrs_id)),
+            kind,
+            known: list(entries.iter().map(|e| e.cqrs_id())),
         })
 }
 

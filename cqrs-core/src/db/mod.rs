@@ -8,6 +8,23 @@ use diesel::QueryResult;
 use crate::registry::{MasterEntry, ReplicaEntry};
 
 #[cfg(feature = "postgres")]
+/// The DDL both backends share after their outbox table: the tombstones of applied deletes.
+macro_rules! tombstones_ddl {
+    () => {
+        "
+CREATE TABLE IF NOT EXISTS cqrs_tombstones (
+    cqrs_id TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    updated BIGINT NOT NULL,
+    deleted_at BIGINT NOT NULL,
+    PRIMARY KEY (cqrs_id, pk)
+);
+CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (deleted_at);
+"
+    };
+}
+
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -9,7 +9,8 @@ use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
 /// The `LISTEN` channel notified (at commit) when messages are added to the outbox.
 pub const NOTIFY_CHANNEL: &str = "cqrs_outbox";
 
-const SETUP: &str = "
+const SETUP: &str = concat!(
+    "
 SELECT pg_advisory_xact_lock(7243901);
 CREATE TABLE IF NOT EXISTS cqrs_outbox (
     id BIGSERIAL PRIMARY KEY,
@@ -18,16 +19,9 @@ CREATE TABLE IF NOT EXISTS cqrs_outbox (
     body TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS cqrs_tombstones (
-    cqrs_id TEXT NOT NULL,
-    pk TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    updated BIGINT NOT NULL,
-    deleted_at BIGINT NOT NULL,
-    PRIMARY KEY (cqrs_id, pk)
-);
-CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (deleted_at);
-CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+",
+    tombstones_ddl!(),
+    "CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('cqrs_outbox', '');
     RETURN NULL;
@@ -35,7 +29,8 @@ END
 $$;
 CREATE OR REPLACE TRIGGER cqrs_outbox_notify AFTER INSERT ON cqrs_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION cqrs_outbox_notify();
-";
+"
+);
 
 impl CqrsConnection for PgConnection {
     const BACKEND: &'static str = "postgres";

@@ -10,7 +10,8 @@ use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
 pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;";
 
-const SETUP: &str = "
+const SETUP: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS cqrs_outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     cqrs_id TEXT NOT NULL,
@@ -18,16 +19,9 @@ CREATE TABLE IF NOT EXISTS cqrs_outbox (
     body TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS cqrs_tombstones (
-    cqrs_id TEXT NOT NULL,
-    pk TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    updated BIGINT NOT NULL,
-    deleted_at BIGINT NOT NULL,
-    PRIMARY KEY (cqrs_id, pk)
+",
+    tombstones_ddl!(),
 );
-CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (deleted_at);
-";
 
 /// The file path of a SQLite URL: `sqlite://path`, `sqlite:path`, `file:path` or a plain path.
 pub fn path_of(url: &str) -> &str {
