@@ -281,11 +281,7 @@ impl CqrsValue for DateTime<Utc> {
         Value::String(format_datetime(self))
     }
     fn from_cqrs(value: &Value) -> Result<Self, ValueError> {
-        value
-            .as_str()
-            .and_then(parse_datetime)
-            .map(|dt| dt.with_timezone(&Utc))
-            .ok_or_else(|| ValueError::new(DATETIME_EXPECTED, value))
+        DateTime::<FixedOffset>::from_cqrs(value).map(|dt| dt.with_timezone(&Utc))
     }
 }
 

@@ -5,39 +5,133 @@ use quote::quote;
 
 use crate::internals::ast::Model;
 
-/// Everything about the columns of a model, as tokens.
-pub(crate) struct Columns {
+/// What one backend's store impl is built from, as tokens.
+pub(crate) struct Store<'m> {
+    /// The path of the runtime crate.
+    pub(crate) krate: &'m syn::Path,
+    /// `::cqrs_core::__private`.
+    pub(crate) private: TokenStream,
+    /// The model type.
+    pub(crate) ident: &'m syn::Ident,
+    /// The diesel table module.
+    pub(crate) table: &'m syn::Path,
+    /// The connection type of the backend.
+    pub(crate) conn: TokenStream,
+    /// Whether the backend is PostgreSQL.
+    pub(crate) is_pg: bool,
+    /// The diesel trait imports of every generated body.
+    pub(crate) traits: TokenStream,
     /// `table::col` for every field, in struct order.
     pub(crate) paths: Vec<TokenStream>,
+    /// The field names, in struct order.
+    pub(crate) idents: Vec<&'m syn::Ident>,
     /// `(T1, T2, ...)`: the row tuple type.
     pub(crate) row_ty: TokenStream,
     /// `(table::a, table::b, ...)`: the select/returning clause.
     pub(crate) select: TokenStream,
     /// `|t| Model { a: t.0, ... }`.
     pub(crate) from_tuple: TokenStream,
+    /// The primary key field.
+    pub(crate) pk_ident: &'m syn::Ident,
+    /// The columns of the primary key, `cqrs_revision` and `cqrs_updated`.
+    pub(crate) pk_col: TokenStream,
+    pub(crate) rev_col: TokenStream,
+    pub(crate) upd_col: TokenStream,
+    /// The type of `cqrs_updated`.
+    pub(crate) updated_ty: &'m syn::Type,
 }
 
-pub(crate) fn columns(model: &Model<'_>) -> Columns {
-    let table = &model.table;
-    let ident = model.ident;
-    let paths: Vec<TokenStream> = model
-        .fields
-        .iter()
-        .map(|f| {
-            let column = &f.column;
-            quote!(#table::#column)
-        })
-        .collect();
-    let tys = model.fields.iter().map(|f| f.ty);
-    let idents = model.fields.iter().map(|f| f.ident);
-    let indexes = (0..model.fields.len()).map(syn::Index::from);
-    let row_ty = quote!((#(#tys,)*));
-    Columns {
-        select: quote!((#(#paths,)*)),
-        from_tuple: quote!(|__cqrs_row: #row_ty| #ident { #(#idents: __cqrs_row.#indexes,)* }),
-        row_ty,
-        paths,
+impl<'m> Store<'m> {
+    fn new(model: &'m Model<'_>, conn: TokenStream, is_pg: bool) -> Self {
+        let table = &model.table;
+        let ident = model.ident;
+        let paths: Vec<TokenStream> = model
+            .fields
+            .iter()
+            .map(|f| {
+                let column = &f.column;
+                quote!(#table::#column)
+            })
+            .collect();
+        let tys = model.fields.iter().map(|f| f.ty);
+        let idents: Vec<_> = model.fields.iter().map(|f| f.ident).collect();
+        let indexes = (0..model.fields.len()).map(syn::Index::from);
+        let row_ty = quote!((#(#tys,)*));
+        Store {
+            krate: &model.krate,
+            private: private(model),
+            ident,
+            table,
+            conn,
+            is_pg,
+            traits: diesel_traits(model),
+            select: quote!((#(#paths,)*)),
+            from_tuple: quote!(|__cqrs_row: #row_ty| #ident { #(#idents: __cqrs_row.#indexes,)* }),
+            row_ty,
+            paths,
+            idents,
+            pk_ident: model.pk_field().ident,
+            pk_col: column(model, model.pk),
+            rev_col: column(model, model.revision),
+            upd_col: column(model, model.updated),
+            updated_ty: model.fields[model.updated].ty,
+        }
     }
+
+    /// `query.<fetch>`, `FOR UPDATE` when `lock` is true on PostgreSQL (SQLite locks the whole
+    /// database for the transaction already).
+    pub(crate) fn locked(&self, fetch: &TokenStream) -> TokenStream {
+        if self.is_pg {
+            quote!(if lock {
+                query.for_update().#fetch
+            } else {
+                query.#fetch
+            })
+        } else {
+            quote!({
+                let _ = lock;
+                query.#fetch
+            })
+        }
+    }
+}
+
+/// The store impl and registry entry of every enabled backend: `entry` and `vtable` name the
+/// registry types (`MasterEntry`, `MasterVTable`, ...).
+pub(crate) fn stores(
+    model: &Model<'_>,
+    entry: &TokenStream,
+    vtable: &TokenStream,
+    store_impl: fn(&Model<'_>, &Store<'_>) -> TokenStream,
+) -> TokenStream {
+    backends(model)
+        .into_iter()
+        .map(|(gate, conn, is_pg)| {
+            let store = Store::new(model, conn, is_pg);
+            let body = store_impl(model, &store);
+            let Store {
+                krate,
+                private,
+                ident,
+                conn,
+                ..
+            } = &store;
+            let cqrs_id = &model.cqrs_id;
+            let type_name = type_name(model);
+            quote! {
+                #gate! {
+                    #body
+                    #private::inventory::submit! {
+                        #krate::registry::#entry::<#conn> {
+                            cqrs_id: #cqrs_id,
+                            type_name: #type_name,
+                            ops: &#krate::registry::#vtable::<#ident>::NEW,
+                        }
+                    }
+                }
+            }
+        })
+        .collect()
 }
 
 /// The column path of field `index`.

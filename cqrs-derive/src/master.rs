@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::dummy;
-use crate::emit::{self, Columns};
+use crate::emit::{self, Store};
 use crate::internals::ast::Model;
 use crate::internals::attr::Kind;
 use crate::internals::{check, ctxt::Ctxt};
@@ -175,59 +175,38 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
 }
 
 fn stores(model: &Model<'_>) -> TokenStream {
-    let columns = emit::columns(model);
-    emit::backends(model)
-        .into_iter()
-        .map(|(gate, conn, is_pg)| {
-            let store = store_impl(model, &columns, &conn, is_pg);
-            let krate = &model.krate;
-            let private = emit::private(model);
-            let ident = model.ident;
-            let cqrs_id = &model.cqrs_id;
-            let type_name = emit::type_name(model);
-            quote! {
-                #gate! {
-                    #store
-                    #private::inventory::submit! {
-                        #krate::registry::MasterEntry::<#conn> {
-                            cqrs_id: #cqrs_id,
-                            type_name: #type_name,
-                            ops: &#krate::registry::MasterVTable::<#ident>::NEW,
-                        }
-                    }
-                }
-            }
-        })
-        .collect()
+    emit::stores(
+        model,
+        &quote!(MasterEntry),
+        &quote!(MasterVTable),
+        store_impl,
+    )
 }
 
 #[allow(
     clippy::too_many_lines,
     reason = "one generated impl, read top to bottom"
 )]
-fn store_impl(
-    model: &Model<'_>,
-    columns: &Columns,
-    conn: &TokenStream,
-    is_pg: bool,
-) -> TokenStream {
-    let krate = &model.krate;
-    let private = emit::private(model);
-    let ident = model.ident;
-    let table = &model.table;
-    let traits = emit::diesel_traits(model);
-    let Columns {
+fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
+    let Store {
+        krate,
+        private,
+        ident,
+        table,
+        conn,
+        traits,
         paths,
+        idents,
         row_ty,
         select,
         from_tuple,
-    } = columns;
-    let idents: Vec<_> = model.fields.iter().map(|f| f.ident).collect();
-    let pk_ident = model.pk_field().ident;
-    let pk_col = emit::column(model, model.pk);
-    let rev_col = emit::column(model, model.revision);
-    let upd_col = emit::column(model, model.updated);
-    let updated_ty = model.fields[model.updated].ty;
+        pk_ident,
+        pk_col,
+        rev_col,
+        upd_col,
+        updated_ty,
+        ..
+    } = store;
     let set: Vec<_> = model
         .fields
         .iter()
@@ -241,18 +220,7 @@ fn store_impl(
         .collect();
     let backend = quote!(<#conn as #private::diesel::Connection>::Backend);
     let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
-    let lock = if is_pg {
-        quote!(if lock {
-            query.for_update().first(conn)
-        } else {
-            query.first(conn)
-        })
-    } else {
-        quote!({
-            let _ = lock;
-            query.first(conn)
-        })
-    };
+    let lock = store.locked(&quote!(first(conn)));
     let pk_name = model.pk_field().json_name.clone();
     let valid: Vec<String> = std::iter::once("pk".to_owned())
         .chain(

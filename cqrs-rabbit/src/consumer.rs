@@ -194,14 +194,7 @@ impl<C: CqrsConnection> Consumer<C> {
     pub async fn check(&self) -> Result<()> {
         let entries = self.entries()?;
         self.config.queue()?;
-        let url = self.database_url.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut conn = C::cqrs_connect(&url)?;
-            conn.cqrs_setup()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Input(e.to_string()))??;
+        crate::setup_database::<C>(&self.database_url, "consumer").await?;
         let connection = broker::connect(&self.config.url, "cqrs-consumer").await?;
         let channel = connection
             .create_channel()

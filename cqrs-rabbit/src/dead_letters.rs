@@ -69,16 +69,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
             }
             if let Some(tag) = last {
                 // leave them all in the queue
-                channel
-                    .basic_nack(
-                        tag,
-                        BasicNackOptions {
-                            multiple: true,
-                            requeue: true,
-                        },
-                    )
-                    .await
-                    .map_err(|e| Error::broker(&config.url, e))?;
+                requeue_up_to(&channel, tag, config).await?;
             }
         }
         DeadLetterAction::Retry => {
@@ -134,16 +125,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                     .map_err(|e| Error::broker(&config.url, e))?;
             }
             if let Some(tag) = kept {
-                channel
-                    .basic_nack(
-                        tag,
-                        BasicNackOptions {
-                            multiple: true,
-                            requeue: true,
-                        },
-                    )
-                    .await
-                    .map_err(|e| Error::broker(&config.url, e))?;
+                requeue_up_to(&channel, tag, config).await?;
             }
         }
         DeadLetterAction::Purge => {
@@ -159,4 +141,18 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())
+}
+
+/// Puts back every unacknowledged message up to `tag`, in their order.
+async fn requeue_up_to(channel: &lapin::Channel, tag: u64, config: &Config) -> Result<()> {
+    channel
+        .basic_nack(
+            tag,
+            BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            },
+        )
+        .await
+        .map_err(|e| Error::broker(&config.url, e))
 }

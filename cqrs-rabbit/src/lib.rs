@@ -38,3 +38,16 @@ pub use config::{BrokerUrl, Config};
 pub use consumer::{Consumer, ConsumerMetrics};
 pub use error::{Error, Result};
 pub use relay::{Relay, RelayMetrics};
+
+/// Connects to the database and creates the framework's tables, off the async runtime: the
+/// start-up check of the relay and of the consumer.
+async fn setup_database<C: cqrs_core::db::CqrsConnection>(url: &str, who: &str) -> Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut conn = C::cqrs_connect(&url)?;
+        conn.cqrs_setup()?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Input(format!("{who} start-up failed: {e}")))?
+}

@@ -80,14 +80,7 @@ impl<C: CqrsConnection> Relay<C> {
 
     /// Checks that the database and the broker answer (for a clear error at start-up).
     pub async fn check(&self) -> Result<()> {
-        let url = self.database_url.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut conn = C::cqrs_connect(&url)?;
-            conn.cqrs_setup()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Input(format!("relay start-up failed: {e}")))??;
+        crate::setup_database::<C>(&self.database_url, "relay").await?;
         let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
         let _ = connection.close(200, "check".into()).await;
         Ok(())

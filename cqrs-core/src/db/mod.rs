@@ -7,7 +7,6 @@ use diesel::QueryResult;
 
 use crate::registry::{MasterEntry, ReplicaEntry};
 
-#[cfg(feature = "postgres")]
 /// The DDL both backends share after their outbox table: the tombstones of applied deletes.
 macro_rules! tombstones_ddl {
     () => {
@@ -25,6 +24,7 @@ CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (delete
     };
 }
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
