@@ -16,19 +16,7 @@ macro_rules! sqlite_tests {
     )*};
 }
 
-sqlite_tests! {
-    wire_format_matches_django: |master| scenarios::wire_format_matches_django(&mut master);
-    master_bookkeeping: |master| scenarios::master_bookkeeping(&mut master);
-    outbox_is_transactional: |master| scenarios::outbox_is_transactional(&mut master);
-    master_attributes: |master| scenarios::master_attributes(&mut master);
-    filters: |master| scenarios::filters(&mut master);
-    revision_rules: |replica| scenarios::revision_rules(&mut replica);
-    bad_payloads: |replica| scenarios::bad_payloads(&mut replica);
-    hooks_and_flags: |replica| scenarios::hooks_and_flags(&mut replica);
-    batch_with_savepoints: |replica| scenarios::batch_with_savepoints(&mut replica);
-    end_to_end_in_memory: |master, replica| scenarios::end_to_end_in_memory(&mut master, &mut replica);
-    batch_matches_sequential: |a, b| scenarios::batch_matches_sequential(&mut a, &mut b);
-}
+common::core_scenarios!(sqlite_tests);
 
 #[test]
 fn registry_lists_every_model() {
