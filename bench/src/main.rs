@@ -523,16 +523,7 @@ async fn wait_consumer(amqp: &str, queue: &str) -> anyhow::Result<()> {
     loop {
         let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await;
+        let declared = cqrs_rabbit::broker::inspect_queue(&channel, queue).await;
         let _ = conn.close(200, "".into()).await;
         if declared.is_ok_and(|q| q.consumer_count() > 0) {
             return Ok(());
@@ -644,15 +635,9 @@ where
     let queue = env.name("q");
     let master = env.database(backend, &env.name("master"))?;
     let replica = env.database(backend, &env.name("replica"))?;
-    let mut cmd = Command::new(&env.bin);
-    cmd.arg("consume")
-        .env("DATABASE_URL", &replica)
-        .env("CQRS_BROKER_URL", &env.amqp)
-        .env("CQRS_EXCHANGE", &exchange)
-        .env("CQRS_QUEUE", &queue)
-        .env("CQRS_BATCH_SIZE", batch.to_string())
-        .env("CQRS_WORKERS", workers.to_string())
-        .env("RUST_LOG", "error");
+    let mut cmd = consumer_command(env, &replica, &exchange, &queue);
+    cmd.env("CQRS_BATCH_SIZE", batch.to_string())
+        .env("CQRS_WORKERS", workers.to_string());
     let child = spawn(cmd)?;
     wait_consumer(&env.amqp, &queue).await?;
     let config = env.config(&exchange, &queue)?;
@@ -766,6 +751,18 @@ where
     Ok(true)
 }
 
+/// `cqrs-bench consume` (this binary) on `replica`, bound to `exchange` through `queue`.
+fn consumer_command(env: &Env, replica: &str, exchange: &str, queue: &str) -> Command {
+    let mut cmd = Command::new(&env.bin);
+    cmd.arg("consume")
+        .env("DATABASE_URL", replica)
+        .env("CQRS_BROKER_URL", &env.amqp)
+        .env("CQRS_EXCHANGE", exchange)
+        .env("CQRS_QUEUE", queue)
+        .env("RUST_LOG", "error");
+    cmd
+}
+
 /// Commit-to-applied latency at a paced 1,000 writes/s.
 async fn latency<C: CqrsConnection>(
     env: &Env,
@@ -780,14 +777,7 @@ where
     let queue = env.name("q");
     let master = env.database(backend, &env.name("lmaster"))?;
     let replica = env.database(backend, &env.name("lreplica"))?;
-    let mut cmd = Command::new(&env.bin);
-    cmd.arg("consume")
-        .env("DATABASE_URL", &replica)
-        .env("CQRS_BROKER_URL", &env.amqp)
-        .env("CQRS_EXCHANGE", &exchange)
-        .env("CQRS_QUEUE", &queue)
-        .env("RUST_LOG", "error");
-    let child = spawn(cmd)?;
+    let child = spawn(consumer_command(env, &replica, &exchange, &queue))?;
     wait_consumer(&env.amqp, &queue).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(

@@ -207,6 +207,28 @@ pub async fn declare_replica_topology(
     Ok(())
 }
 
+/// Looks at an existing queue without declaring it (a passive declare): its message and
+/// consumer counts. A missing queue is an error, and the broker then closes `channel`.
+///
+/// ```no_run
+/// # async fn f(channel: &lapin::Channel) -> lapin::Result<()> {
+/// let queue = cqrs_rabbit::broker::inspect_queue(channel, "dead_letter_books").await?;
+/// println!("{} dead letters", queue.message_count());
+/// # Ok(()) }
+/// ```
+pub async fn inspect_queue(channel: &Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    channel
+        .queue_declare(
+            ShortString::from(queue),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
 /// Sets the prefetch count of a consumer channel.
 pub async fn set_prefetch(channel: &Channel, config: &Config) -> Result<()> {
     channel

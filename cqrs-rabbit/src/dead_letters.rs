@@ -6,10 +6,8 @@
 use std::io::Write;
 
 use chrono::Utc;
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
+use lapin::types::ShortString;
 use serde_json::Value;
 
 use crate::broker;
@@ -24,15 +22,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
     let connection = broker::connect(&config.url, "cqrs-dead-letters").await?;
     let channel = broker::confirm_channel(&connection, &config.url).await?;
     // Only look: the queues belong to the consuming service (which may be a django-cqrs one).
-    let count = channel
-        .queue_declare(
-            ShortString::from(dlq.clone()),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let count = broker::inspect_queue(&channel, &dlq)
         .await
         .map_err(|e| Error::Input(format!(
             "dead-letter queue `{dlq}` does not exist on {} ({}); has a consumer of queue `{queue}` run?",

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -41,21 +40,7 @@ fn service(env: &[(String, String)]) -> Command {
 
 /// Runs the service with `args` (and `stdin`), returning its output.
 fn run(env: &[(String, String)], args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = service(env)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
+    common::output_with_stdin(service(env).args(args), stdin)
 }
 
 fn ok(output: &Output) -> (String, String) {
@@ -716,21 +701,9 @@ fn help_on_every_subcommand() {
 async fn wait_len(queue: &str, n: u32) {
     let start = std::time::Instant::now();
     loop {
-        // a passive declare of a missing queue closes its channel: use a fresh one each time
-        let (conn, channel) = rabbit::channel().await;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await;
-        let _ = conn.close(200, "".into()).await;
-        if let Ok(q) = declared
-            && q.message_count() == n
+        if rabbit::queue_state(queue)
+            .await
+            .is_some_and(|q| q.message_count() == n)
         {
             return;
         }

@@ -125,6 +125,30 @@ pub fn logs() {
 pub mod rabbit;
 pub mod scenarios;
 
+/// Runs `cmd` to its end with `stdin` on its standard input (none: `/dev/null`), capturing
+/// its standard output and error.
+pub fn output_with_stdin(
+    cmd: &mut std::process::Command,
+    stdin: Option<&[u8]>,
+) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// Calls `$tests! { name: |connections| body; ... }` with every backend-independent core
 /// scenario, so that each backend's test file runs the same list.
 #[allow(unused_macros)]

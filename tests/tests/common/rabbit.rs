@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use cqrs_rabbit::{BrokerUrl, Config};
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicGetOptions;
 
 /// The broker of the test script.
 pub fn amqp_url() -> String {
@@ -51,19 +50,10 @@ pub async fn channel() -> (lapin::Connection, lapin::Channel) {
 pub async fn wait_for_consumer(queue: &str) {
     let start = Instant::now();
     loop {
-        let (conn, channel) = channel().await;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        let _ = conn.close(200, "".into()).await;
-        if declared.is_ok_and(|q| q.consumer_count() > 0) {
+        if queue_state(queue)
+            .await
+            .is_some_and(|q| q.consumer_count() > 0)
+        {
             return;
         }
         assert!(
@@ -76,17 +66,20 @@ pub async fn wait_for_consumer(queue: &str) {
 
 /// Messages waiting in a queue.
 pub async fn queue_len(channel: &lapin::Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    cqrs_rabbit::broker::inspect_queue(channel, queue)
         .await
         .map_or(0, |q| q.message_count())
+}
+
+/// A queue's counts, or `None` when it does not exist (on a connection of its own: a passive
+/// declare of a missing queue closes its channel).
+pub async fn queue_state(queue: &str) -> Option<lapin::Queue> {
+    let (conn, channel) = channel().await;
+    let state = cqrs_rabbit::broker::inspect_queue(&channel, queue)
+        .await
+        .ok();
+    let _ = conn.close(200, "".into()).await;
+    state
 }
 
 /// Takes every message of a queue (acknowledging them): (routing key, body, expiration).
