@@ -196,8 +196,9 @@ pub struct Config {
     pub relay_batch: usize,
     /// The relay's fallback poll interval; `None` picks per backend.
     pub relay_poll: Option<Duration>,
-    /// After a partial batch, how long the relay lets messages gather before the next one
-    /// (fewer, fuller batches under load; at most this much added latency).
+    /// After a partial batch that shows a busy master (2+ messages on PostgreSQL, 8+ on
+    /// SQLite), how long the relay lets messages gather before the next one (fewer, fuller
+    /// batches under load; at most this much added latency; zero turns it off).
     pub relay_linger: Duration,
 }
 
