@@ -48,3 +48,26 @@ fn registry_lists_every_model() {
     );
     assert!(registry::master::<diesel::SqliteConnection>("counter").is_ok());
 }
+
+/// Opening a connection while another one writes waits for the lock instead of failing with
+/// "database is locked" (the busy timeout is set before the pragmas that lock).
+#[test]
+fn connecting_during_a_write_waits() {
+    use cqrs_core::db::CqrsConnection;
+    use diesel::connection::SimpleConnection;
+    use diesel::sqlite::SqliteConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("db.sqlite3").to_str().unwrap().to_owned();
+    // a database still in rollback-journal mode: the switch to WAL needs the exclusive lock
+    let mut writer = <SqliteConnection as diesel::Connection>::establish(&url).unwrap();
+    writer
+        .batch_execute("CREATE TABLE t (x INTEGER); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1)")
+        .unwrap();
+    let opener = {
+        let url = url.clone();
+        std::thread::spawn(move || SqliteConnection::cqrs_connect(&url).map(drop))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    writer.batch_execute("COMMIT").unwrap();
+    opener.join().unwrap().unwrap();
+}

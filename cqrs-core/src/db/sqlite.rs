@@ -6,9 +6,11 @@ use diesel::sqlite::SqliteConnection;
 
 use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
 
-/// Pragmas set on every connection the framework opens.
-pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 15000; PRAGMA foreign_keys = ON;";
+/// Pragmas set on every connection the framework opens. The busy timeout comes first: switching
+/// to WAL takes a lock, and without the timeout a connection opened while another one writes
+/// would fail at once with "database is locked".
+pub const PRAGMAS: &str = "PRAGMA busy_timeout = 15000; PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
 
 const SETUP: &str = concat!(
     "
