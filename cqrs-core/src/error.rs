@@ -73,13 +73,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A setting is invalid.
-    #[error("invalid setting {setting}: {reason}")]
-    Config {
-        /// The setting's name.
-        setting: &'static str,
-        /// Why it is invalid.
-        reason: String,
+    /// The database URL names a backend this binary was built without. Enable the feature
+    /// of `cqrs-core` (or of `cqrs-rabbit`, which forwards it) and rebuild.
+    #[error(
+        "this binary was built without {backend} support: enable the `{feature}` feature of \
+         cqrs-core (or cqrs-rabbit) for database URLs like {example}"
+    )]
+    BackendNotCompiled {
+        /// `SQLite` or `PostgreSQL`.
+        backend: &'static str,
+        /// The cargo feature.
+        feature: &'static str,
+        /// An example URL of that backend.
+        example: &'static str,
     },
 }
 
@@ -155,6 +161,27 @@ pub enum ApplyError {
         #[source]
         source: DieselError,
     },
+    /// A statement of a batch of rows failed (the consumer then applies the batch's
+    /// messages one by one, so that the failing row is found).
+    #[error("{cqrs_id}: database error in a batch write: {source}")]
+    BatchDatabase {
+        /// The model.
+        cqrs_id: &'static str,
+        /// The diesel error.
+        #[source]
+        source: DieselError,
+    },
+    /// The batch transaction itself could not begin, take a savepoint or commit.
+    #[error("the batch transaction failed: {source}")]
+    Transaction {
+        /// The diesel error.
+        #[source]
+        source: DieselError,
+    },
+    /// A message of a batch was left without a result (a bug of the batch transaction; the
+    /// batch is undone and kept for later).
+    #[error("a message of the batch was not processed")]
+    Unprocessed,
     /// A user hook failed.
     #[error("{cqrs_id}: pk {pk}: {message}")]
     Hook {
@@ -210,7 +237,10 @@ impl ApplyError {
             | Self::MissingField { .. }
             | Self::BadValue { .. }
             | Self::BadMapping { .. } => ErrorClass::Permanent,
-            Self::Database { source, .. } => classify_diesel(source),
+            Self::Database { source, .. }
+            | Self::BatchDatabase { source, .. }
+            | Self::Transaction { source } => classify_diesel(source),
+            Self::Unprocessed => ErrorClass::Transient,
             Self::Hook { class, .. } => *class,
         }
     }

@@ -64,6 +64,7 @@
 
 extern crate self as cqrs_core;
 
+pub mod batch;
 pub mod db;
 pub mod error;
 pub mod filter;
@@ -72,6 +73,8 @@ pub mod memory;
 pub mod message;
 pub mod registry;
 pub mod replica;
+pub mod retry;
+pub mod rules;
 pub mod settings;
 pub mod value;
 
@@ -84,11 +87,13 @@ pub mod doc;
 
 pub mod outbox;
 
-pub use db::{CqrsConnection, Version};
+pub use db::CqrsConnection;
 pub use error::{ApplyError, Error, ErrorClass, Result};
 pub use master::{MasterModel, MasterStore, transaction};
 pub use message::{Message, SignalType};
-pub use replica::{Outcome, ReplicaHooks, ReplicaModel, ReplicaStore};
+pub use registry::Registered;
+pub use replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
+pub use rules::{Outcome, Version};
 
 #[cfg(feature = "derive")]
 pub use cqrs_derive::{CqrsMaster, CqrsReplica};

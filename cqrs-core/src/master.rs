@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde_json::{Map, Value};
 
-use crate::db::{CqrsConnection, OutboxMessage, Version};
+use crate::db::{CqrsConnection, OutboxMessage};
+use crate::rules::Version;
 use crate::error::{Error, Result};
 use crate::filter::{BoxedFilter, FilterError, Lookup, parse_lookups};
 use crate::message::{Message, SignalType, routing_key};

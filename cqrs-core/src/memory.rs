@@ -18,12 +18,13 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::batch::apply_one;
 use crate::db::CqrsConnection;
 use crate::error::{ApplyError, Result};
 use crate::message::{Message, is_direct_to};
 use crate::outbox::relay_batch;
-use crate::registry;
-use crate::replica::Outcome;
+use crate::registry::{self, Registered};
+use crate::rules::Outcome;
 
 /// One published message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +70,7 @@ impl MemoryBroker {
     /// `queue` would: broadcast keys and keys aimed at `queue` are applied (each in its own
     /// transaction), messages for other queues or unknown models are dropped. Returns the
     /// outcome of each applied message.
-    pub fn deliver<C: CqrsConnection>(
+    pub fn deliver<C: Registered>(
         &mut self,
         replica: &mut C,
         queue: &str,
@@ -86,9 +87,7 @@ impl MemoryBroker {
             let Ok(entry) = registry::replica::<C>(&message.cqrs_id) else {
                 continue;
             };
-            outcomes.push(crate::replica::apply_one(
-                replica, entry.ops, &message, direct,
-            ));
+            outcomes.push(apply_one(replica, entry.ops, &message, direct));
         }
         Ok(outcomes)
     }

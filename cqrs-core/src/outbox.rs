@@ -17,17 +17,18 @@ fn local_signal() -> &'static watch::Sender<u64> {
     SIGNAL.get_or_init(|| watch::channel(0).0)
 }
 
-/// Signals relays in this process that the outbox has new messages. Called by every outbox
-/// insert (before the commit when a caller's transaction is open, so a relay that finds
-/// nothing should look again shortly) and by [`crate::transaction`] after its commit.
+/// Signals relays in this process that the outbox has new messages. Every master write calls
+/// it through [`crate::transaction`]: after the commit of an outermost transaction, at once
+/// for a write inside a caller's transaction (then the relay may find nothing yet, and looks
+/// again shortly).
 pub fn notify_local() {
     local_signal().send_modify(|generation| *generation = generation.wrapping_add(1));
 }
 
 /// Wakes a relay when messages were written to the outbox by this process.
 ///
-/// On PostgreSQL the relay also `LISTEN`s to [`crate::db::postgres::NOTIFY_CHANNEL`], which
-/// is notified at commit by any process.
+/// On PostgreSQL the relay also `LISTEN`s to the channel the outbox trigger notifies at
+/// commit, from any process (`cqrs_core::db::postgres::NOTIFY_CHANNEL`).
 #[derive(Debug)]
 pub struct OutboxWaker {
     receiver: watch::Receiver<u64>,
@@ -66,10 +67,11 @@ pub struct RelayedBatch {
 /// Takes up to `limit` of the oldest messages, hands them to `publish` (which returns the ids
 /// the broker confirmed) and removes those.
 ///
-/// On PostgreSQL the rows stay locked `FOR UPDATE SKIP LOCKED` until the removal commits, so
-/// several relay processes never publish the same message concurrently. On SQLite the fetch
-/// takes no lock (a relay must not block the application's writers while it talks to the
-/// broker): run one relay per database file.
+/// Where the backend allows it ([`CqrsConnection::CONCURRENT_TAKE`], PostgreSQL), the batch is
+/// taken in one statement that skips rows locked by another relay, and what the broker did not
+/// confirm is put back before the commit: several relay processes never publish the same
+/// message concurrently. Elsewhere (SQLite) the fetch takes no lock, so that a relay never
+/// blocks the application's writers while it talks to the broker: run one relay per database.
 ///
 /// A crash between the broker's confirm and the removal publishes a message again after a
 /// restart: delivery is at least once, and replicas drop the duplicate by its revision.
@@ -79,7 +81,7 @@ where
     F: FnOnce(&[OutboxRecord]) -> Result<Vec<i64>, E>,
     E: From<diesel::result::Error>,
 {
-    if C::BACKEND == "postgres" {
+    if C::CONCURRENT_TAKE {
         // One statement takes the batch (DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING);
         // what the broker did not confirm is put back before the commit.
         conn.cqrs_transaction(|conn| {
@@ -106,7 +108,7 @@ where
             })
         })
     } else {
-        let records = conn.outbox_fetch(limit, false)?;
+        let records = conn.outbox_fetch(limit)?;
         if records.is_empty() {
             return Ok(RelayedBatch::default());
         }

@@ -11,6 +11,8 @@ pub use ::diesel::pg::PgConnection;
 #[cfg(feature = "sqlite")]
 pub use ::diesel::sqlite::SqliteConnection;
 
+pub use crate::__cqrs_if_postgres as if_postgres;
+pub use crate::__cqrs_if_sqlite as if_sqlite;
 pub use crate::__cqrs_lookup as lookup;
 pub use crate::__cqrs_with_postgres as with_postgres;
 pub use crate::__cqrs_with_sqlite as with_sqlite;
@@ -157,6 +159,38 @@ macro_rules! __cqrs_with_postgres {
 #[macro_export]
 macro_rules! __cqrs_with_postgres {
     ($($tokens:tt)*) => {};
+}
+
+/// `{ yes }` when cqrs-core has the `sqlite` feature, else `{ no }`.
+#[cfg(feature = "sqlite")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cqrs_if_sqlite {
+    ({ $($yes:tt)* }, { $($no:tt)* }) => { { $($yes)* } };
+}
+
+/// `{ yes }` when cqrs-core has the `sqlite` feature, else `{ no }`.
+#[cfg(not(feature = "sqlite"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cqrs_if_sqlite {
+    ({ $($yes:tt)* }, { $($no:tt)* }) => { { $($no)* } };
+}
+
+/// `{ yes }` when cqrs-core has the `postgres` feature, else `{ no }`.
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cqrs_if_postgres {
+    ({ $($yes:tt)* }, { $($no:tt)* }) => { { $($yes)* } };
+}
+
+/// `{ yes }` when cqrs-core has the `postgres` feature, else `{ no }`.
+#[cfg(not(feature = "postgres"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cqrs_if_postgres {
+    ({ $($yes:tt)* }, { $($no:tt)* }) => { { $($no)* } };
 }
 
 /// One arm of a model's lookup match: turns a lookup on `$column` (Rust type `$ty`, nullable

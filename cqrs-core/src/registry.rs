@@ -1,9 +1,10 @@
 //! The model registry: every `#[derive(CqrsMaster)]` and `#[derive(CqrsReplica)]` registers
 //! itself through `inventory`, so consumers and tools find models by `cqrs_id`.
 //!
-//! [`models`] lists every model of the binary; [`CqrsConnection::master_entries`] and
-//! [`CqrsConnection::replica_entries`] give the type-erased operations for one backend.
-//! [`check`] reports two models of the same kind sharing a `cqrs_id`.
+//! [`models`] lists every model of the binary; [`Registered::master_entries`] and
+//! [`Registered::replica_entries`] give the type-erased operations for one backend, and
+//! [`master`] and [`replica`] find one by `cqrs_id`. [`check`] reports two models of the same
+//! kind sharing a `cqrs_id`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,13 +13,18 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::db::{CqrsConnection, Version};
+use crate::db::CqrsConnection;
 use crate::error::{ApplyError, Error, Result};
 use crate::filter::Lookup;
-use crate::master::{MasterStore, build_filters, for_each_page, message};
-use crate::message::{Message, SignalType};
-use crate::replica::{Outcome, ReplicaHooks, RetryPolicy, apply};
+use crate::master::{MasterStore, build_filters, for_each_page};
+use crate::message::Message;
+use crate::replica::{ReplicaHooks, apply, apply_many};
+use crate::retry::RetryPolicy;
+use crate::rules::{Outcome, Version};
 use crate::value::CqrsValue;
+
+/// Keys per statement when the tools read or delete replica rows by primary key.
+const KEY_CHUNK: usize = 500;
 
 /// Master or replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,8 +122,45 @@ impl<C> fmt::Debug for ReplicaEntry<C> {
     }
 }
 
+/// A backend whose models register here: the connection types of the enabled backend
+/// features. Consumers and tools take `C: Registered`.
+pub trait Registered: CqrsConnection {
+    /// The master models registered in this binary for this backend, sorted by `cqrs_id`.
+    fn master_entries() -> Vec<&'static MasterEntry<Self>>;
+
+    /// The replica models registered in this binary for this backend, sorted by `cqrs_id`.
+    fn replica_entries() -> Vec<&'static ReplicaEntry<Self>>;
+}
+
+/// Collects the entries of one backend's connection type and implements [`Registered`].
+macro_rules! registered {
+    ($conn:ty) => {
+        inventory::collect!(MasterEntry<$conn>);
+        inventory::collect!(ReplicaEntry<$conn>);
+
+        impl Registered for $conn {
+            fn master_entries() -> Vec<&'static MasterEntry<Self>> {
+                sorted(inventory::iter::<MasterEntry<Self>>)
+            }
+
+            fn replica_entries() -> Vec<&'static ReplicaEntry<Self>> {
+                sorted(inventory::iter::<ReplicaEntry<Self>>)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+registered!(diesel::SqliteConnection);
+#[cfg(feature = "postgres")]
+registered!(diesel::PgConnection);
+
 /// Entries sorted by `cqrs_id`.
-pub(crate) fn sorted<T: HasCqrsId + 'static>(
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, reason = "no backend registers entries")
+)]
+fn sorted<T: HasCqrsId + 'static>(
     entries: impl IntoIterator<Item = &'static T>,
 ) -> Vec<&'static T> {
     let mut entries: Vec<_> = entries.into_iter().collect();
@@ -125,7 +168,7 @@ pub(crate) fn sorted<T: HasCqrsId + 'static>(
     entries
 }
 
-pub(crate) trait HasCqrsId {
+trait HasCqrsId {
     fn cqrs_id(&self) -> &'static str;
     fn type_name(&self) -> &'static str;
 }
@@ -149,12 +192,12 @@ impl<C> HasCqrsId for ReplicaEntry<C> {
 }
 
 /// The master model with this `cqrs_id` on backend `C`.
-pub fn master<C: CqrsConnection>(cqrs_id: &str) -> Result<&'static MasterEntry<C>> {
+pub fn master<C: Registered>(cqrs_id: &str) -> Result<&'static MasterEntry<C>> {
     find(&C::master_entries(), cqrs_id, "master")
 }
 
 /// The replica model with this `cqrs_id` on backend `C`.
-pub fn replica<C: CqrsConnection>(cqrs_id: &str) -> Result<&'static ReplicaEntry<C>> {
+pub fn replica<C: Registered>(cqrs_id: &str) -> Result<&'static ReplicaEntry<C>> {
     find(&C::replica_entries(), cqrs_id, "replica")
 }
 
@@ -233,8 +276,6 @@ pub trait MasterOps<C>: Sync {
     fn sync_pks(&self, conn: &mut C, pks: &[Value], queue: Option<&str>) -> Result<u64>;
     /// Which of these primary keys no longer exist.
     fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>>;
-    /// The SYNC body of one row, for tests and tools.
-    fn sync_body(&self, conn: &mut C, pk: &Value, queue: Option<&str>) -> Result<Option<String>>;
 }
 
 /// Type-erased operations of a replica model on backend `C`, for the consumer and the tools.
@@ -243,7 +284,7 @@ pub trait ReplicaOps<C>: Sync {
     fn apply(&self, conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>;
     /// Whether [`ReplicaOps::apply_many`] may be used (the model has the generated hooks).
     fn batchable(&self) -> bool;
-    /// Applies several messages with multi-row statements (see [`crate::replica::apply_many`]).
+    /// Applies several messages with multi-row statements (see [`apply_many`]).
     fn apply_many(
         &self,
         conn: &mut C,
@@ -378,19 +419,6 @@ where
             .filter(|pk| !existing.contains(pk))
             .collect())
     }
-
-    fn sync_body(&self, conn: &mut C, pk: &Value, queue: Option<&str>) -> Result<Option<String>> {
-        let pk = pks_of::<M::Pk>(std::slice::from_ref(pk))?;
-        let Some(row) = pk
-            .first()
-            .map(|pk| M::db_get(conn, pk, false))
-            .transpose()?
-            .flatten()
-        else {
-            return Ok(None);
-        };
-        Ok(Some(message(&row, SignalType::Sync, None, queue)?.body))
-    }
 }
 
 impl<M, C> ReplicaOps<C> for ReplicaVTable<M>
@@ -411,7 +439,7 @@ where
         conn: &mut C,
         messages: &[(&Message, bool)],
     ) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError> {
-        crate::replica::apply_many::<M, C>(conn, messages)
+        apply_many::<M, C>(conn, messages)
     }
 
     fn should_retry(&self, retries: u32, error: &ApplyError, policy: &RetryPolicy) -> bool {
@@ -429,7 +457,7 @@ where
     fn versions(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<(Value, Version)>> {
         let typed = pks_of::<M::Pk>(pks)?;
         let mut out = Vec::with_capacity(typed.len());
-        for chunk in typed.chunks(500) {
+        for chunk in typed.chunks(KEY_CHUNK) {
             out.extend(
                 M::db_versions(conn, chunk)?
                     .into_iter()
@@ -454,7 +482,7 @@ where
     fn delete(&self, conn: &mut C, pks: &[Value]) -> Result<u64> {
         let typed = pks_of::<M::Pk>(pks)?;
         let mut deleted = 0;
-        for chunk in typed.chunks(500) {
+        for chunk in typed.chunks(KEY_CHUNK) {
             deleted += count_u64(M::db_delete_many(conn, chunk)?);
         }
         Ok(deleted)

@@ -191,8 +191,8 @@ pub(crate) fn version_fns(model: &Model<'_>) -> TokenStream {
     let revision = model.fields[model.revision].ident;
     let updated = model.fields[model.updated].ident;
     quote! {
-        fn cqrs_version(&self) -> #krate::db::Version {
-            #krate::db::Version {
+        fn cqrs_version(&self) -> #krate::rules::Version {
+            #krate::rules::Version {
                 revision: self.#revision,
                 updated: #krate::value::CqrsTimestamp::to_utc(&self.#updated),
             }

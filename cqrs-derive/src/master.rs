@@ -148,7 +148,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
 
             #version
 
-            fn cqrs_set_version(&mut self, version: #krate::db::Version) {
+            fn cqrs_set_version(&mut self, version: #krate::rules::Version) {
                 self.#revision = version.revision;
                 self.#updated = <#updated_ty as #krate::value::CqrsTimestamp>::from_utc(version.updated);
             }

@@ -267,7 +267,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             fn db_versions(
                 conn: &mut #conn,
                 pks: &[Self::Pk],
-            ) -> #private::diesel::QueryResult<::std::vec::Vec<(Self::Pk, #krate::db::Version)>> {
+            ) -> #private::diesel::QueryResult<::std::vec::Vec<(Self::Pk, #krate::rules::Version)>> {
                 #traits
                 let rows: ::std::vec::Vec<(Self::Pk, i32, #updated_ty)> = #table::table
                     .filter(#pk_col.eq_any(pks))
@@ -276,7 +276,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 ::core::result::Result::Ok(
                     rows.into_iter()
                         .map(|(pk, revision, updated)| {
-                            (pk, #krate::db::Version {
+                            (pk, #krate::rules::Version {
                                 revision,
                                 updated: #krate::value::CqrsTimestamp::to_utc(&updated),
                             })

@@ -1,4 +1,6 @@
-//! Connections, topology and confirmed publishing (PROTOCOL.md section 6).
+//! Connections, topology and confirmed publishing (see the repository's `docs/protocol.md`,
+//! section "Broker topology"). Public: [`inspect_queue`] and [`publish_confirmed`], for tools
+//! and tests; the rest serves the relay and the consumer.
 
 use std::time::Duration;
 
@@ -10,91 +12,47 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use lapin::{Confirmation, PublisherConfirm};
 
-use crate::config::{BrokerUrl, Config};
+use cqrs_core::message::routing_key;
+
+use crate::broker_url::BrokerUrl;
+use crate::config::Config;
 use crate::error::{Error, Result};
 
-/// Opens a connection (fails at once; see [`connect_with_backoff`]).
-pub async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Opens a connection, or fails at once (the callers retry with their backoff).
+pub(crate) async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
-    match tokio::time::timeout(
-        Duration::from_secs(15),
-        Connection::connect(url.expose(), properties),
-    )
-    .await
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url.expose(), properties))
+        .await
     {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(e)) => Err(Error::broker(url, e)),
-        Err(_) => Err(Error::broker(url, "connection timed out after 15 s")),
-    }
-}
-
-/// Exponential backoff from 100 ms up to 10 s.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: Duration::from_millis(100),
-        }
-    }
-}
-
-impl Backoff {
-    /// Sleeps for the current delay and doubles it.
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Duration::from_secs(10));
-    }
-
-    /// The delay the next `wait` sleeps.
-    pub fn delay(&self) -> Duration {
-        self.next
-    }
-
-    /// Back to the shortest delay (after a success).
-    pub fn reset(&mut self) {
-        self.next = Duration::from_millis(100);
-    }
-}
-
-/// Connects, retrying with backoff until it succeeds or `give_up` resolves.
-pub async fn connect_with_backoff(
-    url: &BrokerUrl,
-    name: &str,
-    backoff: &mut Backoff,
-) -> Connection {
-    loop {
-        match connect(url, name).await {
-            Ok(connection) => {
-                backoff.reset();
-                return connection;
-            }
-            Err(error) => {
-                tracing::warn!(%error, retry_in = ?backoff.delay(), "RabbitMQ unreachable; reconnecting");
-                backoff.wait().await;
-            }
-        }
+        Ok(Err(e)) => Err(Error::broker(url, "connect", e)),
+        Err(_) => Err(Error::BrokerTimeout {
+            url: url.to_string(),
+            action: "connect",
+            seconds: CONNECT_TIMEOUT.as_secs(),
+        }),
     }
 }
 
 /// A channel in confirm mode.
-pub async fn confirm_channel(connection: &Connection, url: &BrokerUrl) -> Result<Channel> {
+pub(crate) async fn confirm_channel(connection: &Connection, url: &BrokerUrl) -> Result<Channel> {
     let channel = connection
         .create_channel()
         .await
-        .map_err(|e| Error::broker(url, e))?;
+        .map_err(|e| Error::broker(url, "open a channel", e))?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
-        .map_err(|e| Error::broker(url, e))?;
+        .map_err(|e| Error::broker(url, "enable publisher confirms", e))?;
     Ok(channel)
 }
 
-fn queue_args(config: &Config) -> FieldTable {
+/// The arguments of every queue the framework declares (`x-queue-type`).
+pub(crate) fn queue_args(config: &Config) -> FieldTable {
     let mut args = FieldTable::default();
     if config.quorum_queues {
         args.insert(
@@ -105,7 +63,7 @@ fn queue_args(config: &Config) -> FieldTable {
     args
 }
 
-fn durable() -> QueueDeclareOptions {
+pub(crate) fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
@@ -113,7 +71,7 @@ fn durable() -> QueueDeclareOptions {
 }
 
 /// Declares the exchange (topic, durable).
-pub async fn declare_exchange(channel: &Channel, config: &Config) -> Result<()> {
+pub(crate) async fn declare_exchange(channel: &Channel, config: &Config) -> Result<()> {
     channel
         .exchange_declare(
             ShortString::from(config.exchange.clone()),
@@ -125,10 +83,11 @@ pub async fn declare_exchange(channel: &Channel, config: &Config) -> Result<()> 
             FieldTable::default(),
         )
         .await
-        .map_err(|e| declare_error(config, "exchange", &config.exchange, &e))
+        .map_err(|e| declare_error(config, "exchange", &config.exchange, e))
 }
 
-fn declare_error(config: &Config, what: &str, name: &str, error: &lapin::Error) -> Error {
+/// A declare that failed, with a hint when the broker holds the object with other arguments.
+pub(crate) fn declare_error(config: &Config, what: &str, name: &str, error: lapin::Error) -> Error {
     let text = error.to_string();
     let hint = if text.contains("PRECONDITION_FAILED") {
         if what == "exchange" {
@@ -141,20 +100,13 @@ fn declare_error(config: &Config, what: &str, name: &str, error: &lapin::Error) 
     } else {
         ""
     };
-    Error::Broker {
-        url: config.url.to_string(),
-        reason: format!(
-            "cannot declare {what} `{name}`: {}{hint}",
-            config.url.redact(&text)
-        ),
-    }
+    Error::broker(&config.url, format!("declare {what} `{name}`{hint}"), error)
 }
 
 /// Declares the replica topology, idempotently: the exchange, the replica queue, the
-/// dead-letter queue, the three bindings per `cqrs_id` (django-cqrs's), and one delay queue
-/// per `cqrs_id` whose messages dead-letter back to `cqrs.<queue>.<cqrs_id>` when their delay
-/// expires (retries wait in the broker, so a restart loses none).
-pub async fn declare_replica_topology(
+/// dead-letter queue, the three bindings per `cqrs_id` (django-cqrs's), and the delay queues
+/// of the retries ([`crate::retry::declare_delay_queue`]).
+pub(crate) async fn declare_replica_topology(
     channel: &Channel,
     config: &Config,
     cqrs_ids: &[&str],
@@ -170,13 +122,13 @@ pub async fn declare_replica_topology(
                 queue_args(config),
             )
             .await
-            .map_err(|e| declare_error(config, "queue", name, &e))?;
+            .map_err(|e| declare_error(config, "queue", name, e))?;
     }
     for cqrs_id in cqrs_ids {
         for (target, key) in [
-            (&queue, (*cqrs_id).to_owned()),
-            (&queue, format!("cqrs.{queue}.{cqrs_id}")),
-            (&dlq, format!("cqrs.{dlq}.{cqrs_id}")),
+            (&queue, routing_key(cqrs_id, None)),
+            (&queue, routing_key(cqrs_id, Some(&queue))),
+            (&dlq, routing_key(cqrs_id, Some(&dlq))),
         ] {
             channel
                 .queue_bind(
@@ -187,22 +139,9 @@ pub async fn declare_replica_topology(
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|e| declare_error(config, "binding", &key, &e))?;
+                .map_err(|e| declare_error(config, "binding", &key, e))?;
         }
-        let delay = config.delay_queue(cqrs_id)?;
-        let mut args = queue_args(config);
-        args.insert(
-            ShortString::from("x-dead-letter-exchange"),
-            AMQPValue::LongString(LongString::from(config.exchange.clone())),
-        );
-        args.insert(
-            ShortString::from("x-dead-letter-routing-key"),
-            AMQPValue::LongString(LongString::from(format!("cqrs.{queue}.{cqrs_id}"))),
-        );
-        channel
-            .queue_declare(ShortString::from(delay.clone()), durable(), args)
-            .await
-            .map_err(|e| declare_error(config, "delay queue", &delay, &e))?;
+        crate::retry::declare_delay_queue(channel, config, cqrs_id).await?;
     }
     Ok(())
 }
@@ -230,16 +169,16 @@ pub async fn inspect_queue(channel: &Channel, queue: &str) -> lapin::Result<lapi
 }
 
 /// Sets the prefetch count of a consumer channel.
-pub async fn set_prefetch(channel: &Channel, config: &Config) -> Result<()> {
+pub(crate) async fn set_prefetch(channel: &Channel, config: &Config) -> Result<()> {
     channel
         .basic_qos(config.prefetch(), BasicQosOptions::default())
         .await
-        .map_err(|e| Error::broker(&config.url, e))
+        .map_err(|e| Error::broker(&config.url, "set the prefetch count", e))
 }
 
 /// django-cqrs's message properties: `text/plain`, persistent, and an `expiration` in
 /// milliseconds when given.
-pub fn properties(expiration: Option<Duration>) -> BasicProperties {
+fn properties(expiration: Option<Duration>) -> BasicProperties {
     let properties = BasicProperties::default()
         .with_content_type(ShortString::from("text/plain"))
         .with_delivery_mode(2);
@@ -250,7 +189,7 @@ pub fn properties(expiration: Option<Duration>) -> BasicProperties {
 }
 
 /// Starts a mandatory, persistent publish; await the returned confirm.
-pub async fn publish(
+pub(crate) async fn publish(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
@@ -269,15 +208,15 @@ pub async fn publish(
             properties(expiration),
         )
         .await
-        .map_err(|e| Error::Publish {
+        .map_err(|source| Error::Publish {
             routing_key: routing_key.to_owned(),
-            reason: e.to_string(),
+            source,
         })
 }
 
 /// How the broker answered a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmed {
+pub(crate) enum Confirmed {
     /// Stored and routed.
     Routed,
     /// Stored but no queue was bound for its routing key (no replica subscribes).
@@ -287,15 +226,15 @@ pub enum Confirmed {
 }
 
 /// Waits for a publish's confirm.
-pub async fn confirmed(confirm: PublisherConfirm, routing_key: &str) -> Result<Confirmed> {
+pub(crate) async fn confirmed(confirm: PublisherConfirm, routing_key: &str) -> Result<Confirmed> {
     match confirm.await {
         Ok(Confirmation::Ack(None)) => Ok(Confirmed::Routed),
         Ok(Confirmation::Ack(Some(_))) => Ok(Confirmed::Unroutable),
         Ok(Confirmation::Nack(_)) => Ok(Confirmed::Refused),
         Ok(Confirmation::NotRequested) => Ok(Confirmed::Routed),
-        Err(e) => Err(Error::Publish {
+        Err(source) => Err(Error::Publish {
             routing_key: routing_key.to_owned(),
-            reason: e.to_string(),
+            source,
         }),
     }
 }
@@ -318,20 +257,25 @@ pub async fn publish_confirmed(
                 let confirm = publish(channel, "", queue, body, expiration).await?;
                 match confirmed(confirm, queue).await? {
                     Confirmed::Routed => Ok(()),
-                    other => Err(Error::Publish {
+                    Confirmed::Unroutable => Err(Error::Refused {
                         routing_key: queue.to_owned(),
-                        reason: format!("broker answered {other:?}"),
+                        reason: "the queue does not exist",
                     }),
+                    Confirmed::Refused => Err(refused(queue)),
                 }
             }
-            None => Err(Error::Publish {
+            None => Err(Error::Refused {
                 routing_key: routing_key.to_owned(),
-                reason: "no queue is bound to this routing key".to_owned(),
+                reason: "no queue is bound to this routing key",
             }),
         },
-        Confirmed::Refused => Err(Error::Publish {
-            routing_key: routing_key.to_owned(),
-            reason: "the broker refused the message (nack)".to_owned(),
-        }),
+        Confirmed::Refused => Err(refused(routing_key)),
+    }
+}
+
+fn refused(routing_key: &str) -> Error {
+    Error::Refused {
+        routing_key: routing_key.to_owned(),
+        reason: "the broker refused the message (nack)",
     }
 }

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | broker URL (`amqp://` or `amqps://`) | `CQRS_BROKER_URL` (or `AMQP_ADDR`) | `amqp://guest:guest@localhost:5672/%2f` |
 //! | or its parts | `CQRS_BROKER_HOST`, `_PORT`, `_USER`, `_PASSWORD`, `_VHOST` | `localhost`, 5672, `guest`, `guest`, `/` |
+//! | TLS with the parts (`amqps`) | `CQRS_BROKER_TLS` | false |
 //! | exchange | `CQRS_EXCHANGE` | `cqrs` |
 //! | replica queue | `CQRS_QUEUE` | none (required to consume) |
 //! | dead-letter queue | `CQRS_DEAD_LETTER_QUEUE` | `dead_letter_<queue>` |
@@ -25,140 +26,23 @@
 use std::fmt;
 use std::time::Duration;
 
-use percent_encoding::percent_decode_str;
+use cqrs_core::retry::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy};
+use cqrs_core::settings::DEFAULT_MESSAGE_TTL;
 
+use crate::broker_url::BrokerUrl;
 use crate::error::{Error, Result};
 
-/// A broker URL. Its `Display` and the errors built from it never show the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    raw: String,
-    password: Option<String>,
-    host: String,
-    port: u16,
-    vhost: String,
-    tls: bool,
-}
+/// django-cqrs's default lifetime of dead letters (`CQRS_DEAD_MESSAGE_TTL`): 10 days.
+pub const DEFAULT_DEAD_MESSAGE_TTL: Duration = Duration::from_hours(240);
 
-impl BrokerUrl {
-    /// Parses and checks an `amqp://` or `amqps://` URL.
-    pub fn parse(raw: &str) -> Result<Self> {
-        const SETTING: &str = "CQRS_BROKER_URL";
-        let url = url::Url::parse(raw.trim()).map_err(|e| {
-            Error::config(
-                SETTING,
-                format!("not a URL ({e}); expected amqp://user:password@host:5672/vhost"),
-            )
-        })?;
-        let tls = match url.scheme() {
-            "amqp" => false,
-            "amqps" => true,
-            other => {
-                return Err(Error::config(
-                    SETTING,
-                    format!("scheme `{other}` is not supported; use amqp:// or amqps://"),
-                ));
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::config(SETTING, "the URL has no host"))?
-            .to_owned();
-        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
-        let vhost = match url.path() {
-            "" => "/".to_owned(),
-            path => percent_decode_str(&path[1..])
-                .decode_utf8_lossy()
-                .into_owned(),
-        };
-        let password = url
-            .password()
-            .map(|p| percent_decode_str(p).decode_utf8_lossy().into_owned())
-            .filter(|p| !p.is_empty());
-        Ok(Self {
-            raw: raw.trim().to_owned(),
-            password,
-            host,
-            port,
-            vhost,
-            tls,
-        })
-    }
+/// django-cqrs's default cap of delayed messages (`CQRS_DELAY_QUEUE_MAX_SIZE`).
+pub const DEFAULT_DELAY_QUEUE_MAX_SIZE: u32 = 1000;
 
-    /// Builds a URL from its parts (the vhost is percent-encoded).
-    pub fn from_parts(
-        tls: bool,
-        host: &str,
-        port: u16,
-        user: &str,
-        password: &str,
-        vhost: &str,
-    ) -> Result<Self> {
-        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-        let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
-        let scheme = if tls { "amqps" } else { "amqp" };
-        Self::parse(&format!(
-            "{scheme}://{}:{}@{host}:{port}/{}",
-            enc(user),
-            enc(password),
-            enc(vhost)
-        ))
-    }
+/// The default age after which replica tombstones are purged: 30 days.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_hours(720);
 
-    /// The URL to hand to the AMQP client (with the password).
-    pub fn expose(&self) -> &str {
-        &self.raw
-    }
-
-    /// The host.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The virtual host (decoded).
-    pub fn vhost(&self) -> &str {
-        &self.vhost
-    }
-
-    /// Whether the connection uses TLS (`amqps`).
-    pub fn tls(&self) -> bool {
-        self.tls
-    }
-
-    /// Replaces the password in `text` (an error message, say) by `****`.
-    pub fn redact(&self, text: &str) -> String {
-        match &self.password {
-            Some(password) if password.len() >= 2 => text.replace(password.as_str(), "****"),
-            _ => text.to_owned(),
-        }
-    }
-}
-
-impl fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match url::Url::parse(&self.raw) {
-            Ok(mut url) => {
-                if url.password().is_some() {
-                    let _ = url.set_password(Some("****"));
-                }
-                f.write_str(url.as_str())
-            }
-            Err(_) => f.write_str("(invalid URL)"),
-        }
-    }
-}
-
-impl fmt::Debug for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BrokerUrl({self})")
-    }
-}
+/// The default broker.
+const DEFAULT_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
 
 /// The transport configuration.
 #[derive(Debug, Clone)]
@@ -205,36 +89,24 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            url: BrokerUrl::parse("amqp://guest:guest@localhost:5672/%2f")
-                .unwrap_or_else(|_| unreachable_url()),
+            url: BrokerUrl::parse(DEFAULT_URL).unwrap_or_else(|_| BrokerUrl::localhost()),
             exchange: "cqrs".to_owned(),
             queue: None,
             dead_letter_queue: None,
-            message_ttl: Some(Duration::from_hours(24)),
-            max_retries: Some(30),
-            retry_delay: Duration::from_secs(2),
-            delay_queue_max_size: 1000,
-            dead_message_ttl: Some(Duration::from_hours(240)),
+            message_ttl: Some(DEFAULT_MESSAGE_TTL),
+            max_retries: Some(DEFAULT_MAX_RETRIES),
+            retry_delay: DEFAULT_RETRY_DELAY,
+            delay_queue_max_size: DEFAULT_DELAY_QUEUE_MAX_SIZE,
+            dead_message_ttl: Some(DEFAULT_DEAD_MESSAGE_TTL),
             prefetch: None,
             workers: 1,
             batch_size: 500,
             quorum_queues: false,
-            tombstone_ttl: Duration::from_hours(720),
+            tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
             relay_batch: 500,
             relay_poll: None,
             relay_linger: Duration::from_millis(5),
         }
-    }
-}
-
-fn unreachable_url() -> BrokerUrl {
-    BrokerUrl {
-        raw: "amqp://localhost:5672/%2f".to_owned(),
-        password: None,
-        host: "localhost".to_owned(),
-        port: 5672,
-        vhost: "/".to_owned(),
-        tls: false,
     }
 }
 
@@ -455,11 +327,6 @@ impl Config {
         }
     }
 
-    /// The queue where retries of `cqrs_id` wait out their delay.
-    pub fn delay_queue(&self, cqrs_id: &str) -> Result<String> {
-        Ok(format!("cqrs.{}.delay.{cqrs_id}", self.queue()?))
-    }
-
     /// The prefetch count to use.
     pub fn prefetch(&self) -> u16 {
         self.prefetch.unwrap_or_else(|| {
@@ -468,8 +335,8 @@ impl Config {
     }
 
     /// The retry policy models see.
-    pub fn retry_policy(&self) -> cqrs_core::replica::RetryPolicy {
-        cqrs_core::replica::RetryPolicy {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
             max_retries: self.max_retries,
             delay: self.retry_delay,
         }
@@ -509,11 +376,11 @@ fn check_name(setting: &'static str, name: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn from(vars: &[(&str, &str)]) -> Result<Config> {
+    pub(crate) fn from(vars: &[(&str, &str)]) -> Result<Config> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -533,7 +400,6 @@ mod tests {
         assert!(c.queue().is_err());
         let c = from(&[("CQRS_QUEUE", "svc")]).unwrap();
         assert_eq!(c.dead_letter_queue().unwrap(), "dead_letter_svc");
-        assert_eq!(c.delay_queue("book").unwrap(), "cqrs.svc.delay.book");
     }
 
     #[test]
@@ -569,35 +435,5 @@ mod tests {
         let c = from(&[("CQRS_MAX_RETRIES", "none"), ("CQRS_MESSAGE_TTL", "None")]).unwrap();
         assert_eq!(c.max_retries, None);
         assert_eq!(c.message_ttl, None);
-    }
-
-    #[test]
-    fn password_never_shows() {
-        let url = BrokerUrl::parse("amqps://app:s3cr%2Ft@rabbit.example:5671/prod%2Fvh").unwrap();
-        assert_eq!(
-            url.to_string(),
-            "amqps://app:****@rabbit.example:5671/prod%2Fvh"
-        );
-        assert_eq!(
-            format!("{url:?}"),
-            "BrokerUrl(amqps://app:****@rabbit.example:5671/prod%2Fvh)"
-        );
-        assert_eq!(url.vhost(), "prod/vh");
-        assert!(url.tls());
-        assert_eq!(
-            url.redact("login failed for s3cr/t"),
-            "login failed for ****"
-        );
-        let parts = from(&[
-            ("CQRS_BROKER_HOST", "h"),
-            ("CQRS_BROKER_PASSWORD", "p@ss word"),
-            ("CQRS_BROKER_VHOST", "/"),
-        ])
-        .unwrap();
-        assert_eq!(parts.url.to_string(), "amqp://guest:****@h:5672/%2F");
-        assert_eq!(parts.url.vhost(), "/");
-        let err = Error::broker(&parts.url, "ACCESS_REFUSED for p@ss word");
-        assert!(!err.to_string().contains("p@ss"), "{err}");
-        assert_eq!(BrokerUrl::parse("amqp://h").unwrap().vhost(), "/");
     }
 }

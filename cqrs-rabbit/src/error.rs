@@ -4,6 +4,9 @@
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// An error of the relay, the consumer or the tools.
+///
+/// [`Error::is_recoverable`] tells an error that a retry later may clear (the broker or the
+/// database is away) from one that needs a fix (a setting, the input).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -15,26 +18,64 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// The broker cannot be reached, refused the login, or closed the channel. The URL in the
-    /// message never shows the password.
-    #[error("RabbitMQ at {url}: {reason}")]
+    /// The broker cannot be reached, refused the login, or closed the channel. Reconnect
+    /// later; the URL never shows the password.
+    #[error("RabbitMQ at {url}: {action}: {detail}")]
     Broker {
         /// The broker URL, without password.
         url: String,
-        /// What went wrong.
-        reason: String,
+        /// What was being done (`connect`, `declare queue `x``, ...).
+        action: String,
+        /// lapin's message, without the password.
+        detail: String,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
     },
-    /// The database failed.
-    #[error(transparent)]
-    Core(#[from] cqrs_core::Error),
-    /// A message could not be published and confirmed.
-    #[error("publish to `{routing_key}` failed: {reason}")]
+    /// The broker did not answer in time.
+    #[error("RabbitMQ at {url}: {action}: no answer after {seconds} s")]
+    BrokerTimeout {
+        /// The broker URL, without password.
+        url: String,
+        /// What was being done.
+        action: &'static str,
+        /// How long the framework waited.
+        seconds: u64,
+    },
+    /// The broker closed the consumer (the queue was deleted, the node went down).
+    #[error("RabbitMQ at {url}: the broker cancelled the consumer of queue `{queue}`")]
+    ConsumerCancelled {
+        /// The broker URL, without password.
+        url: String,
+        /// The queue.
+        queue: String,
+    },
+    /// A message could not be published and confirmed: the channel failed.
+    #[error("publish to `{routing_key}` failed: {source}")]
     Publish {
         /// Where it was sent.
         routing_key: String,
-        /// Why.
-        reason: String,
+        /// lapin's error.
+        #[source]
+        source: lapin::Error,
     },
+    /// The broker refused a message (a nack), or no queue is bound to its routing key.
+    #[error("publish to `{routing_key}` failed: {reason}")]
+    Refused {
+        /// Where it was sent.
+        routing_key: String,
+        /// What the broker answered.
+        reason: &'static str,
+    },
+    /// The broker refused every message of an outbox batch (nacks): they stay in the outbox.
+    #[error("the broker refused all {count} messages of an outbox batch (nack); they stay in the outbox")]
+    BatchRefused {
+        /// How many messages the batch held.
+        count: usize,
+    },
+    /// The database or the models failed.
+    #[error(transparent)]
+    Core(#[from] cqrs_core::Error),
     /// An I/O error of a tool (reading or writing a file).
     #[error("{context}: {source}")]
     Io {
@@ -44,7 +85,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Bad input of a tool: an empty file, an unknown cqrs_id, a bad line format.
+    /// A worker thread could not be started.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task panicked or was cancelled (a bug, or the runtime is shutting down).
+    #[error("{what} failed: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// tokio's error.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// Every consumer worker stopped (their database work panicked): the consumer stops.
+    #[error("every consumer worker stopped")]
+    WorkersStopped,
+    /// Bad input of a tool: an empty file, a bad line format, no model to consume.
     #[error("{0}")]
     Input(String),
 }
@@ -57,16 +119,54 @@ impl Error {
         }
     }
 
-    pub(crate) fn broker(url: &crate::config::BrokerUrl, error: impl std::fmt::Display) -> Self {
+    /// A lapin error of `action` on the broker at `url`.
+    pub(crate) fn broker(
+        url: &crate::BrokerUrl,
+        action: impl Into<String>,
+        source: lapin::Error,
+    ) -> Self {
         Self::Broker {
             url: url.to_string(),
-            reason: url.redact(&error.to_string()),
+            action: action.into(),
+            detail: url.redact(&source.to_string()),
+            source,
         }
     }
 
-    /// Whether the error is a lost connection to the broker (reconnect and go on).
+    /// A blocking task that failed.
+    pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Self {
+        move |source| Self::Task { what, source }
+    }
+
+    /// Whether the broker connection is lost or unusable: reconnect and go on.
     pub fn is_broker(&self) -> bool {
-        matches!(self, Self::Broker { .. } | Self::Publish { .. })
+        matches!(
+            self,
+            Self::Broker { .. }
+                | Self::BrokerTimeout { .. }
+                | Self::ConsumerCancelled { .. }
+                | Self::Publish { .. }
+                | Self::Refused { .. }
+        )
+    }
+
+    /// Whether retrying later may succeed (the broker or the database is away, a publish was
+    /// refused), as opposed to an error that needs a fix (a setting, the input, the models).
+    pub fn is_recoverable(&self) -> bool {
+        match self {
+            Self::Broker { source, .. } | Self::Publish { source, .. } => {
+                source.can_be_recovered()
+            }
+            Self::BrokerTimeout { .. }
+            | Self::ConsumerCancelled { .. }
+            | Self::Refused { .. }
+            | Self::BatchRefused { .. } => true,
+            Self::Core(cqrs_core::Error::Connection(_)) => true,
+            Self::Core(cqrs_core::Error::Database(error)) => {
+                cqrs_core::error::classify_diesel(error) != cqrs_core::ErrorClass::Permanent
+            }
+            _ => false,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! RabbitMQ transport of the CQRS data-sync framework (`cqrs-core`), wire-compatible with
 //! django-cqrs: the [`Relay`] publishes a master's transactional outbox with publisher
 //! confirms; the [`Consumer`] applies messages to replica models, with durable retries and a
-//! dead-letter queue. [`cli`] is the operations command line a service embeds.
+//! dead-letter queue. `cli` (feature `cli`, on by default) is the operations command line a
+//! service embeds.
 //!
 //! ```no_run
 //! use cqrs_rabbit::{Config, Consumer, Relay};
@@ -18,30 +19,46 @@
 //! ```
 //!
 //! # Feature flags
-//! * `sqlite`: SQLite databases (`diesel::SqliteConnection`).
+//! * `cli` (default): the operations command line, `cqrs_rabbit::cli` (clap, indicatif,
+//!   tracing-subscriber). Without it the crate is the relay and the consumer only.
+//! * `sqlite`: SQLite databases (`diesel::SqliteConnection`); turns on `cqrs-core/sqlite`.
 //! * `postgres`: PostgreSQL databases (`diesel::PgConnection`), with `LISTEN`/`NOTIFY`
-//!   wake-ups of the relay.
+//!   wake-ups of the relay; turns on `cqrs-core/postgres`.
+//!
+//! # Modules
+//! The relay ([`Relay`]), the consumer ([`Consumer`]) and their settings ([`Config`]) are the
+//! API; [`broker`] has two helpers for tools and tests. Retries and dead letters, the backoff
+//! and the topology are internal.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod backoff;
 pub mod broker;
+mod broker_url;
+#[cfg(feature = "cli")]
 pub mod cli;
-pub mod config;
-pub mod consumer;
-pub mod dead_letters;
-pub mod error;
+mod config;
+mod consumer;
+mod error;
 #[cfg(feature = "postgres")]
 mod pg_listen;
-pub mod relay;
+mod relay;
+mod retry;
 
-pub use config::{BrokerUrl, Config};
+pub use broker_url::BrokerUrl;
+pub use config::{
+    Config, DEFAULT_DEAD_MESSAGE_TTL, DEFAULT_DELAY_QUEUE_MAX_SIZE, DEFAULT_TOMBSTONE_TTL,
+};
 pub use consumer::{Consumer, ConsumerMetrics};
 pub use error::{Error, Result};
 pub use relay::{Relay, RelayMetrics};
 
 /// Connects to the database and creates the framework's tables, off the async runtime: the
 /// start-up check of the relay and of the consumer.
-async fn setup_database<C: cqrs_core::db::CqrsConnection>(url: &str, who: &str) -> Result<()> {
+async fn setup_database<C: cqrs_core::db::CqrsConnection>(
+    url: &str,
+    who: &'static str,
+) -> Result<()> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> Result<()> {
         let mut conn = C::cqrs_connect(&url)?;
@@ -49,5 +66,5 @@ async fn setup_database<C: cqrs_core::db::CqrsConnection>(url: &str, who: &str) 
         Ok(())
     })
     .await
-    .map_err(|e| Error::Input(format!("{who} start-up failed: {e}")))?
+    .map_err(Error::task(who))?
 }

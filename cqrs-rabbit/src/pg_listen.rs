@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
-use crate::broker::Backoff;
+use crate::backoff::Backoff;
 
 /// Listens until the task is aborted, reconnecting with backoff; each notification wakes
 /// `notified`.

@@ -1,13 +1,22 @@
 //! PostgreSQL backend.
 
+use std::time::Duration;
+
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
 use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
 
+/// The channel name, as a literal for the trigger's DDL.
+macro_rules! notify_channel {
+    () => {
+        "cqrs_outbox"
+    };
+}
+
 /// The `LISTEN` channel notified (at commit) when messages are added to the outbox.
-pub const NOTIFY_CHANNEL: &str = "cqrs_outbox";
+pub const NOTIFY_CHANNEL: &str = notify_channel!();
 
 const SETUP: &str = concat!(
     "
@@ -23,7 +32,9 @@ CREATE TABLE IF NOT EXISTS cqrs_outbox (
     tombstones_ddl!(),
     "CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('cqrs_outbox', '');
+    PERFORM pg_notify('",
+    notify_channel!(),
+    "', '');
     RETURN NULL;
 END
 $$;
@@ -34,6 +45,9 @@ CREATE OR REPLACE TRIGGER cqrs_outbox_notify AFTER INSERT ON cqrs_outbox
 
 impl CqrsConnection for PgConnection {
     const BACKEND: &'static str = "postgres";
+    const CONCURRENT_TAKE: bool = true;
+    const RELAY_POLL: Duration = Duration::from_secs(1);
+    const RELAY_LINGER_FROM: usize = 2;
 
     fn cqrs_connect(url: &str) -> crate::Result<Self> {
         Ok(PgConnection::establish(url)?)
@@ -56,14 +70,9 @@ impl CqrsConnection for PgConnection {
         in_transaction(self)
     }
 
-    fn outbox_fetch(&mut self, limit: i64, lock: bool) -> QueryResult<Vec<OutboxRecord>> {
+    fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         use super::cqrs_outbox::dsl;
-        let query = dsl::cqrs_outbox.order(dsl::id).limit(limit);
-        if lock {
-            query.for_update().skip_locked().load(self)
-        } else {
-            query.load(self)
-        }
+        dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)
     }
 
     fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
@@ -104,6 +113,3 @@ impl CqrsConnection for PgConnection {
 
     common_impl!();
 }
-
-inventory::collect!(crate::registry::MasterEntry<PgConnection>);
-inventory::collect!(crate::registry::ReplicaEntry<PgConnection>);

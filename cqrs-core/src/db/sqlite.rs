@@ -1,5 +1,7 @@
 //! SQLite backend.
 
+use std::time::Duration;
+
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
@@ -34,6 +36,9 @@ pub fn path_of(url: &str) -> &str {
 
 impl CqrsConnection for SqliteConnection {
     const BACKEND: &'static str = "sqlite";
+    const CONCURRENT_TAKE: bool = false;
+    const RELAY_POLL: Duration = Duration::from_millis(25);
+    const RELAY_LINGER_FROM: usize = 8;
 
     fn cqrs_connect(url: &str) -> crate::Result<Self> {
         let mut conn = SqliteConnection::establish(path_of(url))?;
@@ -62,14 +67,13 @@ impl CqrsConnection for SqliteConnection {
         in_transaction(self)
     }
 
-    fn outbox_fetch(&mut self, limit: i64, _lock: bool) -> QueryResult<Vec<OutboxRecord>> {
+    fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         use super::cqrs_outbox::dsl;
         dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)
     }
 
     fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
-        use super::cqrs_outbox::dsl;
-        let records: Vec<OutboxRecord> = dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)?;
+        let records = self.outbox_fetch(limit)?;
         let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
         self.outbox_delete(&ids)?;
         Ok(records)
@@ -77,6 +81,3 @@ impl CqrsConnection for SqliteConnection {
 
     common_impl!();
 }
-
-inventory::collect!(crate::registry::MasterEntry<SqliteConnection>);
-inventory::collect!(crate::registry::ReplicaEntry<SqliteConnection>);

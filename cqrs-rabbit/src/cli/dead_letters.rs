@@ -6,20 +6,32 @@
 use std::io::Write;
 
 use chrono::Utc;
+use cqrs_core::message::routing_key;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
 use lapin::types::ShortString;
 use serde_json::Value;
 
 use crate::broker;
-use crate::cli::DeadLetterAction;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+/// `dead-letters` actions.
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum DeadLetterAction {
+    /// Print every dead letter (one body per line) and leave them in the queue.
+    Dump,
+    /// Re-publish every dead letter to this service's queue with `retries` 0.
+    Retry,
+    /// Delete every dead letter.
+    Purge,
+}
+
 /// Runs one action on this service's dead-letter queue; prints to standard output.
-pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
+pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
     let queue = config.queue()?.to_owned();
     let dlq = config.dead_letter_queue()?;
     let connection = broker::connect(&config.url, "cqrs-dead-letters").await?;
+    let lapin_error = |action: &'static str| move |e| Error::broker(&config.url, action, e);
     let channel = broker::confirm_channel(&connection, &config.url).await?;
     // Only look: the queues belong to the consuming service (which may be a django-cqrs one).
     let count = broker::inspect_queue(&channel, &dlq)
@@ -44,7 +56,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
             channel
                 .basic_get(ShortString::from(dlq), BasicGetOptions { no_ack: false })
                 .await
-                .map_err(|e| Error::broker(&config.url, e))
+                .map_err(lapin_error("get a dead letter"))
         }
     };
     match action {
@@ -66,7 +78,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
             write(&mut out, &format!("Total dead letters: {count}"))?;
             let ttl = config
                 .message_ttl
-                .unwrap_or(std::time::Duration::from_hours(24));
+                .unwrap_or(cqrs_core::settings::DEFAULT_MESSAGE_TTL);
             let mut kept = None;
             for i in 1..=count {
                 let Some(message) = get(&channel).await? else {
@@ -98,7 +110,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                     body["expires"] = Value::from(cqrs_core::value::format_expires(&expires));
                 }
                 let text = body.to_string();
-                let key = format!("cqrs.{queue}.{cqrs_id}");
+                let key = routing_key(&cqrs_id, Some(&queue));
                 broker::publish_confirmed(
                     &channel,
                     &config.exchange,
@@ -112,7 +124,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                 channel
                     .basic_ack(tag, BasicAckOptions::default())
                     .await
-                    .map_err(|e| Error::broker(&config.url, e))?;
+                    .map_err(lapin_error("acknowledge a dead letter"))?;
             }
             if let Some(tag) = kept {
                 requeue_up_to(&channel, tag, config).await?;
@@ -124,7 +136,7 @@ pub async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
                 channel
                     .queue_purge(ShortString::from(dlq.clone()), QueuePurgeOptions::default())
                     .await
-                    .map_err(|e| Error::broker(&config.url, e))?;
+                    .map_err(lapin_error("purge the dead-letter queue"))?;
                 write(&mut out, "Purged")?;
             }
         }
@@ -144,5 +156,5 @@ async fn requeue_up_to(channel: &lapin::Channel, tag: u64, config: &Config) -> R
             },
         )
         .await
-        .map_err(|e| Error::broker(&config.url, e))
+        .map_err(|e| Error::broker(&config.url, "requeue dead letters", e))
 }

@@ -6,30 +6,30 @@
 //! one transaction with a savepoint per message, then reports each outcome:
 //!
 //! * applied or ignored (stale, duplicate): acknowledged;
-//! * transient error: re-published with `retries + 1` to this queue's delay queue, whose TTL
-//!   dead-letters it back to `cqrs.<queue>.<cqrs_id>` (the broker holds it: a restart loses
-//!   nothing), then acknowledged;
+//! * transient error: re-published with `retries + 1` to wait in the broker (see
+//!   [`crate::retry`]), then acknowledged;
 //! * permanent error, exhausted retries, expired, malformed body, unknown `cqrs_id`: published
 //!   to the dead-letter queue with the dead-message TTL, then acknowledged.
+//!
+//! This module is the session (connection, channel, deliveries, acknowledgements);
+//! `worker.rs` applies batches, `ack.rs` keeps the acknowledgement order.
 //!
 //! Acknowledgements go out in delivery order, one `multiple` ack per contiguous run, after the
 //! database commit and after any re-publish was confirmed. If the database is unreachable the
 //! batch is kept and retried with backoff; if the broker connection drops, the consumer
 //! reconnects and unacknowledged messages come back (re-applying them is harmless: revisions).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use cqrs_core::db::CqrsConnection;
+use cqrs_core::Outcome;
 use cqrs_core::message::{Message, is_direct_to};
-use cqrs_core::registry::{self, ReplicaEntry};
-use cqrs_core::replica::{BatchItem, Outcome, RetryPolicy, apply_batch};
+use cqrs_core::registry::{self, Registered, ReplicaEntry};
 use cqrs_core::value::pk_key;
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions};
@@ -37,9 +37,17 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use tokio::sync::mpsc;
 
-use crate::broker::{self, Backoff};
+use crate::backoff::Backoff;
+use crate::broker;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::retry::{self, Verdict};
+
+mod ack;
+mod worker;
+
+use ack::AckTracker;
+use worker::{Done, Job, Worker};
 
 /// Counters of a running consumer.
 #[derive(Debug, Default)]
@@ -59,6 +67,21 @@ pub struct ConsumerMetrics {
 }
 
 impl ConsumerMetrics {
+    pub(crate) fn count_outcome(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Ignored(_) => self.ignored.fetch_add(1, Ordering::Relaxed),
+            _ => self.applied.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_dead_letter(&self) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Every message acknowledged so far.
     pub fn handled(&self) -> u64 {
         self.applied.load(Ordering::Relaxed)
@@ -87,66 +110,7 @@ pub struct Consumer<C> {
     _connection: PhantomData<fn() -> C>,
 }
 
-/// What to do with a delivery once its work is done.
-#[derive(Debug)]
-enum Verdict {
-    Ack,
-    Retry {
-        cqrs_id: String,
-        delay: Duration,
-        body: String,
-    },
-    Dead {
-        /// `Some(cqrs_id)`: through the exchange with `cqrs.<dlq>.<cqrs_id>`; `None`: straight
-        /// into the dead-letter queue (unknown model or unreadable body).
-        cqrs_id: Option<String>,
-        body: Vec<u8>,
-    },
-}
-
-#[derive(Debug)]
-struct Job<C: 'static> {
-    generation: u64,
-    tag: u64,
-    message: Message,
-    direct: bool,
-    entry: &'static ReplicaEntry<C>,
-}
-
-#[derive(Debug)]
-struct Done {
-    generation: u64,
-    items: Vec<(u64, Verdict)>,
-}
-
-/// Acknowledges in delivery order: one `multiple` ack per contiguous run of finished tags.
-#[derive(Debug)]
-struct AckTracker {
-    next: u64,
-    finished: BTreeSet<u64>,
-}
-
-impl AckTracker {
-    fn new() -> Self {
-        Self {
-            next: 1,
-            finished: BTreeSet::new(),
-        }
-    }
-
-    /// Records finished tags; returns the highest tag that can now be acknowledged.
-    fn finish(&mut self, tags: impl IntoIterator<Item = u64>) -> Option<u64> {
-        self.finished.extend(tags);
-        let mut last = None;
-        while self.finished.remove(&self.next) {
-            last = Some(self.next);
-            self.next += 1;
-        }
-        last
-    }
-}
-
-impl<C: CqrsConnection> Consumer<C> {
+impl<C: Registered> Consumer<C> {
     /// A consumer of `config.queue` into the database at `database_url`.
     pub fn new(config: Config, database_url: impl Into<String>) -> Self {
         Self {
@@ -183,7 +147,7 @@ impl<C: CqrsConnection> Consumer<C> {
         if entries.is_empty() {
             return Err(Error::Input(format!(
                 "no replica model is registered for the {} backend in this binary",
-                C::BACKEND
+                <C as cqrs_core::CqrsConnection>::BACKEND
             )));
         }
         Ok(entries.into_iter().map(|e| (e.cqrs_id, e)).collect())
@@ -199,7 +163,7 @@ impl<C: CqrsConnection> Consumer<C> {
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| Error::broker(&self.config.url, e))?;
+            .map_err(|e| Error::broker(&self.config.url, "open a channel", e))?;
         let ids: Vec<&str> = entries.keys().copied().collect();
         broker::declare_replica_topology(&channel, &self.config, &ids).await?;
         let _ = connection.close(200, "check".into()).await;
@@ -218,7 +182,7 @@ impl<C: CqrsConnection> Consumer<C> {
     {
         let entries = self.entries()?;
         let queue = self.config.queue()?.to_owned();
-        let dlq = self.config.dead_letter_queue()?;
+        self.config.dead_letter_queue()?;
         let ids: Vec<&'static str> = entries.keys().copied().collect();
         tokio::pin!(shutdown);
 
@@ -247,7 +211,10 @@ impl<C: CqrsConnection> Consumer<C> {
                 std::thread::Builder::new()
                     .name(format!("cqrs-worker-{index}"))
                     .spawn(move || worker.run(rx))
-                    .map_err(|e| Error::Input(format!("cannot start a worker thread: {e}")))?,
+                    .map_err(|source| Error::Spawn {
+                        what: "a consumer worker thread",
+                        source,
+                    })?,
             );
         }
         drop(done_tx);
@@ -294,20 +261,16 @@ impl<C: CqrsConnection> Consumer<C> {
             };
             let result = match event {
                 Event::Shutdown => break Ok(()),
-                Event::Done(None) => {
-                    break Err(Error::Input("every consumer worker stopped".to_owned()));
-                }
+                Event::Done(None) => break Err(Error::WorkersStopped),
                 // Work of an older channel: its messages come again on the new one.
                 Event::Done(Some(done)) if done.generation != current => Ok(()),
-                Event::Done(Some(done)) => {
-                    self.finish(channel, &mut tracker, done, &queue, &dlq).await
-                }
+                Event::Done(Some(done)) => self.settle(channel, &mut tracker, done).await,
                 Event::Delivery(Some(Ok(delivery))) => {
                     let tag = delivery.delivery_tag;
                     match self.route(delivery, &entries, &queue, current) {
                         Routed::Job(index, job) => {
                             if job_senders[index].send(job).await.is_err() {
-                                break Err(Error::Input("a consumer worker stopped".to_owned()));
+                                break Err(Error::WorkersStopped);
                             }
                             Ok(())
                         }
@@ -316,14 +279,16 @@ impl<C: CqrsConnection> Consumer<C> {
                                 generation: current,
                                 items: vec![(tag, verdict)],
                             };
-                            self.finish(channel, &mut tracker, done, &queue, &dlq).await
+                            self.settle(channel, &mut tracker, done).await
                         }
                     }
                 }
-                Event::Delivery(Some(Err(error))) => Err(Error::broker(&self.config.url, error)),
-                Event::Delivery(None) => Err(Error::Broker {
+                Event::Delivery(Some(Err(error))) => {
+                    Err(Error::broker(&self.config.url, "receive a delivery", error))
+                }
+                Event::Delivery(None) => Err(Error::ConsumerCancelled {
                     url: self.config.url.to_string(),
-                    reason: "the broker cancelled the consumer".to_owned(),
+                    queue: queue.clone(),
                 }),
             };
             if let Err(error) = result {
@@ -349,7 +314,7 @@ impl<C: CqrsConnection> Consumer<C> {
         while let Some(done) = done_rx.recv().await {
             if let Some((_, channel, _)) = session.as_ref()
                 && done.generation == current
-                && let Err(error) = self.finish(channel, &mut tracker, done, &queue, &dlq).await
+                && let Err(error) = self.settle(channel, &mut tracker, done).await
             {
                 tracing::warn!(%error, "consumer: could not acknowledge while stopping");
             }
@@ -384,7 +349,7 @@ impl<C: CqrsConnection> Consumer<C> {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| Error::broker(&self.config.url, e))?;
+            .map_err(|e| Error::broker(&self.config.url, "start consuming", e))?;
         Ok((connection, channel, consumer))
     }
 
@@ -448,78 +413,19 @@ impl<C: CqrsConnection> Consumer<C> {
         )
     }
 
-    /// Publishes retries and dead letters of a finished batch (with confirms), then
-    /// acknowledges what is contiguous.
-    async fn finish(
-        &self,
-        channel: &Channel,
-        tracker: &mut AckTracker,
-        done: Done,
-        queue: &str,
-        dlq: &str,
-    ) -> Result<()> {
+    /// Settles a finished batch: publishes its retries and dead letters (with confirms),
+    /// then acknowledges what is contiguous.
+    async fn settle(&self, channel: &Channel, tracker: &mut AckTracker, done: Done) -> Result<()> {
         let mut tags = Vec::with_capacity(done.items.len());
         for (tag, verdict) in done.items {
-            match verdict {
-                Verdict::Ack => {}
-                Verdict::Retry {
-                    cqrs_id,
-                    delay,
-                    body,
-                } => {
-                    if delay.is_zero() {
-                        let key = format!("cqrs.{queue}.{cqrs_id}");
-                        broker::publish_confirmed(
-                            channel,
-                            &self.config.exchange,
-                            &key,
-                            body.as_bytes(),
-                            None,
-                            Some(queue),
-                        )
-                        .await?;
-                    } else {
-                        let delay_queue = self.config.delay_queue(&cqrs_id)?;
-                        broker::publish_confirmed(
-                            channel,
-                            "",
-                            &delay_queue,
-                            body.as_bytes(),
-                            Some(delay),
-                            None,
-                        )
-                        .await?;
-                    }
-                }
-                Verdict::Dead { cqrs_id, body } => {
-                    let ttl = self.config.dead_message_ttl;
-                    match cqrs_id {
-                        Some(cqrs_id) => {
-                            let key = format!("cqrs.{dlq}.{cqrs_id}");
-                            broker::publish_confirmed(
-                                channel,
-                                &self.config.exchange,
-                                &key,
-                                &body,
-                                ttl,
-                                Some(dlq),
-                            )
-                            .await?;
-                        }
-                        None => {
-                            broker::publish_confirmed(channel, "", dlq, &body, ttl, None).await?;
-                        }
-                    }
-                    self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            retry::publish_verdict(channel, &self.config, verdict, &self.metrics).await?;
             tags.push(tag);
         }
         if let Some(last) = tracker.finish(tags) {
             channel
                 .basic_ack(last, BasicAckOptions { multiple: true })
                 .await
-                .map_err(|e| Error::broker(&self.config.url, e))?;
+                .map_err(|e| Error::broker(&self.config.url, "acknowledge", e))?;
         }
         Ok(())
     }
@@ -546,189 +452,4 @@ fn preview(body: &[u8]) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-/// A worker thread with its own database connection.
-struct Worker<C: 'static> {
-    index: usize,
-    database_url: String,
-    batch_size: usize,
-    policy: RetryPolicy,
-    tombstone_ttl: Duration,
-    generation: Arc<AtomicU64>,
-    stopping: Arc<AtomicBool>,
-    metrics: Arc<ConsumerMetrics>,
-    done: mpsc::UnboundedSender<Done>,
-    _connection: PhantomData<fn() -> C>,
-}
-
-impl<C: CqrsConnection> Worker<C> {
-    fn run(self, mut jobs: mpsc::Receiver<Job<C>>) {
-        let mut conn: Option<C> = None;
-        let mut last_purge: Option<Instant> = None;
-        while let Some(first) = jobs.blocking_recv() {
-            if self.stopping.load(Ordering::SeqCst) {
-                // Leave what is queued unacknowledged: the broker sends it again.
-                continue;
-            }
-            let mut batch = vec![first];
-            while batch.len() < self.batch_size {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            let current = self.generation.load(Ordering::SeqCst);
-            batch.retain(|job| job.generation == current);
-            if batch.is_empty() {
-                continue;
-            }
-            let Some(results) = self.apply(&mut conn, &batch) else {
-                continue; // stopping while the database was down
-            };
-            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
-            let items = batch
-                .into_iter()
-                .zip(results)
-                .map(|(job, result)| (job.tag, self.verdict(&job, result)))
-                .collect();
-            if self
-                .done
-                .send(Done {
-                    generation: current,
-                    items,
-                })
-                .is_err()
-            {
-                break;
-            }
-            if self.index == 0 && last_purge.is_none_or(|t| t.elapsed() > Duration::from_hours(1)) {
-                last_purge = Some(Instant::now());
-                if let Some(conn) = conn.as_mut() {
-                    self.purge_tombstones(conn);
-                }
-            }
-        }
-    }
-
-    /// Applies a batch, keeping it through database outages (backoff, no ack).
-    fn apply(
-        &self,
-        conn: &mut Option<C>,
-        batch: &[Job<C>],
-    ) -> Option<Vec<std::result::Result<Outcome, cqrs_core::ApplyError>>> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            if conn.is_none() {
-                match C::cqrs_connect(&self.database_url) {
-                    Ok(c) => *conn = Some(c),
-                    Err(error) => {
-                        tracing::warn!(worker = self.index, %error, retry_in = ?delay,
-                            "database unreachable; keeping the batch unacknowledged");
-                    }
-                }
-            }
-            if let Some(c) = conn.as_mut() {
-                let items: Vec<BatchItem<'_, C>> = batch
-                    .iter()
-                    .map(|job| BatchItem {
-                        ops: job.entry.ops,
-                        message: &job.message,
-                        direct: job.direct,
-                    })
-                    .collect();
-                match apply_batch(c, &items) {
-                    Ok(results) => return Some(results),
-                    Err(error) => {
-                        tracing::warn!(worker = self.index, %error, retry_in = ?delay,
-                            "batch not applied; keeping it unacknowledged and retrying");
-                        if error.is_unavailable() {
-                            *conn = None;
-                        }
-                    }
-                }
-            }
-            if self.stopping.load(Ordering::SeqCst) {
-                return None;
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-    }
-
-    fn verdict(
-        &self,
-        job: &Job<C>,
-        result: std::result::Result<Outcome, cqrs_core::ApplyError>,
-    ) -> Verdict {
-        let message = &job.message;
-        let pk = pk_key(&message.instance_pk);
-        let correlation_id = message.correlation_id.as_deref().unwrap_or("");
-        match result {
-            Ok(outcome) => {
-                match outcome {
-                    Outcome::Ignored(_) => self.metrics.ignored.fetch_add(1, Ordering::Relaxed),
-                    _ => self.metrics.applied.fetch_add(1, Ordering::Relaxed),
-                };
-                tracing::trace!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
-                    retries = message.retries, signal = %message.signal_type, outcome = %outcome, "message handled");
-                Verdict::Ack
-            }
-            Err(error) => {
-                let ops = job.entry.ops;
-                if !error.is_permanent() && ops.should_retry(message.retries, &error, &self.policy)
-                {
-                    let delay = ops.retry_delay(message.retries, &self.policy);
-                    let mut retry = message.clone();
-                    retry.retries = message.retries.saturating_add(1);
-                    tracing::warn!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
-                        retries = retry.retries, ?delay, %error, "message failed; will retry");
-                    self.metrics.retried.fetch_add(1, Ordering::Relaxed);
-                    Verdict::Retry {
-                        cqrs_id: message.cqrs_id.clone(),
-                        delay,
-                        body: retry.to_json(),
-                    }
-                } else {
-                    let reason = if error.is_permanent() {
-                        "permanent error"
-                    } else {
-                        "retries exhausted"
-                    };
-                    tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
-                        retries = message.retries, %error, "message moved to the dead-letter queue ({reason})");
-                    Verdict::Dead {
-                        cqrs_id: Some(message.cqrs_id.clone()),
-                        body: message.to_json().into_bytes(),
-                    }
-                }
-            }
-        }
-    }
-
-    fn purge_tombstones(&self, conn: &mut C) {
-        let Ok(ttl) = chrono::Duration::from_std(self.tombstone_ttl) else {
-            return;
-        };
-        match conn.tombstone_purge(Utc::now() - ttl) {
-            Ok(0) => {}
-            Ok(purged) => tracing::debug!(purged, "old tombstones purged"),
-            Err(error) => tracing::warn!(%error, "tombstone purge failed"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AckTracker;
-
-    #[test]
-    fn acks_go_out_in_order() {
-        let mut t = AckTracker::new();
-        assert_eq!(t.finish([2, 3]), None);
-        assert_eq!(t.finish([1]), Some(3));
-        assert_eq!(t.finish([5]), None);
-        assert_eq!(t.finish([4, 6]), Some(6));
-        assert!(t.finished.is_empty());
-    }
 }

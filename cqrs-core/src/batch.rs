@@ -1,0 +1,163 @@
+//! The consumer's database transaction: a batch of messages, of any registered replica
+//! models, applied in one transaction with a savepoint per message, so that one bad message
+//! never rolls back the others. Models with the generated hooks get their messages written
+//! with multi-row statements ([`crate::replica::apply_many`]); a group that fails falls back
+//! to one savepoint per message.
+
+use std::fmt;
+
+use crate::db::CqrsConnection;
+use crate::error::{ApplyError, ErrorClass, classify_diesel};
+use crate::message::Message;
+use crate::registry::ReplicaOps;
+use crate::rules::Outcome;
+
+/// One message of a batch.
+pub struct BatchItem<'a, C: 'static> {
+    /// The replica model's operations.
+    pub ops: &'static dyn ReplicaOps<C>,
+    /// The message.
+    pub message: &'a Message,
+    /// Whether it was sent to this replica's queue only.
+    pub direct: bool,
+}
+
+impl<C> fmt::Debug for BatchItem<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchItem")
+            .field("cqrs_id", &self.message.cqrs_id)
+            .field("instance_pk", &self.message.instance_pk)
+            .field("direct", &self.direct)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors inside the batch transaction.
+enum TxError {
+    /// BEGIN, SAVEPOINT, RELEASE or COMMIT failed.
+    Db(diesel::result::Error),
+    /// A message failed: roll its savepoint (or the transaction of a batch of one) back.
+    Message(ApplyError),
+    /// The database is gone: undo everything.
+    Abort(ApplyError),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+impl TxError {
+    fn into_apply(self) -> ApplyError {
+        match self {
+            Self::Db(source) => ApplyError::Transaction { source },
+            Self::Message(error) | Self::Abort(error) => error,
+        }
+    }
+
+    /// A message's error: undo everything if the database is gone, else only this message.
+    fn of_message(error: ApplyError) -> Self {
+        if error.is_unavailable() {
+            Self::Abort(error)
+        } else {
+            Self::Message(error)
+        }
+    }
+}
+
+/// Applies one message in its own transaction (a savepoint when one is open): a failed
+/// message leaves nothing behind.
+pub fn apply_one<C: CqrsConnection>(
+    conn: &mut C,
+    ops: &dyn ReplicaOps<C>,
+    message: &Message,
+    direct: bool,
+) -> Result<Outcome, ApplyError> {
+    conn.cqrs_transaction(|conn| ops.apply(conn, message, direct).map_err(TxError::Message))
+        .map_err(TxError::into_apply)
+}
+
+/// Applies a batch in one transaction with a savepoint per message, so that one bad message
+/// never rolls back the others. Returns each message's result, in order.
+///
+/// The outer `Err` means the whole batch is undone and must be kept for later (the
+/// transaction could not begin or commit, or the database connection is lost).
+pub fn apply_batch<C: CqrsConnection>(
+    conn: &mut C,
+    items: &[BatchItem<'_, C>],
+) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError> {
+    if let [item] = items {
+        // A batch of one needs no savepoint: its own transaction rolls back on failure.
+        return match apply_one(conn, item.ops, item.message, item.direct) {
+            Err(error @ ApplyError::Transaction { .. }) => Err(error),
+            Err(error) if error.is_unavailable() => Err(error),
+            result => Ok(vec![result]),
+        };
+    }
+    conn.cqrs_transaction(|conn| {
+        let mut results: Vec<Option<Result<Outcome, ApplyError>>> =
+            items.iter().map(|_| None).collect();
+        for (ops, indexes) in groups(items) {
+            if indexes.len() > 1 && ops.batchable() {
+                let messages: Vec<(&Message, bool)> = indexes
+                    .iter()
+                    .map(|i| (items[*i].message, items[*i].direct))
+                    .collect();
+                match conn.cqrs_transaction(|conn| {
+                    ops.apply_many(conn, &messages).map_err(TxError::of_message)
+                }) {
+                    Ok(group) => {
+                        for (index, result) in indexes.iter().zip(group) {
+                            results[*index] = Some(result);
+                        }
+                        continue;
+                    }
+                    Err(TxError::Abort(error)) => return Err(TxError::Abort(error)),
+                    Err(TxError::Db(error)) if classify_diesel(&error) == ErrorClass::Unavailable => {
+                        return Err(TxError::Db(error));
+                    }
+                    // Rolled back to the savepoint: apply this model's messages one by one.
+                    Err(TxError::Message(_) | TxError::Db(_)) => {}
+                }
+            }
+            for index in indexes {
+                let item = &items[index];
+                let result = conn.cqrs_transaction(|conn| {
+                    item.ops
+                        .apply(conn, item.message, item.direct)
+                        .map_err(TxError::of_message)
+                });
+                match result {
+                    Ok(outcome) => results[index] = Some(Ok(outcome)),
+                    Err(TxError::Message(error)) => results[index] = Some(Err(error)),
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        results
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(TxError::Abort(ApplyError::Unprocessed))
+    })
+    .map_err(TxError::into_apply)
+}
+
+/// The indexes of each model's messages, in arrival order (models do not share rows). Grouped
+/// by `cqrs_id`: the operations are zero-sized, so their addresses tell nothing apart.
+fn groups<'i, C: 'static>(
+    items: &'i [BatchItem<'_, C>],
+) -> Vec<(&'static dyn ReplicaOps<C>, Vec<usize>)> {
+    let mut groups: Vec<(&'i str, &'static dyn ReplicaOps<C>, Vec<usize>)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let cqrs_id = item.message.cqrs_id.as_str();
+        match groups.iter_mut().find(|(id, _, _)| *id == cqrs_id) {
+            Some((_, _, indexes)) => indexes.push(index),
+            None => groups.push((cqrs_id, item.ops, vec![index])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, ops, indexes)| (ops, indexes))
+        .collect()
+}

@@ -1,0 +1,127 @@
+//! Which backend a database URL names, and the one way to open a connection from a URL:
+//! [`with_connection!`](crate::with_connection) (or [`with_backend!`](crate::with_backend)
+//! for the connection type alone), compiled once per enabled backend.
+
+use crate::error::Error;
+
+/// A database backend the framework supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (feature `sqlite`): a file path, `sqlite://path` or `:memory:`.
+    Sqlite,
+    /// PostgreSQL (feature `postgres`): `postgres://` or `postgresql://`.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a URL names: `postgres://` or `postgresql://` for PostgreSQL, anything else
+    /// (a path, `sqlite://path`, `:memory:`) for SQLite.
+    ///
+    /// ```
+    /// use cqrs_core::db::Backend;
+    /// assert_eq!(Backend::of_url("postgres://app@db/catalogue"), Backend::Postgres);
+    /// assert_eq!(Backend::of_url("catalogue.sqlite3"), Backend::Sqlite);
+    /// ```
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+
+    /// Whether this binary was built with the backend's feature.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Self::Sqlite => cfg!(feature = "sqlite"),
+            Self::Postgres => cfg!(feature = "postgres"),
+        }
+    }
+
+    /// The error for a URL of a backend this binary was built without.
+    pub fn not_compiled(self) -> Error {
+        let (backend, feature, example) = match self {
+            Self::Sqlite => ("SQLite", "sqlite", "`service.sqlite3`"),
+            Self::Postgres => ("PostgreSQL", "postgres", "`postgres://user@host/db`"),
+        };
+        Error::BackendNotCompiled {
+            backend,
+            feature,
+            example,
+        }
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a `&mut` connection to `$url`, of the backend the URL
+/// names (see [`Backend::of_url`]). The body is compiled once per enabled backend; a URL of a
+/// backend the binary lacks returns [`Error::BackendNotCompiled`] from the enclosing function
+/// (whose error type must convert from [`crate::Error`]).
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # fn main() -> Result<(), cqrs_core::Error> {
+/// use cqrs_core::db::CqrsConnection;
+/// let pending = cqrs_core::with_connection!(":memory:", |conn| {
+///     conn.cqrs_setup()?;
+///     conn.outbox_pending()?
+/// });
+/// assert_eq!(pending, 0);
+/// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))] fn main() {}
+/// ```
+#[macro_export]
+macro_rules! with_connection {
+    ($url:expr, |$conn:ident| $body:expr) => {{
+        let __cqrs_url: &str = $url;
+        $crate::with_backend!(__cqrs_url, |__CqrsConnection| {
+            let mut __cqrs_connection =
+                <__CqrsConnection as $crate::db::CqrsConnection>::cqrs_connect(__cqrs_url)?;
+            let $conn = &mut __cqrs_connection;
+            $body
+        })
+    }};
+}
+
+/// Runs `$body` with the type alias `$conn` naming the connection type of the backend `$url`
+/// names; like [`with_connection!`](crate::with_connection), without opening a connection.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # fn main() -> Result<(), cqrs_core::Error> {
+/// use cqrs_core::db::CqrsConnection;
+/// let name = cqrs_core::with_backend!("catalogue.sqlite3", |Conn| Conn::BACKEND);
+/// assert_eq!(name, "sqlite");
+/// # Ok(()) }
+/// # #[cfg(not(feature = "sqlite"))] fn main() {}
+/// ```
+#[macro_export]
+macro_rules! with_backend {
+    ($url:expr, |$conn:ident| $body:expr) => {
+        match $crate::db::Backend::of_url($url) {
+            $crate::db::Backend::Sqlite => $crate::__private::if_sqlite!(
+                {
+                    #[allow(dead_code)]
+                    type $conn = $crate::__private::SqliteConnection;
+                    $body
+                },
+                {
+                    return ::core::result::Result::Err(::core::convert::From::from(
+                        $crate::db::Backend::Sqlite.not_compiled(),
+                    ));
+                }
+            ),
+            $crate::db::Backend::Postgres => $crate::__private::if_postgres!(
+                {
+                    #[allow(dead_code)]
+                    type $conn = $crate::__private::PgConnection;
+                    $body
+                },
+                {
+                    return ::core::result::Result::Err(::core::convert::From::from(
+                        $crate::db::Backend::Postgres.not_compiled(),
+                    ));
+                }
+            ),
+        }
+    };
+}

@@ -1,0 +1,294 @@
+//! The apply rules of a replica: given a message's version, the stored row's version and the
+//! row's tombstone, what to do. Pure functions: no database, no hooks. The one description of
+//! the rules is the table below (the repository's `docs/protocol.md`, section "Applying
+//! messages", says why each rule exists).
+//!
+//! | message | stored row | action |
+//! |---|---|---|
+//! | SAVE/SYNC | none, no tombstone | create |
+//! | SAVE/SYNC | none, tombstone newer | ignore (the row was deleted after this version) |
+//! | SAVE/SYNC | none, tombstone older | create (re-created row), forget the tombstone |
+//! | SAVE | revision > new | ignore, error "wrong order" |
+//! | SAVE | revision == new | ignore, error "duplicate" (warning "creation race" if 0) |
+//! | SAVE | revision < new - 1 | update, warning "lost or filtered out" |
+//! | SAVE | revision == new - 1 | update |
+//! | SAVE | revision >= new but `cqrs_updated` later | update (row re-created on the master) |
+//! | SYNC | any | update (warning on a downgrade) |
+//! | DELETE | older than the message | delete, record a tombstone |
+//! | DELETE | newer than the message | ignore (a newer version must stay) |
+//! | DELETE | none | record a tombstone |
+//!
+//! "Older" across a delete compares `cqrs_updated`, then the revision: revisions restart at 0
+//! when a row is re-created under the same primary key.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::message::SignalType;
+
+/// The version of a row: its revision and the master's `cqrs_updated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// `cqrs_revision`.
+    pub revision: i32,
+    /// `cqrs_updated`.
+    pub updated: DateTime<Utc>,
+}
+
+impl Version {
+    /// Whether this version (of a DELETE or a re-created row) comes after `other` in time.
+    ///
+    /// Revisions restart at 0 when a row is re-created under the same primary key, so across a
+    /// delete the order is that of `cqrs_updated`, with the revision breaking ties.
+    pub fn is_after(&self, other: &Version) -> bool {
+        (self.updated, self.revision) > (other.updated, other.revision)
+    }
+}
+
+/// What applying a message did. Every outcome is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new row was created.
+    Created,
+    /// The stored row was updated.
+    Updated,
+    /// The row was deleted.
+    Deleted,
+    /// A DELETE for a row this replica does not have: the tombstone was recorded.
+    AlreadyAbsent,
+    /// Nothing changed.
+    Ignored(IgnoreReason),
+}
+
+/// Why a message changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// A SAVE older than the stored row ("wrong order").
+    Stale,
+    /// A SAVE with the stored revision.
+    Duplicate,
+    /// A SAVE or SYNC older than the row's recorded delete.
+    Deleted,
+    /// A DELETE older than the stored row.
+    StaleDelete,
+    /// A broadcast SYNC for an `only_direct_syncs` model.
+    BroadcastSync,
+}
+
+impl Outcome {
+    /// A short name for logs and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+            Self::AlreadyAbsent => "already absent",
+            Self::Ignored(IgnoreReason::Stale) => "ignored: wrong order",
+            Self::Ignored(IgnoreReason::Duplicate) => "ignored: duplicate",
+            Self::Ignored(IgnoreReason::Deleted) => "ignored: older than its delete",
+            Self::Ignored(IgnoreReason::StaleDelete) => "ignored: delete older than the row",
+            Self::Ignored(IgnoreReason::BroadcastSync) => "ignored: broadcast sync",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the rules say to do with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Create the row (forgetting an older tombstone).
+    Create,
+    /// Update the stored row.
+    Update,
+    /// Change nothing.
+    Ignore(IgnoreReason),
+    /// Delete the stored row and record the tombstone.
+    Delete,
+    /// No row: record the tombstone only.
+    Tombstone,
+}
+
+/// The message a decision is about, for the rules' log lines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject<'a> {
+    pub(crate) cqrs_id: &'static str,
+    pub(crate) pk: &'a str,
+    pub(crate) signal: SignalType,
+    pub(crate) version: Version,
+}
+
+/// The apply rules (see the module docs), with their log lines.
+///
+/// `tombstone` is only looked at when there is no stored row, or for a DELETE.
+pub(crate) fn decide(
+    subject: Subject<'_>,
+    stored: Option<Version>,
+    tombstone: Option<Version>,
+) -> Decision {
+    let Subject {
+        cqrs_id,
+        pk,
+        signal,
+        version,
+    } = subject;
+    if signal == SignalType::Delete {
+        return match stored {
+            Some(stored) if !version.is_after(&stored) => {
+                tracing::warn!(
+                    cqrs_id,
+                    pk,
+                    revision = version.revision,
+                    existing = stored.revision,
+                    "CQRS DELETE older than the stored row ignored"
+                );
+                Decision::Ignore(IgnoreReason::StaleDelete)
+            }
+            Some(_) => Decision::Delete,
+            None => Decision::Tombstone,
+        };
+    }
+    let Some(stored) = stored else {
+        return match tombstone {
+            Some(tombstone) if !version.is_after(&tombstone) => {
+                tracing::warn!(
+                    cqrs_id,
+                    pk,
+                    revision = version.revision,
+                    deleted_revision = tombstone.revision,
+                    "CQRS {signal} older than the row's delete ignored"
+                );
+                Decision::Ignore(IgnoreReason::Deleted)
+            }
+            _ => Decision::Create,
+        };
+    };
+    let recreated = version.updated > stored.updated && version.revision <= stored.revision;
+    if signal == SignalType::Sync {
+        if stored.revision > version.revision && !recreated {
+            tracing::warn!(
+                cqrs_id,
+                pk,
+                new = version.revision,
+                existing = stored.revision,
+                "CQRS revision downgrade on sync"
+            );
+        }
+    } else if recreated {
+        tracing::warn!(
+            cqrs_id,
+            pk,
+            new = version.revision,
+            existing = stored.revision,
+            "CQRS revision went back with a later cqrs_updated: the row was re-created"
+        );
+    } else if stored.revision > version.revision {
+        tracing::error!(
+            cqrs_id,
+            pk,
+            new = version.revision,
+            existing = stored.revision,
+            "Wrong CQRS sync order"
+        );
+        return Decision::Ignore(IgnoreReason::Stale);
+    } else if stored.revision == version.revision {
+        tracing::error!(
+            cqrs_id,
+            pk,
+            revision = version.revision,
+            "Received duplicate CQRS data"
+        );
+        if version.revision == 0 {
+            tracing::warn!(cqrs_id, pk, "CQRS potential creation race condition");
+        }
+        return Decision::Ignore(IgnoreReason::Duplicate);
+    } else if i64::from(version.revision) != i64::from(stored.revision) + 1 {
+        tracing::warn!(
+            cqrs_id,
+            pk,
+            revision = version.revision,
+            lost = i64::from(version.revision) - i64::from(stored.revision) - 1,
+            "Lost or filtered out CQRS packages"
+        );
+    }
+    Decision::Update
+}
+
+/// Whether a DELETE's version must be written over the stored tombstone.
+pub(crate) fn tombstone_moves(version: Version, tombstone: Option<Version>) -> bool {
+    tombstone.is_none_or(|t| version.is_after(&t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(revision: i32, micros: i64) -> Version {
+        Version {
+            revision,
+            updated: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
+        }
+    }
+
+    fn subject(signal: SignalType, version: Version) -> Subject<'static> {
+        Subject {
+            cqrs_id: "book",
+            pk: "1",
+            signal,
+            version,
+        }
+    }
+
+    #[test]
+    fn the_table() {
+        use SignalType::{Delete, Save, Sync};
+        let save = |v| subject(Save, v);
+        assert_eq!(decide(save(at(0, 1)), None, None), Decision::Create);
+        assert_eq!(
+            decide(save(at(3, 1)), None, Some(at(4, 2))),
+            Decision::Ignore(IgnoreReason::Deleted)
+        );
+        assert_eq!(
+            decide(save(at(0, 3)), None, Some(at(4, 2))),
+            Decision::Create
+        );
+        assert_eq!(
+            decide(save(at(1, 1)), Some(at(2, 1)), None),
+            Decision::Ignore(IgnoreReason::Stale)
+        );
+        assert_eq!(
+            decide(save(at(2, 1)), Some(at(2, 1)), None),
+            Decision::Ignore(IgnoreReason::Duplicate)
+        );
+        assert_eq!(decide(save(at(5, 1)), Some(at(2, 1)), None), Decision::Update);
+        assert_eq!(decide(save(at(0, 9)), Some(at(2, 1)), None), Decision::Update);
+        assert_eq!(
+            decide(subject(Sync, at(1, 1)), Some(at(2, 1)), None),
+            Decision::Update
+        );
+        assert_eq!(
+            decide(subject(Delete, at(3, 2)), Some(at(2, 1)), None),
+            Decision::Delete
+        );
+        assert_eq!(
+            decide(subject(Delete, at(2, 1)), Some(at(3, 2)), None),
+            Decision::Ignore(IgnoreReason::StaleDelete)
+        );
+        assert_eq!(
+            decide(subject(Delete, at(2, 1)), None, None),
+            Decision::Tombstone
+        );
+        assert!(tombstone_moves(at(1, 1), None));
+        assert!(!tombstone_moves(at(1, 1), Some(at(2, 2))));
+        // extreme revisions never overflow the gap arithmetic
+        assert_eq!(
+            decide(save(at(i32::MAX, 1)), Some(at(i32::MIN, 1)), None),
+            Decision::Update
+        );
+    }
+}

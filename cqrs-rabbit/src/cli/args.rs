@@ -1,0 +1,162 @@
+//! The command line's arguments (clap).
+
+use clap::{Args, Parser, Subcommand};
+
+use super::dead_letters::DeadLetterAction;
+
+/// The command line of a service.
+#[derive(Debug, Parser)]
+#[command(version, about = "CQRS data-sync operations (django-cqrs compatible)", long_about = None)]
+pub struct Cli {
+    /// Global options.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every subcommand. Every other setting comes from the `CQRS_*`
+/// environment variables (see [`Config`]).
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The database: a SQLite file path, or postgres://user@host/db.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The broker URL (amqp:// or amqps://).
+    #[arg(long, global = true, env = "CQRS_BROKER_URL", hide_env_values = true)]
+    pub broker_url: Option<String>,
+    /// This service's replica queue.
+    #[arg(long = "queue-name", global = true, env = "CQRS_QUEUE")]
+    pub queue_name: Option<String>,
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+#[non_exhaustive]
+pub enum Command {
+    /// Consume this service's queue into its replica models (until SIGINT/SIGTERM).
+    Consume {
+        /// Worker threads (each with its own database connection).
+        #[arg(long, short = 'w')]
+        workers: Option<usize>,
+        /// Messages per database transaction, at most.
+        #[arg(long, short = 'b')]
+        batch_size: Option<usize>,
+        /// Consume only these cqrs_ids (default: every replica model).
+        #[arg(long = "cqrs-id", short = 'c', num_args = 1..)]
+        cqrs_ids: Vec<String>,
+    },
+    /// Publish the outbox to the broker (until SIGINT/SIGTERM, or until empty with --once).
+    Relay {
+        /// Publish what is waiting, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Write every row of a master model to a dump file (django-cqrs format).
+    BulkDump {
+        /// The master model.
+        #[arg(long, short = 'c')]
+        cqrs_id: String,
+        /// Output file, `-` for stdout (default `<cqrs_id>.dump`).
+        #[arg(long, short = 'o')]
+        output: Option<String>,
+        /// Rows per query.
+        #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
+        batch: usize,
+        /// Show progress (a bar on a terminal, lines otherwise).
+        #[arg(long, short = 'p')]
+        progress: bool,
+        /// Overwrite an existing output file.
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
+    /// Load a dump file into a replica model.
+    BulkLoad {
+        /// Input file, `-` for stdin.
+        #[arg(long, short = 'i')]
+        input: String,
+        /// Delete the replica's rows first.
+        #[arg(long, short = 'c', num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+        clear: Option<bool>,
+        /// Lines per transaction.
+        #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
+        batch: usize,
+        /// Show progress.
+        #[arg(long, short = 'p')]
+        progress: bool,
+    },
+    /// Send SYNC messages for the master rows matching a filter, to every replica or one queue.
+    Sync {
+        /// The master model.
+        #[arg(long, short = 'c')]
+        cqrs_id: String,
+        /// Django lookups as JSON, e.g. '{"id__in": [1, 2]}' (default: every row).
+        #[arg(long, short = 'f')]
+        filter: Option<String>,
+        /// Send only to this replica queue.
+        #[arg(long, short = 'q')]
+        queue: Option<String>,
+        /// Rows per transaction.
+        #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
+        batch: usize,
+        /// Show progress.
+        #[arg(long, short = 'p')]
+        progress: bool,
+    },
+    /// Master side of the diff pipeline: print `[pk, cqrs_revision]` batches.
+    DiffMaster {
+        /// The master model.
+        #[arg(long, short = 'c')]
+        cqrs_id: String,
+        /// Django lookups as JSON.
+        #[arg(long, short = 'f')]
+        filter: Option<String>,
+        /// Rows per batch line.
+        #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
+        batch: usize,
+    },
+    /// Replica side of the diff pipeline: read diff-master's output on stdin, print the pks to
+    /// re-sync.
+    DiffReplica,
+    /// Master side: read diff-replica's output on stdin and send SYNC for those pks.
+    DiffSync {
+        /// Rows per transaction.
+        #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
+        batch: usize,
+        /// Show progress.
+        #[arg(long, short = 'p')]
+        progress: bool,
+    },
+    /// Replica side of the deleted-rows pipeline: print the replica's pks.
+    DeletedDiffReplica {
+        /// The replica model.
+        #[arg(long, short = 'c')]
+        cqrs_id: String,
+        /// Pks per batch line.
+        #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
+        batch: usize,
+    },
+    /// Master side: read replica pks on stdin, print those the master no longer has.
+    DeletedDiffMaster,
+    /// Replica side: read deleted-diff-master's output on stdin and delete those rows.
+    DeletedSyncReplica,
+    /// Manage the dead-letter queue.
+    DeadLetters {
+        /// dump, retry or purge.
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+    /// List the models registered in this binary.
+    Models,
+}
+
+fn batch_size(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}` is not a batch size from 1 to 1000000")),
+    }
+}

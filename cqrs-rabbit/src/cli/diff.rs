@@ -1,0 +1,199 @@
+//! The diff pipelines of django-cqrs: `diff-master | diff-replica | diff-sync` re-sends rows
+//! whose revisions differ, `deleted-diff-replica | deleted-diff-master | deleted-sync-replica`
+//! deletes replica rows the master no longer has. Lines are JSON; bad lines are reported and
+//! counted, and the run goes on.
+
+use cqrs_core::value::{format_datetime, now_micros};
+use cqrs_core::registry::{self, Registered};
+use serde_json::Value;
+
+use super::progress::{Progress, summary};
+use super::stream::{StdinLines, Stdout, header_cqrs_id, parse_pairs, parse_pks, same_pk};
+use super::{connect, filter};
+use crate::config::Config;
+use crate::error::Result;
+
+/// Prints `[pk, cqrs_revision]` batches of the master.
+pub(super) fn diff_master<C: Registered>(cqrs_id: String, text: Option<String>, batch: usize, database_url: &str) -> Result<u64> {
+    let entry = registry::master::<C>(&cqrs_id)?;
+    let lookups = filter(text.as_deref())?;
+    let mut conn = connect::<C>(database_url)?;
+    let mut out = Stdout::new();
+    out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;
+    let mut rows = 0u64;
+    entry
+        .ops
+        .versions(&mut conn, &lookups, batch, &mut |pairs| {
+            if pairs.is_empty() {
+                return Ok(());
+            }
+            rows += pairs.len() as u64;
+            out.line(Value::Array(
+                pairs
+                    .into_iter()
+                    .map(|(pk, rev)| Value::Array(vec![pk, Value::from(rev)]))
+                    .collect(),
+            ))
+        })?;
+    out.flush()?;
+    if rows == 0 {
+        eprintln!("diff-master: no objects found for the filter");
+    }
+    summary("diff-master", rows, rows, 0);
+    Ok(0)
+}
+
+/// Reads diff-master's output; prints the pks whose revision differs on the replica.
+pub(super) fn diff_replica<C: Registered>(config: &Config, database_url: &str) -> Result<u64> {
+    let mut input = StdinLines::new("diff-replica");
+    let header = input.header()?;
+    let entry = registry::replica::<C>(header_cqrs_id(&header))?;
+    let mut conn = connect::<C>(database_url)?;
+    let queue = config.queue.as_deref().unwrap_or("None");
+    let mut out = Stdout::new();
+    out.line(format_args!("{header},{queue}"))?;
+    let (mut processed, mut differ, mut failed) = (0u64, 0u64, 0u64);
+    while let Some((number, pairs)) = input.next_parsed(parse_pairs, &mut failed)? {
+        processed += pairs.len() as u64;
+        let pks: Vec<Value> = pairs.iter().map(|(pk, _)| pk.clone()).collect();
+        let stored = match entry.ops.versions(&mut conn, &pks) {
+            Ok(stored) => stored,
+            Err(error) => {
+                failed += 1;
+                eprintln!("line {number}: {error}");
+                continue;
+            }
+        };
+        let diff: Vec<Value> = pairs
+            .into_iter()
+            .filter(|(pk, rev)| {
+                !stored
+                    .iter()
+                    .any(|(s, v)| same_pk(s, pk) && i64::from(v.revision) == *rev)
+            })
+            .map(|(pk, _)| pk)
+            .collect();
+        if !diff.is_empty() {
+            differ += diff.len() as u64;
+            let line = Value::Array(diff);
+            out.line(&line)?;
+            eprintln!("PK to resync: {line}");
+        }
+    }
+    out.flush()?;
+    summary("diff-replica", processed, processed - differ, failed);
+    Ok(0)
+}
+
+/// Reads diff-replica's output; sends SYNC for those pks.
+pub(super) fn diff_sync<C: Registered>(batch: usize, progress: bool, database_url: &str) -> Result<u64> {
+    let mut input = StdinLines::new("diff-sync");
+    let header = input.header()?;
+    let queue = header
+        .rsplit(',')
+        .next()
+        .filter(|q| *q != "None" && header.matches(',').count() >= 2)
+        .map(str::to_owned);
+    let entry = registry::master::<C>(header_cqrs_id(&header))?;
+    let mut conn = connect::<C>(database_url)?;
+    let (mut processed, mut sent, mut failed) = (0u64, 0u64, 0u64);
+    let mut bar = Progress::new("diff-sync", 0, progress);
+    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
+        for chunk in pks.chunks(batch) {
+            processed += chunk.len() as u64;
+            match entry.ops.sync_pks(&mut conn, chunk, queue.as_deref()) {
+                Ok(n) => sent += n,
+                Err(error) => {
+                    failed += chunk.len() as u64;
+                    eprintln!("line {number}: {error}");
+                }
+            }
+            bar.set(processed);
+        }
+    }
+    bar.finish();
+    summary("diff-sync", processed, sent, failed);
+    Ok(sent)
+}
+
+/// Prints the replica's pks.
+pub(super) fn deleted_diff_replica<C: Registered>(cqrs_id: String, batch: usize, database_url: &str) -> Result<u64> {
+    let entry = registry::replica::<C>(&cqrs_id)?;
+    let mut conn = connect::<C>(database_url)?;
+    let mut out = Stdout::new();
+    out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;
+    let mut after: Option<Value> = None;
+    let mut total = 0u64;
+    loop {
+        let pks = entry.ops.pks(&mut conn, after.as_ref(), batch)?;
+        let Some(last) = pks.last().cloned() else {
+            break;
+        };
+        total += pks.len() as u64;
+        let full = pks.len() == batch;
+        out.line(Value::Array(pks))?;
+        if !full {
+            break;
+        }
+        after = Some(last);
+    }
+    out.flush()?;
+    summary("deleted-diff-replica", total, total, 0);
+    Ok(0)
+}
+
+/// Reads replica pks; prints those the master no longer has.
+pub(super) fn deleted_diff_master<C: Registered>(database_url: &str) -> Result<u64> {
+    let mut input = StdinLines::new("deleted-diff-master");
+    let header = input.header()?;
+    let entry = registry::master::<C>(header_cqrs_id(&header))?;
+    let mut conn = connect::<C>(database_url)?;
+    let mut out = Stdout::new();
+    out.line(&header)?;
+    let (mut processed, mut missing_total, mut failed) = (0u64, 0u64, 0u64);
+    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
+        processed += pks.len() as u64;
+        match entry.ops.missing(&mut conn, &pks) {
+            Ok(missing) if !missing.is_empty() => {
+                missing_total += missing.len() as u64;
+                let line = Value::Array(missing);
+                out.line(&line)?;
+                eprintln!("PK to delete: {line}");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                failed += 1;
+                eprintln!("line {number}: {error}");
+            }
+        }
+    }
+    out.flush()?;
+    summary(
+        "deleted-diff-master",
+        processed,
+        processed - missing_total,
+        failed,
+    );
+    Ok(0)
+}
+
+/// Reads deleted-diff-master's output; deletes those replica rows.
+pub(super) fn deleted_sync_replica<C: Registered>(database_url: &str) -> Result<u64> {
+    let mut input = StdinLines::new("deleted-sync-replica");
+    let header = input.header()?;
+    let entry = registry::replica::<C>(header_cqrs_id(&header))?;
+    let mut conn = connect::<C>(database_url)?;
+    let (mut processed, mut deleted, mut failed) = (0u64, 0u64, 0u64);
+    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
+        processed += pks.len() as u64;
+        match conn.cqrs_transaction(|conn| entry.ops.delete(conn, &pks)) {
+            Ok(n) => deleted += n,
+            Err(error) => {
+                failed += 1;
+                eprintln!("line {number}: {error}");
+            }
+        }
+    }
+    summary("deleted-sync-replica", processed, deleted, failed);
+    Ok(0)
+}

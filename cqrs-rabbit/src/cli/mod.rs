@@ -1,0 +1,304 @@
+//! The operations command line, compatible with django-cqrs's management commands. A service
+//! embeds it in one line:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     cqrs_rabbit::cli::main_with("catalogue.sqlite3") // the default DATABASE_URL
+//! }
+//! ```
+//!
+//! or adds [`Command`] to its own clap command line and calls [`execute`]. Behind the default
+//! feature `cli` (clap, indicatif, tracing-subscriber): a service that embeds only the relay
+//! and the consumer builds with `default-features = false`.
+//!
+//! | subcommand | django-cqrs |
+//! |---|---|
+//! | `consume` | `cqrs_consume` |
+//! | `relay` | (publishes the outbox; django-cqrs has none) |
+//! | `bulk-dump`, `bulk-load` | `cqrs_bulk_dump`, `cqrs_bulk_load` |
+//! | `sync` | `cqrs_sync` |
+//! | `diff-master`, `diff-replica`, `diff-sync` | `cqrs_diff_master`, `cqrs_diff_replica`, `cqrs_diff_sync` |
+//! | `deleted-diff-replica`, `deleted-diff-master`, `deleted-sync-replica` | `cqrs_deleted_*` |
+//! | `dead-letters dump\|retry\|purge` | `cqrs_dead_letters` |
+//! | `models` | (lists the models of the binary) |
+
+use std::ffi::OsString;
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser;
+use cqrs_core::db::CqrsConnection;
+use cqrs_core::filter::{Lookup, parse_filter_text};
+use cqrs_core::registry::{self, Registered};
+
+use crate::broker_url::BrokerUrl;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::{Consumer, Relay};
+
+mod args;
+mod dead_letters;
+mod diff;
+mod dump;
+mod progress;
+mod stream;
+mod sync;
+
+pub use args::{Cli, Command, Global};
+pub use dead_letters::DeadLetterAction;
+
+/// Parses the process arguments and runs; `default_database_url` is used when neither
+/// `--database-url` nor `DATABASE_URL` is given.
+pub fn main_with(default_database_url: &str) -> ExitCode {
+    main_from(std::env::args_os(), default_database_url)
+}
+
+/// [`main_with`] for explicit arguments.
+pub fn main_from<I, T>(args: I, default_database_url: &str) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    execute(cli.command, &cli.global, default_database_url)
+}
+
+/// Runs one subcommand; prints a one-line reason and returns non-zero on failure.
+pub fn execute(command: Command, global: &Global, default_database_url: &str) -> ExitCode {
+    init_logs(&global.log);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            context: "cannot start the async runtime".to_owned(),
+            source: e,
+        })
+        .and_then(|runtime| {
+            let database_url = global
+                .database_url
+                .clone()
+                .unwrap_or_else(|| default_database_url.to_owned());
+            runtime.block_on(dispatch(command, global, &database_url))
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // one line, whatever the underlying error looks like (libpq's span several)
+            let text = error.to_string();
+            eprintln!(
+                "error: {}",
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn config(global: &Global) -> Result<Config> {
+    let mut config = Config::from_env()?;
+    if let Some(url) = &global.broker_url {
+        config.url = BrokerUrl::parse(url)?;
+    }
+    if let Some(queue) = &global.queue_name {
+        config.queue = Some(queue.clone());
+    }
+    config.validate()?;
+    config.apply_master_settings();
+    Ok(config)
+}
+
+async fn dispatch(command: Command, global: &Global, database_url: &str) -> Result<()> {
+    if matches!(command, Command::Models) {
+        return list_models();
+    }
+    let config = config(global)?;
+    cqrs_core::with_backend!(database_url, |Conn| run::<Conn>(command, config, database_url)
+        .await)
+}
+
+#[allow(clippy::print_stdout, reason = "a command line prints its output")]
+fn list_models() -> Result<()> {
+    registry::check()?;
+    for model in registry::models() {
+        println!("{}\t{}\t{}", model.kind, model.cqrs_id, model.type_name);
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("signal received: stopping");
+}
+
+async fn run<C: Registered>(
+    command: Command,
+    mut config: Config,
+    database_url: &str,
+) -> Result<()> {
+    match command {
+        Command::Consume {
+            workers,
+            batch_size,
+            cqrs_ids,
+        } => {
+            if let Some(workers) = workers {
+                config.workers = workers;
+            }
+            if let Some(batch_size) = batch_size {
+                config.batch_size = batch_size;
+            }
+            config.validate()?;
+            let consumer = Consumer::<C>::new(config, database_url).only(cqrs_ids);
+            consumer.check().await?;
+            consumer.run(shutdown_signal()).await
+        }
+        Command::Relay { once } => {
+            let relay = Relay::<C>::new(config, database_url);
+            relay.check().await?;
+            if once {
+                let published = relay.drain().await?;
+                eprintln!("relay: published {published} message(s)");
+                Ok(())
+            } else {
+                relay.run(shutdown_signal()).await
+            }
+        }
+        Command::DeadLetters { action } => dead_letters::run(&config, action).await,
+        other => {
+            let job_url = database_url.to_owned();
+            let job_config = config.clone();
+            let written =
+                tokio::task::spawn_blocking(move || tool::<C>(other, &job_config, &job_url))
+                    .await
+                    .map_err(Error::task("the command"))??;
+            if written > 0 {
+                publish_outbox::<C>(config, database_url).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn publish_outbox<C: Registered>(config: Config, database_url: &str) -> Result<()> {
+    let relay = Relay::<C>::new(config, database_url);
+    match relay.drain().await {
+        Ok(published) => {
+            eprintln!("outbox drained: {published} message(s) published by this command");
+            Ok(())
+        }
+        Err(error) => Err(Error::Input(format!(
+            "the SYNC messages are in the outbox, but publishing failed ({error}); a running relay will publish them"
+        ))),
+    }
+}
+
+/// Opens the database (a clear error if it cannot).
+fn connect<C: CqrsConnection>(url: &str) -> Result<C> {
+    let mut conn = C::cqrs_connect(url).map_err(|e| {
+        Error::Input(format!(
+            "cannot open the database {}: {e}",
+            redact_db_url(url)
+        ))
+    })?;
+    conn.cqrs_setup()?;
+    Ok(conn)
+}
+
+/// A database URL without its password.
+pub fn redact_db_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The lookups of a `--filter` argument (none: every row).
+fn filter(text: Option<&str>) -> Result<Vec<Lookup>> {
+    match text {
+        None => Ok(Vec::new()),
+        Some(text) => Ok(parse_filter_text(text).map_err(cqrs_core::Error::from)?),
+    }
+}
+
+/// The blocking tools; returns how many messages they wrote to the outbox.
+fn tool<C: Registered>(command: Command, config: &Config, database_url: &str) -> Result<u64> {
+    match command {
+        Command::BulkDump {
+            cqrs_id,
+            output,
+            batch,
+            progress,
+            force,
+        } => dump::bulk_dump::<C>(cqrs_id, output, batch, progress, force, database_url),
+        Command::BulkLoad {
+            input,
+            clear,
+            batch,
+            progress,
+        } => dump::bulk_load::<C>(input, clear, batch, progress, database_url),
+        Command::Sync {
+            cqrs_id,
+            filter,
+            queue,
+            batch,
+            progress,
+        } => sync::sync::<C>(cqrs_id, filter, queue, batch, progress, database_url),
+        Command::DiffMaster {
+            cqrs_id,
+            filter,
+            batch,
+        } => diff::diff_master::<C>(cqrs_id, filter, batch, database_url),
+        Command::DiffReplica => diff::diff_replica::<C>(config, database_url),
+        Command::DiffSync { batch, progress } => diff::diff_sync::<C>(batch, progress, database_url),
+        Command::DeletedDiffReplica { cqrs_id, batch } => {
+            diff::deleted_diff_replica::<C>(cqrs_id, batch, database_url)
+        }
+        Command::DeletedDiffMaster => diff::deleted_diff_master::<C>(database_url),
+        Command::DeletedSyncReplica => diff::deleted_sync_replica::<C>(database_url),
+        Command::Consume { .. }
+        | Command::Relay { .. }
+        | Command::DeadLetters { .. }
+        | Command::Models => Ok(0),
+    }
+}

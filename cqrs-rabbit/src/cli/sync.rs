@@ -1,0 +1,36 @@
+//! `sync`: SYNC messages for the master rows matching a filter.
+
+use cqrs_core::registry::{self, Registered};
+
+use super::progress::{Progress, summary};
+use super::{connect, filter};
+use crate::error::Result;
+
+/// Writes SYNC messages to the outbox; returns how many.
+pub(super) fn sync<C: Registered>(cqrs_id: String, text: Option<String>, queue: Option<String>, batch: usize, progress: bool, database_url: &str) -> Result<u64> {
+    let entry = registry::master::<C>(&cqrs_id)?;
+    let lookups = filter(text.as_deref())?;
+    let mut conn = connect::<C>(database_url)?;
+    let total = entry.ops.count(&mut conn, &lookups)?;
+    if total == 0 {
+        eprintln!("sync: no rows match the filter");
+        summary("sync", 0, 0, 0);
+        return Ok(0);
+    }
+    let mut bar = Progress::new("sync", total, progress);
+    let sent =
+        entry
+            .ops
+            .sync(&mut conn, &lookups, queue.as_deref(), batch, &mut |done| {
+                bar.set(done);
+            })?;
+    bar.finish();
+    summary("sync", total, sent, 0);
+    if sent < total {
+        eprintln!(
+            "sync: {} row(s) are excluded by the model's sync filter",
+            total - sent
+        );
+    }
+    Ok(sent)
+}

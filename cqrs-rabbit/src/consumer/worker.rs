@@ -1,0 +1,171 @@
+//! A consumer worker: a thread with its own database connection, applying batches.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use cqrs_core::batch::{BatchItem, apply_batch};
+use cqrs_core::db::CqrsConnection;
+use cqrs_core::message::Message;
+use cqrs_core::registry::ReplicaEntry;
+use cqrs_core::retry::RetryPolicy;
+use cqrs_core::{ApplyError, Outcome};
+use tokio::sync::mpsc;
+
+use super::ConsumerMetrics;
+use crate::backoff::Backoff;
+use crate::retry::{self, Verdict};
+
+/// How often the first worker purges old tombstones.
+const PURGE_EVERY: Duration = Duration::from_hours(1);
+
+/// A message for a worker.
+#[derive(Debug)]
+pub(super) struct Job<C: 'static> {
+    /// The channel generation it came on (work of an older channel is dropped).
+    pub(super) generation: u64,
+    pub(super) tag: u64,
+    pub(super) message: Message,
+    pub(super) direct: bool,
+    pub(super) entry: &'static ReplicaEntry<C>,
+}
+
+/// The verdicts of a finished batch.
+#[derive(Debug)]
+pub(super) struct Done {
+    pub(super) generation: u64,
+    pub(super) items: Vec<(u64, Verdict)>,
+}
+
+/// A worker thread with its own database connection.
+pub(super) struct Worker<C: 'static> {
+    pub(super) index: usize,
+    pub(super) database_url: String,
+    pub(super) batch_size: usize,
+    pub(super) policy: RetryPolicy,
+    pub(super) tombstone_ttl: Duration,
+    pub(super) generation: Arc<AtomicU64>,
+    pub(super) stopping: Arc<AtomicBool>,
+    pub(super) metrics: Arc<ConsumerMetrics>,
+    pub(super) done: mpsc::UnboundedSender<Done>,
+    pub(super) _connection: PhantomData<fn() -> C>,
+}
+
+impl<C: CqrsConnection> Worker<C> {
+    pub(super) fn run(self, mut jobs: mpsc::Receiver<Job<C>>) {
+        let mut conn: Option<C> = None;
+        let mut last_purge: Option<Instant> = None;
+        while let Some(first) = jobs.blocking_recv() {
+            if self.stopping.load(Ordering::SeqCst) {
+                // Leave what is queued unacknowledged: the broker sends it again.
+                continue;
+            }
+            let mut batch = vec![first];
+            while batch.len() < self.batch_size {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let current = self.generation.load(Ordering::SeqCst);
+            batch.retain(|job| job.generation == current);
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(results) = self.apply(&mut conn, &batch) else {
+                continue; // stopping while the database was down
+            };
+            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+            let items = batch
+                .into_iter()
+                .zip(results)
+                .map(|(job, result)| {
+                    let verdict = retry::verdict(
+                        &job.message,
+                        result,
+                        job.entry.ops,
+                        &self.policy,
+                        &self.metrics,
+                    );
+                    (job.tag, verdict)
+                })
+                .collect();
+            if self
+                .done
+                .send(Done {
+                    generation: current,
+                    items,
+                })
+                .is_err()
+            {
+                break;
+            }
+            if self.index == 0 && last_purge.is_none_or(|t| t.elapsed() > PURGE_EVERY) {
+                last_purge = Some(Instant::now());
+                if let Some(conn) = conn.as_mut() {
+                    self.purge_tombstones(conn);
+                }
+            }
+        }
+    }
+
+    /// Applies a batch, keeping it through database outages (backoff, no ack).
+    fn apply(
+        &self,
+        conn: &mut Option<C>,
+        batch: &[Job<C>],
+    ) -> Option<Vec<Result<Outcome, ApplyError>>> {
+        let mut backoff = Backoff::default();
+        loop {
+            if conn.is_none() {
+                match C::cqrs_connect(&self.database_url) {
+                    Ok(c) => *conn = Some(c),
+                    Err(error) => {
+                        tracing::warn!(worker = self.index, %error, retry_in = ?backoff.delay(),
+                            "database unreachable; keeping the batch unacknowledged");
+                    }
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                let items: Vec<BatchItem<'_, C>> = batch
+                    .iter()
+                    .map(|job| BatchItem {
+                        ops: job.entry.ops,
+                        message: &job.message,
+                        direct: job.direct,
+                    })
+                    .collect();
+                match apply_batch(c, &items) {
+                    Ok(results) => return Some(results),
+                    Err(error) => {
+                        tracing::warn!(worker = self.index, %error, retry_in = ?backoff.delay(),
+                            "batch not applied; keeping it unacknowledged and retrying");
+                        if error.is_unavailable() {
+                            *conn = None;
+                        }
+                    }
+                }
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                return None;
+            }
+            backoff.wait_blocking();
+        }
+    }
+
+    fn purge_tombstones(&self, conn: &mut C) {
+        let Ok(ttl) = chrono::Duration::from_std(self.tombstone_ttl) else {
+            return;
+        };
+        let Some(before) = Utc::now().checked_sub_signed(ttl) else {
+            return;
+        };
+        match conn.tombstone_purge(before) {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "old tombstones purged"),
+            Err(error) => tracing::warn!(%error, "tombstone purge failed"),
+        }
+    }
+}
