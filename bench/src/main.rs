@@ -257,7 +257,7 @@ impl Env {
             let _ = std::fs::remove_file(&path);
             path.to_str().context("path")?.to_owned()
         };
-        with_db(&url, |conn| {
+        cqrs_core::with_connection!(&url, |conn| {
             conn.cqrs_setup()?;
             let ddl = if backend == "postgres" {
                 models::POSTGRES_DDL
@@ -265,8 +265,7 @@ impl Env {
                 models::SQLITE_DDL
             };
             diesel::connection::SimpleConnection::batch_execute(conn, ddl)?;
-            Ok(())
-        })?;
+        });
         Ok(url)
     }
 
@@ -277,35 +276,6 @@ impl Env {
             queue: Some(queue.to_owned()),
             ..cqrs_rabbit::Config::default()
         })
-    }
-}
-
-/// Runs `f` on a connection of the URL's backend.
-fn with_db<T>(
-    url: &str,
-    f: impl FnOnce(&mut dyn AnyConn) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    if cqrs_core::db::is_postgres_url(url) {
-        f(&mut PgConnection::cqrs_connect(url)?)
-    } else {
-        f(&mut SqliteConnection::cqrs_connect(url)?)
-    }
-}
-
-/// The few untyped operations the orchestrator needs on either backend.
-trait AnyConn: diesel::connection::SimpleConnection {
-    fn cqrs_setup(&mut self) -> cqrs_core::Result<()>;
-}
-
-impl AnyConn for SqliteConnection {
-    fn cqrs_setup(&mut self) -> cqrs_core::Result<()> {
-        CqrsConnection::cqrs_setup(self)
-    }
-}
-
-impl AnyConn for PgConnection {
-    fn cqrs_setup(&mut self) -> cqrs_core::Result<()> {
-        CqrsConnection::cqrs_setup(self)
     }
 }
 
@@ -484,7 +454,7 @@ where
     let writes = workload(&mut conn, rows)?;
     let elapsed = start.elapsed();
     let messages = conn
-        .outbox_fetch(i64::MAX, false)?
+        .outbox_fetch(i64::MAX)?
         .into_iter()
         .map(|r| (r.routing_key, r.body))
         .collect();
@@ -988,7 +958,7 @@ fn django_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
     let query = diesel::sql_query(
         "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(cqrs_revision), 0) AS BIGINT) AS s FROM bench_django_item_refs",
     );
-    let row: Aggregate = if cqrs_core::db::is_postgres_url(url) {
+    let row: Aggregate = if cqrs_core::db::Backend::of_url(url).is_postgres() {
         query.get_result(&mut PgConnection::establish(url)?)?
     } else {
         // no journal-mode switch here (Django owns the file): only wait for its locks

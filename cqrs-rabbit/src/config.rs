@@ -327,6 +327,11 @@ impl Config {
         }
     }
 
+    /// The queue where retries of `cqrs_id` wait out their delay (see [`crate::Consumer`]).
+    pub fn delay_queue(&self, cqrs_id: &str) -> Result<String> {
+        Ok(crate::retry::delay_queue(self.queue()?, cqrs_id))
+    }
+
     /// The prefetch count to use.
     pub fn prefetch(&self) -> u16 {
         self.prefetch.unwrap_or_else(|| {
@@ -400,6 +405,7 @@ pub(crate) mod tests {
         assert!(c.queue().is_err());
         let c = from(&[("CQRS_QUEUE", "svc")]).unwrap();
         assert_eq!(c.dead_letter_queue().unwrap(), "dead_letter_svc");
+        assert_eq!(c.delay_queue("book").unwrap(), "cqrs.svc.delay.book");
     }
 
     #[test]

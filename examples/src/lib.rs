@@ -8,40 +8,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// Runs `$body` with `$conn` bound to a `&mut` connection of the backend `$url` names
-/// (PostgreSQL for `postgres://`, SQLite otherwise). The body is compiled once per backend.
-#[macro_export]
-macro_rules! with_db {
-    ($url:expr, |$conn:ident| $body:expr) => {{
-        let url: &str = $url;
-        if ::cqrs_core::db::is_postgres_url(url) {
-            let mut connection =
-                <::diesel::PgConnection as ::cqrs_core::db::CqrsConnection>::cqrs_connect(url)?;
-            let $conn = &mut connection;
-            $body
-        } else {
-            let mut connection =
-                <::diesel::SqliteConnection as ::cqrs_core::db::CqrsConnection>::cqrs_connect(url)?;
-            let $conn = &mut connection;
-            $body
-        }
-    }};
-}
-
 /// Creates a service's tables (and the framework's) if they do not exist.
 pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Result<()> {
     use cqrs_core::db::CqrsConnection;
     use diesel::connection::SimpleConnection;
     if let Some(parent) = std::path::Path::new(cqrs_core::db::sqlite::path_of(url)).parent()
-        && !cqrs_core::db::is_postgres_url(url)
+        && !cqrs_core::db::Backend::of_url(url).is_postgres()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    with_db!(url, |conn| {
+    cqrs_core::with_connection!(url, |conn| {
         conn.cqrs_setup()?;
-        let ddl = if cqrs_core::db::is_postgres_url(url) {
+        let ddl = if cqrs_core::db::Backend::of_url(url).is_postgres() {
             postgres_ddl
         } else {
             sqlite_ddl
@@ -56,7 +36,7 @@ pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Resul
 pub fn empty_tables(url: &str, tables: &[&str]) -> anyhow::Result<()> {
     use diesel::connection::SimpleConnection;
     let sql: String = tables.iter().map(|t| format!("DELETE FROM {t};")).collect();
-    with_db!(url, |conn| {
+    cqrs_core::with_connection!(url, |conn| {
         conn.batch_execute(&sql)
             .context("cannot empty the tables")?;
         Ok(())

@@ -5,7 +5,8 @@
 use bigdecimal::BigDecimal;
 use chrono::NaiveDateTime;
 use cqrs_core::prelude::*;
-use cqrs_core::replica::{HookContext, RetryPolicy};
+use cqrs_core::replica::HookContext;
+use cqrs_core::retry::RetryPolicy;
 use serde_json::{Map, Value, json};
 
 pub mod schema {

@@ -82,7 +82,7 @@ fn pg_db() -> String {
     url
 }
 
-fn master_rows<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
+fn master_rows<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
 where
     Book: MasterStore<C>,
 {
@@ -94,7 +94,7 @@ where
         .collect()
 }
 
-fn replica_rows<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
+fn replica_rows<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
 where
     BookRef: ReplicaStore<C>,
 {
@@ -151,7 +151,7 @@ where
         Book::cqrs_bulk_insert(&mut conn, rows).unwrap();
     }
     let ids: Vec<i64> = conn
-        .outbox_fetch(i64::MAX, false)
+        .outbox_fetch(i64::MAX)
         .unwrap()
         .iter()
         .map(|r| r.id)
@@ -160,7 +160,7 @@ where
 }
 
 /// 50,000 rows dumped from a master and loaded into a replica: equal afterwards.
-fn dump_and_load<M: CqrsConnection, R: CqrsConnection>(
+fn dump_and_load<M: cqrs_core::Registered, R: cqrs_core::Registered>(
     master: &str,
     replica: &str,
     dir: &tempfile::TempDir,
@@ -261,7 +261,7 @@ fn pipe(first: Stage<'_>, rest: &[Stage<'_>]) -> String {
 }
 
 /// The diff pipelines find and repair 3 changed, 2 missing and 2 deleted rows.
-fn diff_pipelines<M: CqrsConnection, R: CqrsConnection>(master: &str, replica: &str)
+fn diff_pipelines<M: cqrs_core::Registered, R: cqrs_core::Registered>(master: &str, replica: &str)
 where
     Book: MasterStore<M>,
     BookRef: ReplicaStore<R>,
@@ -297,7 +297,7 @@ where
         Book::cqrs_delete_pk(&mut m, &20).unwrap();
         Book::cqrs_delete_pk(&mut m, &21).unwrap();
         let ids: Vec<i64> = m
-            .outbox_fetch(100, false)
+            .outbox_fetch(100)
             .unwrap()
             .iter()
             .map(|r| r.id)

@@ -55,7 +55,7 @@ fn relay<C: CqrsConnection>(
     )
 }
 
-async fn consumer<C: CqrsConnection>(
+async fn consumer<C: cqrs_core::Registered>(
     config: &Config,
     url: &str,
 ) -> (Running, std::sync::Arc<cqrs_rabbit::ConsumerMetrics>) {
@@ -93,7 +93,7 @@ fn pg_database() -> String {
 }
 
 /// Replica rows as comparable tuples.
-fn replica_books<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
+fn replica_books<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
 where
     BookRef: ReplicaStore<C>,
 {
@@ -105,14 +105,14 @@ where
         .collect()
 }
 
-fn registry_pks<C: CqrsConnection>(conn: &mut C) -> Vec<i32>
+fn registry_pks<C: cqrs_core::Registered>(conn: &mut C) -> Vec<i32>
 where
     BookRef: ReplicaStore<C>,
 {
     BookRef::db_pks(conn, None, 1_000_000).unwrap()
 }
 
-fn master_books<C: CqrsConnection>(url: &str) -> Vec<(i32, String, i32)>
+fn master_books<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
 where
     Book: MasterStore<C>,
 {
@@ -125,7 +125,7 @@ where
 }
 
 /// Master writes of every kind reach the replica through outbox, relay, broker and consumer.
-async fn end_to_end<C: CqrsConnection>(master_url: String, replica_url: String, name: &str)
+async fn end_to_end<C: cqrs_core::Registered>(master_url: String, replica_url: String, name: &str)
 where
     Book: MasterStore<C>,
     BookRef: ReplicaStore<C>,

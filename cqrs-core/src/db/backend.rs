@@ -30,6 +30,11 @@ impl Backend {
         }
     }
 
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(self) -> bool {
+        self == Self::Postgres
+    }
+
     /// Whether this binary was built with the backend's feature.
     pub fn is_compiled(self) -> bool {
         match self {

@@ -65,7 +65,7 @@ pub fn pg() -> PgConnection {
 
 /// Reads the outbox (oldest first) as parsed JSON bodies with their routing keys.
 pub fn outbox<C: CqrsConnection>(conn: &mut C) -> Vec<(String, Value)> {
-    conn.outbox_fetch(100_000, false)
+    conn.outbox_fetch(100_000)
         .unwrap()
         .into_iter()
         .map(|r| (r.routing_key, serde_json::from_str(&r.body).unwrap()))
@@ -75,7 +75,7 @@ pub fn outbox<C: CqrsConnection>(conn: &mut C) -> Vec<(String, Value)> {
 /// Empties the outbox.
 pub fn clear_outbox<C: CqrsConnection>(conn: &mut C) {
     let ids: Vec<i64> = conn
-        .outbox_fetch(100_000, false)
+        .outbox_fetch(100_000)
         .unwrap()
         .iter()
         .map(|r| r.id)

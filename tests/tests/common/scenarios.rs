@@ -13,7 +13,10 @@ use std::collections::BTreeSet;
 use chrono::{Duration, NaiveDateTime, Utc};
 use cqrs_core::memory::MemoryBroker;
 use cqrs_core::prelude::*;
-use cqrs_core::replica::{BatchItem, IgnoreReason, Outcome, RetryPolicy, apply_batch, apply_one};
+use cqrs_core::Registered;
+use cqrs_core::batch::{BatchItem, apply_batch, apply_one};
+use cqrs_core::replica::{IgnoreReason, Outcome};
+use cqrs_core::retry::RetryPolicy;
 use cqrs_core::{Message, SignalType, registry};
 use serde_json::{Value, json};
 
@@ -78,7 +81,7 @@ fn same_shape(ours: &Value, theirs: &Value, path: &str) {
 /// A master write produces the messages django-cqrs produces (samples/messages.jsonl).
 pub fn wire_format_matches_django<C>(master: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     Book: MasterStore<C>,
     Author: MasterStore<C>,
 {
@@ -160,7 +163,7 @@ where
 /// Revision bookkeeping on insert, save, update, create-with-closure and bulk writes.
 pub fn master_bookkeeping<C>(master: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     Book: MasterStore<C>,
 {
     let before = Utc::now().naive_utc() - Duration::seconds(1);
@@ -224,15 +227,15 @@ where
 /// A rollback of the caller's transaction sends nothing; a commit keeps row and message.
 pub fn outbox_is_transactional<C>(master: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     Book: MasterStore<C>,
 {
     let result: Result<(), cqrs_core::Error> = cqrs_core::transaction(master, |conn| {
         Book::new(1, "rolled back").cqrs_insert(conn)?;
         Book::new(2, "rolled back too").cqrs_insert(conn)?;
-        Err(cqrs_core::Error::Config {
-            setting: "test",
-            reason: "abort".into(),
+        Err(cqrs_core::Error::NotFound {
+            model: "test",
+            pk: "abort".into(),
         })
     });
     assert!(result.is_err());
@@ -278,7 +281,7 @@ where
 /// `produce = false`, the sync filter, the custom serializer, delete data.
 pub fn master_attributes<C>(master: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     Book: MasterStore<C>,
     Author: MasterStore<C>,
     Counter: MasterStore<C>,
@@ -342,7 +345,7 @@ where
 /// Django lookups become diesel filters; errors list what is valid.
 pub fn filters<C>(master: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     Book: MasterStore<C>,
 {
     for (i, title) in [
@@ -450,12 +453,12 @@ fn delete(id: i32, revision: i32, updated: NaiveDateTime) -> Message {
     )
 }
 
-fn apply<C: CqrsConnection>(conn: &mut C, m: &Message) -> Result<Outcome, ApplyError> {
+fn apply<C: Registered>(conn: &mut C, m: &Message) -> Result<Outcome, ApplyError> {
     let entry = registry::replica::<C>(&m.cqrs_id).unwrap();
     apply_one(conn, entry.ops, m, false)
 }
 
-fn stored<C: CqrsConnection>(conn: &mut C, id: i32) -> Option<BookRef>
+fn stored<C: Registered>(conn: &mut C, id: i32) -> Option<BookRef>
 where
     BookRef: ReplicaStore<C>,
 {
@@ -465,7 +468,7 @@ where
 /// Every row of the apply-rules table, with the mapping and the defaulted/skipped fields.
 pub fn revision_rules<C>(replica: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     BookRef: ReplicaStore<C>,
 {
     let t0 = Utc::now().naive_utc() - Duration::minutes(10);
@@ -615,7 +618,7 @@ where
 /// of a failed message is written.
 pub fn bad_payloads<C>(replica: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     BookRef: ReplicaStore<C>,
 {
     let now = Utc::now().naive_utc();
@@ -691,7 +694,7 @@ where
 /// Custom hooks: meta reaches the hook; custom serialization; only direct syncs; retry policy.
 pub fn hooks_and_flags<C>(replica: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     AuthorRef: ReplicaStore<C>,
     ReviewRef: ReplicaStore<C>,
 {
@@ -771,7 +774,7 @@ where
 /// One transaction, a savepoint per message: a bad message never rolls back the others.
 pub fn batch_with_savepoints<C>(replica: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     BookRef: ReplicaStore<C>,
     AuthorRef: ReplicaStore<C>,
 {
@@ -845,7 +848,7 @@ where
 /// Master -> outbox -> in-memory broker -> replica: equal at the end, deletes included.
 pub fn end_to_end_in_memory<C>(master: &mut C, replica: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     Book: MasterStore<C>,
     BookRef: ReplicaStore<C>,
     Author: MasterStore<C>,
@@ -902,7 +905,7 @@ where
 /// updates, deletes and re-created rows).
 pub fn batch_matches_sequential<C>(sequential: &mut C, batched: &mut C)
 where
-    C: CqrsConnection,
+    C: Registered,
     BookRef: ReplicaStore<C>,
 {
     for (round, seed) in [
@@ -925,7 +928,7 @@ where
 
 fn batch_round<C>(sequential: &mut C, batched: &mut C, offset: i32, seed: u64)
 where
-    C: CqrsConnection,
+    C: Registered,
     BookRef: ReplicaStore<C>,
 {
     let base = Utc::now().naive_utc() - Duration::hours(1);

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use bigdecimal::BigDecimal;
 use chrono::NaiveDate;
 use cqrs_core::prelude::*;
-use cqrs_examples::{esc, page, with_db};
+use cqrs_examples::{esc, page};
 use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -131,7 +131,7 @@ fn spawn_relay(
     database_url: String,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>> {
-    if cqrs_core::db::is_postgres_url(&database_url) {
+    if cqrs_core::db::Backend::of_url(&database_url).is_postgres() {
         tokio::spawn(
             cqrs_rabbit::Relay::<diesel::PgConnection>::new(config, database_url).run(stop),
         )
@@ -255,7 +255,7 @@ fn create_book(url: &str, input: &BookInput) -> AppResult<Book> {
     let published = input.published.unwrap_or(true);
     let notes = input.notes.clone().unwrap_or_default();
     let book = (|| -> anyhow::Result<Book> {
-        with_db!(url, |conn| {
+        cqrs_core::with_connection!(url, |conn| {
             Ok(Book::cqrs_create(conn, |conn| {
                 diesel::insert_into(books::table)
                     .values((
@@ -299,13 +299,13 @@ fn update_book(url: &str, id: i32, input: &BookInput) -> AppResult<Book> {
         }
     };
     Ok((|| -> anyhow::Result<Book> {
-        with_db!(url, |conn| Ok(Book::cqrs_update(conn, &id, change)?))
+        cqrs_core::with_connection!(url, |conn| Ok(Book::cqrs_update(conn, &id, change)?))
     })()?)
 }
 
 fn delete_book(url: &str, id: i32) -> AppResult<()> {
     let deleted = (|| -> anyhow::Result<bool> {
-        with_db!(url, |conn| Ok(Book::cqrs_delete_pk(conn, &id)?))
+        cqrs_core::with_connection!(url, |conn| Ok(Book::cqrs_delete_pk(conn, &id)?))
     })()?;
     if deleted {
         Ok(())
@@ -342,7 +342,7 @@ fn create_author(url: &str, input: &AuthorInput) -> AppResult<Author> {
         .to_owned();
     let born = input.born()?.flatten();
     Ok((|| -> anyhow::Result<Author> {
-        with_db!(url, |conn| {
+        cqrs_core::with_connection!(url, |conn| {
             Ok(Author::cqrs_create(conn, |conn| {
                 diesel::insert_into(authors::table)
                     .values((authors::name.eq(&name), authors::born.eq(born)))
@@ -356,7 +356,7 @@ fn create_author(url: &str, input: &AuthorInput) -> AppResult<Author> {
 async fn index(State(state): State<AppState>) -> AppResult<Html<String>> {
     let (books, authors) = db(&state, |url| {
         Ok((|| -> anyhow::Result<_> {
-            with_db!(url, |conn| Ok((load_books(conn)?, load_authors(conn)?)))
+            cqrs_core::with_connection!(url, |conn| Ok((load_books(conn)?, load_authors(conn)?)))
         })()?)
     })
     .await?;
@@ -457,7 +457,7 @@ async fn create_author_form(
 async fn api_books(State(state): State<AppState>) -> AppResult<Json<Value>> {
     let books = db(&state, |url| {
         Ok((|| -> anyhow::Result<_> {
-            with_db!(url, |conn| load_books(conn))
+            cqrs_core::with_connection!(url, |conn| load_books(conn))
         })()?)
     })
     .await?;
@@ -467,7 +467,7 @@ async fn api_books(State(state): State<AppState>) -> AppResult<Json<Value>> {
 async fn api_book(State(state): State<AppState>, Path(id): Path<i32>) -> AppResult<Json<Value>> {
     let book = db(&state, move |url| {
         Ok((|| -> anyhow::Result<_> {
-            with_db!(url, |conn| Ok(Book::db_get(conn, &id, false)?))
+            cqrs_core::with_connection!(url, |conn| Ok(Book::db_get(conn, &id, false)?))
         })()?)
     })
     .await?;
@@ -508,7 +508,7 @@ async fn api_sync_book(
     let queue = query.get("queue").cloned();
     let sent = db(&state, move |url| {
         Ok((|| -> anyhow::Result<bool> {
-            with_db!(url, |conn| Ok(Book::cqrs_sync_pks(
+            cqrs_core::with_connection!(url, |conn| Ok(Book::cqrs_sync_pks(
                 conn,
                 &[id],
                 queue.as_deref()
@@ -522,7 +522,7 @@ async fn api_sync_book(
 async fn api_authors(State(state): State<AppState>) -> AppResult<Json<Value>> {
     let authors = db(&state, |url| {
         Ok((|| -> anyhow::Result<_> {
-            with_db!(url, |conn| load_authors(conn))
+            cqrs_core::with_connection!(url, |conn| load_authors(conn))
         })()?)
     })
     .await?;
@@ -551,7 +551,7 @@ async fn api_update_author(
     }
     let author = db(&state, move |url| {
         Ok((|| -> anyhow::Result<Author> {
-            with_db!(url, |conn| Ok(Author::cqrs_update(conn, &id, |a| {
+            cqrs_core::with_connection!(url, |conn| Ok(Author::cqrs_update(conn, &id, |a| {
                 if let Some(name) = &name {
                     a.name = name.trim().to_owned();
                 }
@@ -571,7 +571,7 @@ async fn api_delete_author(
 ) -> AppResult<StatusCode> {
     let deleted = db(&state, move |url| {
         Ok((|| -> anyhow::Result<bool> {
-            with_db!(url, |conn| Ok(Author::cqrs_delete_pk(conn, &id)?))
+            cqrs_core::with_connection!(url, |conn| Ok(Author::cqrs_delete_pk(conn, &id)?))
         })()?)
     })
     .await?;

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cqrs_core::prelude::*;
-use cqrs_examples::{esc, page, with_db};
+use cqrs_examples::{esc, page};
 use diesel::prelude::*;
 use serde_json::{Value, json};
 
@@ -79,7 +79,7 @@ async fn spawn_consumer(
     config: cqrs_rabbit::Config,
     url: String,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>>> {
-    Ok(if cqrs_core::db::is_postgres_url(&url) {
+    Ok(if cqrs_core::db::Backend::of_url(&url).is_postgres() {
         let consumer = cqrs_rabbit::Consumer::<diesel::PgConnection>::new(config, url);
         consumer.check().await?;
         tokio::spawn(consumer.run(shutdown_signal()))
@@ -131,7 +131,7 @@ where
 async fn load(state: &AppState) -> Result<Snapshot, AppError> {
     let url = Arc::clone(&state.database_url);
     let snapshot = tokio::task::spawn_blocking(move || -> anyhow::Result<Snapshot> {
-        with_db!(&url, |conn| {
+        cqrs_core::with_connection!(&url, |conn| {
             let cards = author_cards::table
                 .order(author_cards::author_id)
                 .select((

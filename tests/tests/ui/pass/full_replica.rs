@@ -1,7 +1,8 @@
 //! Every replica attribute.
 use chrono::{DateTime, NaiveDateTime, Utc};
 use cqrs_core::prelude::*;
-use cqrs_core::replica::{HookContext, RetryPolicy};
+use cqrs_core::replica::HookContext;
+use cqrs_core::retry::RetryPolicy;
 use serde_json::{Map, Value};
 
 diesel::table! {
