@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use cqrs_core::db::CqrsConnection;
+use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};

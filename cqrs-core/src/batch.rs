@@ -114,7 +114,9 @@ pub fn apply_batch<C: CqrsConnection>(
                         continue;
                     }
                     Err(TxError::Abort(error)) => return Err(TxError::Abort(error)),
-                    Err(TxError::Db(error)) if classify_diesel(&error) == ErrorClass::Unavailable => {
+                    Err(TxError::Db(error))
+                        if classify_diesel(&error) == ErrorClass::Unavailable =>
+                    {
                         return Err(TxError::Db(error));
                     }
                     // Rolled back to the savepoint: apply this model's messages one by one.

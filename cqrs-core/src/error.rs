@@ -36,6 +36,13 @@ pub enum Error {
         /// The primary key asked for.
         pk: String,
     },
+    /// An insert returned no row (a trigger or a rule of the database dropped it); nothing was
+    /// sent.
+    #[error("{model}: the insert returned no row")]
+    NotReturned {
+        /// The model's type name.
+        model: &'static str,
+    },
     /// No model with this `cqrs_id` is registered in this binary.
     #[error("unknown cqrs_id `{cqrs_id}`; registered {kind} models: {known}")]
     UnknownCqrsId {

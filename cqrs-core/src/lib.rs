@@ -89,7 +89,7 @@ pub mod outbox;
 
 pub use db::CqrsConnection;
 pub use error::{ApplyError, Error, ErrorClass, Result};
-pub use master::{MasterModel, MasterStore, transaction};
+pub use master::{MasterModel, MasterStore, SyncTarget, transaction};
 pub use message::{Message, SignalType};
 pub use registry::Registered;
 pub use replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
@@ -102,7 +102,7 @@ pub use cqrs_derive::{CqrsMaster, CqrsReplica};
 pub mod prelude {
     pub use crate::db::CqrsConnection;
     pub use crate::error::ApplyError;
-    pub use crate::master::{MasterModel, MasterStore};
+    pub use crate::master::{MasterModel, MasterStore, SyncTarget};
     pub use crate::replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
     #[cfg(feature = "derive")]
     pub use cqrs_derive::{CqrsMaster, CqrsReplica};

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::db::CqrsConnection;
 use crate::error::{ApplyError, Error, Result};
 use crate::filter::Lookup;
-use crate::master::{MasterStore, build_filters, for_each_page};
+use crate::master::{MasterStore, SyncTarget, build_filters, for_each_page};
 use crate::message::Message;
 use crate::replica::{ReplicaHooks, apply, apply_many};
 use crate::retry::RetryPolicy;
@@ -268,12 +268,12 @@ pub trait MasterOps<C>: Sync {
         &self,
         conn: &mut C,
         lookups: &[Lookup],
-        queue: Option<&str>,
+        target: SyncTarget<'_>,
         batch: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64>;
     /// Writes SYNC messages for these primary keys; returns how many rows were sent.
-    fn sync_pks(&self, conn: &mut C, pks: &[Value], queue: Option<&str>) -> Result<u64>;
+    fn sync_pks(&self, conn: &mut C, pks: &[Value], target: SyncTarget<'_>) -> Result<u64>;
     /// Which of these primary keys no longer exist.
     fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>>;
 }
@@ -396,15 +396,15 @@ where
         &self,
         conn: &mut C,
         lookups: &[Lookup],
-        queue: Option<&str>,
+        target: SyncTarget<'_>,
         batch: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
-        M::cqrs_sync_where(conn, lookups, queue, batch, progress)
+        M::cqrs_sync_where(conn, lookups, target, batch, progress)
     }
 
-    fn sync_pks(&self, conn: &mut C, pks: &[Value], queue: Option<&str>) -> Result<u64> {
-        M::cqrs_sync_pks(conn, &pks_of::<M::Pk>(pks)?, queue).map(count_u64)
+    fn sync_pks(&self, conn: &mut C, pks: &[Value], target: SyncTarget<'_>) -> Result<u64> {
+        M::cqrs_sync_pks(conn, &pks_of::<M::Pk>(pks)?, target).map(count_u64)
     }
 
     fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>> {

@@ -265,8 +265,14 @@ mod tests {
             decide(save(at(2, 1)), Some(at(2, 1)), None),
             Decision::Ignore(IgnoreReason::Duplicate)
         );
-        assert_eq!(decide(save(at(5, 1)), Some(at(2, 1)), None), Decision::Update);
-        assert_eq!(decide(save(at(0, 9)), Some(at(2, 1)), None), Decision::Update);
+        assert_eq!(
+            decide(save(at(5, 1)), Some(at(2, 1)), None),
+            Decision::Update
+        );
+        assert_eq!(
+            decide(save(at(0, 9)), Some(at(2, 1)), None),
+            Decision::Update
+        );
         assert_eq!(
             decide(subject(Sync, at(1, 1)), Some(at(2, 1)), None),
             Decision::Update

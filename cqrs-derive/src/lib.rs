@@ -18,7 +18,7 @@ use syn::{DeriveInput, parse_macro_input};
 /// The struct needs `#[diesel(table_name = ...)]` (and `#[diesel(primary_key(...))]` when the
 /// key is not `id`), a field per column, `cqrs_revision: i32` and
 /// `cqrs_updated: DateTime<Utc>` (or `NaiveDateTime`, taken as UTC). It implements
-/// `cqrs_core::MasterModel` and, per enabled backend, `cqrs_core::MasterStore<Conn>` with the
+/// `cqrs_core::MasterModel` and, per enabled backend, the storage behind `cqrs_core::MasterStore<Conn>`, whose
 /// write hooks (`cqrs_insert`, `cqrs_create`, `cqrs_save`, `cqrs_update`, `cqrs_delete`,
 /// `cqrs_bulk_insert`, `cqrs_bulk_update`, `cqrs_sync`, ...), and registers the model.
 ///

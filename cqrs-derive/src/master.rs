@@ -259,7 +259,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl #krate::master::MasterStore<#conn> for #ident {
+        impl #krate::master::MasterTable<#conn> for #ident {
             type Table = #table::table;
 
             fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {

@@ -55,7 +55,10 @@ mod tests {
     fn doubles_up_to_the_cap_and_resets() {
         let mut b = Backoff::default();
         let steps: Vec<u128> = (0..9).map(|_| b.step().as_millis()).collect();
-        assert_eq!(steps, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert_eq!(
+            steps,
+            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
         b.reset();
         assert_eq!(b.delay(), FIRST);
     }

@@ -25,8 +25,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url.expose(), properties))
-        .await
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(url.expose(), properties),
+    )
+    .await
     {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(Error::broker(url, "connect", e)),

@@ -68,7 +68,9 @@ pub enum Error {
         reason: &'static str,
     },
     /// The broker refused every message of an outbox batch (nacks): they stay in the outbox.
-    #[error("the broker refused all {count} messages of an outbox batch (nack); they stay in the outbox")]
+    #[error(
+        "the broker refused all {count} messages of an outbox batch (nack); they stay in the outbox"
+    )]
     BatchRefused {
         /// How many messages the batch held.
         count: usize,
@@ -154,9 +156,7 @@ impl Error {
     /// refused), as opposed to an error that needs a fix (a setting, the input, the models).
     pub fn is_recoverable(&self) -> bool {
         match self {
-            Self::Broker { source, .. } | Self::Publish { source, .. } => {
-                source.can_be_recovered()
-            }
+            Self::Broker { source, .. } | Self::Publish { source, .. } => source.can_be_recovered(),
             Self::BrokerTimeout { .. }
             | Self::ConsumerCancelled { .. }
             | Self::Refused { .. }

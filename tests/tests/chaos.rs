@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::rabbit;
 use common::{Book, BookRef};
+use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
 use diesel::SqliteConnection;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::rabbit;
 use common::{Book, BookRef};
+use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_rabbit::Config;
 use diesel::SqliteConnection;
@@ -296,12 +297,7 @@ where
         }
         Book::cqrs_delete_pk(&mut m, &20).unwrap();
         Book::cqrs_delete_pk(&mut m, &21).unwrap();
-        let ids: Vec<i64> = m
-            .outbox_fetch(100)
-            .unwrap()
-            .iter()
-            .map(|r| r.id)
-            .collect();
+        let ids: Vec<i64> = m.outbox_fetch(100).unwrap().iter().map(|r| r.id).collect();
         m.outbox_delete(&ids).unwrap();
         BookRef::db_delete(&mut r, &5).unwrap();
         BookRef::db_delete(&mut r, &6).unwrap();

@@ -71,3 +71,32 @@ fn connecting_during_a_write_waits() {
     writer.batch_execute("COMMIT").unwrap();
     opener.join().unwrap().unwrap();
 }
+
+/// `cqrs_bulk_update` takes a diesel predicate, as a diesel user writes it; one revision and
+/// one SAVE per matching row.
+#[test]
+fn bulk_update_takes_diesel_predicates() {
+    use common::Book;
+    use cqrs_core::prelude::*;
+    use cqrs_tests::models::schema::books;
+    use diesel::{BoolExpressionMethods, ExpressionMethods};
+    let (mut master, _guard) = common::sqlite();
+    let rows = Book::cqrs_bulk_insert(
+        &mut master,
+        (1..=6).map(|i| Book::new(i, "draft")).collect(),
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 6);
+    common::clear_outbox(&mut master);
+    let bumped = Book::cqrs_bulk_update(&mut master, books::id.ge(2).and(books::id.lt(5)), |b| {
+        b.title = "edited".into();
+    })
+    .unwrap();
+    let ids: Vec<(i32, i32)> = bumped.iter().map(|b| (b.id, b.cqrs_revision)).collect();
+    assert_eq!(ids, [(2, 1), (3, 1), (4, 1)]);
+    let sent: Vec<i64> = common::outbox(&mut master)
+        .iter()
+        .map(|(_, body)| body["instance_pk"].as_i64().unwrap())
+        .collect();
+    assert_eq!(sent, [2, 3, 4]);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::rabbit::{self, eventually};
 use common::{Author, AuthorRef, Book, BookRef, Review, ReviewRef};
+use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{Config, Consumer, Relay};
 use diesel::{PgConnection, SqliteConnection};
@@ -150,13 +151,15 @@ where
             Book::cqrs_update(&mut master, &i, |b| b.title.push_str(" (2nd ed.)")).unwrap();
         }
         let filters = Book::cqrs_filter(&json!({"id__gt": 30})).unwrap();
-        Book::cqrs_bulk_update(&mut master, filters, |b| b.isbn = "bulk".into()).unwrap();
+        let _ = Book::cqrs_bulk_update_filtered(&mut master, filters, |b| b.isbn = "bulk".into())
+            .unwrap();
         for i in (1..=40).step_by(5) {
             Book::cqrs_delete_pk(&mut master, &i).unwrap();
         }
         let book = Book::db_get(&mut master, &2, false).unwrap().unwrap();
-        book.cqrs_sync(&mut master, None).unwrap();
-        book.cqrs_sync(&mut master, Some(&queue)).unwrap();
+        book.cqrs_sync(&mut master, SyncTarget::Broadcast).unwrap();
+        book.cqrs_sync(&mut master, SyncTarget::Queue(&queue))
+            .unwrap();
         Author::new("a-1", "Lem").cqrs_insert(&mut master).unwrap();
         Review {
             review_id: 1,
@@ -247,7 +250,9 @@ async fn direct_sync_reaches_only_its_replica() {
     let mut a_conn = SqliteConnection::cqrs_connect(&a_url).unwrap();
     let mut b_conn = SqliteConnection::cqrs_connect(&b_url).unwrap();
     // broadcast sync: ReviewRef is only_direct_syncs, so both ignore it
-    review.cqrs_sync(&mut master, None).unwrap();
+    review
+        .cqrs_sync(&mut master, SyncTarget::Broadcast)
+        .unwrap();
     eventually(WAIT, "the broadcast sync handled", || {
         metrics_a.ignored.load(Ordering::Relaxed) == 1
             && metrics_b.ignored.load(Ordering::Relaxed) == 1
@@ -256,7 +261,7 @@ async fn direct_sync_reaches_only_its_replica() {
     assert_eq!(ReviewRef::db_count(&mut a_conn).unwrap(), 0);
     // direct sync to A only
     review
-        .cqrs_sync(&mut master, config_a.queue.as_deref())
+        .cqrs_sync(&mut master, config_a.queue.as_deref().into())
         .unwrap();
     eventually(WAIT, "the direct sync applied on A", || {
         ReviewRef::db_count(&mut a_conn).unwrap() == 1
@@ -272,7 +277,7 @@ async fn direct_sync_reaches_only_its_replica() {
     Book::db_get(&mut master, &1, false)
         .unwrap()
         .unwrap()
-        .cqrs_sync(&mut master, config_b.queue.as_deref())
+        .cqrs_sync(&mut master, config_b.queue.as_deref().into())
         .unwrap();
     let before_b = metrics_b.handled();
     eventually(WAIT, "B handled the direct sync", || {

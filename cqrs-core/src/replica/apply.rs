@@ -148,7 +148,10 @@ fn read<M: ReplicaModel>(message: &Message, direct: bool) -> Read<'_, M> {
     }
 }
 
-fn prepare<M: ReplicaModel>(message: &Message, direct: bool) -> Result<Prepared<'_, M>, ApplyError> {
+fn prepare<M: ReplicaModel>(
+    message: &Message,
+    direct: bool,
+) -> Result<Prepared<'_, M>, ApplyError> {
     if message.signal_type == SignalType::Delete {
         let data = &message.instance_data;
         // django-cqrs puts the key under `id` whatever its name; fall back on instance_pk.
@@ -211,8 +214,10 @@ fn prepare<M: ReplicaModel>(message: &Message, direct: bool) -> Result<Prepared<
 trait Rows<M: ReplicaModel> {
     /// The stored row's version, and its tombstone when the rules need it (no stored row, or
     /// a DELETE).
-    fn state(&mut self, p: &Prepared<'_, M>)
-    -> Result<(Option<Version>, Option<Version>), ApplyError>;
+    fn state(
+        &mut self,
+        p: &Prepared<'_, M>,
+    ) -> Result<(Option<Version>, Option<Version>), ApplyError>;
     fn create(&mut self, p: &Prepared<'_, M>) -> Result<(), ApplyError>;
     fn update(&mut self, p: &Prepared<'_, M>) -> Result<(), ApplyError>;
     fn delete(&mut self, p: &Prepared<'_, M>) -> Result<(), ApplyError>;

@@ -17,8 +17,8 @@ use crate::value::CqrsValue;
 
 mod apply;
 
-pub use apply::{apply, apply_many};
 pub use crate::rules::{IgnoreReason, Outcome};
+pub use apply::{apply, apply_many};
 
 /// The backend-independent part of a replica model. Implemented by `#[derive(CqrsReplica)]`.
 pub trait ReplicaModel: Sized + Send + 'static {
@@ -229,4 +229,3 @@ where
     let row = M::cqrs_from_data(data, Some(existing), ctx.pk)?;
     M::db_update(conn, &row).map_err(|e| ApplyError::database(M::CQRS_ID, ctx.pk, e))
 }
-

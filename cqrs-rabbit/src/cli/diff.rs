@@ -3,8 +3,8 @@
 //! deletes replica rows the master no longer has. Lines are JSON; bad lines are reported and
 //! counted, and the run goes on.
 
-use cqrs_core::value::{format_datetime, now_micros};
 use cqrs_core::registry::{self, Registered};
+use cqrs_core::value::{format_datetime, now_micros};
 use serde_json::Value;
 
 use super::progress::{Progress, summary};
@@ -14,7 +14,12 @@ use crate::config::Config;
 use crate::error::Result;
 
 /// Prints `[pk, cqrs_revision]` batches of the master.
-pub(super) fn diff_master<C: Registered>(cqrs_id: String, text: Option<String>, batch: usize, database_url: &str) -> Result<u64> {
+pub(super) fn diff_master<C: Registered>(
+    cqrs_id: String,
+    text: Option<String>,
+    batch: usize,
+    database_url: &str,
+) -> Result<u64> {
     let entry = registry::master::<C>(&cqrs_id)?;
     let lookups = filter(text.as_deref())?;
     let mut conn = connect::<C>(database_url)?;
@@ -86,7 +91,11 @@ pub(super) fn diff_replica<C: Registered>(config: &Config, database_url: &str) -
 }
 
 /// Reads diff-replica's output; sends SYNC for those pks.
-pub(super) fn diff_sync<C: Registered>(batch: usize, progress: bool, database_url: &str) -> Result<u64> {
+pub(super) fn diff_sync<C: Registered>(
+    batch: usize,
+    progress: bool,
+    database_url: &str,
+) -> Result<u64> {
     let mut input = StdinLines::new("diff-sync");
     let header = input.header()?;
     let queue = header
@@ -101,7 +110,10 @@ pub(super) fn diff_sync<C: Registered>(batch: usize, progress: bool, database_ur
     while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
         for chunk in pks.chunks(batch) {
             processed += chunk.len() as u64;
-            match entry.ops.sync_pks(&mut conn, chunk, queue.as_deref()) {
+            match entry
+                .ops
+                .sync_pks(&mut conn, chunk, queue.as_deref().into())
+            {
                 Ok(n) => sent += n,
                 Err(error) => {
                     failed += chunk.len() as u64;
@@ -117,7 +129,11 @@ pub(super) fn diff_sync<C: Registered>(batch: usize, progress: bool, database_ur
 }
 
 /// Prints the replica's pks.
-pub(super) fn deleted_diff_replica<C: Registered>(cqrs_id: String, batch: usize, database_url: &str) -> Result<u64> {
+pub(super) fn deleted_diff_replica<C: Registered>(
+    cqrs_id: String,
+    batch: usize,
+    database_url: &str,
+) -> Result<u64> {
     let entry = registry::replica::<C>(&cqrs_id)?;
     let mut conn = connect::<C>(database_url)?;
     let mut out = Stdout::new();

@@ -6,8 +6,8 @@ use std::io::{self, BufRead, BufWriter, Write};
 use std::path::PathBuf;
 
 use cqrs_core::batch::{BatchItem, apply_batch};
-use cqrs_core::registry::{self, Registered};
 use cqrs_core::message::{Message, SignalType};
+use cqrs_core::registry::{self, Registered};
 use serde_json::Value;
 
 use super::connect;
@@ -16,7 +16,14 @@ use super::stream::open_input;
 use crate::error::{Error, Result};
 
 /// Writes every row of a master model to a dump file.
-pub(super) fn bulk_dump<C: Registered>(cqrs_id: String, output: Option<String>, batch: usize, progress: bool, force: bool, database_url: &str) -> Result<u64> {
+pub(super) fn bulk_dump<C: Registered>(
+    cqrs_id: String,
+    output: Option<String>,
+    batch: usize,
+    progress: bool,
+    force: bool,
+    database_url: &str,
+) -> Result<u64> {
     let entry = registry::master::<C>(&cqrs_id)?;
     let output = output.unwrap_or_else(|| format!("{cqrs_id}.dump"));
     let mut conn = connect::<C>(database_url)?;
@@ -74,7 +81,13 @@ pub(super) fn bulk_dump<C: Registered>(cqrs_id: String, output: Option<String>, 
 }
 
 /// Loads a dump file into a replica model.
-pub(super) fn bulk_load<C: Registered>(input: String, clear: Option<bool>, batch: usize, progress: bool, database_url: &str) -> Result<u64> {
+pub(super) fn bulk_load<C: Registered>(
+    input: String,
+    clear: Option<bool>,
+    batch: usize,
+    progress: bool,
+    database_url: &str,
+) -> Result<u64> {
     let reader = open_input(&input)?;
     let mut lines = reader.lines();
     let first = lines.next().transpose().map_err(|e| Error::Io {

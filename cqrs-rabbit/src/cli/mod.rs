@@ -132,8 +132,12 @@ async fn dispatch(command: Command, global: &Global, database_url: &str) -> Resu
         return list_models();
     }
     let config = config(global)?;
-    cqrs_core::with_backend!(database_url, |Conn| run::<Conn>(command, config, database_url)
-        .await)
+    cqrs_core::with_backend!(database_url, |Conn| run::<Conn>(
+        command,
+        config,
+        database_url
+    )
+    .await)
 }
 
 #[allow(clippy::print_stdout, reason = "a command line prints its output")]
@@ -290,7 +294,9 @@ fn tool<C: Registered>(command: Command, config: &Config, database_url: &str) ->
             batch,
         } => diff::diff_master::<C>(cqrs_id, filter, batch, database_url),
         Command::DiffReplica => diff::diff_replica::<C>(config, database_url),
-        Command::DiffSync { batch, progress } => diff::diff_sync::<C>(batch, progress, database_url),
+        Command::DiffSync { batch, progress } => {
+            diff::diff_sync::<C>(batch, progress, database_url)
+        }
         Command::DeletedDiffReplica { cqrs_id, batch } => {
             diff::deleted_diff_replica::<C>(cqrs_id, batch, database_url)
         }

@@ -71,7 +71,10 @@ impl Stdout {
         Self(BufWriter::new(io::stdout().lock()))
     }
 
-    pub(super) fn line(&mut self, line: impl std::fmt::Display) -> std::result::Result<(), cqrs_core::Error> {
+    pub(super) fn line(
+        &mut self,
+        line: impl std::fmt::Display,
+    ) -> std::result::Result<(), cqrs_core::Error> {
         writeln!(self.0, "{line}").map_err(stdout_error)
     }
 

@@ -7,7 +7,14 @@ use super::{connect, filter};
 use crate::error::Result;
 
 /// Writes SYNC messages to the outbox; returns how many.
-pub(super) fn sync<C: Registered>(cqrs_id: String, text: Option<String>, queue: Option<String>, batch: usize, progress: bool, database_url: &str) -> Result<u64> {
+pub(super) fn sync<C: Registered>(
+    cqrs_id: String,
+    text: Option<String>,
+    queue: Option<String>,
+    batch: usize,
+    progress: bool,
+    database_url: &str,
+) -> Result<u64> {
     let entry = registry::master::<C>(&cqrs_id)?;
     let lookups = filter(text.as_deref())?;
     let mut conn = connect::<C>(database_url)?;
@@ -18,12 +25,15 @@ pub(super) fn sync<C: Registered>(cqrs_id: String, text: Option<String>, queue: 
         return Ok(0);
     }
     let mut bar = Progress::new("sync", total, progress);
-    let sent =
-        entry
-            .ops
-            .sync(&mut conn, &lookups, queue.as_deref(), batch, &mut |done| {
-                bar.set(done);
-            })?;
+    let sent = entry.ops.sync(
+        &mut conn,
+        &lookups,
+        queue.as_deref().into(),
+        batch,
+        &mut |done| {
+            bar.set(done);
+        },
+    )?;
     bar.finish();
     summary("sync", total, sent, 0);
     if sent < total {

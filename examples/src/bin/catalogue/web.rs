@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bigdecimal::BigDecimal;
 use chrono::NaiveDate;
+use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_examples::{esc, page};
 use diesel::prelude::*;
@@ -511,7 +512,7 @@ async fn api_sync_book(
             cqrs_core::with_connection!(url, |conn| Ok(Book::cqrs_sync_pks(
                 conn,
                 &[id],
-                queue.as_deref()
+                queue.as_deref().into()
             )? > 0))
         })()?)
     })

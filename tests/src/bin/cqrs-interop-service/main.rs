@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use chrono::{NaiveDate, Utc};
 use clap::{Parser, Subcommand};
+use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use diesel::SqliteConnection;
 use models::{AuthorRef, BookRef, PublisherRef, ReviewRef, RsAuthor, RsBook};
@@ -149,16 +150,16 @@ fn scenario(conn: &mut SqliteConnection, direct_queue: &str) {
     )
     .unwrap();
     let filters = RsBook::cqrs_filter(&json!({"id__gte": 20})).unwrap();
-    RsBook::cqrs_bulk_update(conn, filters, |b| b.in_stock = !b.in_stock).unwrap();
+    let _ = RsBook::cqrs_bulk_update_filtered(conn, filters, |b| b.in_stock = !b.in_stock).unwrap();
     RsBook::db_get(conn, &5, false)
         .unwrap()
         .unwrap()
-        .cqrs_sync(conn, None)
+        .cqrs_sync(conn, SyncTarget::Broadcast)
         .unwrap();
     RsAuthor::cqrs_sync_pks(
         conn,
         &authors.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
-        Some(direct_queue),
+        SyncTarget::Queue(direct_queue),
     )
     .unwrap();
 }

@@ -1,0 +1,104 @@
+//! The messages of master rows: the SAVE/SYNC envelope, the DELETE stub, tracked fields.
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use super::MasterModel;
+use crate::db::OutboxMessage;
+use crate::error::Result;
+use crate::message::{Message, SignalType, routing_key};
+use crate::settings::{self, CorrelationContext, MetaContext};
+use crate::value::{CqrsValue, now_micros};
+
+/// `previous_data` of a created row: `{field: null}` per tracked field, or none.
+pub(super) fn created_previous_data<M: MasterModel>() -> Option<Map<String, Value>> {
+    (!M::TRACKED_FIELDS.is_empty()).then(|| {
+        M::TRACKED_FIELDS
+            .iter()
+            .map(|f| ((*f).to_owned(), Value::Null))
+            .collect()
+    })
+}
+
+/// The old values of the tracked fields that changed.
+pub(super) fn changed_tracked<M: MasterModel>(
+    before: &Map<String, Value>,
+    row: &M,
+) -> Map<String, Value> {
+    let after = row.cqrs_tracked();
+    before
+        .iter()
+        .filter(|(field, old)| after.get(field.as_str()) != Some(old))
+        .map(|(field, old)| (field.clone(), old.clone()))
+        .collect()
+}
+
+/// Builds the SAVE or SYNC message of a row.
+pub fn message<M: MasterModel>(
+    row: &M,
+    signal_type: SignalType,
+    previous_data: Option<Map<String, Value>>,
+    queue: Option<&str>,
+) -> Result<OutboxMessage> {
+    let data = row.cqrs_instance_data()?;
+    Ok(envelope(row, signal_type, data, previous_data, queue))
+}
+
+/// Builds the DELETE message of a row: the stub `{"id": pk, "cqrs_revision": revision + 1,
+/// "cqrs_updated": now}` plus `custom` when the model adds delete data.
+pub fn delete_message<M: MasterModel>(row: &M) -> Result<OutboxMessage> {
+    let mut data = Map::new();
+    data.insert("id".to_owned(), row.cqrs_pk().to_cqrs());
+    data.insert(
+        "cqrs_revision".to_owned(),
+        Value::from(row.cqrs_version().revision.saturating_add(1)),
+    );
+    data.insert("cqrs_updated".to_owned(), now_micros().to_cqrs());
+    if let Some(custom) = row.cqrs_delete_data() {
+        data.insert("custom".to_owned(), custom);
+    }
+    Ok(envelope(row, SignalType::Delete, data, None, None))
+}
+
+fn envelope<M: MasterModel>(
+    row: &M,
+    signal_type: SignalType,
+    instance_data: Map<String, Value>,
+    previous_data: Option<Map<String, Value>>,
+    queue: Option<&str>,
+) -> OutboxMessage {
+    let instance_pk = row.cqrs_pk().to_cqrs();
+    let meta = row.cqrs_meta(&MetaContext {
+        signal_type,
+        cqrs_id: M::CQRS_ID,
+        instance_data: &instance_data,
+        previous_data: previous_data.as_ref(),
+    });
+    let correlation_id = row.cqrs_correlation_id(&CorrelationContext {
+        signal_type,
+        cqrs_id: M::CQRS_ID,
+        instance_pk: &instance_pk,
+        queue,
+    });
+    let expires = settings::master().message_ttl.and_then(|ttl| {
+        chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|ttl| Utc::now().checked_add_signed(ttl))
+    });
+    let message = Message {
+        signal_type,
+        cqrs_id: M::CQRS_ID.to_owned(),
+        instance_data,
+        previous_data,
+        instance_pk,
+        correlation_id,
+        retries: 0,
+        expires,
+        meta,
+    };
+    OutboxMessage {
+        cqrs_id: M::CQRS_ID.to_owned(),
+        routing_key: routing_key(M::CQRS_ID, queue),
+        body: message.to_json(),
+    }
+}
