@@ -1,7 +1,7 @@
 //! Django-style lookup filters (`{"price__gt": 10, "id__in": [1, 2]}`) turned into diesel
 //! expressions, never SQL text.
 //!
-//! [`parse_lookups`] checks the shape; each model's derive-generated `cqrs_lookup` turns one
+//! [`parse_lookups`] checks the shape; each model's derive-generated `db_lookup` turns one
 //! [`Lookup`] on one of its fields into a typed diesel predicate ([`BoxedFilter`]).
 
 use std::fmt;

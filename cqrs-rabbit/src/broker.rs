@@ -213,7 +213,7 @@ pub(crate) async fn publish(
         .await
         .map_err(|source| Error::Publish {
             routing_key: routing_key.to_owned(),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -237,7 +237,7 @@ pub(crate) async fn confirmed(confirm: PublisherConfirm, routing_key: &str) -> R
         Ok(Confirmation::NotRequested) => Ok(Confirmed::Routed),
         Err(source) => Err(Error::Publish {
             routing_key: routing_key.to_owned(),
-            source,
+            source: Box::new(source),
         }),
     }
 }

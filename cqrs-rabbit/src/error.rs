@@ -30,7 +30,7 @@ pub enum Error {
         detail: String,
         /// lapin's error.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
     /// The broker did not answer in time.
     #[error("RabbitMQ at {url}: {action}: no answer after {seconds} s")]
@@ -57,7 +57,7 @@ pub enum Error {
         routing_key: String,
         /// lapin's error.
         #[source]
-        source: lapin::Error,
+        source: Box<lapin::Error>,
     },
     /// The broker refused a message (a nack), or no queue is bound to its routing key.
     #[error("publish to `{routing_key}` failed: {reason}")]
@@ -131,7 +131,7 @@ impl Error {
             url: url.to_string(),
             action: action.into(),
             detail: url.redact(&source.to_string()),
-            source,
+            source: Box::new(source),
         }
     }
 
