@@ -67,6 +67,7 @@ extern crate self as cqrs_core;
 pub mod batch;
 pub mod db;
 pub mod error;
+mod fallback;
 pub mod filter;
 pub mod master;
 pub mod memory;

@@ -6,12 +6,16 @@
 
 mod dummy;
 mod emit;
+mod fallback;
 mod internals;
 mod master;
 mod replica;
+#[cfg(test)]
+mod tests;
 
 use proc_macro::TokenStream;
-use syn::{DeriveInput, parse_macro_input};
+
+use internals::attr::Kind;
 
 /// Makes a diesel struct a CQRS *master* model: its changes are sent to replicas.
 ///
@@ -40,10 +44,12 @@ use syn::{DeriveInput, parse_macro_input};
 /// `#[cqrs(skip)]` (never sent). `#[diesel(column_name = ...)]` is honoured.
 #[proc_macro_derive(CqrsMaster, attributes(cqrs, diesel))]
 pub fn derive_master(input: TokenStream) -> TokenStream {
-    let input = parse_macro_input!(input as DeriveInput);
-    master::expand(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    derive_master_inner(input.into()).into()
+}
+
+/// [`derive_master`] on `proc_macro2` tokens (for the unit and snapshot tests).
+fn derive_master_inner(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    derive(Kind::Master, input, master::expand)
 }
 
 /// Makes a diesel struct a CQRS *replica* model: it is kept equal to a master's rows.
@@ -67,63 +73,23 @@ pub fn derive_master(input: TokenStream) -> TokenStream {
 /// `#[cqrs(skip)]` (a local column messages never touch). `#[diesel(column_name)]` is honoured.
 #[proc_macro_derive(CqrsReplica, attributes(cqrs, diesel))]
 pub fn derive_replica(input: TokenStream) -> TokenStream {
-    let input = parse_macro_input!(input as DeriveInput);
-    replica::expand(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    derive_replica_inner(input.into()).into()
 }
 
-#[cfg(test)]
-mod tests {
-    use quote::quote;
+/// [`derive_replica`] on `proc_macro2` tokens (for the unit and snapshot tests).
+fn derive_replica_inner(input: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    derive(Kind::Replica, input, replica::expand)
+}
 
-    fn expand_master(input: proc_macro2::TokenStream) -> Result<String, String> {
-        let input: syn::DeriveInput = syn::parse2(input).map_err(|e| e.to_string())?;
-        crate::master::expand(&input)
-            .map(|tokens| tokens.to_string())
-            .map_err(|e| e.into_compile_error().to_string())
-    }
-
-    #[test]
-    fn every_error_is_reported_in_one_build() {
-        let errors = expand_master(quote! {
-            #[diesel(table_name = books)]
-            #[cqrs(cqrs_id = "book", fields(nope), tracked_fields(zilch))]
-            struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
-        })
-        .unwrap_err();
-        assert!(errors.contains("names no field `nope`"), "{errors}");
-        assert!(errors.contains("names no field `zilch`"), "{errors}");
-        assert!(
-            errors.contains("must include the primary key `id`"),
-            "{errors}"
-        );
-    }
-
-    #[test]
-    fn generated_code_uses_absolute_paths_and_both_backends() {
-        let code = expand_master(quote! {
-            #[diesel(table_name = books)]
-            #[cqrs(cqrs_id = "book")]
-            struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
-        })
-        .unwrap();
-        assert!(code.contains(":: cqrs_core :: __private :: with_sqlite !"));
-        assert!(code.contains(":: cqrs_core :: __private :: with_postgres !"));
-        assert!(code.contains("automatically_derived"));
-        assert!(code.contains("const _ : () ="));
-        assert!(!code.contains("serde_json ::") || code.contains("__private :: serde_json"));
-    }
-
-    #[test]
-    fn backends_limit_the_generated_impls() {
-        let code = expand_master(quote! {
-            #[diesel(table_name = books)]
-            #[cqrs(cqrs_id = "book", backends(postgres))]
-            struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
-        })
-        .unwrap();
-        assert!(!code.contains("with_sqlite"));
-        assert!(code.contains("PgConnection"));
-    }
+/// Parses, expands, and on failure emits the errors with the fallback marker.
+fn derive(
+    kind: Kind,
+    input: proc_macro2::TokenStream,
+    expand: fn(&syn::DeriveInput) -> syn::Result<proc_macro2::TokenStream>,
+) -> proc_macro2::TokenStream {
+    let input: syn::DeriveInput = match syn::parse2(input) {
+        Ok(input) => input,
+        Err(error) => return error.into_compile_error(),
+    };
+    expand(&input).unwrap_or_else(|error| fallback::with_errors(kind, &input, error))
 }
