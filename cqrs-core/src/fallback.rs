@@ -19,6 +19,11 @@ use crate::rules::Version;
 use crate::value::CqrsValue;
 
 /// A struct whose `#[derive(CqrsMaster)]` failed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a master model for this connection",
+    note = "derive `CqrsMaster` on it, with this backend in `backends(...)` and the backend's \
+            feature of cqrs-core enabled"
+)]
 pub trait InvalidMaster: Sized + Send + 'static {
     /// The primary key's type, when the derive could tell it.
     type Pk: CqrsValue + Clone + fmt::Debug + Send + Sync + 'static;
@@ -27,12 +32,22 @@ pub trait InvalidMaster: Sized + Send + 'static {
 }
 
 /// A struct whose `#[derive(CqrsReplica)]` failed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a replica model for this connection",
+    note = "derive `CqrsReplica` on it, with this backend in `backends(...)` and the backend's \
+            feature of cqrs-core enabled"
+)]
 pub trait InvalidReplica: Sized + Send + 'static {
     /// The primary key's type, when the derive could tell it.
     type Pk: CqrsValue + Clone + fmt::Debug + Send + Sync + 'static;
 }
 
 /// A failed replica model that would have had the generated hooks.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no replica hooks for this connection",
+    note = "a model with `custom_hooks` or `custom_serialization` must implement \
+            `cqrs_core::ReplicaHooks<C>` itself"
+)]
 pub trait InvalidReplicaHooks: InvalidReplica {}
 
 /// The one body of every stand-in.

@@ -12,11 +12,11 @@ pub use ::diesel::pg::PgConnection;
 pub use ::diesel::sqlite::SqliteConnection;
 
 pub use crate::__cqrs_if_postgres as if_postgres;
-pub use crate::fallback::{InvalidMaster, InvalidReplica, InvalidReplicaHooks};
 pub use crate::__cqrs_if_sqlite as if_sqlite;
 pub use crate::__cqrs_lookup as lookup;
 pub use crate::__cqrs_with_postgres as with_postgres;
 pub use crate::__cqrs_with_sqlite as with_sqlite;
+pub use crate::fallback::{InvalidMaster, InvalidReplica, InvalidReplicaHooks};
 
 use serde_json::{Map, Value};
 

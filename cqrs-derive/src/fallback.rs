@@ -40,10 +40,13 @@ pub(crate) fn with_errors(kind: Kind, input: &syn::DeriveInput, error: syn::Erro
         .named
         .iter()
         .find(|f| f.ident.as_ref().is_some_and(|i| *i == pk_name))
-        .map_or_else(|| quote!(::std::string::String), |f| {
-            let ty = &f.ty;
-            quote!(#ty)
-        });
+        .map_or_else(
+            || quote!(::std::string::String),
+            |f| {
+                let ty = &f.ty;
+                quote!(#ty)
+            },
+        );
     let marker = match kind {
         Kind::Master => {
             let table = attrs

@@ -84,7 +84,12 @@ macro_rules! snapshot {
 snapshot!(master_minimal, derive_master_inner, {
     #[diesel(table_name = books)]
     #[cqrs(cqrs_id = "book")]
-    struct Book { id: i32, title: String, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+    struct Book {
+        id: i32,
+        title: String,
+        cqrs_revision: i32,
+        cqrs_updated: DateTime<Utc>,
+    }
 });
 
 snapshot!(master_every_attribute, derive_master_inner, {
@@ -118,7 +123,12 @@ snapshot!(master_every_attribute, derive_master_inner, {
 snapshot!(replica_minimal, derive_replica_inner, {
     #[diesel(table_name = book_refs)]
     #[cqrs(cqrs_id = "book")]
-    struct BookRef { id: i32, title: String, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+    struct BookRef {
+        id: i32,
+        title: String,
+        cqrs_revision: i32,
+        cqrs_updated: DateTime<Utc>,
+    }
 });
 
 snapshot!(replica_every_attribute, derive_replica_inner, {
@@ -147,11 +157,19 @@ snapshot!(replica_every_attribute, derive_replica_inner, {
 snapshot!(master_invalid_emits_the_fallback, derive_master_inner, {
     #[diesel(table_name = books)]
     #[cqrs(cqrs_id = "book", fields(nope))]
-    struct Book { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+    struct Book {
+        id: i32,
+        cqrs_revision: i32,
+        cqrs_updated: DateTime<Utc>,
+    }
 });
 
 snapshot!(replica_invalid_emits_the_fallback, derive_replica_inner, {
     #[diesel(table_name = book_refs)]
     #[cqrs(cqrs_id = "book", unknown_key)]
-    struct BookRef { id: i32, cqrs_revision: i32, cqrs_updated: DateTime<Utc> }
+    struct BookRef {
+        id: i32,
+        cqrs_revision: i32,
+        cqrs_updated: DateTime<Utc>,
+    }
 });

@@ -154,7 +154,7 @@ pub enum Command {
     Models,
 }
 
-fn batch_size(text: &str) -> std::result::Result<usize, String> {
+fn batch_size(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
         _ => Err(format!("`{text}` is not a batch size from 1 to 1000000")),

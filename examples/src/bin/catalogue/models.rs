@@ -1,4 +1,9 @@
 //! The catalogue's master models: it owns authors and books.
+//!
+//! Strict lints here check the derives' expansion in a real crate (clippy does not run inside
+//! the trybuild cases).
+#![deny(warnings, unused_qualifications)]
+#![deny(clippy::all, clippy::pedantic)]
 
 use bigdecimal::BigDecimal;
 use chrono::{NaiveDate, NaiveDateTime};

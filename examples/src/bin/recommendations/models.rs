@@ -1,4 +1,9 @@
 //! The recommendations service's replica models: copies of the catalogue's books and authors.
+//!
+//! Strict lints here check the derives' expansion in a real crate (clippy does not run inside
+//! the trybuild cases).
+#![deny(warnings, unused_qualifications)]
+#![deny(clippy::all, clippy::pedantic)]
 
 use bigdecimal::BigDecimal;
 use chrono::{NaiveDate, NaiveDateTime};
@@ -182,5 +187,5 @@ macro_rules! author_hooks {
     };
 }
 
-author_hooks!(diesel::SqliteConnection);
-author_hooks!(diesel::PgConnection);
+author_hooks!(SqliteConnection);
+author_hooks!(PgConnection);
