@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use cqrs_core::db::CqrsConnection;
+use cqrs_core::db::{Backend, CqrsConnection};
 use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use diesel::prelude::*;
@@ -65,7 +65,7 @@ enum Cmd {
         out: PathBuf,
         /// Backends to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
-        backends: Vec<String>,
+        backends: Vec<Backend>,
     },
     /// (internal) a baseline consumer: plain, or the ideal pipeline with --database.
     Baseline {
@@ -245,8 +245,8 @@ impl Env {
     }
 
     /// A fresh database of the backend, with the benchmark's tables.
-    fn database(&self, backend: &str, name: &str) -> anyhow::Result<String> {
-        let url = if backend == "postgres" {
+    fn database(&self, backend: Backend, name: &str) -> anyhow::Result<String> {
+        let url = if backend.is_postgres() {
             let base = self.pg.clone().context("BENCH_PG_URL is not set")?;
             let mut admin = PgConnection::establish(&base)?;
             diesel::sql_query(format!("DROP DATABASE IF EXISTS {name}")).execute(&mut admin)?;
@@ -260,7 +260,7 @@ impl Env {
         };
         cqrs_core::with_connection!(&url, |conn| {
             conn.cqrs_setup()?;
-            let ddl = if backend == "postgres" {
+            let ddl = if backend.is_postgres() {
                 models::POSTGRES_DDL
             } else {
                 models::SQLITE_DDL
@@ -280,7 +280,7 @@ impl Env {
     }
 }
 
-fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
+fn run(mode: Mode, out: &Path, backends: &[Backend]) -> anyhow::Result<()> {
     let sizes = sizes(mode);
     std::fs::create_dir_all(out)?;
     let tmp = out.join("tmp");
@@ -297,15 +297,10 @@ fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let mut report = Report::new(mode_name(mode), sizes.rows, sizes.django_rows);
-    for backend in backends {
-        let backend = backend.as_str();
-        anyhow::ensure!(
-            backend == "sqlite" || backend == "postgres",
-            "unknown backend {backend}"
-        );
+    for &backend in backends {
         eprintln!("== {backend}: master writes and the messages they produce");
         let (messages, write_rate) = master_messages(&env, backend, sizes.rows)?;
-        report.master_write.insert(backend.to_owned(), write_rate);
+        report.master_write.insert(backend.name().to_owned(), write_rate);
         let body_bytes =
             messages.iter().map(|(_, b)| b.len()).sum::<usize>() / messages.len().max(1);
         report.message_bytes = body_bytes;
@@ -341,7 +336,7 @@ fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
                     "== {backend}: framework, batch {batch}, {workers} worker(s) (run {})",
                     repeat + 1
                 );
-                let run = if backend == "postgres" {
+                let run = if backend.is_postgres() {
                     runtime.block_on(ours::<PgConnection>(
                         &env, backend, sizes.rows, batch, workers, false,
                     ))?
@@ -355,7 +350,7 @@ fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
             eprintln!(
                 "== {backend}: framework, outbox drain only (the master wrote first), batch 500, 1 worker"
             );
-            let run = if backend == "postgres" {
+            let run = if backend.is_postgres() {
                 runtime.block_on(ours::<PgConnection>(
                     &env, backend, sizes.rows, 500, 1, true,
                 ))?
@@ -376,7 +371,7 @@ fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
             "== {backend}: commit-to-applied latency at 1,000 writes/s for {} s",
             sizes.latency_secs
         );
-        let latency = if backend == "postgres" {
+        let latency = if backend.is_postgres() {
             runtime.block_on(latency::<PgConnection>(&env, backend, sizes.latency_secs))?
         } else {
             runtime.block_on(latency::<SqliteConnection>(
@@ -385,7 +380,7 @@ fn run(mode: Mode, out: &Path, backends: &[String]) -> anyhow::Result<()> {
                 sizes.latency_secs,
             ))?
         };
-        report.latency.insert(backend.to_owned(), latency);
+        report.latency.insert(backend.name().to_owned(), latency);
     }
     report.write(out, mode != Mode::Smoke)?;
     let _ = std::fs::remove_dir_all(&env.tmp);
@@ -436,9 +431,9 @@ type Messages = Vec<(String, String)>;
 type Scratch = (usize, Duration, Messages);
 
 /// Runs the workload on a scratch master; returns the outbox's messages and the write rate.
-fn master_messages(env: &Env, backend: &str, rows: i32) -> anyhow::Result<(Messages, f64)> {
+fn master_messages(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<(Messages, f64)> {
     let url = env.database(backend, &env.name("scratch"))?;
-    let (writes, elapsed, messages) = if backend == "postgres" {
+    let (writes, elapsed, messages) = if backend.is_postgres() {
         scratch::<PgConnection>(&url, rows)?
     } else {
         scratch::<SqliteConnection>(&url, rows)?
@@ -508,7 +503,7 @@ async fn wait_consumer(amqp: &str, queue: &str) -> anyhow::Result<()> {
 
 async fn baseline_run(
     env: &Env,
-    backend: &str,
+    backend: Backend,
     kind: &str,
     transaction: Option<usize>,
     messages: &[(String, String)],
@@ -555,7 +550,7 @@ async fn baseline_run(
         messages.len() as f64 / seconds
     );
     Ok(Run {
-        backend: backend.to_owned(),
+        backend: backend.name().to_owned(),
         pipeline: kind.to_owned(),
         batch,
         workers: 1,
@@ -592,7 +587,7 @@ where
 /// consumer alone, comparable with the ideal pipeline (which publishes ready-made messages).
 async fn ours<C: CqrsConnection>(
     env: &Env,
-    backend: &str,
+    backend: Backend,
     rows: i32,
     batch: usize,
     workers: usize,
@@ -675,7 +670,7 @@ where
     );
     let pipeline = if drain { "ours-drain" } else { "ours" };
     Ok(Run {
-        backend: backend.to_owned(),
+        backend: backend.name().to_owned(),
         pipeline: pipeline.to_owned(),
         batch,
         workers,
@@ -737,7 +732,7 @@ fn consumer_command(env: &Env, replica: &str, exchange: &str, queue: &str) -> Co
 /// Commit-to-applied latency at a paced 1,000 writes/s.
 async fn latency<C: CqrsConnection>(
     env: &Env,
-    backend: &str,
+    backend: Backend,
     seconds: u64,
 ) -> anyhow::Result<Latency>
 where
@@ -852,7 +847,7 @@ where
 
 /// django-cqrs 3.1.0: its master writes (publishing after each commit) and its own
 /// `cqrs_consume`, same workload, same broker.
-async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> {
+async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Run> {
     let python = env.python.clone().context("BENCH_PYTHON")?;
     let exchange = env.name("x");
     let queue = env.name("q");
@@ -860,7 +855,7 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
         .iter()
         .map(|role| {
             let name = env.name(role);
-            if backend == "postgres" {
+            if backend.is_postgres() {
                 env.database(backend, &name).map(|_| (name, String::new()))
             } else {
                 Ok((
@@ -879,7 +874,7 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
         let mut cmd = Command::new(&python);
         cmd.arg(env.django_dir.join("manage.py"))
             .args(args)
-            .env("BENCH_DB_ENGINE", backend)
+            .env("BENCH_DB_ENGINE", backend.name())
             .env("BENCH_DB_NAME", db)
             .env("BENCH_PG_URL", &pg)
             .env("AMQP_URL", &env.amqp)
@@ -903,7 +898,7 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
     let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let start_us = written["start_us"].as_i64().unwrap_or_default();
     let expected = expected_rows(rows);
-    let replica_url = if backend == "postgres" {
+    let replica_url = if backend.is_postgres() {
         format!(
             "{}/{}",
             pg.rsplit_once('/').map(|p| p.0).unwrap_or_default(),
@@ -936,7 +931,7 @@ async fn django_run(env: &Env, backend: &str, rows: i32) -> anyhow::Result<Run> 
         written["writes_per_s"].as_f64().unwrap_or_default()
     );
     Ok(Run {
-        backend: backend.to_owned(),
+        backend: backend.name().to_owned(),
         pipeline: "django-cqrs".to_owned(),
         batch: 1,
         workers: 1,

@@ -4,6 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::internals::ast::Model;
+use crate::internals::attr::Backend;
 
 /// What one backend's store impl is built from, as tokens.
 pub(crate) struct Store<'m> {
@@ -145,14 +146,14 @@ pub(crate) fn column(model: &Model<'_>, index: usize) -> TokenStream {
 pub(crate) fn backends(model: &Model<'_>) -> Vec<(TokenStream, TokenStream, bool)> {
     let private = private(model);
     let mut out = Vec::new();
-    if model.has_backend("sqlite") {
+    if model.has_backend(Backend::Sqlite) {
         out.push((
             quote!(#private::with_sqlite),
             quote!(#private::SqliteConnection),
             false,
         ));
     }
-    if model.has_backend("postgres") {
+    if model.has_backend(Backend::Postgres) {
         out.push((
             quote!(#private::with_postgres),
             quote!(#private::PgConnection),

@@ -30,6 +30,14 @@ impl Backend {
         }
     }
 
+    /// The backend's name, as in `backends(...)` and the logs: `sqlite` or `postgres`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
     /// Whether this is PostgreSQL.
     pub fn is_postgres(self) -> bool {
         self == Self::Postgres
@@ -53,6 +61,25 @@ impl Backend {
             backend,
             feature,
             example,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    /// `sqlite` or `postgres`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" => Ok(Self::Postgres),
+            other => Err(format!("unknown backend `{other}`; expected `sqlite` or `postgres`")),
         }
     }
 }

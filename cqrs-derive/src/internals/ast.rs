@@ -2,7 +2,7 @@
 
 use syn::{Ident, LitStr};
 
-use super::attr::{self, Kind};
+use super::attr::{self, Backend, Kind};
 use super::ctxt::Ctxt;
 use super::symbol as sym;
 
@@ -57,11 +57,11 @@ impl<'a> Model<'a> {
     }
 
     /// Whether code is emitted for a backend (`backends(...)`, default both).
-    pub(crate) fn has_backend(&self, name: &str) -> bool {
+    pub(crate) fn has_backend(&self, backend: Backend) -> bool {
         self.attrs
             .backends
             .as_ref()
-            .is_none_or(|list| list.iter().any(|b| b == name))
+            .is_none_or(|list| list.contains(&backend))
     }
 
     /// Parses and checks the input; every problem is recorded in `cx`.

@@ -48,12 +48,31 @@ pub(crate) struct Flag {
     pub(crate) value: bool,
 }
 
+/// A backend named in `backends(...)`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(ident: &Ident) -> Option<Self> {
+        if ident == sym::SQLITE {
+            Some(Self::Sqlite)
+        } else if ident == sym::POSTGRES {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
 /// Container attributes.
 #[derive(Default)]
 pub(crate) struct Container {
     pub(crate) cqrs_id: Option<LitStr>,
     pub(crate) krate: Option<syn::Path>,
-    pub(crate) backends: Option<Vec<Ident>>,
+    pub(crate) backends: Option<Vec<Backend>>,
     // master
     pub(crate) fields: Option<(syn::Path, Vec<Ident>)>,
     pub(crate) produce: Option<Flag>,
@@ -86,12 +105,15 @@ pub(crate) struct Field {
     pub(crate) column_name: Option<Ident>,
 }
 
+/// The key of a nested attribute: its path's segments, joined with `::`.
 fn key_of(meta: &ParseNestedMeta<'_>) -> String {
-    let path = &meta.path;
-    path.get_ident().map_or_else(
-        || quote::quote!(#path).to_string().replace(' ', ""),
-        ToString::to_string,
-    )
+    let segments: Vec<String> = meta
+        .path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    segments.join("::")
 }
 
 /// Records `key` as seen; reports a duplicate on its second occurrence.
@@ -265,16 +287,18 @@ impl Container {
             }
             sym::BACKENDS => {
                 let idents = parse_idents(meta, sym::BACKENDS)?;
+                let mut backends = Vec::with_capacity(idents.len());
                 for ident in &idents {
-                    if ident != "sqlite" && ident != "postgres" {
-                        cx.error_spanned_by(
+                    match Backend::of(ident) {
+                        Some(backend) => backends.push(backend),
+                        None => cx.error_spanned_by(
                             ident,
                             "unknown backend; expected `sqlite` or `postgres`",
-                        );
+                        ),
                     }
                 }
                 if fresh {
-                    self.backends = Some(idents);
+                    self.backends = Some(backends);
                 }
             }
             sym::FIELDS => {

@@ -7,6 +7,9 @@ pub(crate) const DIESEL: &str = "diesel";
 pub(crate) const CQRS_ID: &str = "cqrs_id";
 pub(crate) const CRATE: &str = "crate";
 pub(crate) const BACKENDS: &str = "backends";
+/// The backends `backends(...)` takes.
+pub(crate) const SQLITE: &str = "sqlite";
+pub(crate) const POSTGRES: &str = "postgres";
 // master container keys
 pub(crate) const FIELDS: &str = "fields";
 pub(crate) const PRODUCE: &str = "produce";
