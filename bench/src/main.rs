@@ -300,7 +300,9 @@ fn run(mode: Mode, out: &Path, backends: &[Backend]) -> anyhow::Result<()> {
     for &backend in backends {
         eprintln!("== {backend}: master writes and the messages they produce");
         let (messages, write_rate) = master_messages(&env, backend, sizes.rows)?;
-        report.master_write.insert(backend.name().to_owned(), write_rate);
+        report
+            .master_write
+            .insert(backend.name().to_owned(), write_rate);
         let body_bytes =
             messages.iter().map(|(_, b)| b.len()).sum::<usize>() / messages.len().max(1);
         report.message_bytes = body_bytes;

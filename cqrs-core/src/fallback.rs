@@ -31,6 +31,7 @@ pub trait InvalidMaster: Sized + Send + 'static {
     type Table: 'static;
 }
 
+// The two markers have the same shape on purpose: one per derive, each with its own message.
 /// A struct whose `#[derive(CqrsReplica)]` failed.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a replica model for this connection",

@@ -162,6 +162,8 @@ macro_rules! __cqrs_with_postgres {
     ($($tokens:tt)*) => {};
 }
 
+// Each gate macro is defined twice, once per state of its feature (diesel's `expand_pg!`
+// pattern): the pairs below are deliberate.
 /// `{ yes }` when cqrs-core has the `sqlite` feature, else `{ no }`.
 #[cfg(feature = "sqlite")]
 #[doc(hidden)]

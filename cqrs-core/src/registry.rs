@@ -341,6 +341,8 @@ fn count_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
+// The signatures below repeat `MasterOps`'s (a trait and its one implementation), and each
+// forwards to the typed hook of the same name: deliberate, not duplicated logic.
 impl<M, C> MasterOps<C> for MasterVTable<M>
 where
     M: MasterStore<C>,
@@ -421,6 +423,7 @@ where
     }
 }
 
+// As above: the signatures repeat `ReplicaOps`'s and forward to the typed functions.
 impl<M, C> ReplicaOps<C> for ReplicaVTable<M>
 where
     M: ReplicaHooks<C>,

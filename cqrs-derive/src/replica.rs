@@ -161,6 +161,9 @@ fn stores(model: &Model<'_>) -> TokenStream {
     )
 }
 
+// The destructure of `Store` below is the same as in `master.rs`: each emitter names the
+// parts it splices into its own impl (a deliberate pair; the parts are built once, in
+// `emit::Store`).
 fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
     let Store {
         krate,

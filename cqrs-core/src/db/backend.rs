@@ -79,7 +79,9 @@ impl std::str::FromStr for Backend {
         match name {
             "sqlite" => Ok(Self::Sqlite),
             "postgres" => Ok(Self::Postgres),
-            other => Err(format!("unknown backend `{other}`; expected `sqlite` or `postgres`")),
+            other => Err(format!(
+                "unknown backend `{other}`; expected `sqlite` or `postgres`"
+            )),
         }
     }
 }

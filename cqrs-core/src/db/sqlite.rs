@@ -34,6 +34,8 @@ pub fn path_of(url: &str) -> &str {
         .unwrap_or(url)
 }
 
+// The impl has the same shape as PostgreSQL's (one per backend, as diesel's are); what they
+// share is written once, in `common_impl!`.
 impl CqrsConnection for SqliteConnection {
     const BACKEND: &'static str = "sqlite";
     const CONCURRENT_TAKE: bool = false;

@@ -215,6 +215,8 @@ where
     M::db_insert(conn, &row).map_err(|e| ApplyError::database(M::CQRS_ID, ctx.pk, e))
 }
 
+// `default_create` and `default_update` share their shape (build, then one statement) but
+// not their statement: kept apart so that each is the one-line default a user calls.
 /// The default update hook: sets the fields present in the data and writes the row.
 pub fn default_update<M, C>(
     conn: &mut C,

@@ -15,13 +15,13 @@ use crate::error::Result;
 
 /// Prints `[pk, cqrs_revision]` batches of the master.
 pub(super) fn diff_master<C: Registered>(
-    cqrs_id: String,
-    text: Option<String>,
+    cqrs_id: &str,
+    text: Option<&str>,
     batch: usize,
     database_url: &str,
 ) -> Result<u64> {
-    let entry = registry::master::<C>(&cqrs_id)?;
-    let lookups = filter(text.as_deref())?;
+    let entry = registry::master::<C>(cqrs_id)?;
+    let lookups = filter(text)?;
     let mut conn = connect::<C>(database_url)?;
     let mut out = Stdout::new();
     out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;
@@ -130,11 +130,11 @@ pub(super) fn diff_sync<C: Registered>(
 
 /// Prints the replica's pks.
 pub(super) fn deleted_diff_replica<C: Registered>(
-    cqrs_id: String,
+    cqrs_id: &str,
     batch: usize,
     database_url: &str,
 ) -> Result<u64> {
-    let entry = registry::replica::<C>(&cqrs_id)?;
+    let entry = registry::replica::<C>(cqrs_id)?;
     let mut conn = connect::<C>(database_url)?;
     let mut out = Stdout::new();
     out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;

@@ -17,14 +17,14 @@ use crate::error::{Error, Result};
 
 /// Writes every row of a master model to a dump file.
 pub(super) fn bulk_dump<C: Registered>(
-    cqrs_id: String,
+    cqrs_id: &str,
     output: Option<String>,
     batch: usize,
     progress: bool,
     force: bool,
     database_url: &str,
 ) -> Result<u64> {
-    let entry = registry::master::<C>(&cqrs_id)?;
+    let entry = registry::master::<C>(cqrs_id)?;
     let output = output.unwrap_or_else(|| format!("{cqrs_id}.dump"));
     let mut conn = connect::<C>(database_url)?;
     let total = entry.ops.count(&mut conn, &[])?;
@@ -82,13 +82,13 @@ pub(super) fn bulk_dump<C: Registered>(
 
 /// Loads a dump file into a replica model.
 pub(super) fn bulk_load<C: Registered>(
-    input: String,
+    input: &str,
     clear: Option<bool>,
     batch: usize,
     progress: bool,
     database_url: &str,
 ) -> Result<u64> {
-    let reader = open_input(&input)?;
+    let reader = open_input(input)?;
     let mut lines = reader.lines();
     let first = lines.next().transpose().map_err(|e| Error::Io {
         context: format!("cannot read {input}"),

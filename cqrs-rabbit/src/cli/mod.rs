@@ -274,31 +274,38 @@ fn tool<C: Registered>(command: Command, config: &Config, database_url: &str) ->
             batch,
             progress,
             force,
-        } => dump::bulk_dump::<C>(cqrs_id, output, batch, progress, force, database_url),
+        } => dump::bulk_dump::<C>(&cqrs_id, output, batch, progress, force, database_url),
         Command::BulkLoad {
             input,
             clear,
             batch,
             progress,
-        } => dump::bulk_load::<C>(input, clear, batch, progress, database_url),
+        } => dump::bulk_load::<C>(&input, clear, batch, progress, database_url),
         Command::Sync {
             cqrs_id,
             filter,
             queue,
             batch,
             progress,
-        } => sync::sync::<C>(cqrs_id, filter, queue, batch, progress, database_url),
+        } => sync::sync::<C>(
+            &cqrs_id,
+            filter.as_deref(),
+            queue.as_deref(),
+            batch,
+            progress,
+            database_url,
+        ),
         Command::DiffMaster {
             cqrs_id,
             filter,
             batch,
-        } => diff::diff_master::<C>(cqrs_id, filter, batch, database_url),
+        } => diff::diff_master::<C>(&cqrs_id, filter.as_deref(), batch, database_url),
         Command::DiffReplica => diff::diff_replica::<C>(config, database_url),
         Command::DiffSync { batch, progress } => {
             diff::diff_sync::<C>(batch, progress, database_url)
         }
         Command::DeletedDiffReplica { cqrs_id, batch } => {
-            diff::deleted_diff_replica::<C>(cqrs_id, batch, database_url)
+            diff::deleted_diff_replica::<C>(&cqrs_id, batch, database_url)
         }
         Command::DeletedDiffMaster => diff::deleted_diff_master::<C>(database_url),
         Command::DeletedSyncReplica => diff::deleted_sync_replica::<C>(database_url),

@@ -8,15 +8,15 @@ use crate::error::Result;
 
 /// Writes SYNC messages to the outbox; returns how many.
 pub(super) fn sync<C: Registered>(
-    cqrs_id: String,
-    text: Option<String>,
-    queue: Option<String>,
+    cqrs_id: &str,
+    text: Option<&str>,
+    queue: Option<&str>,
     batch: usize,
     progress: bool,
     database_url: &str,
 ) -> Result<u64> {
-    let entry = registry::master::<C>(&cqrs_id)?;
-    let lookups = filter(text.as_deref())?;
+    let entry = registry::master::<C>(cqrs_id)?;
+    let lookups = filter(text)?;
     let mut conn = connect::<C>(database_url)?;
     let total = entry.ops.count(&mut conn, &lookups)?;
     if total == 0 {
@@ -25,15 +25,11 @@ pub(super) fn sync<C: Registered>(
         return Ok(0);
     }
     let mut bar = Progress::new("sync", total, progress);
-    let sent = entry.ops.sync(
-        &mut conn,
-        &lookups,
-        queue.as_deref().into(),
-        batch,
-        &mut |done| {
+    let sent = entry
+        .ops
+        .sync(&mut conn, &lookups, queue.into(), batch, &mut |done| {
             bar.set(done);
-        },
-    )?;
+        })?;
     bar.finish();
     summary("sync", total, sent, 0);
     if sent < total {
