@@ -1,4 +1,5 @@
-//! The message body (PROTOCOL.md section 1) and routing keys (section 6).
+//! The message body and routing keys (`docs/protocol.md`, "Message body" and "Broker
+//! topology").
 
 use std::fmt;
 use std::time::Duration;
@@ -58,7 +59,7 @@ pub struct Message {
     pub cqrs_id: String,
     /// The serialized row, or the delete stub.
     pub instance_data: Map<String, Value>,
-    /// Old values of tracked fields (see PROTOCOL.md section 4).
+    /// Old values of tracked fields (`docs/protocol.md`, "Tracked fields").
     pub previous_data: Option<Map<String, Value>>,
     /// The row's primary key.
     pub instance_pk: Value,

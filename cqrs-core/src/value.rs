@@ -1,4 +1,5 @@
-//! Conversion of field values to and from the wire format (PROTOCOL.md section 2).
+//! Conversion of field values to and from the wire format (`docs/protocol.md`, "Row
+//! serialization").
 //!
 //! Every field type of a master or replica model implements [`CqrsValue`]: the derive calls
 //! [`CqrsValue::to_cqrs`] to serialize a row and [`CqrsValue::from_cqrs`] to read a message.

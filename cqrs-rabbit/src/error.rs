@@ -75,6 +75,42 @@ pub enum Error {
         /// How many messages the batch held.
         count: usize,
     },
+    /// The database cannot be opened. Check the URL and that the server runs.
+    #[error("cannot open the database {url}: {source}")]
+    Database {
+        /// The database URL, without password.
+        url: String,
+        /// What failed.
+        #[source]
+        source: Box<cqrs_core::Error>,
+    },
+    /// A tool wrote SYNC messages to the outbox but could not publish them; a running relay
+    /// will.
+    #[error(
+        "the SYNC messages are in the outbox, but publishing failed ({source}); a running relay will publish them"
+    )]
+    OutboxNotPublished {
+        /// Why publishing failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The dead-letter queue does not exist: no consumer of the service's queue has run.
+    #[error(
+        "dead-letter queue `{dlq}` does not exist on {url} ({detail}); has a consumer of queue `{queue}` run?"
+    )]
+    NoDeadLetterQueue {
+        /// The dead-letter queue.
+        dlq: String,
+        /// The service's queue.
+        queue: String,
+        /// The broker URL, without password.
+        url: String,
+        /// lapin's message, without the password.
+        detail: String,
+        /// lapin's error.
+        #[source]
+        source: Box<lapin::Error>,
+    },
     /// The database or the models failed.
     #[error(transparent)]
     Core(#[from] cqrs_core::Error),

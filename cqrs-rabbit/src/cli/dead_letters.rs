@@ -36,11 +36,13 @@ pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()>
     // Only look: the queues belong to the consuming service (which may be a django-cqrs one).
     let count = broker::inspect_queue(&channel, &dlq)
         .await
-        .map_err(|e| Error::Input(format!(
-            "dead-letter queue `{dlq}` does not exist on {} ({}); has a consumer of queue `{queue}` run?",
-            config.url,
-            config.url.redact(&e.to_string())
-        )))?
+        .map_err(|e| Error::NoDeadLetterQueue {
+            dlq: dlq.clone(),
+            queue: queue.clone(),
+            url: config.url.to_string(),
+            detail: config.url.redact(&e.to_string()),
+            source: Box::new(e),
+        })?
         .message_count();
     let mut out = std::io::stdout().lock();
     let write = |out: &mut std::io::StdoutLock<'_>, line: &str| {

@@ -206,19 +206,108 @@ async fn run<C: Registered>(
             }
         }
         Command::DeadLetters { action } => dead_letters::run(&config, action).await,
-        other => {
-            let job_url = database_url.to_owned();
-            let job_config = config.clone();
-            let written =
-                tokio::task::spawn_blocking(move || tool::<C>(other, &job_config, &job_url))
-                    .await
-                    .map_err(Error::task("the command"))??;
-            if written > 0 {
-                publish_outbox::<C>(config, database_url).await?;
-            }
-            Ok(())
+        Command::Models => list_models(),
+        Command::BulkDump {
+            cqrs_id,
+            output,
+            batch,
+            progress,
+            force,
+        } => {
+            blocking::<C>(config, database_url, move |url, _| {
+                dump::bulk_dump::<C>(&cqrs_id, output, batch, progress, force, url)
+            })
+            .await
+        }
+        Command::BulkLoad {
+            input,
+            clear,
+            batch,
+            progress,
+        } => {
+            blocking::<C>(config, database_url, move |url, _| {
+                dump::bulk_load::<C>(&input, clear, batch, progress, url)
+            })
+            .await
+        }
+        Command::Sync {
+            cqrs_id,
+            filter,
+            queue,
+            batch,
+            progress,
+        } => {
+            blocking::<C>(config, database_url, move |url, _| {
+                sync::sync::<C>(
+                    &cqrs_id,
+                    filter.as_deref(),
+                    queue.as_deref(),
+                    batch,
+                    progress,
+                    url,
+                )
+            })
+            .await
+        }
+        Command::DiffMaster {
+            cqrs_id,
+            filter,
+            batch,
+        } => {
+            blocking::<C>(config, database_url, move |url, _| {
+                diff::diff_master::<C>(&cqrs_id, filter.as_deref(), batch, url)
+            })
+            .await
+        }
+        Command::DiffReplica => {
+            blocking::<C>(config, database_url, |url, config| {
+                diff::diff_replica::<C>(config, url)
+            })
+            .await
+        }
+        Command::DiffSync { batch, progress } => {
+            blocking::<C>(config, database_url, move |url, _| {
+                diff::diff_sync::<C>(batch, progress, url)
+            })
+            .await
+        }
+        Command::DeletedDiffReplica { cqrs_id, batch } => {
+            blocking::<C>(config, database_url, move |url, _| {
+                diff::deleted_diff_replica::<C>(&cqrs_id, batch, url)
+            })
+            .await
+        }
+        Command::DeletedDiffMaster => {
+            blocking::<C>(config, database_url, |url, _| {
+                diff::deleted_diff_master::<C>(url)
+            })
+            .await
+        }
+        Command::DeletedSyncReplica => {
+            blocking::<C>(config, database_url, |url, _| {
+                diff::deleted_sync_replica::<C>(url)
+            })
+            .await
         }
     }
+}
+
+/// Runs a blocking tool (it returns how many messages it wrote to the outbox), then publishes
+/// what it wrote.
+async fn blocking<C: Registered>(
+    config: Config,
+    database_url: &str,
+    tool: impl FnOnce(&str, &Config) -> Result<u64> + Send + 'static,
+) -> Result<()> {
+    let job_url = database_url.to_owned();
+    let job_config = config.clone();
+    let written = tokio::task::spawn_blocking(move || tool(&job_url, &job_config))
+        .await
+        .map_err(Error::task("the command"))??;
+    if written > 0 {
+        publish_outbox::<C>(config, database_url).await?;
+    }
+    Ok(())
 }
 
 async fn publish_outbox<C: Registered>(config: Config, database_url: &str) -> Result<()> {
@@ -228,19 +317,17 @@ async fn publish_outbox<C: Registered>(config: Config, database_url: &str) -> Re
             eprintln!("outbox drained: {published} message(s) published by this command");
             Ok(())
         }
-        Err(error) => Err(Error::Input(format!(
-            "the SYNC messages are in the outbox, but publishing failed ({error}); a running relay will publish them"
-        ))),
+        Err(error) => Err(Error::OutboxNotPublished {
+            source: Box::new(error),
+        }),
     }
 }
 
 /// Opens the database (a clear error if it cannot).
 fn connect<C: CqrsConnection>(url: &str) -> Result<C> {
-    let mut conn = C::cqrs_connect(url).map_err(|e| {
-        Error::Input(format!(
-            "cannot open the database {}: {e}",
-            redact_db_url(url)
-        ))
+    let mut conn = C::cqrs_connect(url).map_err(|source| Error::Database {
+        url: redact_db_url(url),
+        source: Box::new(source),
     })?;
     conn.cqrs_setup()?;
     Ok(conn)
@@ -262,56 +349,5 @@ fn filter(text: Option<&str>) -> Result<Vec<Lookup>> {
     match text {
         None => Ok(Vec::new()),
         Some(text) => Ok(parse_filter_text(text).map_err(cqrs_core::Error::from)?),
-    }
-}
-
-/// The blocking tools; returns how many messages they wrote to the outbox.
-fn tool<C: Registered>(command: Command, config: &Config, database_url: &str) -> Result<u64> {
-    match command {
-        Command::BulkDump {
-            cqrs_id,
-            output,
-            batch,
-            progress,
-            force,
-        } => dump::bulk_dump::<C>(&cqrs_id, output, batch, progress, force, database_url),
-        Command::BulkLoad {
-            input,
-            clear,
-            batch,
-            progress,
-        } => dump::bulk_load::<C>(&input, clear, batch, progress, database_url),
-        Command::Sync {
-            cqrs_id,
-            filter,
-            queue,
-            batch,
-            progress,
-        } => sync::sync::<C>(
-            &cqrs_id,
-            filter.as_deref(),
-            queue.as_deref(),
-            batch,
-            progress,
-            database_url,
-        ),
-        Command::DiffMaster {
-            cqrs_id,
-            filter,
-            batch,
-        } => diff::diff_master::<C>(&cqrs_id, filter.as_deref(), batch, database_url),
-        Command::DiffReplica => diff::diff_replica::<C>(config, database_url),
-        Command::DiffSync { batch, progress } => {
-            diff::diff_sync::<C>(batch, progress, database_url)
-        }
-        Command::DeletedDiffReplica { cqrs_id, batch } => {
-            diff::deleted_diff_replica::<C>(&cqrs_id, batch, database_url)
-        }
-        Command::DeletedDiffMaster => diff::deleted_diff_master::<C>(database_url),
-        Command::DeletedSyncReplica => diff::deleted_sync_replica::<C>(database_url),
-        Command::Consume { .. }
-        | Command::Relay { .. }
-        | Command::DeadLetters { .. }
-        | Command::Models => Ok(0),
     }
 }
