@@ -64,6 +64,7 @@
 
 extern crate self as cqrs_core;
 
+#[doc(hidden)]
 pub mod batch;
 pub mod db;
 pub mod error;

@@ -252,6 +252,12 @@ pub fn routing_key(cqrs_id: &str, queue: Option<&str>) -> String {
     }
 }
 
+/// The queue where a replica service consuming `queue` keeps the retries of `cqrs_id` while
+/// they wait out their delay: `cqrs.<queue>.delay.<cqrs_id>`.
+pub fn delay_queue(queue: &str, cqrs_id: &str) -> String {
+    format!("cqrs.{queue}.delay.{cqrs_id}")
+}
+
 /// Whether `routing_key` addresses `queue` directly (`cqrs.<queue>.<cqrs_id>`).
 pub fn is_direct_to(routing_key: &str, queue: &str, cqrs_id: &str) -> bool {
     routing_key
@@ -315,6 +321,7 @@ mod tests {
     fn routing_keys() {
         assert_eq!(routing_key("book", None), "book");
         assert_eq!(routing_key("book", Some("svc")), "cqrs.svc.book");
+        assert_eq!(delay_queue("svc", "book"), "cqrs.svc.delay.book");
         assert!(is_direct_to("cqrs.svc.book", "svc", "book"));
         assert!(!is_direct_to("book", "svc", "book"));
         assert!(!is_direct_to("cqrs.other.book", "svc", "book"));

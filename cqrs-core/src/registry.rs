@@ -308,7 +308,8 @@ pub trait ReplicaOps<C>: Sync {
     fn count(&self, conn: &mut C) -> Result<u64>;
 }
 
-/// The [`MasterOps`] of model `M`.
+/// The [`MasterOps`] of model `M` (built by the derive).
+#[doc(hidden)]
 #[derive(Debug)]
 pub struct MasterVTable<M>(PhantomData<fn() -> M>);
 
@@ -317,7 +318,8 @@ impl<M> MasterVTable<M> {
     pub const NEW: Self = Self(PhantomData);
 }
 
-/// The [`ReplicaOps`] of model `M`.
+/// The [`ReplicaOps`] of model `M` (built by the derive).
+#[doc(hidden)]
 #[derive(Debug)]
 pub struct ReplicaVTable<M>(PhantomData<fn() -> M>);
 

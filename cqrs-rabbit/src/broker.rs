@@ -1,21 +1,15 @@
-//! Connections, topology and confirmed publishing (see the repository's `docs/protocol.md`,
-//! section "Broker topology"). Public: [`inspect_queue`] and [`publish_confirmed`], for tools
-//! and tests; the rest serves the relay and the consumer.
+//! Connections and confirmed publishing. Public: [`inspect_queue`] and [`publish_confirmed`],
+//! for tools and tests; the rest serves the relay and the consumer. What is declared on the
+//! broker is in `topology.rs`.
 
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use lapin::{Confirmation, PublisherConfirm};
 
-use cqrs_core::message::routing_key;
-
 use crate::broker_url::BrokerUrl;
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// How long a connection attempt may take.
@@ -32,7 +26,7 @@ pub(crate) async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
     .await
     {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(e)) => Err(Error::broker(url, "connect", e)),
+        Ok(Err(e)) => Err(url.error("connect", e)),
         Err(_) => Err(Error::BrokerTimeout {
             url: url.to_string(),
             action: "connect",
@@ -46,107 +40,12 @@ pub(crate) async fn confirm_channel(connection: &Connection, url: &BrokerUrl) ->
     let channel = connection
         .create_channel()
         .await
-        .map_err(|e| Error::broker(url, "open a channel", e))?;
+        .map_err(|e| url.error("open a channel", e))?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
-        .map_err(|e| Error::broker(url, "enable publisher confirms", e))?;
+        .map_err(|e| url.error("enable publisher confirms", e))?;
     Ok(channel)
-}
-
-/// The arguments of every queue the framework declares (`x-queue-type`).
-pub(crate) fn queue_args(config: &Config) -> FieldTable {
-    let mut args = FieldTable::default();
-    if config.quorum_queues {
-        args.insert(
-            ShortString::from("x-queue-type"),
-            AMQPValue::LongString(LongString::from("quorum")),
-        );
-    }
-    args
-}
-
-pub(crate) fn durable() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
-/// Declares the exchange (topic, durable).
-pub(crate) async fn declare_exchange(channel: &Channel, config: &Config) -> Result<()> {
-    channel
-        .exchange_declare(
-            ShortString::from(config.exchange.clone()),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| declare_error(config, "exchange", &config.exchange, e))
-}
-
-/// A declare that failed, with a hint when the broker holds the object with other arguments.
-pub(crate) fn declare_error(config: &Config, what: &str, name: &str, error: lapin::Error) -> Error {
-    let text = error.to_string();
-    let hint = if text.contains("PRECONDITION_FAILED") {
-        if what == "exchange" {
-            " (it exists with another type or durability)"
-        } else if config.quorum_queues {
-            " (it exists as a classic queue; CQRS_QUORUM_QUEUES must match how it was declared)"
-        } else {
-            " (it exists with other arguments, e.g. as a quorum queue: set CQRS_QUORUM_QUEUES)"
-        }
-    } else {
-        ""
-    };
-    Error::broker(&config.url, format!("declare {what} `{name}`{hint}"), error)
-}
-
-/// Declares the replica topology, idempotently: the exchange, the replica queue, the
-/// dead-letter queue, the three bindings per `cqrs_id` (django-cqrs's), and the delay queues
-/// of the retries ([`crate::retry::declare_delay_queue`]).
-pub(crate) async fn declare_replica_topology(
-    channel: &Channel,
-    config: &Config,
-    cqrs_ids: &[&str],
-) -> Result<()> {
-    let queue = config.queue()?.to_owned();
-    let dlq = config.dead_letter_queue()?;
-    declare_exchange(channel, config).await?;
-    for name in [&queue, &dlq] {
-        channel
-            .queue_declare(
-                ShortString::from(name.clone()),
-                durable(),
-                queue_args(config),
-            )
-            .await
-            .map_err(|e| declare_error(config, "queue", name, e))?;
-    }
-    for cqrs_id in cqrs_ids {
-        for (target, key) in [
-            (&queue, routing_key(cqrs_id, None)),
-            (&queue, routing_key(cqrs_id, Some(&queue))),
-            (&dlq, routing_key(cqrs_id, Some(&dlq))),
-        ] {
-            channel
-                .queue_bind(
-                    ShortString::from(target.clone()),
-                    ShortString::from(config.exchange.clone()),
-                    ShortString::from(key.clone()),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| declare_error(config, "binding", &key, e))?;
-        }
-        crate::retry::declare_delay_queue(channel, config, cqrs_id).await?;
-    }
-    Ok(())
 }
 
 /// Looks at an existing queue without declaring it (a passive declare): its message and
@@ -169,14 +68,6 @@ pub async fn inspect_queue(channel: &Channel, queue: &str) -> lapin::Result<lapi
             FieldTable::default(),
         )
         .await
-}
-
-/// Sets the prefetch count of a consumer channel.
-pub(crate) async fn set_prefetch(channel: &Channel, config: &Config) -> Result<()> {
-    channel
-        .basic_qos(config.prefetch(), BasicQosOptions::default())
-        .await
-        .map_err(|e| Error::broker(&config.url, "set the prefetch count", e))
 }
 
 /// django-cqrs's message properties: `text/plain`, persistent, and an `expiration` in

@@ -329,7 +329,7 @@ impl Config {
 
     /// The queue where retries of `cqrs_id` wait out their delay (see [`crate::Consumer`]).
     pub fn delay_queue(&self, cqrs_id: &str) -> Result<String> {
-        Ok(crate::retry::delay_queue(self.queue()?, cqrs_id))
+        Ok(cqrs_core::message::delay_queue(self.queue()?, cqrs_id))
     }
 
     /// The prefetch count to use.
@@ -441,5 +441,38 @@ pub(crate) mod tests {
         let c = from(&[("CQRS_MAX_RETRIES", "none"), ("CQRS_MESSAGE_TTL", "None")]).unwrap();
         assert_eq!(c.max_retries, None);
         assert_eq!(c.message_ttl, None);
+    }
+
+    #[test]
+    fn password_never_shows() {
+        let url = BrokerUrl::parse("amqps://app:s3cr%2Ft@rabbit.example:5671/prod%2Fvh").unwrap();
+        assert_eq!(
+            url.to_string(),
+            "amqps://app:****@rabbit.example:5671/prod%2Fvh"
+        );
+        assert_eq!(
+            format!("{url:?}"),
+            "BrokerUrl(amqps://app:****@rabbit.example:5671/prod%2Fvh)"
+        );
+        assert_eq!(url.vhost(), "prod/vh");
+        assert!(url.tls());
+        assert_eq!(
+            url.redact("login failed for s3cr/t"),
+            "login failed for ****"
+        );
+        let parts = from(&[
+            ("CQRS_BROKER_HOST", "h"),
+            ("CQRS_BROKER_PASSWORD", "p@ss word"),
+            ("CQRS_BROKER_VHOST", "/"),
+        ])
+        .unwrap();
+        assert_eq!(parts.url.to_string(), "amqp://guest:****@h:5672/%2F");
+        assert_eq!(parts.url.vhost(), "/");
+        let err = parts.url.error(
+            "connect",
+            lapin::ErrorKind::AuthProviderError("ACCESS_REFUSED for p@ss word".into()).into(),
+        );
+        assert!(!err.to_string().contains("p@ss"), "{err}");
+        assert_eq!(BrokerUrl::parse("amqp://h").unwrap().vhost(), "/");
     }
 }

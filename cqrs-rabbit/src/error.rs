@@ -157,20 +157,6 @@ impl Error {
         }
     }
 
-    /// A lapin error of `action` on the broker at `url`.
-    pub(crate) fn broker(
-        url: &crate::BrokerUrl,
-        action: impl Into<String>,
-        source: lapin::Error,
-    ) -> Self {
-        Self::Broker {
-            url: url.to_string(),
-            action: action.into(),
-            detail: url.redact(&source.to_string()),
-            source: Box::new(source),
-        }
-    }
-
     /// A blocking task that failed.
     pub(crate) fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> Self {
         move |source| Self::Task { what, source }

@@ -40,18 +40,21 @@ pub mod cli;
 mod config;
 mod consumer;
 mod error;
+mod metrics;
 #[cfg(feature = "postgres")]
 mod pg_listen;
 mod relay;
 mod retry;
+mod topology;
 
 pub use broker_url::BrokerUrl;
 pub use config::{
     Config, DEFAULT_DEAD_MESSAGE_TTL, DEFAULT_DELAY_QUEUE_MAX_SIZE, DEFAULT_TOMBSTONE_TTL,
 };
-pub use consumer::{Consumer, ConsumerMetrics};
+pub use consumer::Consumer;
 pub use error::{Error, Result};
-pub use relay::{Relay, RelayMetrics};
+pub use metrics::{ConsumerMetrics, RelayMetrics};
+pub use relay::Relay;
 
 /// Connects to the database and creates the framework's tables, off the async runtime: the
 /// start-up check of the relay and of the consumer.

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cqrs_core::db::{CqrsConnection, OutboxRecord};
@@ -18,19 +18,8 @@ use crate::backoff::Backoff;
 use crate::broker::{self, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
-
-/// Counters of a running relay.
-#[derive(Debug, Default)]
-pub struct RelayMetrics {
-    /// Messages confirmed by the broker and removed from the outbox.
-    pub published: AtomicU64,
-    /// Messages confirmed but unroutable (no replica queue bound to their routing key).
-    pub unroutable: AtomicU64,
-    /// Reconnections to the broker or the database.
-    pub reconnects: AtomicU64,
-    /// Outbox batches published.
-    pub batches: AtomicU64,
-}
+use crate::metrics::RelayMetrics;
+use crate::topology;
 
 /// Publishes the outbox of one database.
 ///
@@ -237,7 +226,7 @@ impl<C: CqrsConnection> Relay<C> {
     async fn open_channel(&self) -> Result<(lapin::Connection, Channel)> {
         let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
-        broker::declare_exchange(&channel, &self.config).await?;
+        topology::declare_exchange(&channel, &self.config).await?;
         Ok((connection, channel))
     }
 

@@ -6,52 +6,22 @@
 //! published there with the delay as its per-message TTL, and the queue dead-letters it back to
 //! `cqrs.<queue>.<cqrs_id>` when the TTL runs out, so a restart of the consumer loses no retry.
 //! A message that may not be retried is published to the dead-letter queue, with the
-//! dead-message TTL.
+//! dead-message TTL. The delay queues are declared with the rest of the topology
+//! (`topology.rs`).
 
 use std::time::Duration;
 
-use cqrs_core::message::{Message, routing_key};
+use cqrs_core::message::{Message, delay_queue, routing_key};
 use cqrs_core::registry::ReplicaOps;
 use cqrs_core::retry::{RetryPolicy, may_retry};
 use cqrs_core::value::pk_key;
 use cqrs_core::{ApplyError, Outcome};
 use lapin::Channel;
-use lapin::types::{AMQPValue, LongString, ShortString};
 
-use crate::broker::{self, declare_error, durable, queue_args};
+use crate::broker;
 use crate::config::Config;
-use crate::consumer::ConsumerMetrics;
 use crate::error::Result;
-
-/// The queue where retries of `cqrs_id` consumed from `queue` wait out their delay.
-pub(crate) fn delay_queue(queue: &str, cqrs_id: &str) -> String {
-    format!("cqrs.{queue}.delay.{cqrs_id}")
-}
-
-/// Declares the delay queue of `cqrs_id`: durable, dead-lettering expired messages back to
-/// the replica queue through the exchange.
-pub(crate) async fn declare_delay_queue(
-    channel: &Channel,
-    config: &Config,
-    cqrs_id: &str,
-) -> Result<()> {
-    let queue = config.queue()?;
-    let delay = delay_queue(queue, cqrs_id);
-    let mut args = queue_args(config);
-    args.insert(
-        ShortString::from("x-dead-letter-exchange"),
-        AMQPValue::LongString(LongString::from(config.exchange.clone())),
-    );
-    args.insert(
-        ShortString::from("x-dead-letter-routing-key"),
-        AMQPValue::LongString(LongString::from(routing_key(cqrs_id, Some(queue)))),
-    );
-    channel
-        .queue_declare(ShortString::from(delay.clone()), durable(), args)
-        .await
-        .map_err(|e| declare_error(config, "delay queue", &delay, e))?;
-    Ok(())
-}
+use crate::metrics::ConsumerMetrics;
 
 /// What to do with a delivery once its work is done.
 #[derive(Debug)]
@@ -182,13 +152,5 @@ pub(crate) async fn publish_verdict(
             metrics.count_dead_letter();
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn delay_queue_names() {
-        assert_eq!(super::delay_queue("svc", "book"), "cqrs.svc.delay.book");
     }
 }

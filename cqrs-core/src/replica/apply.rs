@@ -321,7 +321,11 @@ where
 ///
 /// `direct` tells a SYNC sent to this replica's queue (`cqrs.<queue>.<cqrs_id>`) from a
 /// broadcast one. The consumer calls this inside a savepoint per message.
-pub fn apply<M, C>(conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>
+pub(crate) fn apply<M, C>(
+    conn: &mut C,
+    message: &Message,
+    direct: bool,
+) -> Result<Outcome, ApplyError>
 where
     M: ReplicaHooks<C>,
     C: CqrsConnection,
@@ -428,7 +432,7 @@ impl<M: ReplicaModel> Rows<M> for InMemory<M> {
 ///
 /// `Err` asks the caller to roll this group back and apply it message by message (a value
 /// that fails to convert, a statement that fails).
-pub fn apply_many<M, C>(
+pub(crate) fn apply_many<M, C>(
     conn: &mut C,
     items: &[(&Message, bool)],
 ) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError>

@@ -18,7 +18,7 @@ use crate::value::CqrsValue;
 mod apply;
 
 pub use crate::rules::{IgnoreReason, Outcome};
-pub use apply::{apply, apply_many};
+pub(crate) use apply::{apply, apply_many};
 
 /// The backend-independent part of a replica model. Implemented by `#[derive(CqrsReplica)]`.
 pub trait ReplicaModel: Sized + Send + 'static {

@@ -1,6 +1,6 @@
-//! Unit tests of the derives: errors reported together, and snapshots of the expansion (insta
-//! + prettyplease, as diesel_derives does), so that a change to the generated code shows in
-//! review. Re-bless with `INSTA_UPDATE=always cargo test -p cqrs-derive`, then read the diff.
+//! Unit tests of the derives: errors reported together, and snapshots of the expansion (with
+//! insta and prettyplease, as diesel_derives does), so that a change to the generated code
+//! shows in review. Re-bless with `INSTA_UPDATE=always cargo test -p cqrs-derive`, then read the diff.
 
 use quote::quote;
 

@@ -31,7 +31,7 @@ pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()>
     let queue = config.queue()?.to_owned();
     let dlq = config.dead_letter_queue()?;
     let connection = broker::connect(&config.url, "cqrs-dead-letters").await?;
-    let lapin_error = |action: &'static str| move |e| Error::broker(&config.url, action, e);
+    let lapin_error = |action: &'static str| move |e| config.url.error(action, e);
     let channel = broker::confirm_channel(&connection, &config.url).await?;
     // Only look: the queues belong to the consuming service (which may be a django-cqrs one).
     let count = broker::inspect_queue(&channel, &dlq)
@@ -158,5 +158,5 @@ async fn requeue_up_to(channel: &lapin::Channel, tag: u64, config: &Config) -> R
             },
         )
         .await
-        .map_err(|e| Error::broker(&config.url, "requeue dead letters", e))
+        .map_err(|e| config.url.error("requeue dead letters", e))
 }

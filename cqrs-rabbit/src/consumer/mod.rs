@@ -27,7 +27,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use chrono::Utc;
-use cqrs_core::Outcome;
 use cqrs_core::message::{Message, is_direct_to};
 use cqrs_core::registry::{self, Registered, ReplicaEntry};
 use cqrs_core::value::pk_key;
@@ -38,58 +37,17 @@ use lapin::{Channel, Connection};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::broker;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::ConsumerMetrics;
 use crate::retry::{self, Verdict};
+use crate::{broker, topology};
 
 mod ack;
 mod worker;
 
 use ack::AckTracker;
 use worker::{Done, Job, Worker};
-
-/// Counters of a running consumer.
-#[derive(Debug, Default)]
-pub struct ConsumerMetrics {
-    /// Messages applied (created, updated, deleted).
-    pub applied: AtomicU64,
-    /// Messages acknowledged without change (stale, duplicate, filtered).
-    pub ignored: AtomicU64,
-    /// Messages sent to wait for a retry.
-    pub retried: AtomicU64,
-    /// Messages moved to the dead-letter queue.
-    pub dead_lettered: AtomicU64,
-    /// Database transactions (batches) committed.
-    pub batches: AtomicU64,
-    /// Broker reconnections.
-    pub reconnects: AtomicU64,
-}
-
-impl ConsumerMetrics {
-    pub(crate) fn count_outcome(&self, outcome: Outcome) {
-        match outcome {
-            Outcome::Ignored(_) => self.ignored.fetch_add(1, Ordering::Relaxed),
-            _ => self.applied.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-
-    pub(crate) fn count_retry(&self) {
-        self.retried.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn count_dead_letter(&self) {
-        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Every message acknowledged so far.
-    pub fn handled(&self) -> u64 {
-        self.applied.load(Ordering::Relaxed)
-            + self.ignored.load(Ordering::Relaxed)
-            + self.retried.load(Ordering::Relaxed)
-            + self.dead_lettered.load(Ordering::Relaxed)
-    }
-}
 
 /// Consumes this service's queue into its replica models.
 ///
@@ -163,9 +121,9 @@ impl<C: Registered> Consumer<C> {
         let channel = connection
             .create_channel()
             .await
-            .map_err(|e| Error::broker(&self.config.url, "open a channel", e))?;
+            .map_err(|e| self.config.url.error("open a channel", e))?;
         let ids: Vec<&str> = entries.keys().copied().collect();
-        broker::declare_replica_topology(&channel, &self.config, &ids).await?;
+        topology::declare_replica_topology(&channel, &self.config, &ids).await?;
         let _ = connection.close(200, "check".into()).await;
         Ok(())
     }
@@ -284,7 +242,7 @@ impl<C: Registered> Consumer<C> {
                     }
                 }
                 Event::Delivery(Some(Err(error))) => {
-                    Err(Error::broker(&self.config.url, "receive a delivery", error))
+                    Err(self.config.url.error("receive a delivery", error))
                 }
                 Event::Delivery(None) => Err(Error::ConsumerCancelled {
                     url: self.config.url.to_string(),
@@ -339,8 +297,8 @@ impl<C: Registered> Consumer<C> {
     async fn open_session(&self, ids: &[&str]) -> Result<(Connection, Channel, lapin::Consumer)> {
         let connection = broker::connect(&self.config.url, "cqrs-consumer").await?;
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
-        broker::declare_replica_topology(&channel, &self.config, ids).await?;
-        broker::set_prefetch(&channel, &self.config).await?;
+        topology::declare_replica_topology(&channel, &self.config, ids).await?;
+        topology::set_prefetch(&channel, &self.config).await?;
         let consumer = channel
             .basic_consume(
                 ShortString::from(self.config.queue()?.to_owned()),
@@ -349,7 +307,7 @@ impl<C: Registered> Consumer<C> {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| Error::broker(&self.config.url, "start consuming", e))?;
+            .map_err(|e| self.config.url.error("start consuming", e))?;
         Ok((connection, channel, consumer))
     }
 
@@ -425,7 +383,7 @@ impl<C: Registered> Consumer<C> {
             channel
                 .basic_ack(last, BasicAckOptions { multiple: true })
                 .await
-                .map_err(|e| Error::broker(&self.config.url, "acknowledge", e))?;
+                .map_err(|e| self.config.url.error("acknowledge", e))?;
         }
         Ok(())
     }

@@ -14,8 +14,8 @@ use cqrs_core::retry::RetryPolicy;
 use cqrs_core::{ApplyError, Outcome};
 use tokio::sync::mpsc;
 
-use super::ConsumerMetrics;
 use crate::backoff::Backoff;
+use crate::metrics::ConsumerMetrics;
 use crate::retry::{self, Verdict};
 
 /// How often the first worker purges old tombstones.
