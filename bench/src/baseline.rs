@@ -199,7 +199,7 @@ pub async fn consume(
     use cqrs_core::db::CqrsConnection;
     let mut db = match database {
         None => Db::None,
-        Some(url) if cqrs_core::db::Backend::of_url(url).is_postgres() => {
+        Some(url) if cqrs_core::db::Backend::of_url(url)?.is_postgres() => {
             Db::Pg(diesel::PgConnection::cqrs_connect(url)?)
         }
         Some(url) => Db::Sqlite(diesel::SqliteConnection::cqrs_connect(url)?),

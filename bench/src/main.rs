@@ -956,7 +956,7 @@ fn django_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
     let query = diesel::sql_query(
         "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(cqrs_revision), 0) AS BIGINT) AS s FROM bench_django_item_refs",
     );
-    let row: Aggregate = if cqrs_core::db::Backend::of_url(url).is_postgres() {
+    let row: Aggregate = if cqrs_core::db::Backend::of_url(url)?.is_postgres() {
         query.get_result(&mut PgConnection::establish(url)?)?
     } else {
         // no journal-mode switch here (Django owns the file): only wait for its locks

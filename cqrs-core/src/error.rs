@@ -43,6 +43,19 @@ pub enum Error {
         /// The model's type name.
         model: &'static str,
     },
+    /// The row's message is larger than the configured maximum
+    /// (`MasterSettings::max_message_bytes`); the write is rolled back.
+    #[error("{model}: pk {pk}: the message has {bytes} bytes, more than the maximum of {max}")]
+    MessageTooLarge {
+        /// The model's type name.
+        model: &'static str,
+        /// The row's key.
+        pk: String,
+        /// The body's size.
+        bytes: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// No model with this `cqrs_id` is registered in this binary.
     #[error("unknown cqrs_id `{cqrs_id}`; registered {kind} models: {known}")]
     UnknownCqrsId {
@@ -79,6 +92,12 @@ pub enum Error {
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// The database URL is empty or has a scheme the framework does not know.
+    #[error("invalid database URL: {reason}")]
+    BadDatabaseUrl {
+        /// What is wrong (never the URL itself, which may hold a password).
+        reason: String,
     },
     /// The database URL names a backend this binary was built without. Enable the feature
     /// of `cqrs-core` (or of `cqrs-rabbit`, which forwards it) and rebuild.
@@ -122,6 +141,17 @@ pub enum ApplyError {
         cqrs_id: &'static str,
         /// Which key was looked for.
         detail: &'static str,
+    },
+    /// `instance_pk` names another row than the key in `instance_data`: the message is
+    /// rejected rather than written to one row while routed by the other.
+    #[error("{cqrs_id}: instance_pk {instance_pk} differs from the key {data_pk} in the data")]
+    PkMismatch {
+        /// The model.
+        cqrs_id: &'static str,
+        /// `instance_pk`'s text form.
+        instance_pk: String,
+        /// The data's key, text form.
+        data_pk: String,
     },
     /// A required field is missing from `instance_data`.
     #[error("{cqrs_id}: pk {pk}: required field `{field}` is missing")]
@@ -241,6 +271,7 @@ impl ApplyError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::MissingPk { .. }
+            | Self::PkMismatch { .. }
             | Self::MissingField { .. }
             | Self::BadValue { .. }
             | Self::BadMapping { .. } => ErrorClass::Permanent,
@@ -289,6 +320,8 @@ pub fn classify_diesel(error: &DieselError) -> ErrorClass {
                 if is_unavailable_message(&message) {
                     ErrorClass::Unavailable
                 } else if message.contains("invalid input syntax")
+                    || message.contains("invalid byte sequence")
+                    || message.contains("numeric field overflow")
                     || message.contains("out of range")
                     || message.contains("value too long")
                     || message.contains("datatype mismatch")
@@ -361,5 +394,16 @@ mod tests {
             Box::new("database is locked".to_owned()),
         );
         assert_eq!(classify_diesel(&locked), ErrorClass::Transient);
+        // PostgreSQL's words for a NUL in text and a number the column cannot hold: no retry
+        // can make them fit
+        for text in [
+            "invalid byte sequence for encoding \"UTF8\": 0x00",
+            "numeric field overflow",
+            "value \"99999999999\" is out of range for type integer",
+        ] {
+            let error =
+                DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(text.to_owned()));
+            assert_eq!(classify_diesel(&error), ErrorClass::Permanent, "{text}");
+        }
     }
 }

@@ -51,7 +51,14 @@ pub struct MasterSettings {
     pub correlation_id: Option<CorrelationFn>,
     /// The meta function, if any.
     pub meta: Option<MetaFn>,
+    /// The largest message body a master write may produce, in bytes
+    /// (`CQRS_MAX_MESSAGE_BYTES`); a larger one fails the write with
+    /// [`crate::Error::MessageTooLarge`], and nothing is written. Default 4 MiB.
+    pub max_message_bytes: usize,
 }
+
+/// The default largest message body: 4 MiB (replicas dead-letter larger ones unread).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// django-cqrs's default message TTL: one day.
 pub const DEFAULT_MESSAGE_TTL: Duration = Duration::from_hours(24);
@@ -62,6 +69,7 @@ impl Default for MasterSettings {
             message_ttl: Some(DEFAULT_MESSAGE_TTL),
             correlation_id: None,
             meta: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -70,6 +78,7 @@ static SETTINGS: RwLock<MasterSettings> = RwLock::new(MasterSettings {
     message_ttl: Some(DEFAULT_MESSAGE_TTL),
     correlation_id: None,
     meta: None,
+    max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
 });
 
 /// Replaces the master settings of this process.

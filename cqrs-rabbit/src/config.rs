@@ -22,12 +22,13 @@
 //! | relay batch | `CQRS_RELAY_BATCH` | 500 |
 //! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
 //! | relay linger (ms) after a partial batch | `CQRS_RELAY_LINGER_MS` | 5 |
+//! | largest message (bytes), both sides | `CQRS_MAX_MESSAGE_BYTES` | 4194304 (4 MiB) |
 
 use std::fmt;
 use std::time::Duration;
 
 use cqrs_core::retry::{DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, RetryPolicy};
-use cqrs_core::settings::DEFAULT_MESSAGE_TTL;
+use cqrs_core::settings::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MESSAGE_TTL};
 
 use crate::broker_url::BrokerUrl;
 use crate::error::{Error, Result};
@@ -84,6 +85,10 @@ pub struct Config {
     /// SQLite), how long the relay lets messages gather before the next one (fewer, fuller
     /// batches under load; at most this much added latency; zero turns it off).
     pub relay_linger: Duration,
+    /// The largest message body, in bytes: a consumer dead-letters a larger delivery without
+    /// parsing it, and a master write refuses to produce one (see
+    /// [`Config::apply_master_settings`]).
+    pub max_message_bytes: usize,
 }
 
 impl Default for Config {
@@ -106,6 +111,7 @@ impl Default for Config {
             relay_batch: 500,
             relay_poll: None,
             relay_linger: Duration::from_millis(5),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -246,6 +252,9 @@ impl Config {
         if let Some(ms) = env.parse::<u64>("CQRS_RELAY_LINGER_MS", "a number of milliseconds")? {
             config.relay_linger = Duration::from_millis(ms);
         }
+        if let Some(v) = env.parse("CQRS_MAX_MESSAGE_BYTES", "a number of bytes")? {
+            config.max_message_bytes = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -290,6 +299,15 @@ impl Config {
             return Err(Error::config(
                 "CQRS_RELAY_LINGER_MS",
                 "must be at most 1000",
+            ));
+        }
+        if !(1024..=128 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err(Error::config(
+                "CQRS_MAX_MESSAGE_BYTES",
+                format!(
+                    "{} is not between 1024 and 134217728 (128 MiB)",
+                    self.max_message_bytes
+                ),
             ));
         }
         if self.retry_delay > Duration::from_hours(168) {
@@ -351,6 +369,7 @@ impl Config {
     pub fn apply_master_settings(&self) {
         let mut settings = cqrs_core::settings::master();
         settings.message_ttl = self.message_ttl;
+        settings.max_message_bytes = self.max_message_bytes;
         cqrs_core::settings::configure_master(settings);
     }
 }
@@ -427,6 +446,14 @@ pub(crate) mod tests {
             (vec![("CQRS_BROKER_PORT", "99999")], "CQRS_BROKER_PORT"),
             (vec![("CQRS_QUORUM_QUEUES", "maybe")], "CQRS_QUORUM_QUEUES"),
             (vec![("CQRS_EXCHANGE", "amq.topic")], "CQRS_EXCHANGE"),
+            (
+                vec![("CQRS_MAX_MESSAGE_BYTES", "10")],
+                "CQRS_MAX_MESSAGE_BYTES",
+            ),
+            (
+                vec![("CQRS_MAX_MESSAGE_BYTES", "-1")],
+                "CQRS_MAX_MESSAGE_BYTES",
+            ),
         ] {
             let err = from(&vars).unwrap_err().to_string();
             assert!(

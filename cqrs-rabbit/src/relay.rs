@@ -249,7 +249,9 @@ impl<C: CqrsConnection> Relay<C> {
 
     #[cfg(feature = "postgres")]
     fn spawn_listener(&self, notified: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
-        if cqrs_core::db::Backend::of_url(&self.database_url) != cqrs_core::db::Backend::Postgres {
+        if !cqrs_core::db::Backend::of_url(&self.database_url)
+            .is_ok_and(cqrs_core::db::Backend::is_postgres)
+        {
             return None;
         }
         Some(tokio::spawn(crate::pg_listen::listen(

@@ -13,7 +13,7 @@ pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Resul
     use cqrs_core::db::CqrsConnection;
     use diesel::connection::SimpleConnection;
     if let Some(parent) = std::path::Path::new(cqrs_core::db::sqlite::path_of(url)).parent()
-        && !cqrs_core::db::Backend::of_url(url).is_postgres()
+        && !cqrs_core::db::Backend::of_url(url)?.is_postgres()
         && !parent.as_os_str().is_empty()
     {
         std::fs::create_dir_all(parent)
@@ -21,7 +21,7 @@ pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Resul
     }
     cqrs_core::with_connection!(url, |conn| {
         conn.cqrs_setup()?;
-        let ddl = if cqrs_core::db::Backend::of_url(url).is_postgres() {
+        let ddl = if cqrs_core::db::Backend::of_url(url)?.is_postgres() {
             postgres_ddl
         } else {
             sqlite_ddl

@@ -56,7 +56,7 @@ start_rabbitmq() {
     else
         # a stale node of an earlier run (killed by Ctrl-C or a crash) holds its ports
         rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
-        pkill -u rabbitmq -f "nodename $node" 2>/dev/null || pkill -u rabbitmq -f "$node" 2>/dev/null || true
+        kill_by_pid_file "$dir/pid"
         RABBITMQ_PORT=${2:-$(free_port)}
         local dist_port
         dist_port=$(free_port)
@@ -97,6 +97,22 @@ stop_rabbitmq() {
     if rabbitmqctl -q -n "$node" stop >/dev/null 2>&1; then
         log "stopped RabbitMQ node $node"
     fi
+    kill_by_pid_file "$SERVICES_DIR/rabbitmq-$name/pid"
+}
+
+# kill_by_pid_file FILE: stops the process whose pid FILE holds (the node's own pid file), if
+# it still runs; never a process found by a name pattern, which could be another user's node.
+kill_by_pid_file() {
+    local file=$1 pid
+    [ -f "$file" ] || return 0
+    pid=$(tr -dc '0-9' < "$file")
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        as_root kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && as_root kill -9 "$pid" 2>/dev/null
+    fi
+    as_root rm -f "$file"
 }
 
 # start_postgres NAME [PORT]: a private cluster in target/services/postgres-NAME, on PORT

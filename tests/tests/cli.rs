@@ -522,6 +522,16 @@ fn bad_input_fails_with_one_line() {
         reason.contains("cannot open the database postgres://u:****@127.0.0.1:1/db"),
         "{reason}"
     );
+    // a URL of no known scheme (or a typo, or empty) is refused, never taken for a file path
+    for url in ["mysql://u:pw@h/db", "postgress://u:pw@h/db"] {
+        let mut odd = e.clone();
+        odd.retain(|(k, _)| k != "DATABASE_URL");
+        odd.push(("DATABASE_URL".into(), url.into()));
+        let reason = fails(&run(&odd, &["relay", "--once"], None));
+        assert!(reason.contains("invalid database URL"), "{url}: {reason}");
+        assert!(!reason.contains("pw"), "{reason}");
+        assert!(!std::path::Path::new("mysql:").exists());
+    }
     // bad settings name the setting
     let mut bad = e.clone();
     bad.push(("CQRS_BATCH_SIZE".into(), "zero".into()));

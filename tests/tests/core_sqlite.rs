@@ -100,3 +100,29 @@ fn bulk_update_takes_diesel_predicates() {
         .collect();
     assert_eq!(sent, [2, 3, 4]);
 }
+
+/// A master write whose message would exceed the maximum size fails with a typed error and
+/// writes nothing (replicas would dead-letter it unread).
+#[test]
+fn oversized_messages_are_refused_at_the_master() {
+    use common::Book;
+    use cqrs_core::master::MasterTable;
+    use cqrs_core::prelude::*;
+    let (mut master, _guard) = common::sqlite();
+    let huge = Book::new(
+        1,
+        &"t".repeat(cqrs_core::settings::DEFAULT_MAX_MESSAGE_BYTES + 1),
+    );
+    let err = huge.cqrs_insert(&mut master).unwrap_err();
+    assert!(
+        matches!(err, cqrs_core::Error::MessageTooLarge { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("more than the maximum of 4194304"),
+        "{err}"
+    );
+    assert_eq!(master.outbox_pending().unwrap(), 0);
+    assert_eq!(Book::db_count(&mut master, vec![]).unwrap(), 0);
+    let _ = Book::new(2, "small").cqrs_insert(&mut master).unwrap();
+}

@@ -459,6 +459,9 @@ async fn malformed_messages_are_dead_lettered() {
         "{{\"signal_type\":\"SAVE\",\"pad\":\"{}\"}}",
         "x".repeat(10 * 1024 * 1024)
     );
+    // a valid message, but over CQRS_MAX_MESSAGE_BYTES (4 MiB): dead-lettered unread
+    let mut valid_but_huge = author_message("h", "huge");
+    valid_but_huge["instance_data"]["name"] = json!("h".repeat(5 * 1024 * 1024));
     let bad: Vec<Vec<u8>> = vec![
         b"this is not json".to_vec(),
         b"".to_vec(),
@@ -471,6 +474,7 @@ async fn malformed_messages_are_dead_lettered() {
         serde_json::to_vec(&unknown).unwrap(),
         big.into_bytes(),
         vec![0xff, 0xfe, 0x00],
+        serde_json::to_vec(&valid_but_huge).unwrap(),
     ];
     for body in &bad {
         publish_raw(&config, "author", body).await;
@@ -504,6 +508,12 @@ async fn malformed_messages_are_dead_lettered() {
         "the 10 MB body is kept whole"
     );
     assert!(bodies.contains(&&b"this is not json".to_vec()));
+    assert!(
+        AuthorRef::db_get(&mut replica, &"h".to_owned(), false)
+            .unwrap()
+            .is_none(),
+        "the oversized message is not applied"
+    );
     conn.close(200, "".into()).await.unwrap();
 }
 

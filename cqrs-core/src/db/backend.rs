@@ -14,19 +14,40 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The backend a URL names: `postgres://` or `postgresql://` for PostgreSQL, anything else
-    /// (a path, `sqlite://path`, `:memory:`) for SQLite.
+    /// The backend a URL names: `postgres://` or `postgresql://` for PostgreSQL; a file path,
+    /// `sqlite://path`, `sqlite:path` or `:memory:` for SQLite. An empty URL, or one with any
+    /// other scheme (`mysql://`, a typo like `postgress://`), is an error rather than a SQLite
+    /// file named after it; the error never repeats the URL, which may hold a password.
     ///
     /// ```
     /// use cqrs_core::db::Backend;
-    /// assert_eq!(Backend::of_url("postgres://app@db/catalogue"), Backend::Postgres);
-    /// assert_eq!(Backend::of_url("catalogue.sqlite3"), Backend::Sqlite);
+    /// assert_eq!(Backend::of_url("postgres://app@db/catalogue")?, Backend::Postgres);
+    /// assert_eq!(Backend::of_url("catalogue.sqlite3")?, Backend::Sqlite);
+    /// assert!(Backend::of_url("mysql://u:pw@h/db").is_err());
+    /// assert!(Backend::of_url("  ").is_err());
+    /// # Ok::<_, cqrs_core::Error>(())
     /// ```
-    pub fn of_url(url: &str) -> Self {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Self::Postgres
-        } else {
-            Self::Sqlite
+    pub fn of_url(url: &str) -> Result<Self, Error> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err(Error::BadDatabaseUrl {
+                reason: "the URL is empty".to_owned(),
+            });
+        }
+        match url.split_once("://") {
+            Some(("postgres" | "postgresql", _)) => Ok(Self::Postgres),
+            Some(("sqlite", path)) if !path.is_empty() => Ok(Self::Sqlite),
+            Some(("sqlite", _)) => Err(Error::BadDatabaseUrl {
+                reason: "`sqlite://` names no file".to_owned(),
+            }),
+            Some((scheme, _)) => Err(Error::BadDatabaseUrl {
+                reason: format!(
+                    "unknown scheme `{}`; expected postgres://, postgresql://, sqlite:// or a \
+                     SQLite file path",
+                    scheme.chars().take(20).collect::<String>()
+                ),
+            }),
+            None => Ok(Self::Sqlite),
         }
     }
 
@@ -87,8 +108,9 @@ impl std::str::FromStr for Backend {
 }
 
 /// Runs `$body` with `$conn` bound to a `&mut` connection to `$url`, of the backend the URL
-/// names (see [`Backend::of_url`]). The body is compiled once per enabled backend; a URL of a
-/// backend the binary lacks returns [`Error::BackendNotCompiled`] from the enclosing function
+/// names (see [`Backend::of_url`]). The body is compiled once per enabled backend; a bad URL
+/// returns [`Error::BadDatabaseUrl`], and a URL of a backend the binary lacks
+/// [`Error::BackendNotCompiled`], from the enclosing function
 /// (whose error type must convert from [`crate::Error`]).
 ///
 /// ```
@@ -131,7 +153,7 @@ macro_rules! with_connection {
 #[macro_export]
 macro_rules! with_backend {
     ($url:expr, |$conn:ident| $body:expr) => {
-        match $crate::db::Backend::of_url($url) {
+        match $crate::db::Backend::of_url($url)? {
             $crate::db::Backend::Sqlite => $crate::__private::if_sqlite!(
                 {
                     #[allow(dead_code)]

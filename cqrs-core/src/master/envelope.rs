@@ -41,7 +41,7 @@ pub fn message<M: MasterModel>(
     queue: Option<&str>,
 ) -> Result<OutboxMessage> {
     let data = row.cqrs_instance_data()?;
-    Ok(envelope(row, signal_type, data, previous_data, queue))
+    envelope(row, signal_type, data, previous_data, queue)
 }
 
 /// Builds the DELETE message of a row: the stub `{"id": pk, "cqrs_revision": revision + 1,
@@ -57,7 +57,7 @@ pub fn delete_message<M: MasterModel>(row: &M) -> Result<OutboxMessage> {
     if let Some(custom) = row.cqrs_delete_data() {
         data.insert("custom".to_owned(), custom);
     }
-    Ok(envelope(row, SignalType::Delete, data, None, None))
+    envelope(row, SignalType::Delete, data, None, None)
 }
 
 fn envelope<M: MasterModel>(
@@ -66,7 +66,7 @@ fn envelope<M: MasterModel>(
     instance_data: Map<String, Value>,
     previous_data: Option<Map<String, Value>>,
     queue: Option<&str>,
-) -> OutboxMessage {
+) -> Result<OutboxMessage> {
     let instance_pk = row.cqrs_pk().to_cqrs();
     let meta = row.cqrs_meta(&MetaContext {
         signal_type,
@@ -80,7 +80,8 @@ fn envelope<M: MasterModel>(
         instance_pk: &instance_pk,
         queue,
     });
-    let expires = settings::master().message_ttl.and_then(|ttl| {
+    let settings = settings::master();
+    let expires = settings.message_ttl.and_then(|ttl| {
         chrono::Duration::from_std(ttl)
             .ok()
             .and_then(|ttl| Utc::now().checked_add_signed(ttl))
@@ -96,9 +97,18 @@ fn envelope<M: MasterModel>(
         expires,
         meta,
     };
-    OutboxMessage {
+    let body = message.to_json();
+    if body.len() > settings.max_message_bytes {
+        return Err(crate::Error::MessageTooLarge {
+            model: M::TYPE_NAME,
+            pk: crate::value::pk_key(&message.instance_pk),
+            bytes: body.len(),
+            max: settings.max_message_bytes,
+        });
+    }
+    Ok(OutboxMessage {
         cqrs_id: M::CQRS_ID.to_owned(),
         routing_key: routing_key(M::CQRS_ID, queue),
-        body: message.to_json(),
-    }
+        body,
+    })
 }

@@ -148,6 +148,23 @@ fn read<M: ReplicaModel>(message: &Message, direct: bool) -> Read<'_, M> {
     }
 }
 
+/// Fails if `instance_pk` (when given) and the data's key name different rows.
+fn same_row<M: ReplicaModel>(message: &Message, data_pk: &str) -> Result<(), ApplyError> {
+    if message.instance_pk.is_null() {
+        return Ok(());
+    }
+    let instance_pk = pk_key(&message.instance_pk);
+    if instance_pk == data_pk {
+        Ok(())
+    } else {
+        Err(ApplyError::PkMismatch {
+            cqrs_id: M::CQRS_ID,
+            instance_pk,
+            data_pk: data_pk.to_owned(),
+        })
+    }
+}
+
 fn prepare<M: ReplicaModel>(
     message: &Message,
     direct: bool,
@@ -163,6 +180,7 @@ fn prepare<M: ReplicaModel>(
             field: "id".to_owned(),
             source,
         })?;
+        same_row::<M>(message, &pk_text)?;
         let version = data_version(M::CQRS_ID, data, &pk_text)?;
         return Ok(Prepared {
             message,
@@ -189,6 +207,7 @@ fn prepare<M: ReplicaModel>(
         field: M::PK_FIELD.to_owned(),
         source,
     })?;
+    same_row::<M>(message, &pk_text)?;
     if !M::CUSTOM_SERIALIZATION
         && let Some(field) = M::REQUIRED.iter().find(|f| !data.contains_key(**f))
     {

@@ -320,6 +320,15 @@ impl<C: Registered> Consumer<C> {
         generation: u64,
     ) -> Routed<C> {
         let tag = delivery.delivery_tag;
+        if delivery.data.len() > self.config.max_message_bytes {
+            tracing::error!(routing_key = %delivery.routing_key, bytes = delivery.data.len(),
+                max = self.config.max_message_bytes, body = %preview(&delivery.data),
+                "message larger than CQRS_MAX_MESSAGE_BYTES moved to the dead-letter queue unread");
+            return Routed::Verdict(Verdict::Dead {
+                cqrs_id: None,
+                body: delivery.data,
+            });
+        }
         let message = match Message::parse(&delivery.data, self.config.message_ttl) {
             Ok(message) => message,
             Err(error) => {

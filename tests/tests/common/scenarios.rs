@@ -694,6 +694,35 @@ where
         Outcome::Created,
         "applies on the retry"
     );
+    // instance_pk and the data's key name different rows: rejected, nothing written
+    let mut m = save(7, "mismatch", 0, now);
+    m.instance_pk = json!(6);
+    assert_eq!(
+        err(replica, m),
+        "book: instance_pk 6 differs from the key 7 in the data"
+    );
+    assert!(stored(replica, 6).is_none() && stored(replica, 7).is_none());
+    let mut m = save(8, "x", 0, now);
+    m.signal_type = SignalType::Delete;
+    m.instance_pk = json!(9);
+    assert!(err(replica, m).contains("instance_pk 9 differs from the key 8"));
+    // hostile numbers meet stored ones without overflowing (a panic would kill the worker)
+    for (first, second) in [
+        (i32::MIN, i32::MAX),
+        (i32::MAX, i32::MIN),
+        (i32::MAX, i32::MAX),
+        (-1, 0),
+    ] {
+        let id = 100 + first.rem_euclid(50);
+        apply(replica, &save(id, "extreme", first, now)).unwrap();
+        assert!(apply(replica, &save(id, "extreme", second, now)).is_ok());
+        let mut delete = save(id, "extreme", second, now);
+        delete.signal_type = SignalType::Delete;
+        assert!(apply(replica, &delete).is_ok());
+        let mut late = save(id, "extreme", second, now + Duration::days(36_500));
+        late.retries = u32::MAX;
+        assert!(apply(replica, &late).is_ok());
+    }
 }
 
 /// Custom hooks: meta reaches the hook; custom serialization; only direct syncs; retry policy.

@@ -132,7 +132,8 @@ fn spawn_relay(
     database_url: String,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>> {
-    if cqrs_core::db::Backend::of_url(&database_url).is_postgres() {
+    if cqrs_core::db::Backend::of_url(&database_url).is_ok_and(cqrs_core::db::Backend::is_postgres)
+    {
         tokio::spawn(
             cqrs_rabbit::Relay::<diesel::PgConnection>::new(config, database_url).run(stop),
         )

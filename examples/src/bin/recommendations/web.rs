@@ -79,7 +79,7 @@ async fn spawn_consumer(
     config: cqrs_rabbit::Config,
     url: String,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>>> {
-    Ok(if cqrs_core::db::Backend::of_url(&url).is_postgres() {
+    Ok(if cqrs_core::db::Backend::of_url(&url)?.is_postgres() {
         let consumer = cqrs_rabbit::Consumer::<diesel::PgConnection>::new(config, url);
         consumer.check().await?;
         tokio::spawn(consumer.run(shutdown_signal()))
