@@ -184,11 +184,13 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         updated_ty,
         ..
     } = store;
+    // `skip` columns belong to the replica service: written on insert (their default), never
+    // by a later apply, so that a local write racing with an apply is never undone.
     let set = model
         .fields
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != model.pk)
+        .filter(|(i, f)| *i != model.pk && !f.skipped())
         .map(|(i, f)| {
             let col = emit::column(model, i);
             let field = f.ident;
@@ -200,7 +202,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         .fields
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != model.pk)
+        .filter(|(i, f)| *i != model.pk && !f.skipped())
         .map(|(i, _)| {
             let col = emit::column(model, i);
             quote!(#col.eq(#private::diesel::upsert::excluded(#col)))

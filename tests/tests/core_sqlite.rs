@@ -126,3 +126,63 @@ fn oversized_messages_are_refused_at_the_master() {
     assert_eq!(Book::db_count(&mut master, vec![]).unwrap(), 0);
     let _ = Book::new(2, "small").cqrs_insert(&mut master).unwrap();
 }
+
+/// An apply never writes a `#[cqrs(skip)]` column after the insert (one by one or batched), so
+/// a value the replica service writes there is never undone by a racing apply. A trigger
+/// refuses any UPDATE whose SET names the column.
+#[test]
+fn skipped_columns_are_never_written_by_an_apply() {
+    use cqrs_core::batch::{BatchItem, apply_batch, apply_one};
+    use cqrs_core::registry;
+    use cqrs_core::{Message, SignalType};
+    use diesel::connection::SimpleConnection;
+    use serde_json::json;
+    let (mut replica, _guard) = common::sqlite();
+    let save = |id: i32, revision: i32| {
+        let data = json!({
+            "id": id, "title": "t", "author": "A", "isbn": "i", "published": true, "price": 1.5,
+            "created": "2026-11-22 06:20:48.557649+00:00", "cqrs_revision": revision,
+            "cqrs_updated": "2026-11-22 06:20:48.557649+00:00",
+        });
+        Message::new(
+            SignalType::Save,
+            "book",
+            data.as_object().unwrap().clone(),
+            json!(id),
+        )
+    };
+    let entry = registry::replica::<diesel::SqliteConnection>("book").unwrap();
+    for id in [1, 2, 3] {
+        apply_one(&mut replica, entry.ops, &save(id, 0), false).unwrap();
+    }
+    replica
+        .batch_execute(
+            "UPDATE book_refs SET local_flag = 1;
+             CREATE TRIGGER keep_local BEFORE UPDATE OF local_flag ON book_refs
+             BEGIN SELECT RAISE(ABORT, 'an apply wrote local_flag'); END;",
+        )
+        .unwrap();
+    apply_one(&mut replica, entry.ops, &save(1, 1), false).unwrap();
+    let messages = [save(2, 1), save(3, 1)];
+    let items: Vec<BatchItem<'_, _>> = messages
+        .iter()
+        .map(|message| BatchItem {
+            ops: entry.ops,
+            message,
+            direct: false,
+        })
+        .collect();
+    for result in apply_batch(&mut replica, &items).unwrap() {
+        result.unwrap();
+    }
+    let flags: Vec<(i32, bool, i32)> = {
+        use cqrs_tests::models::schema::book_refs::dsl;
+        use diesel::prelude::*;
+        dsl::book_refs
+            .select((dsl::id, dsl::local_flag, dsl::cqrs_revision))
+            .order(dsl::id)
+            .load(&mut replica)
+            .unwrap()
+    };
+    assert_eq!(flags, [(1, true, 1), (2, true, 1), (3, true, 1)]);
+}
