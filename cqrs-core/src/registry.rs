@@ -300,8 +300,8 @@ pub trait ReplicaOps<C>: Sync {
     fn versions(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<(Value, Version)>>;
     /// Primary keys after `after`, in order.
     fn pks(&self, conn: &mut C, after: Option<&Value>, limit: usize) -> Result<Vec<Value>>;
-    /// Deletes rows by primary key (no tombstone: a later SYNC may restore them); how many
-    /// existed.
+    /// Deletes rows by primary key, leaving a tombstone for each (as a DELETE message would);
+    /// how many existed.
     fn delete(&self, conn: &mut C, pks: &[Value]) -> Result<u64>;
     /// Deletes every row.
     fn clear(&self, conn: &mut C) -> Result<u64>;
@@ -488,7 +488,18 @@ where
     fn delete(&self, conn: &mut C, pks: &[Value]) -> Result<u64> {
         let typed = pks_of::<M::Pk>(pks)?;
         let mut deleted = 0;
+        let now = crate::value::now_micros();
         for chunk in typed.chunks(KEY_CHUNK) {
+            // Tombstones as a DELETE message leaves them, one revision past the stored row, so
+            // that a late SAVE or broadcast SYNC cannot bring the row back (a direct SYNC, an
+            // operator's repair, still can).
+            for (pk, stored) in M::db_versions(conn, chunk)? {
+                let tombstone = Version {
+                    revision: stored.revision.saturating_add(1),
+                    updated: stored.updated.max(now),
+                };
+                conn.tombstone_put(M::CQRS_ID, &crate::value::pk_key(&pk.to_cqrs()), tombstone)?;
+            }
             deleted += count_u64(M::db_delete_many(conn, chunk)?);
         }
         Ok(deleted)

@@ -8,6 +8,7 @@
 //! | SAVE/SYNC | none, no tombstone | create |
 //! | SAVE/SYNC | none, tombstone newer | ignore (the row was deleted after this version) |
 //! | SAVE/SYNC | none, tombstone older | create (re-created row), forget the tombstone |
+//! | SYNC sent to this replica's queue | none, tombstone newer | create, forget the tombstone (an operator's repair) |
 //! | SAVE | revision > new | ignore, error "wrong order" |
 //! | SAVE | revision == new | ignore, error "duplicate" (warning "creation race" if 0) |
 //! | SAVE | revision < new - 1 | update, warning "lost or filtered out" |
@@ -121,6 +122,8 @@ pub(crate) struct Subject<'a> {
     pub(crate) pk: &'a str,
     pub(crate) signal: SignalType,
     pub(crate) version: Version,
+    /// A SYNC sent to this replica's queue only (an operator's repair).
+    pub(crate) direct: bool,
 }
 
 /// The apply rules (see the module docs), with their log lines.
@@ -136,6 +139,7 @@ pub(crate) fn decide(
         pk,
         signal,
         version,
+        direct,
     } = subject;
     if signal == SignalType::Delete {
         return match stored {
@@ -155,6 +159,16 @@ pub(crate) fn decide(
     }
     let Some(stored) = stored else {
         return match tombstone {
+            Some(tombstone) if signal == SignalType::Sync && direct => {
+                tracing::warn!(
+                    cqrs_id,
+                    pk,
+                    revision = version.revision,
+                    deleted_revision = tombstone.revision,
+                    "CQRS direct SYNC restores a deleted row"
+                );
+                Decision::Create
+            }
             Some(tombstone) if !version.is_after(&tombstone) => {
                 tracing::warn!(
                     cqrs_id,
@@ -241,6 +255,7 @@ mod tests {
             pk: "1",
             signal,
             version,
+            direct: false,
         }
     }
 
@@ -257,6 +272,16 @@ mod tests {
             decide(save(at(0, 3)), None, Some(at(4, 2))),
             Decision::Create
         );
+        // a broadcast SYNC older than the delete is ignored, a direct one (a repair) applies
+        assert_eq!(
+            decide(subject(Sync, at(3, 1)), None, Some(at(4, 2))),
+            Decision::Ignore(IgnoreReason::Deleted)
+        );
+        let direct = Subject {
+            direct: true,
+            ..subject(Sync, at(3, 1))
+        };
+        assert_eq!(decide(direct, None, Some(at(4, 2))), Decision::Create);
         assert_eq!(
             decide(save(at(1, 1)), Some(at(2, 1)), None),
             Decision::Ignore(IgnoreReason::Stale)

@@ -365,6 +365,13 @@ where
         stderr.contains("deleted-sync-replica: processed 2, succeeded 2"),
         "{stderr}"
     );
+    {
+        // deleted through the same rules as a DELETE message: a tombstone for each row
+        let mut conn = R::cqrs_connect(replica).unwrap();
+        for pk in ["20", "21"] {
+            assert!(conn.tombstone_get("book", pk).unwrap().is_some(), "{pk}");
+        }
+    }
 
     eventually_blocking(|| replica_rows::<R>(replica) == master_rows::<M>(master));
     assert!(

@@ -106,6 +106,7 @@ impl<M: ReplicaModel> Prepared<'_, M> {
             pk: &self.pk_text,
             signal: self.signal,
             version: self.version,
+            direct: self.direct && self.signal == SignalType::Sync,
         }
     }
 

@@ -568,6 +568,18 @@ where
         Outcome::Ignored(IgnoreReason::Deleted)
     );
     assert!(stored(replica, 1).is_none());
+    // ... but a SYNC sent to this replica's queue (an operator's repair) restores it
+    let entry = registry::replica::<C>("book").unwrap();
+    assert_eq!(
+        apply_one(replica, entry.ops, &old_sync, true).unwrap(),
+        Outcome::Created
+    );
+    assert!(replica.tombstone_get("book", "1").unwrap().is_none());
+    assert_eq!(
+        apply(replica, &delete(1, 6, t(6))).unwrap(),
+        Outcome::Deleted
+    );
+    assert!(stored(replica, 1).is_none());
     // a duplicate delete is harmless
     assert_eq!(
         apply(replica, &delete(1, 6, t(6))).unwrap(),
