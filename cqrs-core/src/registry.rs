@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::db::CqrsConnection;
+use crate::db::{CqrsConnection, KEY_CHUNK};
 use crate::error::{ApplyError, Error, Result};
 use crate::filter::Lookup;
 use crate::master::{MasterStore, SyncTarget, build_filters, for_each_page};
@@ -22,9 +22,6 @@ use crate::replica::{ReplicaHooks, apply, apply_many};
 use crate::retry::RetryPolicy;
 use crate::rules::{Outcome, Version};
 use crate::value::CqrsValue;
-
-/// Keys per statement when the tools read or delete replica rows by primary key.
-const KEY_CHUNK: usize = 500;
 
 /// Master or replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -352,7 +352,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             fn db_existing(conn: &mut #conn, pks: &[Self::Pk]) -> #private::diesel::QueryResult<::std::vec::Vec<Self::Pk>> {
                 #traits
                 let mut found = ::std::vec::Vec::with_capacity(pks.len());
-                for chunk in pks.chunks(1000) {
+                for chunk in pks.chunks(#private::KEY_CHUNK) {
                     found.extend(#table::table.filter(#pk_col.eq_any(chunk)).select(#pk_col).load::<Self::Pk>(conn)?);
                 }
                 ::core::result::Result::Ok(found)

@@ -241,7 +241,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             ) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
                 #traits
                 let mut found = ::std::vec::Vec::with_capacity(pks.len());
-                for chunk in pks.chunks(500) {
+                for chunk in pks.chunks(#private::KEY_CHUNK) {
                     let query = #table::table.filter(#pk_col.eq_any(chunk)).select(#select);
                     let stored: ::std::vec::Vec<#row_ty> = #lock_many;
                     found.extend(stored.into_iter().map(#from_tuple));

@@ -17,7 +17,10 @@ pub use backend::Backend;
 /// Rows per multi-row insert into the outbox.
 const OUTBOX_INSERT_CHUNK: usize = 1000;
 /// Keys per `IN (...)` list of a delete or a lookup (well under SQLite's 32766 parameters).
-const KEY_CHUNK: usize = 500;
+pub const KEY_CHUNK: usize = 500;
+/// Model rows per multi-row insert or upsert (500 rows of up to 32 columns stay under
+/// SQLite's 32766 parameters).
+pub const ROW_CHUNK: usize = 500;
 
 /// The DDL both backends share after their outbox table: the tombstones of applied deletes.
 macro_rules! tombstones_ddl {

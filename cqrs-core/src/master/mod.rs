@@ -198,7 +198,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             .collect();
         write(conn, |conn| {
             let mut stored = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(500) {
+            for chunk in rows.chunks(crate::db::ROW_CHUNK) {
                 stored.extend(Self::db_insert(conn, chunk)?);
             }
             let previous = created_previous_data::<Self>();

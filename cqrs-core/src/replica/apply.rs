@@ -17,9 +17,6 @@ use crate::message::{Message, SignalType};
 use crate::rules::{Decision, IgnoreReason, Outcome, Subject, Version, decide, tombstone_moves};
 use crate::value::{CqrsValue, pk_key};
 
-/// Rows of one model written per upsert statement.
-const UPSERT_CHUNK: usize = 500;
-
 /// Reads the required `cqrs_revision` and `cqrs_updated` of `data`.
 fn data_version(
     cqrs_id: &'static str,
@@ -149,20 +146,15 @@ fn read<M: ReplicaModel>(message: &Message, direct: bool) -> Read<'_, M> {
     }
 }
 
-/// Fails if `instance_pk` (when given) and the data's key name different rows.
-fn same_row<M: ReplicaModel>(message: &Message, data_pk: &str) -> Result<(), ApplyError> {
-    if message.instance_pk.is_null() {
-        return Ok(());
-    }
-    let instance_pk = pk_key(&message.instance_pk);
-    if instance_pk == data_pk {
-        Ok(())
-    } else {
-        Err(ApplyError::PkMismatch {
+/// Fails if `instance_pk` (when given: its text form) and the data's key name different rows.
+fn same_row<M: ReplicaModel>(instance_pk: Option<&str>, data_pk: &str) -> Result<(), ApplyError> {
+    match instance_pk {
+        Some(instance_pk) if instance_pk != data_pk => Err(ApplyError::PkMismatch {
             cqrs_id: M::CQRS_ID,
-            instance_pk,
+            instance_pk: instance_pk.to_owned(),
             data_pk: data_pk.to_owned(),
-        })
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -173,7 +165,11 @@ fn prepare<M: ReplicaModel>(
     if message.signal_type == SignalType::Delete {
         let data = &message.instance_data;
         // django-cqrs puts the key under `id` whatever its name; fall back on instance_pk.
-        let pk_value = data.get("id").unwrap_or(&message.instance_pk);
+        let (pk_value, instance_pk) = match data.get("id") {
+            Some(id) if !message.instance_pk.is_null() => (id, Some(pk_key(&message.instance_pk))),
+            Some(id) => (id, None),
+            None => (&message.instance_pk, None),
+        };
         let pk_text = pk_key(pk_value);
         let pk = M::Pk::from_cqrs(pk_value).map_err(|source| ApplyError::BadValue {
             cqrs_id: M::CQRS_ID,
@@ -181,7 +177,7 @@ fn prepare<M: ReplicaModel>(
             field: "id".to_owned(),
             source,
         })?;
-        same_row::<M>(message, &pk_text)?;
+        same_row::<M>(instance_pk.as_deref(), &pk_text)?;
         let version = data_version(M::CQRS_ID, data, &pk_text)?;
         return Ok(Prepared {
             message,
@@ -208,7 +204,10 @@ fn prepare<M: ReplicaModel>(
         field: M::PK_FIELD.to_owned(),
         source,
     })?;
-    same_row::<M>(message, &pk_text)?;
+    same_row::<M>(
+        (!message.instance_pk.is_null()).then_some(instance_pk.as_str()),
+        &pk_text,
+    )?;
     if !M::CUSTOM_SERIALIZATION
         && let Some(field) = M::REQUIRED.iter().find(|f| !data.contains_key(**f))
     {
@@ -522,7 +521,7 @@ where
     if !deletes.is_empty() {
         M::db_delete_many(conn, &deletes).map_err(batch_error)?;
     }
-    for chunk in upserts.chunks(UPSERT_CHUNK) {
+    for chunk in upserts.chunks(crate::db::ROW_CHUNK) {
         M::db_upsert(conn, chunk).map_err(batch_error)?;
     }
     for (key, write) in target.tombstone_writes {
