@@ -60,7 +60,8 @@ impl Default for OutboxWaker {
 pub struct RelayedBatch {
     /// Messages taken from the outbox.
     pub fetched: usize,
-    /// Messages the broker confirmed and that were removed.
+    /// Messages the broker confirmed, now removed from the outbox (on SQLite another relay
+    /// of the same file may have removed some first: they still count, the broker has them).
     pub published: usize,
 }
 
@@ -113,10 +114,10 @@ where
             return Ok(RelayedBatch::default());
         }
         let confirmed = publish(&records)?;
-        let published = conn.cqrs_transaction(|conn| conn.outbox_delete(&confirmed))?;
+        conn.cqrs_transaction(|conn| conn.outbox_delete(&confirmed))?;
         Ok(RelayedBatch {
             fetched: records.len(),
-            published,
+            published: confirmed.len(),
         })
     }
 }
