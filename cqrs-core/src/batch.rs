@@ -6,11 +6,12 @@
 
 use std::fmt;
 
-use crate::db::CqrsConnection;
+use crate::db::{CqrsConnection, row_lock_key};
 use crate::error::{ApplyError, ErrorClass, classify_diesel};
 use crate::message::Message;
 use crate::registry::ReplicaOps;
 use crate::rules::Outcome;
+use crate::value::pk_key;
 
 /// One message of a batch.
 pub struct BatchItem<'a, C: 'static> {
@@ -66,6 +67,26 @@ impl TxError {
     }
 }
 
+/// The sorted, distinct lock keys of the rows these messages change
+/// ([`CqrsConnection::lock_rows`]). A row is named by `instance_pk` (the apply refuses a
+/// message whose data names another row), or the DELETE stub's `id`; a message naming
+/// neither locks its model's whole stream.
+fn lock_keys<'m>(messages: impl Iterator<Item = &'m Message>) -> Vec<i64> {
+    let mut keys: Vec<i64> = messages
+        .map(|m| {
+            let pk = if m.instance_pk.is_null() {
+                m.instance_data.get("id").map(pk_key)
+            } else {
+                Some(pk_key(&m.instance_pk))
+            };
+            row_lock_key(&m.cqrs_id, pk.as_deref().unwrap_or("*"))
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// Applies one message in its own transaction (a savepoint when one is open): a failed
 /// message leaves nothing behind.
 pub fn apply_one<C: CqrsConnection>(
@@ -74,28 +95,66 @@ pub fn apply_one<C: CqrsConnection>(
     message: &Message,
     direct: bool,
 ) -> Result<Outcome, ApplyError> {
-    conn.cqrs_transaction(|conn| ops.apply(conn, message, direct).map_err(TxError::Message))
-        .map_err(TxError::into_apply)
+    conn.cqrs_transaction(|conn| {
+        conn.lock_rows(&lock_keys(std::iter::once(message)))?;
+        ops.apply(conn, message, direct).map_err(TxError::Message)
+    })
+    .map_err(TxError::into_apply)
 }
 
 /// Applies a batch in one transaction with a savepoint per message, so that one bad message
 /// never rolls back the others. Returns each message's result, in order.
 ///
-/// The outer `Err` means the whole batch is undone and must be kept for later (the
-/// transaction could not begin or commit, or the database connection is lost).
+/// The outer `Err` means the whole batch is undone and must be kept for later: the database
+/// is unavailable. A transaction that fails otherwise (at COMMIT: a deferred constraint, a
+/// serialization failure) is not retried as a whole: each message is applied in its own
+/// transaction, and its result is its own.
 pub fn apply_batch<C: CqrsConnection>(
     conn: &mut C,
     items: &[BatchItem<'_, C>],
 ) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError> {
-    if let [item] = items {
+    if items.len() == 1 {
         // A batch of one needs no savepoint: its own transaction rolls back on failure.
-        return match apply_one(conn, item.ops, item.message, item.direct) {
-            Err(error @ ApplyError::Transaction { .. }) => Err(error),
-            Err(error) if error.is_unavailable() => Err(error),
-            result => Ok(vec![result]),
-        };
+        // Its transaction failing (at COMMIT, say) is its own result, retried or
+        // dead-lettered like any other failure: only a lost database keeps it for later.
+        return one_by_one(conn, items);
     }
+    match together(conn, items) {
+        Err(TxError::Db(error)) if classify_diesel(&error) != ErrorClass::Unavailable => {
+            // The transaction as a whole failed, at COMMIT (a deferred constraint, a
+            // serialization failure) or at BEGIN: retrying it could fail forever. Each message
+            // in its own transaction instead, to be retried or dead-lettered on its own.
+            tracing::warn!(%error, messages = items.len(),
+                "CQRS batch failed as a whole; applying its messages one by one");
+            one_by_one(conn, items)
+        }
+        result => result.map_err(TxError::into_apply),
+    }
+}
+
+/// Each message in its own transaction. `Err` only when the database is gone (what was
+/// committed comes again and is dropped as a duplicate).
+fn one_by_one<C: CqrsConnection>(
+    conn: &mut C,
+    items: &[BatchItem<'_, C>],
+) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError> {
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        match apply_one(conn, item.ops, item.message, item.direct) {
+            Err(error) if error.is_unavailable() => return Err(error),
+            result => results.push(result),
+        }
+    }
+    Ok(results)
+}
+
+/// The batch in one transaction, a savepoint per message.
+fn together<C: CqrsConnection>(
+    conn: &mut C,
+    items: &[BatchItem<'_, C>],
+) -> Result<Vec<Result<Outcome, ApplyError>>, TxError> {
     conn.cqrs_transaction(|conn| {
+        conn.lock_rows(&lock_keys(items.iter().map(|item| item.message)))?;
         let mut results: Vec<Option<Result<Outcome, ApplyError>>> =
             items.iter().map(|_| None).collect();
         for (ops, indexes) in groups(items) {
@@ -142,7 +201,6 @@ pub fn apply_batch<C: CqrsConnection>(
             .collect::<Option<Vec<_>>>()
             .ok_or(TxError::Abort(ApplyError::Unprocessed))
     })
-    .map_err(TxError::into_apply)
 }
 
 /// The indexes of each model's messages, in arrival order (models do not share rows). Grouped

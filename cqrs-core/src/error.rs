@@ -208,8 +208,9 @@ pub enum ApplyError {
         #[source]
         source: DieselError,
     },
-    /// The batch transaction itself could not begin, take a savepoint or commit.
-    #[error("the batch transaction failed: {source}")]
+    /// The apply transaction itself could not begin, take a savepoint or commit (a deferred
+    /// constraint or a serialization failure fails at COMMIT).
+    #[error("the apply transaction failed: {source}")]
     Transaction {
         /// The diesel error.
         #[source]

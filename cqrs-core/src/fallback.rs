@@ -100,7 +100,7 @@ impl<T: InvalidMaster, C: CqrsConnection> MasterTable<C> for T {
     fn db_update(_: &mut C, _: &Self, _: DateTime<Utc>) -> QueryResult<Option<Self>> {
         never!()
     }
-    fn db_set_created(_: &mut C, _: &Self::Pk, _: DateTime<Utc>) -> QueryResult<Option<Self>> {
+    fn db_set_created(_: &mut C, _: &Self::Pk, _: Version) -> QueryResult<Option<Self>> {
         never!()
     }
     fn db_get(_: &mut C, _: &Self::Pk, _: bool) -> QueryResult<Option<Self>> {

@@ -95,7 +95,7 @@ pub use master::{MasterModel, MasterStore, SyncTarget, transaction};
 pub use message::{Message, SignalType};
 pub use registry::Registered;
 pub use replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
-pub use rules::{Outcome, Version};
+pub use rules::{Order, Outcome, Version};
 
 #[cfg(feature = "derive")]
 pub use cqrs_derive::{CqrsMaster, CqrsReplica};

@@ -72,6 +72,13 @@ pub struct Message {
     pub expires: Option<DateTime<Utc>>,
     /// Metadata from the master's meta function.
     pub meta: Option<Value>,
+    /// The master never restarts a row's revisions (`"monotonic_revisions": true`, written by
+    /// this framework's masters, ignored by django-cqrs): replicas order the row's versions,
+    /// across deletes and re-creations, by revision alone. Without it (django-cqrs masters,
+    /// whose re-created rows start again at 0), the order across a delete compares
+    /// `cqrs_updated` (`cqrs_core::rules`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub monotonic_revisions: bool,
 }
 
 #[allow(
@@ -136,6 +143,7 @@ impl Message {
             retries: 0,
             expires: None,
             meta: Some(Value::Object(Map::new())),
+            monotonic_revisions: false,
         }
     }
 
@@ -206,6 +214,11 @@ impl Message {
             ),
         };
         let meta = map.remove("meta");
+        let monotonic_revisions = match map.remove("monotonic_revisions") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(other) => return Err(wrong("monotonic_revisions", "a boolean", &other)),
+        };
         Ok(Self {
             signal_type,
             cqrs_id,
@@ -216,6 +229,7 @@ impl Message {
             retries,
             expires,
             meta,
+            monotonic_revisions,
         })
     }
 
@@ -310,6 +324,7 @@ mod tests {
             (br#"{"signal_type":"SAVE","cqrs_id":"a","instance_data":{},"instance_pk":1,"retries":-1}"#, "key `retries`"),
             (br#"{"signal_type":"SAVE","cqrs_id":"a","instance_data":{},"instance_pk":1,"expires":"soon"}"#, "key `expires`"),
             (b"\xff\xfe", "body is not JSON"),
+            (br#"{"signal_type":"SAVE","cqrs_id":"a","instance_data":{},"instance_pk":1,"monotonic_revisions":1}"#, "key `monotonic_revisions`"),
         ];
         for (body, reason) in cases {
             let err = Message::parse(body, None).unwrap_err().to_string();

@@ -13,14 +13,21 @@
 //! | SAVE | revision == new | ignore, error "duplicate" (warning "creation race" if 0) |
 //! | SAVE | revision < new - 1 | update, warning "lost or filtered out" |
 //! | SAVE | revision == new - 1 | update |
-//! | SAVE | revision >= new but `cqrs_updated` later | update (row re-created on the master) |
+//! | SAVE | revision >= new but re-created (clock order only) | update (row re-created on the master) |
 //! | SYNC | any | update (warning on a downgrade) |
 //! | DELETE | older than the message | delete, record a tombstone |
 //! | DELETE | newer than the message | ignore (a newer version must stay) |
 //! | DELETE | none | record a tombstone |
 //!
-//! "Older" across a delete compares `cqrs_updated`, then the revision: revisions restart at 0
-//! when a row is re-created under the same primary key.
+//! "Older" and "newer" across a delete follow the message's [`Order`]:
+//! - [`Order::Revision`], messages of this framework's masters (`"monotonic_revisions": true`):
+//!   a re-created row continues above its DELETE's revision, so the revision alone orders
+//!   every version of a primary key. No clock is compared: skewed master hosts, a clock that
+//!   steps back, or a re-creation in the delete's microsecond change nothing.
+//! - [`Order::Clock`], messages of django-cqrs masters, whose revisions restart at 0 when a
+//!   row is re-created: `cqrs_updated` first, then the revision. Equal timestamps favour the
+//!   re-created row (as django-cqrs, which checks nothing, would apply it). This order trusts
+//!   the master hosts' clocks; it is the best the message allows.
 
 use std::fmt;
 
@@ -37,13 +44,53 @@ pub struct Version {
     pub updated: DateTime<Utc>,
 }
 
+/// How a message's version is ordered against a row's other versions across a delete (see
+/// the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Revisions never restart for a primary key: compare revisions only.
+    Revision,
+    /// Revisions restart at 0 on re-creation: compare `cqrs_updated`, then the revision.
+    Clock,
+}
+
+impl Order {
+    /// The order of a message: [`Order::Revision`] when its master says its revisions never
+    /// restart.
+    pub fn of(monotonic_revisions: bool) -> Self {
+        if monotonic_revisions {
+            Self::Revision
+        } else {
+            Self::Clock
+        }
+    }
+}
+
 impl Version {
-    /// Whether this version (of a DELETE or a re-created row) comes after `other` in time.
-    ///
-    /// Revisions restart at 0 when a row is re-created under the same primary key, so across a
-    /// delete the order is that of `cqrs_updated`, with the revision breaking ties.
-    pub fn is_after(&self, other: &Version) -> bool {
-        (self.updated, self.revision) > (other.updated, other.revision)
+    /// Whether this version (of a DELETE) comes after `other`, the stored row or tombstone.
+    pub fn is_after(&self, other: &Version, order: Order) -> bool {
+        match order {
+            Order::Revision => self.revision > other.revision,
+            Order::Clock => (self.updated, self.revision) > (other.updated, other.revision),
+        }
+    }
+
+    /// Whether this version of a SAVE or SYNC belongs to a row created after the delete that
+    /// left `tombstone`. On clock order an equal timestamp counts as after: the delete's
+    /// microsecond is shared with the re-creation, not with an older save.
+    fn outlives(&self, tombstone: &Version, order: Order) -> bool {
+        match order {
+            Order::Revision => self.revision > tombstone.revision,
+            Order::Clock => self.updated >= tombstone.updated,
+        }
+    }
+
+    /// Whether this version (lower or equal revision, later `cqrs_updated`) is of a row
+    /// re-created after `stored` was written, its delete lost. Never on revision order: a
+    /// re-created row has a higher revision. Strictly later on clock order: two saves of one
+    /// row can share a microsecond, and the stored row must not go back.
+    fn recreates(&self, stored: &Version, order: Order) -> bool {
+        order == Order::Clock && self.revision <= stored.revision && self.updated > stored.updated
     }
 }
 
@@ -124,6 +171,8 @@ pub(crate) struct Subject<'a> {
     pub(crate) version: Version,
     /// A SYNC sent to this replica's queue only (an operator's repair).
     pub(crate) direct: bool,
+    /// How the message's version is ordered across a delete.
+    pub(crate) order: Order,
 }
 
 /// The apply rules (see the module docs), with their log lines.
@@ -140,10 +189,11 @@ pub(crate) fn decide(
         signal,
         version,
         direct,
+        order,
     } = subject;
     if signal == SignalType::Delete {
         return match stored {
-            Some(stored) if !version.is_after(&stored) => {
+            Some(stored) if !version.is_after(&stored, order) => {
                 tracing::warn!(
                     cqrs_id,
                     pk,
@@ -169,7 +219,7 @@ pub(crate) fn decide(
                 );
                 Decision::Create
             }
-            Some(tombstone) if !version.is_after(&tombstone) => {
+            Some(tombstone) if !version.outlives(&tombstone, order) => {
                 tracing::warn!(
                     cqrs_id,
                     pk,
@@ -182,7 +232,7 @@ pub(crate) fn decide(
             _ => Decision::Create,
         };
     };
-    let recreated = version.updated > stored.updated && version.revision <= stored.revision;
+    let recreated = version.recreates(&stored, order);
     if signal == SignalType::Sync {
         if stored.revision > version.revision && !recreated {
             tracing::warn!(
@@ -234,8 +284,8 @@ pub(crate) fn decide(
 }
 
 /// Whether a DELETE's version must be written over the stored tombstone.
-pub(crate) fn tombstone_moves(version: Version, tombstone: Option<Version>) -> bool {
-    tombstone.is_none_or(|t| version.is_after(&t))
+pub(crate) fn tombstone_moves(version: Version, tombstone: Option<Version>, order: Order) -> bool {
+    tombstone.is_none_or(|t| version.is_after(&t, order))
 }
 
 #[cfg(test)]
@@ -256,6 +306,7 @@ mod tests {
             signal,
             version,
             direct: false,
+            order: Order::Clock,
         }
     }
 
@@ -314,12 +365,92 @@ mod tests {
             decide(subject(Delete, at(2, 1)), None, None),
             Decision::Tombstone
         );
-        assert!(tombstone_moves(at(1, 1), None));
-        assert!(!tombstone_moves(at(1, 1), Some(at(2, 2))));
+        assert!(tombstone_moves(at(1, 1), None, Order::Clock));
+        assert!(!tombstone_moves(at(1, 1), Some(at(2, 2)), Order::Clock));
         // extreme revisions never overflow the gap arithmetic
         assert_eq!(
             decide(save(at(i32::MAX, 1)), Some(at(i32::MIN, 1)), None),
             Decision::Update
+        );
+    }
+
+    fn ordered(signal: SignalType, version: Version) -> Subject<'static> {
+        Subject {
+            order: Order::Revision,
+            ..subject(signal, version)
+        }
+    }
+
+    #[test]
+    fn revision_order_ignores_clocks() {
+        use SignalType::{Delete, Save};
+        // a DELETE stamped before the row's last SAVE (a host whose clock is behind) deletes
+        assert_eq!(
+            decide(ordered(Delete, at(4, 1)), Some(at(3, 9)), None),
+            Decision::Delete
+        );
+        // a late SAVE of the old incarnation (rev 3, deleted at rev 4) stays deleted, even
+        // stamped by a fast clock
+        assert_eq!(
+            decide(ordered(Save, at(3, 99)), None, Some(at(4, 2))),
+            Decision::Ignore(IgnoreReason::Deleted)
+        );
+        // and cannot overwrite the re-created row (rev 5), nor can the old DELETE remove it
+        assert_eq!(
+            decide(ordered(Save, at(3, 99)), Some(at(5, 1)), None),
+            Decision::Ignore(IgnoreReason::Stale)
+        );
+        assert_eq!(
+            decide(ordered(Delete, at(4, 99)), Some(at(5, 1)), None),
+            Decision::Ignore(IgnoreReason::StaleDelete)
+        );
+        // re-created in the delete's microsecond, or on a clock that stepped back: applied
+        assert_eq!(
+            decide(ordered(Save, at(5, 2)), None, Some(at(4, 2))),
+            Decision::Create
+        );
+        assert_eq!(
+            decide(ordered(Save, at(5, 1)), None, Some(at(4, 2))),
+            Decision::Create
+        );
+        // a re-delivered rev 5 stamped by a fast host does not go back over rev 6
+        assert_eq!(
+            decide(ordered(Save, at(5, 99)), Some(at(6, 1)), None),
+            Decision::Ignore(IgnoreReason::Stale)
+        );
+        // a row saved in year 9999 can still be deleted
+        let far = Version {
+            revision: 2,
+            updated: DateTime::parse_from_rfc3339("9999-01-01T00:00:00Z")
+                .map(|d| d.with_timezone(&Utc))
+                .unwrap_or_default(),
+        };
+        assert_eq!(
+            decide(ordered(Delete, at(3, 1)), Some(far), None),
+            Decision::Delete
+        );
+        assert!(tombstone_moves(at(5, 1), Some(at(4, 9)), Order::Revision));
+        assert!(!tombstone_moves(at(4, 9), Some(at(5, 1)), Order::Revision));
+    }
+
+    #[test]
+    fn clock_order_favours_the_recreated_row_on_equal_timestamps() {
+        use SignalType::Save;
+        // django-cqrs re-creation: revision 0, stamped in the delete's microsecond
+        assert_eq!(
+            decide(subject(Save, at(0, 2)), None, Some(at(4, 2))),
+            Decision::Create
+        );
+        // without the delete, an equal stamp cannot tell a re-creation from a stale save:
+        // the stored row stays
+        assert_eq!(
+            decide(subject(Save, at(0, 5)), Some(at(3, 5)), None),
+            Decision::Ignore(IgnoreReason::Stale)
+        );
+        // the same revision and stamp is a duplicate
+        assert_eq!(
+            decide(subject(Save, at(3, 5)), Some(at(3, 5)), None),
+            Decision::Ignore(IgnoreReason::Duplicate)
         );
     }
 }

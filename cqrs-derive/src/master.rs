@@ -290,12 +290,12 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             fn db_set_created(
                 conn: &mut #conn,
                 pk: &Self::Pk,
-                updated: #private::chrono::DateTime<#private::chrono::Utc>,
+                version: #krate::rules::Version,
             ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
                 #traits
-                let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
+                let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(version.updated);
                 let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(pk))
-                    .set((#rev_col.eq(0), #upd_col.eq(updated)))
+                    .set((#rev_col.eq(version.revision), #upd_col.eq(updated)))
                     .returning(#select)
                     .get_result(conn)
                     .optional()?;

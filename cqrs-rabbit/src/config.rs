@@ -23,6 +23,8 @@
 //! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
 //! | relay linger (ms) after a partial batch | `CQRS_RELAY_LINGER_MS` | 5 |
 //! | largest message (bytes), both sides | `CQRS_MAX_MESSAGE_BYTES` | 4194304 (4 MiB) |
+//! | a message no queue is bound for: `keep` it in a queue, or `drop` it (counted) | `CQRS_UNROUTABLE` | `keep` |
+//! | where kept unroutable messages wait (`replay-unroutable` re-sends them) | `CQRS_UNROUTABLE_QUEUE` | `<exchange>_unroutable` |
 
 use std::fmt;
 use std::time::Duration;
@@ -44,6 +46,17 @@ pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_hours(720);
 
 /// The default broker.
 const DEFAULT_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
+
+/// What the relay does with a message no queue is bound for (no replica has declared a queue
+/// for its routing key yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unroutable {
+    /// Keep it in the durable unroutable queue, with its routing key, until
+    /// `replay-unroutable` sends it again (for example once the replica's queue exists).
+    Keep,
+    /// Drop it, counted (`RelayMetrics::unroutable`) and logged once per routing key.
+    Drop,
+}
 
 /// The transport configuration.
 #[derive(Debug, Clone)]
@@ -89,6 +102,10 @@ pub struct Config {
     /// parsing it, and a master write refuses to produce one (see
     /// [`Config::apply_master_settings`]).
     pub max_message_bytes: usize,
+    /// What the relay does with a message no queue is bound for.
+    pub unroutable: Unroutable,
+    /// The queue of kept unroutable messages; default `<exchange>_unroutable`.
+    pub unroutable_queue: Option<String>,
 }
 
 impl Default for Config {
@@ -112,6 +129,8 @@ impl Default for Config {
             relay_poll: None,
             relay_linger: Duration::from_millis(5),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            unroutable: Unroutable::Keep,
+            unroutable_queue: None,
         }
     }
 }
@@ -179,6 +198,12 @@ impl Config {
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let env = Env(lookup);
         let mut config = Self::default();
+        if lookup("CQRS_BROKER_URL").is_some_and(|v| v.trim().is_empty()) {
+            return Err(Error::config(
+                "CQRS_BROKER_URL",
+                "is set but empty; unset it to use AMQP_ADDR or the CQRS_BROKER_* parts",
+            ));
+        }
         if let Some(url) = env.get("CQRS_BROKER_URL").or_else(|| env.get("AMQP_ADDR")) {
             config.url = BrokerUrl::parse(&url)?;
         } else if ["HOST", "PORT", "USER", "PASSWORD", "VHOST"]
@@ -255,6 +280,19 @@ impl Config {
         if let Some(v) = env.parse("CQRS_MAX_MESSAGE_BYTES", "a number of bytes")? {
             config.max_message_bytes = v;
         }
+        if let Some(v) = env.get("CQRS_UNROUTABLE") {
+            config.unroutable = match v.to_ascii_lowercase().as_str() {
+                "keep" => Unroutable::Keep,
+                "drop" => Unroutable::Drop,
+                _ => {
+                    return Err(Error::config(
+                        "CQRS_UNROUTABLE",
+                        format!("`{v}` is not keep or drop"),
+                    ));
+                }
+            };
+        }
+        config.unroutable_queue = env.get("CQRS_UNROUTABLE_QUEUE");
         config.validate()?;
         Ok(config)
     }
@@ -273,6 +311,9 @@ impl Config {
                     "must differ from the replica queue",
                 ));
             }
+        }
+        if let Some(queue) = &self.unroutable_queue {
+            check_name("CQRS_UNROUTABLE_QUEUE", queue)?;
         }
         if self.prefetch == Some(0) {
             return Err(Error::config("CQRS_PREFETCH", "must be at least 1"));
@@ -325,6 +366,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The queue of kept unroutable messages (`CQRS_UNROUTABLE_QUEUE`, default
+    /// `<exchange>_unroutable`).
+    pub fn unroutable_queue(&self) -> String {
+        self.unroutable_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}_unroutable", self.exchange))
     }
 
     /// The replica queue, or an error naming `CQRS_QUEUE`.
@@ -453,6 +502,16 @@ pub(crate) mod tests {
             (
                 vec![("CQRS_MAX_MESSAGE_BYTES", "-1")],
                 "CQRS_MAX_MESSAGE_BYTES",
+            ),
+            // an empty URL never hides the parts silently
+            (
+                vec![("CQRS_BROKER_URL", " "), ("CQRS_BROKER_HOST", "rabbit")],
+                "CQRS_BROKER_URL",
+            ),
+            (vec![("CQRS_UNROUTABLE", "lose")], "CQRS_UNROUTABLE"),
+            (
+                vec![("CQRS_UNROUTABLE_QUEUE", "a b")],
+                "CQRS_UNROUTABLE_QUEUE",
             ),
         ] {
             let err = from(&vars).unwrap_err().to_string();

@@ -111,6 +111,20 @@ pub enum Error {
         #[source]
         source: Box<lapin::Error>,
     },
+    /// A replica model cannot read its table (missing, or without a column the model maps):
+    /// the consumer does not start.
+    #[error(
+        "replica model {type_name} (`{cqrs_id}`) cannot read its table: {source}; create it (the service's migrations) before starting the consumer"
+    )]
+    ReplicaTable {
+        /// The model's stream id.
+        cqrs_id: &'static str,
+        /// The Rust type.
+        type_name: &'static str,
+        /// The database's answer.
+        #[source]
+        source: Box<cqrs_core::Error>,
+    },
     /// The database or the models failed.
     #[error(transparent)]
     Core(#[from] cqrs_core::Error),

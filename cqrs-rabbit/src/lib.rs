@@ -46,15 +46,18 @@ mod pg_listen;
 mod relay;
 mod retry;
 mod topology;
+mod unroutable;
 
 pub use broker_url::BrokerUrl;
 pub use config::{
     Config, DEFAULT_DEAD_MESSAGE_TTL, DEFAULT_DELAY_QUEUE_MAX_SIZE, DEFAULT_TOMBSTONE_TTL,
+    Unroutable,
 };
 pub use consumer::Consumer;
 pub use error::{Error, Result};
 pub use metrics::{ConsumerMetrics, RelayMetrics};
 pub use relay::Relay;
+pub use unroutable::{Replayed, replay as replay_unroutable};
 
 /// Connects to the database and creates the framework's tables, off the async runtime: the
 /// start-up check of the relay and of the consumer.

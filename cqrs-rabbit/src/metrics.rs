@@ -9,7 +9,8 @@ use cqrs_core::Outcome;
 pub struct RelayMetrics {
     /// Messages confirmed by the broker and removed from the outbox.
     pub published: AtomicU64,
-    /// Messages confirmed but unroutable (no replica queue bound to their routing key).
+    /// Messages no replica queue is bound for (kept in the unroutable queue, or dropped:
+    /// `CQRS_UNROUTABLE`).
     pub unroutable: AtomicU64,
     /// Reconnections to the broker or the database.
     pub reconnects: AtomicU64,

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::RelayMetrics;
 use crate::topology;
+use crate::unroutable::{Fate, UnroutablePolicy};
 
 /// Publishes the outbox of one database.
 ///
@@ -36,6 +37,7 @@ pub struct Relay<C> {
     config: Config,
     database_url: String,
     metrics: Arc<RelayMetrics>,
+    unroutable: Arc<UnroutablePolicy>,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -43,6 +45,7 @@ impl<C: CqrsConnection> Relay<C> {
     /// A relay for the outbox at `database_url`.
     pub fn new(config: Config, database_url: impl Into<String>) -> Self {
         Self {
+            unroutable: Arc::new(UnroutablePolicy::new(&config)),
             config,
             database_url: database_url.into(),
             metrics: Arc::default(),
@@ -74,8 +77,7 @@ impl<C: CqrsConnection> Relay<C> {
         let mut conn = tokio::task::spawn_blocking(move || C::cqrs_connect(&url))
             .await
             .map_err(Error::task("the relay's database connection"))??;
-        let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
-        let channel = broker::confirm_channel(&connection, &self.config.url).await?;
+        let (connection, channel) = self.open_channel().await?;
         let mut total = 0;
         loop {
             let (back, result) = self.batch(conn, &channel).await?;
@@ -227,6 +229,9 @@ impl<C: CqrsConnection> Relay<C> {
         let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
         topology::declare_exchange(&channel, &self.config).await?;
+        if let Some(queue) = self.unroutable.queue() {
+            topology::declare_unroutable_queue(&channel, &self.config, queue).await?;
+        }
         Ok((connection, channel))
     }
 
@@ -237,9 +242,16 @@ impl<C: CqrsConnection> Relay<C> {
         let exchange = self.config.exchange.clone();
         let limit = i64::try_from(self.config.relay_batch).unwrap_or(500);
         let metrics = Arc::clone(&self.metrics);
+        let unroutable = Arc::clone(&self.unroutable);
         tokio::task::spawn_blocking(move || {
             let result = relay_batch(&mut conn, limit, |records| {
-                handle.block_on(publish_records(&channel, &exchange, records, &metrics))
+                handle.block_on(publish_records(
+                    &channel,
+                    &exchange,
+                    records,
+                    &metrics,
+                    &unroutable,
+                ))
             });
             (conn, result)
         })
@@ -268,12 +280,13 @@ impl<C: CqrsConnection> Relay<C> {
 }
 
 /// Publishes records with many in flight, then waits for their confirms; returns the ids the
-/// broker confirmed (routed, or unroutable: nobody subscribes, nothing to keep).
+/// outbox may forget: routed, or unroutable and kept (or dropped, as configured).
 async fn publish_records(
     channel: &Channel,
     exchange: &str,
     records: &[OutboxRecord],
     metrics: &RelayMetrics,
+    unroutable: &UnroutablePolicy,
 ) -> Result<Vec<i64>> {
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
@@ -288,20 +301,23 @@ async fn publish_records(
         pending.push((record, confirm));
     }
     let mut confirmed = Vec::with_capacity(records.len());
+    let mut returned = Vec::new();
     for (record, confirm) in pending {
         match broker::confirmed(confirm, &record.routing_key).await? {
             Confirmed::Routed => confirmed.push(record.id),
-            Confirmed::Unroutable => {
-                metrics.unroutable.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    routing_key = %record.routing_key, cqrs_id = %record.cqrs_id,
-                    "no queue is bound to this routing key: no replica receives it"
-                );
-                confirmed.push(record.id);
-            }
+            Confirmed::Unroutable => returned.push(record),
             Confirmed::Refused => {
                 tracing::warn!(routing_key = %record.routing_key, "broker refused a message; it stays in the outbox");
             }
+        }
+    }
+    for record in returned {
+        let fate = unroutable
+            .handle(channel, &record.routing_key, record.body.as_bytes())
+            .await?;
+        if fate != Fate::Held {
+            metrics.unroutable.fetch_add(1, Ordering::Relaxed);
+            confirmed.push(record.id);
         }
     }
     metrics

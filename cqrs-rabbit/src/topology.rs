@@ -132,6 +132,23 @@ async fn declare_delay_queue(channel: &Channel, config: &Config, cqrs_id: &str) 
     Ok(())
 }
 
+/// Declares the durable queue of kept unroutable messages.
+pub(crate) async fn declare_unroutable_queue(
+    channel: &Channel,
+    config: &Config,
+    queue: &str,
+) -> Result<()> {
+    channel
+        .queue_declare(
+            ShortString::from(queue.to_owned()),
+            durable(),
+            queue_args(config),
+        )
+        .await
+        .map_err(|e| declare_error(config, "unroutable queue", queue, e))?;
+    Ok(())
+}
+
 /// Sets the prefetch count of a consumer channel.
 pub(crate) async fn set_prefetch(channel: &Channel, config: &Config) -> Result<()> {
     channel

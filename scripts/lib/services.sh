@@ -140,7 +140,7 @@ start_postgres() {
         PG_PORT=${2:-$(free_port)}
         echo "$PG_PORT" > "$dir/port.tmp" && as_root install -m 644 "$dir/port.tmp" "$dir/port" && rm -f "$dir/port.tmp"
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-        run_pg "'$PG_BIN/pg_ctl' -D '$data' -l '$dir/server.log' -w -t 60 -o \"-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200\" start" >/dev/null \
+        run_pg "'$PG_BIN/pg_ctl' -D '$data' -l '$dir/server.log' -w -t 60 -o \"-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200\" start" >/dev/null \
             || { tail -30 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
     fi
     run_pg "'$PG_BIN/psql' -h 127.0.0.1 -p $PG_PORT -U postgres -tAc \"SELECT 1 FROM pg_database WHERE datname='cqrs'\" | grep -q 1 || '$PG_BIN/createdb' -h 127.0.0.1 -p $PG_PORT -U postgres cqrs" \

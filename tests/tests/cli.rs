@@ -498,6 +498,17 @@ fn bad_input_fails_with_one_line() {
         None,
     ));
     assert!(reason.contains("filter is not valid JSON"), "{reason}");
+    // a SYNC to a queue nobody consumes reaches no one: refused, nothing written
+    let reason = fails(&run(
+        &e,
+        &["sync", "-c", "book", "--queue", "nosuchqueue"],
+        None,
+    ));
+    assert!(
+        reason.contains("queue `nosuchqueue` does not exist")
+            && reason.contains("nothing was sent"),
+        "{reason}"
+    );
     let reason = fails(&run(&e, &["diff-replica"], Some(b"")));
     assert!(reason.contains("standard input is empty"), "{reason}");
     let reason = fails(&run(&e, &["deleted-sync-replica"], Some(b"nope,2026\n[1]")));
@@ -539,6 +550,16 @@ fn bad_input_fails_with_one_line() {
         assert!(!reason.contains("pw"), "{reason}");
         assert!(!std::path::Path::new("mysql:").exists());
     }
+    // a database without the replica models' tables: the consumer does not start
+    let bare = dir.path().join("bare.sqlite3").to_str().unwrap().to_owned();
+    let mut no_tables = e.clone();
+    no_tables.retain(|(k, _)| k != "DATABASE_URL");
+    no_tables.push(("DATABASE_URL".into(), bare));
+    let reason = fails(&run(&no_tables, &["consume"], None));
+    assert!(
+        reason.contains("cannot read its table") && reason.contains("no such table: "),
+        "{reason}"
+    );
     // bad settings name the setting
     let mut bad = e.clone();
     bad.push(("CQRS_BATCH_SIZE".into(), "zero".into()));
@@ -576,12 +597,17 @@ fn bad_lines_are_skipped() {
         String::new(),
         good(3),
     ];
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    // one line that is not UTF-8 (line 8) is skipped like any other bad line
+    let mut bytes = (lines.join("\n") + "\n").into_bytes();
+    bytes.extend_from_slice(b"{\"id\": \xff\xfe}\n");
+    bytes.extend_from_slice(good(4).as_bytes());
+    std::fs::write(&file, bytes).unwrap();
     let (_, stderr) = ok(&run(
         &env(&config, &db),
         &["bulk-load", "-i", file.to_str().unwrap(), "--batch", "2"],
         None,
     ));
+    assert!(stderr.contains("line 8: not valid UTF-8"), "{stderr}");
     assert!(stderr.contains("line 3: cannot be parsed"), "{stderr}");
     assert!(
         stderr.contains(
@@ -591,11 +617,20 @@ fn bad_lines_are_skipped() {
     );
     assert!(stderr.contains("line 5: not a JSON object"), "{stderr}");
     assert!(
-        stderr.contains("bulk-load: processed 5, succeeded 2, failed 3"),
+        stderr.contains("bulk-load: processed 7, succeeded 3, failed 4"),
         "{stderr}"
     );
     let mut conn = SqliteConnection::cqrs_connect(&db).unwrap();
-    assert_eq!(BookRef::db_pks(&mut conn, None, 10).unwrap(), [1, 3]);
+    assert_eq!(BookRef::db_pks(&mut conn, None, 10).unwrap(), [1, 3, 4]);
+
+    // the diff tools on garbage: every bad line is one failed item, and the counts add up
+    let garbage = b"book,2026-11-22 06:20:48+00:00,None\n[1, 2]\nnot json\n\xff\n[3, {}]\n[4]\n";
+    let (_, stderr) = ok(&run(&env(&config, &db), &["diff-sync"], Some(garbage)));
+    assert!(
+        stderr.contains("diff-sync: processed 6, succeeded 3, failed 3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 4: not valid UTF-8"), "{stderr}");
 }
 
 /// django-cqrs's own files: its dump loads into a Rust replica; its diff_master output feeds

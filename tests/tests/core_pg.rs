@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::scenarios;
+use common::{ordering, scenarios};
 
 macro_rules! pg_tests {
     ($($name:ident: |$($conn:ident),*| $body:expr;)*) => {$(
@@ -18,6 +18,35 @@ macro_rules! pg_tests {
 }
 
 common::core_scenarios!(pg_tests);
+
+/// Two consumer processes applying one queue's messages of the same rows end equal to the
+/// master (advisory row locks order their transactions).
+#[test]
+#[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+fn two_consumers_on_one_replica_converge() {
+    use cqrs_core::prelude::*;
+    let url = common::pg_schema_url();
+    let mut replica = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    replica.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut replica, common::PG_DDL).unwrap();
+    let mut master = common::pg();
+    ordering::two_consumers_converge(&mut master, || {
+        diesel::PgConnection::cqrs_connect(&url).unwrap()
+    });
+}
+
+/// A batch failing at COMMIT falls back to one transaction per message.
+#[test]
+#[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+fn commit_failure_falls_back_to_one_by_one() {
+    let mut replica = common::pg();
+    common::faults::commit_failure_falls_back_to_one_by_one(
+        &mut replica,
+        "CREATE TABLE known_authors (name TEXT PRIMARY KEY); INSERT INTO known_authors VALUES ('A');
+         ALTER TABLE book_refs ADD CONSTRAINT book_refs_author FOREIGN KEY (author)
+         REFERENCES known_authors (name) DEFERRABLE INITIALLY DEFERRED;",
+    );
+}
 
 /// Two relays on PostgreSQL never take the same messages (FOR UPDATE SKIP LOCKED).
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::scenarios;
+use common::{ordering, scenarios};
 
 macro_rules! sqlite_tests {
     ($($name:ident: |$($conn:ident),*| $body:expr;)*) => {$(
@@ -47,6 +47,37 @@ fn registry_lists_every_model() {
         "unknown cqrs_id `nope`; registered replica models: author, book, review"
     );
     assert!(registry::master::<diesel::SqliteConnection>("counter").is_ok());
+}
+
+/// Two consumer processes applying one queue's messages of the same rows end equal to the
+/// master (SQLite's write transactions run one at a time).
+#[test]
+fn two_consumers_on_one_replica_converge() {
+    use cqrs_core::db::CqrsConnection;
+    use diesel::sqlite::SqliteConnection;
+    let (mut master, _m) = common::sqlite();
+    let (_replica, dir) = common::sqlite();
+    let url = dir.path().join("db.sqlite3").to_str().unwrap().to_owned();
+    ordering::two_consumers_converge(&mut master, || {
+        SqliteConnection::cqrs_connect(&url).unwrap()
+    });
+}
+
+/// A batch failing at COMMIT falls back to one transaction per message.
+#[test]
+fn commit_failure_falls_back_to_one_by_one() {
+    let (mut replica, _dir) = common::sqlite();
+    // SQLite cannot add a constraint to a table: build book_refs again with it
+    let ddl = common::SQLITE_DDL;
+    let start = ddl.find("CREATE TABLE book_refs").unwrap();
+    let end = start + ddl[start..].find(");").unwrap();
+    let deferred = format!(
+        "CREATE TABLE known_authors (name TEXT PRIMARY KEY); INSERT INTO known_authors VALUES ('A');
+         DROP TABLE book_refs; {}, FOREIGN KEY (author) REFERENCES known_authors (name)
+         DEFERRABLE INITIALLY DEFERRED);",
+        &ddl[start..end]
+    );
+    common::faults::commit_failure_falls_back_to_one_by_one(&mut replica, &deferred);
 }
 
 /// Opening a connection while another one writes waits for the lock instead of failing with

@@ -598,3 +598,73 @@ async fn start_up_errors_are_clear() {
         .to_string();
     assert!(err.contains("unknown cqrs_id `nope`"), "{err}");
 }
+
+/// 100 rows written before the replica's queue existed are not lost: the relay keeps them in
+/// the unroutable queue, `replay-unroutable` sends them once the replica declared its queue.
+/// With `CQRS_UNROUTABLE=drop` they are counted and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: run scripts/test"]
+async fn unroutable_messages_are_kept_then_replayed() {
+    common::logs();
+    let dir = tempfile::tempdir().unwrap();
+    let master_url = sqlite_file(&dir, "master.sqlite3");
+    let replica_url = sqlite_file(&dir, "replica.sqlite3");
+    let config = rabbit::config("late");
+    {
+        let mut master = SqliteConnection::cqrs_connect(&master_url).unwrap();
+        for i in 1..=100 {
+            Book::new(i, &format!("early {i}"))
+                .cqrs_insert(&mut master)
+                .unwrap();
+        }
+    }
+    let relay = Relay::<SqliteConnection>::new(config.clone(), &master_url);
+    let metrics = relay.metrics();
+    assert_eq!(relay.drain().await.unwrap(), 100);
+    assert_eq!(metrics.unroutable.load(Ordering::Relaxed), 100);
+    let (_conn, channel) = rabbit::channel().await;
+    assert_eq!(
+        rabbit::queue_len(&channel, &config.unroutable_queue()).await,
+        100,
+        "kept, not lost"
+    );
+    // nothing to route yet: replaying keeps them
+    let done = cqrs_rabbit::replay_unroutable(&config).await.unwrap();
+    assert_eq!((done.routed, done.still_unroutable), (0, 100));
+    // the replica service starts: its queue exists now
+    let (consumer_task, _) = consumer::<SqliteConnection>(&config, &replica_url).await;
+    let done = cqrs_rabbit::replay_unroutable(&config).await.unwrap();
+    assert_eq!((done.routed, done.still_unroutable), (100, 0));
+    let expected = master_books::<SqliteConnection>(&master_url);
+    eventually(WAIT, "the early rows on the replica", || {
+        replica_books::<SqliteConnection>(&replica_url) == expected
+    })
+    .await;
+    assert_eq!(
+        rabbit::queue_len(&channel, &config.unroutable_queue()).await,
+        0
+    );
+    consumer_task.stop().await;
+
+    // drop: counted, not kept
+    let drop_config = Config {
+        unroutable: cqrs_rabbit::Unroutable::Drop,
+        ..rabbit::config("dropped")
+    };
+    {
+        let mut master = SqliteConnection::cqrs_connect(&master_url).unwrap();
+        Book::new(500, "nobody listens")
+            .cqrs_insert(&mut master)
+            .unwrap();
+    }
+    let relay = Relay::<SqliteConnection>::new(drop_config.clone(), &master_url);
+    let metrics = relay.metrics();
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    assert_eq!(metrics.unroutable.load(Ordering::Relaxed), 1);
+    assert!(
+        rabbit::queue_state(&drop_config.unroutable_queue())
+            .await
+            .is_none(),
+        "drop mode declares no unroutable queue"
+    );
+}

@@ -22,7 +22,21 @@ pub const KEY_CHUNK: usize = 500;
 /// SQLite's 32766 parameters).
 pub const ROW_CHUNK: usize = 500;
 
-/// The DDL both backends share after their outbox table: the tombstones of applied deletes.
+/// The lock key of one replica row: a stable 64-bit FNV-1a hash of its `cqrs_id` and
+/// primary-key text, the same in every process and every build (two keys may share a lock:
+/// that only serializes more).
+pub fn row_lock_key(cqrs_id: &str, pk: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let bytes = cqrs_id.bytes().chain([0]).chain(pk.bytes());
+    let hash = bytes.fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The DDL both backends share after their outbox table: the tombstones of applied deletes
+/// (replica side) and the last revisions of deleted rows (master side).
 macro_rules! tombstones_ddl {
     () => {
         "
@@ -35,6 +49,12 @@ CREATE TABLE IF NOT EXISTS cqrs_tombstones (
     PRIMARY KEY (cqrs_id, pk)
 );
 CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (deleted_at);
+CREATE TABLE IF NOT EXISTS cqrs_master_revisions (
+    cqrs_id TEXT NOT NULL,
+    pk TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (cqrs_id, pk)
+);
 "
     };
 }
@@ -75,6 +95,21 @@ diesel::table! {
         updated -> BigInt,
         /// When the tombstone was written, in microseconds since the Unix epoch.
         deleted_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Master side: the revision of each deleted row's DELETE message, so that a row
+    /// re-created under the same primary key continues above it (revisions never restart,
+    /// and replicas order a row's versions without comparing clocks). A row is removed when
+    /// its key is re-created.
+    cqrs_master_revisions (cqrs_id, pk) {
+        /// The model's stream id.
+        cqrs_id -> Text,
+        /// The primary key's text form ([`crate::value::pk_key`]).
+        pk -> Text,
+        /// `cqrs_revision` of the DELETE message.
+        revision -> Integer,
     }
 }
 
@@ -154,6 +189,23 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// Whether a transaction is open on this connection.
     fn cqrs_in_transaction(&mut self) -> bool;
 
+    /// Makes this connection's commits durable before they return, as a consumer needs: it
+    /// acknowledges a message once its apply committed, so a commit the database could still
+    /// lose would lose the message. PostgreSQL: `synchronous_commit` is raised to `on` for
+    /// this session when the server's default is `off` (a stronger setting is kept). SQLite:
+    /// `PRAGMA synchronous = FULL` (the framework's default `NORMAL` may lose the last commits
+    /// on a power loss). Returns what the operator should know, to be logged once: a
+    /// server default raised, or what no session can change (PostgreSQL `fsync = off`).
+    fn cqrs_durable(&mut self) -> QueryResult<Vec<String>>;
+
+    /// Holds, until the open transaction ends, a lock on each of these row keys
+    /// ([`row_lock_key`]), so that two consumer processes never apply messages of one row at
+    /// the same time: each reads the stored version only after the other's write committed.
+    /// The keys must be sorted (every process then locks in one order: no deadlock).
+    /// PostgreSQL takes transaction-scoped advisory locks; SQLite needs none, its write
+    /// transactions (`BEGIN IMMEDIATE`) already run one at a time.
+    fn lock_rows(&mut self, keys: &[i64]) -> QueryResult<()>;
+
     /// Appends messages to the outbox.
     fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> QueryResult<()>;
 
@@ -189,6 +241,17 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
 
     /// Deletes tombstones written before `before`; returns how many.
     fn tombstone_purge(&mut self, before: DateTime<Utc>) -> QueryResult<usize>;
+
+    /// Master side: records the revision of a deleted row's DELETE message.
+    fn deleted_revision_put(&mut self, cqrs_id: &str, pk: &str, revision: i32) -> QueryResult<()>;
+
+    /// Master side: the recorded DELETE revisions of these keys (absent ones are left out),
+    /// removed from the table (the keys are being re-created).
+    fn deleted_revisions_take(
+        &mut self,
+        cqrs_id: &str,
+        pks: &[String],
+    ) -> QueryResult<Vec<(String, i32)>>;
 }
 
 /// Implements the backend-independent part of [`CqrsConnection`] for a concrete connection.
@@ -342,6 +405,48 @@ macro_rules! common_impl {
                 dsl::cqrs_tombstones.filter(dsl::deleted_at.lt(before.timestamp_micros())),
             )
             .execute(self)
+        }
+
+        fn deleted_revision_put(
+            &mut self,
+            cqrs_id: &str,
+            pk: &str,
+            revision: i32,
+        ) -> ::diesel::QueryResult<()> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_master_revisions::dsl;
+            ::diesel::insert_into(dsl::cqrs_master_revisions)
+                .values((
+                    dsl::cqrs_id.eq(cqrs_id),
+                    dsl::pk.eq(pk),
+                    dsl::revision.eq(revision),
+                ))
+                .on_conflict((dsl::cqrs_id, dsl::pk))
+                .do_update()
+                .set(dsl::revision.eq(revision))
+                .execute(self)
+                .map(drop)
+        }
+
+        fn deleted_revisions_take(
+            &mut self,
+            cqrs_id: &str,
+            pks: &[String],
+        ) -> ::diesel::QueryResult<Vec<(String, i32)>> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_master_revisions::dsl;
+            let mut found = Vec::new();
+            for chunk in pks.chunks($crate::db::KEY_CHUNK) {
+                let rows: Vec<(String, i32)> = ::diesel::delete(
+                    dsl::cqrs_master_revisions
+                        .filter(dsl::cqrs_id.eq(cqrs_id))
+                        .filter(dsl::pk.eq_any(chunk)),
+                )
+                .returning((dsl::pk, dsl::revision))
+                .get_results(self)?;
+                found.extend(rows);
+            }
+            Ok(found)
         }
     };
 }

@@ -70,6 +70,50 @@ impl CqrsConnection for PgConnection {
         in_transaction(self)
     }
 
+    fn cqrs_durable(&mut self) -> QueryResult<Vec<String>> {
+        #[derive(diesel::QueryableByName)]
+        struct Settings {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            synchronous_commit: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            fsync: String,
+        }
+        let settings: Settings = diesel::sql_query(
+            "SELECT current_setting('synchronous_commit') AS synchronous_commit, \
+             current_setting('fsync') AS fsync",
+        )
+        .get_result(self)?;
+        let mut warnings = Vec::new();
+        if settings.synchronous_commit == "off" {
+            self.batch_execute("SET synchronous_commit = on")?;
+            warnings.push(
+                "PostgreSQL's synchronous_commit is off on this server: the consumer raises it \
+                 to on for its own sessions, so that it acknowledges only durable commits \
+                 (the application's other sessions keep off)"
+                    .to_owned(),
+            );
+        }
+        if settings.fsync == "off" {
+            warnings.push(
+                "PostgreSQL runs with fsync = off: a crash of the machine can lose commits \
+                 the consumer has acknowledged (a test setting; never in production)"
+                    .to_owned(),
+            );
+        }
+        Ok(warnings)
+    }
+
+    fn lock_rows(&mut self, keys: &[i64]) -> QueryResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // `unnest` yields the array in order: the locks are taken in the keys' order.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(k) FROM unnest($1) AS k")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(keys)
+            .execute(self)
+            .map(drop)
+    }
+
     fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         use super::cqrs_outbox::dsl;
         dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)

@@ -69,6 +69,15 @@ impl CqrsConnection for SqliteConnection {
         in_transaction(self)
     }
 
+    fn cqrs_durable(&mut self) -> QueryResult<Vec<String>> {
+        self.batch_execute("PRAGMA synchronous = FULL")?;
+        Ok(Vec::new())
+    }
+
+    fn lock_rows(&mut self, _keys: &[i64]) -> QueryResult<()> {
+        Ok(())
+    }
+
     fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         use super::cqrs_outbox::dsl;
         dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)

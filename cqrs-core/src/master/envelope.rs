@@ -51,7 +51,7 @@ pub fn delete_message<M: MasterModel>(row: &M) -> Result<OutboxMessage> {
     data.insert("id".to_owned(), row.cqrs_pk().to_cqrs());
     data.insert(
         "cqrs_revision".to_owned(),
-        Value::from(row.cqrs_version().revision.saturating_add(1)),
+        Value::from(super::delete_revision(row.cqrs_version())),
     );
     data.insert("cqrs_updated".to_owned(), now_micros().to_cqrs());
     if let Some(custom) = row.cqrs_delete_data() {
@@ -96,6 +96,7 @@ fn envelope<M: MasterModel>(
         retries: 0,
         expires,
         meta,
+        monotonic_revisions: true,
     };
     let body = message.to_json();
     if body.len() > settings.max_message_bytes {

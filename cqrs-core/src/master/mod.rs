@@ -4,6 +4,7 @@
 //! open, otherwise in its own. The row change and its message (written to the outbox) commit
 //! or roll back together.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -89,12 +90,8 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
     /// Writes every column of `row` and, in the same statement, `cqrs_revision + 1` and
     /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist.
     fn db_update(conn: &mut C, row: &Self, updated: DateTime<Utc>) -> QueryResult<Option<Self>>;
-    /// Sets `cqrs_revision = 0` and `cqrs_updated` on a row just inserted by user code.
-    fn db_set_created(
-        conn: &mut C,
-        pk: &Self::Pk,
-        updated: DateTime<Utc>,
-    ) -> QueryResult<Option<Self>>;
+    /// Sets `cqrs_revision` and `cqrs_updated` on a row just inserted by user code.
+    fn db_set_created(conn: &mut C, pk: &Self::Pk, version: Version) -> QueryResult<Option<Self>>;
     /// Reads a row; `lock` takes a row lock on PostgreSQL (`FOR UPDATE`).
     fn db_get(conn: &mut C, pk: &Self::Pk, lock: bool) -> QueryResult<Option<Self>>;
     /// Deletes a row; returns it as it was.
@@ -174,29 +171,39 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
     {
         write(conn, |conn| {
             let pk = insert(conn)?;
-            let row = Self::db_set_created(conn, &pk, now_micros())?
-                .ok_or_else(|| not_found::<Self>(&pk))?;
+            let continued = conn
+                .deleted_revisions_take(Self::CQRS_ID, &[pk_text(&pk)])?
+                .pop()
+                .map(|(_, revision)| revision);
+            let version = Version {
+                revision: first_revision(continued),
+                updated: now_micros(),
+            };
+            let row =
+                Self::db_set_created(conn, &pk, version)?.ok_or_else(|| not_found::<Self>(&pk))?;
             let previous = created_previous_data::<Self>();
             enqueue_saves(conn, std::slice::from_ref(&row), |_| previous.clone())?;
             Ok(row)
         })
     }
 
-    /// Inserts rows (one statement per 500) with revision 0, and writes one SAVE per row.
+    /// Inserts rows (one statement per 500) with revision 0 (or, for a key deleted before,
+    /// one above its DELETE's revision: revisions never restart), and writes one SAVE per row.
     #[must_use = "the stored row carries the new revision; keep it rather than the old value"]
-    fn cqrs_bulk_insert(conn: &mut C, rows: Vec<Self>) -> Result<Vec<Self>> {
+    fn cqrs_bulk_insert(conn: &mut C, mut rows: Vec<Self>) -> Result<Vec<Self>> {
         let now = now_micros();
-        let rows: Vec<Self> = rows
-            .into_iter()
-            .map(|mut row| {
+        write(conn, |conn| {
+            let keys: Vec<String> = rows.iter().map(|row| pk_text(row.cqrs_pk())).collect();
+            let continued: HashMap<String, i32> = conn
+                .deleted_revisions_take(Self::CQRS_ID, &keys)?
+                .into_iter()
+                .collect();
+            for (row, key) in rows.iter_mut().zip(&keys) {
                 row.cqrs_set_version(Version {
-                    revision: 0,
+                    revision: first_revision(continued.get(key).copied()),
                     updated: now,
                 });
-                row
-            })
-            .collect();
-        write(conn, |conn| {
+            }
             let mut stored = Vec::with_capacity(rows.len());
             for chunk in rows.chunks(crate::db::ROW_CHUNK) {
                 stored.extend(Self::db_insert(conn, chunk)?);
@@ -302,6 +309,11 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             let Some(row) = Self::db_delete(conn, pk)? else {
                 return Ok(false);
             };
+            conn.deleted_revision_put(
+                Self::CQRS_ID,
+                &pk_text(pk),
+                delete_revision(row.cqrs_version()),
+            )?;
             if Self::PRODUCE && row.cqrs_is_sync_instance() {
                 outbox::enqueue(conn, &[delete_message(&row)?])?;
             }
@@ -407,8 +419,23 @@ where
 fn not_found<M: MasterModel>(pk: &M::Pk) -> Error {
     Error::NotFound {
         model: M::TYPE_NAME,
-        pk: crate::value::pk_key(&pk.to_cqrs()),
+        pk: pk_text(pk),
     }
+}
+
+fn pk_text<P: CqrsValue>(pk: &P) -> String {
+    crate::value::pk_key(&pk.to_cqrs())
+}
+
+/// The revision of a row's DELETE message: one above the row's.
+pub(crate) fn delete_revision(version: Version) -> i32 {
+    version.revision.saturating_add(1)
+}
+
+/// The revision a created row starts at: 0, or one above the DELETE of the key's previous
+/// incarnation.
+fn first_revision(deleted: Option<i32>) -> i32 {
+    deleted.map_or(0, |revision| revision.saturating_add(1))
 }
 
 /// Updates a loaded and changed row; returns it as stored and its message (if any).

@@ -14,7 +14,9 @@ use super::{HookContext, ReplicaHooks, ReplicaModel, ReplicaStore};
 use crate::db::CqrsConnection;
 use crate::error::ApplyError;
 use crate::message::{Message, SignalType};
-use crate::rules::{Decision, IgnoreReason, Outcome, Subject, Version, decide, tombstone_moves};
+use crate::rules::{
+    Decision, IgnoreReason, Order, Outcome, Subject, Version, decide, tombstone_moves,
+};
 use crate::value::{CqrsValue, pk_key};
 
 /// Reads the required `cqrs_revision` and `cqrs_updated` of `data`.
@@ -104,7 +106,12 @@ impl<M: ReplicaModel> Prepared<'_, M> {
             signal: self.signal,
             version: self.version,
             direct: self.direct && self.signal == SignalType::Sync,
+            order: self.order(),
         }
+    }
+
+    fn order(&self) -> Order {
+        Order::of(self.message.monotonic_revisions)
     }
 
     /// What the hooks are told about the message.
@@ -264,7 +271,7 @@ fn act<M: ReplicaModel, R: Rows<M>>(
             Outcome::Updated
         }
         decision @ (Decision::Delete | Decision::Tombstone) => {
-            if tombstone_moves(p.version, tombstone) {
+            if tombstone_moves(p.version, tombstone, p.order()) {
                 rows.record_tombstone(p)?;
             }
             if decision == Decision::Tombstone {

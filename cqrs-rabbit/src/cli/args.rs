@@ -150,6 +150,9 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Publish again the messages kept in the unroutable queue (`CQRS_UNROUTABLE_QUEUE`);
+    /// those that still have no queue are kept.
+    ReplayUnroutable,
     /// List the models registered in this binary.
     Models,
 }

@@ -7,7 +7,7 @@ use cqrs_core::registry::{self, Registered};
 use cqrs_core::value::{format_datetime, now_micros};
 use serde_json::Value;
 
-use super::progress::{Progress, summary};
+use super::progress::{Progress, Tally, summary};
 use super::stream::{StdinLines, Stdout, header_cqrs_id, parse_pairs, parse_pks, same_pk};
 use super::{connect, filter};
 use crate::config::Config;
@@ -57,18 +57,19 @@ pub(super) fn diff_replica<C: Registered>(config: &Config, database_url: &str) -
     let queue = config.queue.as_deref().unwrap_or("None");
     let mut out = Stdout::new();
     out.line(format_args!("{header},{queue}"))?;
-    let (mut processed, mut differ, mut failed) = (0u64, 0u64, 0u64);
-    while let Some((number, pairs)) = input.next_parsed(parse_pairs, &mut failed)? {
-        processed += pairs.len() as u64;
+    let mut tally = Tally::default();
+    let mut differ = 0u64;
+    while let Some((number, pairs)) = input.next_parsed(parse_pairs, &mut tally)? {
         let pks: Vec<Value> = pairs.iter().map(|(pk, _)| pk.clone()).collect();
         let stored = match entry.ops.versions(&mut conn, &pks) {
             Ok(stored) => stored,
             Err(error) => {
-                failed += 1;
+                tally.failed += pairs.len() as u64;
                 eprintln!("line {number}: {error}");
                 continue;
             }
         };
+        tally.succeeded += pairs.len() as u64;
         let diff: Vec<Value> = pairs
             .into_iter()
             .filter(|(pk, rev)| {
@@ -86,7 +87,8 @@ pub(super) fn diff_replica<C: Registered>(config: &Config, database_url: &str) -
         }
     }
     out.flush()?;
-    summary("diff-replica", processed, processed - differ, failed);
+    eprintln!("diff-replica: {differ} row(s) to re-sync");
+    tally.summary("diff-replica");
     Ok(0)
 }
 
@@ -105,26 +107,33 @@ pub(super) fn diff_sync<C: Registered>(
         .map(str::to_owned);
     let entry = registry::master::<C>(header_cqrs_id(&header))?;
     let mut conn = connect::<C>(database_url)?;
-    let (mut processed, mut sent, mut failed) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
+    let mut sent = 0u64;
     let mut bar = Progress::new("diff-sync", 0, progress);
-    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
+    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut tally)? {
         for chunk in pks.chunks(batch) {
-            processed += chunk.len() as u64;
             match entry
                 .ops
                 .sync_pks(&mut conn, chunk, queue.as_deref().into())
             {
-                Ok(n) => sent += n,
+                Ok(n) => {
+                    sent += n;
+                    tally.succeeded += chunk.len() as u64;
+                }
                 Err(error) => {
-                    failed += chunk.len() as u64;
+                    tally.failed += chunk.len() as u64;
                     eprintln!("line {number}: {error}");
                 }
             }
-            bar.set(processed);
+            bar.set(tally.succeeded + tally.failed);
         }
     }
     bar.finish();
-    summary("diff-sync", processed, sent, failed);
+    let absent = tally.succeeded.saturating_sub(sent);
+    eprintln!(
+        "diff-sync: {sent} SYNC message(s) written, {absent} row(s) no longer exist or are excluded by the sync filter"
+    );
+    tally.summary("diff-sync");
     Ok(sent)
 }
 
@@ -166,30 +175,28 @@ pub(super) fn deleted_diff_master<C: Registered>(database_url: &str) -> Result<u
     let mut conn = connect::<C>(database_url)?;
     let mut out = Stdout::new();
     out.line(&header)?;
-    let (mut processed, mut missing_total, mut failed) = (0u64, 0u64, 0u64);
-    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
-        processed += pks.len() as u64;
+    let mut tally = Tally::default();
+    let mut missing_total = 0u64;
+    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut tally)? {
         match entry.ops.missing(&mut conn, &pks) {
-            Ok(missing) if !missing.is_empty() => {
-                missing_total += missing.len() as u64;
-                let line = Value::Array(missing);
-                out.line(&line)?;
-                eprintln!("PK to delete: {line}");
+            Ok(missing) => {
+                tally.succeeded += pks.len() as u64;
+                if !missing.is_empty() {
+                    missing_total += missing.len() as u64;
+                    let line = Value::Array(missing);
+                    out.line(&line)?;
+                    eprintln!("PK to delete: {line}");
+                }
             }
-            Ok(_) => {}
             Err(error) => {
-                failed += 1;
+                tally.failed += pks.len() as u64;
                 eprintln!("line {number}: {error}");
             }
         }
     }
     out.flush()?;
-    summary(
-        "deleted-diff-master",
-        processed,
-        processed - missing_total,
-        failed,
-    );
+    eprintln!("deleted-diff-master: {missing_total} row(s) to delete");
+    tally.summary("deleted-diff-master");
     Ok(0)
 }
 
@@ -199,17 +206,21 @@ pub(super) fn deleted_sync_replica<C: Registered>(database_url: &str) -> Result<
     let header = input.header()?;
     let entry = registry::replica::<C>(header_cqrs_id(&header))?;
     let mut conn = connect::<C>(database_url)?;
-    let (mut processed, mut deleted, mut failed) = (0u64, 0u64, 0u64);
-    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut failed)? {
-        processed += pks.len() as u64;
+    let mut tally = Tally::default();
+    let mut deleted = 0u64;
+    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut tally)? {
         match conn.cqrs_transaction(|conn| entry.ops.delete(conn, &pks)) {
-            Ok(n) => deleted += n,
+            Ok(n) => {
+                deleted += n;
+                tally.succeeded += pks.len() as u64;
+            }
             Err(error) => {
-                failed += 1;
+                tally.failed += pks.len() as u64;
                 eprintln!("line {number}: {error}");
             }
         }
     }
-    summary("deleted-sync-replica", processed, deleted, failed);
+    eprintln!("deleted-sync-replica: {deleted} row(s) deleted");
+    tally.summary("deleted-sync-replica");
     Ok(0)
 }

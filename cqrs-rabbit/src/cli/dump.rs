@@ -2,7 +2,7 @@
 //! then one `instance_data` JSON object per line).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use cqrs_core::batch::{BatchItem, apply_batch};
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::connect;
 use super::progress::{Progress, summary};
-use super::stream::open_input;
+use super::stream::{open_input, text_lines};
 use crate::error::{Error, Result};
 
 /// Writes every row of a master model to a dump file.
@@ -89,11 +89,16 @@ pub(super) fn bulk_load<C: Registered>(
     database_url: &str,
 ) -> Result<u64> {
     let reader = open_input(input)?;
-    let mut lines = reader.lines();
-    let first = lines.next().transpose().map_err(|e| Error::Io {
-        context: format!("cannot read {input}"),
-        source: e,
-    })?;
+    let mut lines = text_lines(reader);
+    let first = lines
+        .next()
+        .transpose()
+        .map_err(|e| Error::Io {
+            context: format!("cannot read {input}"),
+            source: e,
+        })?
+        .transpose()
+        .map_err(|reason| Error::Input(format!("file {input}: line 1 (the cqrs_id): {reason}")))?;
     let cqrs_id = first
         .as_deref()
         .map(str::trim)
@@ -148,6 +153,15 @@ pub(super) fn bulk_load<C: Registered>(
             context: format!("cannot read {input} at line {number}"),
             source: e,
         })?;
+        let line = match line {
+            Ok(line) => line,
+            Err(reason) => {
+                processed += 1;
+                failed += 1;
+                eprintln!("line {number}: {reason}");
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }

@@ -20,6 +20,7 @@
 //! | `diff-master`, `diff-replica`, `diff-sync` | `cqrs_diff_master`, `cqrs_diff_replica`, `cqrs_diff_sync` |
 //! | `deleted-diff-replica`, `deleted-diff-master`, `deleted-sync-replica` | `cqrs_deleted_*` |
 //! | `dead-letters dump\|retry\|purge` | `cqrs_dead_letters` |
+//! | `replay-unroutable` | (re-sends messages kept while no queue was bound; django-cqrs drops them) |
 //! | `models` | (lists the models of the binary) |
 
 use std::ffi::OsString;
@@ -107,6 +108,12 @@ pub fn execute(command: Command, global: &Global, default_database_url: &str) ->
 fn init_logs(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // lapin logs every returned (unroutable) message at WARN with its whole body; the relay
+    // says it once per routing key instead
+    let filter = match "lapin::returned_messages=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
@@ -206,6 +213,23 @@ async fn run<C: Registered>(
             }
         }
         Command::DeadLetters { action } => dead_letters::run(&config, action).await,
+        Command::ReplayUnroutable => {
+            let done = crate::replay_unroutable(&config).await?;
+            eprintln!(
+                "replay-unroutable: {} routed, {} still without a queue (kept), {} without a routing key (left in {})",
+                done.routed,
+                done.still_unroutable,
+                done.unreadable,
+                config.unroutable_queue()
+            );
+            progress::summary(
+                "replay-unroutable",
+                done.routed + done.still_unroutable + done.unreadable,
+                done.routed,
+                done.still_unroutable + done.unreadable,
+            );
+            Ok(())
+        }
         Command::Models => list_models(),
         Command::BulkDump {
             cqrs_id,
@@ -237,6 +261,9 @@ async fn run<C: Registered>(
             batch,
             progress,
         } => {
+            if let Some(queue) = &queue {
+                target_queue_exists(&config, queue).await?;
+            }
             blocking::<C>(config, database_url, move |url, _| {
                 sync::sync::<C>(
                     &cqrs_id,
@@ -289,6 +316,25 @@ async fn run<C: Registered>(
             })
             .await
         }
+    }
+}
+
+/// Fails unless `queue` exists on the broker: a SYNC aimed at a queue nobody consumes would
+/// reach no one.
+async fn target_queue_exists(config: &Config, queue: &str) -> Result<()> {
+    let connection = crate::broker::connect(&config.url, "cqrs-sync").await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| config.url.error("open a channel", e))?;
+    let found = crate::broker::inspect_queue(&channel, queue).await;
+    let _ = connection.close(200, "done".into()).await;
+    match found {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Input(format!(
+            "queue `{queue}` does not exist on {}: no replica service consumes it; nothing was sent",
+            config.url
+        ))),
     }
 }
 

@@ -57,6 +57,25 @@ impl Progress {
     }
 }
 
+/// The counts of a stream tool: every item (a primary key, a line that could not be read)
+/// either succeeded or failed, so that the summary adds up.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Tally {
+    pub(super) succeeded: u64,
+    pub(super) failed: u64,
+}
+
+impl Tally {
+    pub(super) fn summary(self, command: &str) {
+        summary(
+            command,
+            self.succeeded + self.failed,
+            self.succeeded,
+            self.failed,
+        );
+    }
+}
+
 /// The last line of every tool: django-cqrs's counts.
 pub(super) fn summary(command: &str, processed: u64, succeeded: u64, failed: u64) {
     eprintln!("{command}: processed {processed}, succeeded {succeeded}, failed {failed}");

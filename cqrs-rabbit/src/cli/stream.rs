@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 
 use serde_json::Value;
 
+use super::progress::Tally;
 use crate::error::{Error, Result};
 
 /// Whether two primary keys are the same (JSON numbers and strings compare by their text, so
@@ -90,19 +91,40 @@ fn stdout_error(source: io::Error) -> cqrs_core::Error {
     }
 }
 
+/// The lines of `reader` (without `\n` or `\r\n`), each as text, or `Err` with the reason
+/// when it is not valid UTF-8: one bad line is reported and skipped, never the end of the
+/// input. The outer `Err` is an I/O error.
+pub(super) fn text_lines<R: BufRead>(
+    reader: R,
+) -> impl Iterator<Item = io::Result<std::result::Result<String, String>>> {
+    reader.split(b'\n').map(|line| {
+        line.map(|mut bytes| {
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            String::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 ({})", e.utf8_error()))
+        })
+    })
+}
+
+type TextLines = Box<dyn Iterator<Item = io::Result<std::result::Result<String, String>>>>;
+
 /// Numbered, non-empty lines of standard input.
 pub(super) struct StdinLines {
     command: &'static str,
-    lines: io::Lines<BufReader<io::Stdin>>,
+    lines: TextLines,
     number: usize,
+    /// Lines that are not text (reported as they are met, counted by [`Self::next_parsed`]).
+    invalid: u64,
 }
 
 impl StdinLines {
     pub(super) fn new(command: &'static str) -> Self {
         Self {
             command,
-            lines: BufReader::new(io::stdin()).lines(),
+            lines: Box::new(text_lines(BufReader::new(io::stdin()))),
             number: 0,
+            invalid: 0,
         }
     }
 
@@ -123,6 +145,14 @@ impl StdinLines {
                 context: format!("cannot read standard input at line {}", self.number),
                 source: e,
             })?;
+            let line = match line {
+                Ok(line) => line,
+                Err(reason) => {
+                    eprintln!("line {}: {reason}", self.number);
+                    self.invalid += 1;
+                    continue;
+                }
+            };
             let line = line.trim();
             if !line.is_empty() {
                 return Ok(Some((self.number, line.to_owned())));
@@ -131,22 +161,24 @@ impl StdinLines {
         Ok(None)
     }
 
-    /// The next line that `parse` accepts, with its number; the lines it refuses are reported
-    /// on stderr and counted in `failed`.
+    /// The next line that `parse` accepts, with its number; the lines it refuses (and lines
+    /// that are not text) are reported on stderr and counted as one failed item each.
     pub(super) fn next_parsed<T>(
         &mut self,
         parse: fn(&str) -> std::result::Result<T, String>,
-        failed: &mut u64,
+        tally: &mut Tally,
     ) -> Result<Option<(usize, T)>> {
         while let Some((number, line)) = self.next_line()? {
+            tally.failed += std::mem::take(&mut self.invalid);
             match parse(&line) {
                 Ok(parsed) => return Ok(Some((number, parsed))),
                 Err(reason) => {
-                    *failed += 1;
+                    tally.failed += 1;
                     eprintln!("line {number}: {reason}");
                 }
             }
         }
+        tally.failed += std::mem::take(&mut self.invalid);
         Ok(None)
     }
 }

@@ -44,6 +44,7 @@ use crate::retry::{self, Verdict};
 use crate::{broker, topology};
 
 mod ack;
+mod startup;
 mod worker;
 
 use ack::AckTracker;
@@ -116,7 +117,8 @@ impl<C: Registered> Consumer<C> {
     pub async fn check(&self) -> Result<()> {
         let entries = self.entries()?;
         self.config.queue()?;
-        crate::setup_database::<C>(&self.database_url, "consumer").await?;
+        startup::check_database::<C>(&self.database_url, entries.values().copied().collect())
+            .await?;
         let connection = broker::connect(&self.config.url, "cqrs-consumer").await?;
         let channel = connection
             .create_channel()
@@ -142,6 +144,15 @@ impl<C: Registered> Consumer<C> {
         let queue = self.config.queue()?.to_owned();
         self.config.dead_letter_queue()?;
         let ids: Vec<&'static str> = entries.keys().copied().collect();
+        match startup::check_database::<C>(&self.database_url, entries.values().copied().collect())
+            .await
+        {
+            // the database is away: the workers wait for it, messages stay in the queue
+            Err(error) if error.is_recoverable() => {
+                tracing::warn!(%error, "consumer starting while its database is unreachable");
+            }
+            result => result?,
+        }
         tokio::pin!(shutdown);
 
         let generation = Arc::new(AtomicU64::new(0));

@@ -120,7 +120,11 @@ impl<C: CqrsConnection> Worker<C> {
         let mut backoff = Backoff::default();
         loop {
             if conn.is_none() {
-                match C::cqrs_connect(&self.database_url) {
+                match C::cqrs_connect(&self.database_url).and_then(|mut c| {
+                    // nothing is acknowledged before its commit is durable
+                    c.cqrs_durable()?;
+                    Ok(c)
+                }) {
                     Ok(c) => *conn = Some(c),
                     Err(error) => {
                         tracing::warn!(worker = self.index, %error, retry_in = ?backoff.delay(),

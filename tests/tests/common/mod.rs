@@ -122,6 +122,8 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
+pub mod faults;
+pub mod ordering;
 pub mod rabbit;
 pub mod scenarios;
 
@@ -166,6 +168,9 @@ macro_rules! core_scenarios {
             batch_with_savepoints: |replica| scenarios::batch_with_savepoints(&mut replica);
             end_to_end_in_memory: |master, replica| scenarios::end_to_end_in_memory(&mut master, &mut replica);
             batch_matches_sequential: |a, b| scenarios::batch_matches_sequential(&mut a, &mut b);
+            revisions_never_restart: |master| ordering::revisions_never_restart(&mut master);
+            revision_order_from_raw_messages: |a, b| ordering::revision_order_from_raw_messages(&mut a, &mut b);
+            skewed_masters_converge: |master, a, b| ordering::skewed_masters_converge(&mut master, &mut a, &mut b);
         }
     };
 }
