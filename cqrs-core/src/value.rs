@@ -233,8 +233,11 @@ impl CqrsValue for BigDecimal {
             .and_then(Number::from_f64)
             .map_or(Value::Null, Value::Number)
     }
+    /// Refuses a decimal beyond the range of a double (`"1e400"`): the wire format carries
+    /// decimals as JSON floats, and SQLite stores `Numeric` as a double, where it would
+    /// become infinity and make the row unreadable.
     fn from_cqrs(value: &Value) -> Result<Self, ValueError> {
-        const EXPECTED: &str = "a decimal number";
+        const EXPECTED: &str = "a decimal number within ±1.8e308";
         match value {
             // Display of a JSON number is its shortest exact text (`19.99`), not the f64 binary.
             Value::Number(n) => BigDecimal::from_str(&n.to_string()).ok(),
@@ -242,6 +245,7 @@ impl CqrsValue for BigDecimal {
             Value::String(s) => BigDecimal::from_str(s.trim()).ok(),
             _ => None,
         }
+        .filter(|d| bigdecimal::ToPrimitive::to_f64(d).is_some_and(f64::is_finite))
         .ok_or_else(|| ValueError::new(EXPECTED, value))
     }
 }
@@ -511,6 +515,11 @@ mod tests {
             BigDecimal::from_str("7.5").unwrap()
         );
         assert!(BigDecimal::from_cqrs(&json!(true)).is_err());
+        // beyond a double: refused, never stored as infinity
+        for huge in [json!("1e400"), json!("-1e400"), json!("NaN"), json!("inf")] {
+            assert!(BigDecimal::from_cqrs(&huge).is_err(), "{huge}");
+        }
+        assert!(BigDecimal::from_cqrs(&json!("1e300")).is_ok());
     }
 
     #[test]

@@ -15,13 +15,33 @@ use crate::error::{Error, Result};
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The heartbeat asked for when the URL sets none (`?heartbeat=N` sets it). RabbitMQ's own
+/// default is 60 s: a frozen broker (a stopped process, a partitioned host) would go unseen for
+/// two minutes. With 10 s, lapin closes the connection after 20 s of silence, and the relay and
+/// the consumer log it and reconnect.
+pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+
+/// The URL lapin connects to: the broker URL with the default heartbeat when it sets none.
+fn connect_uri(url: &BrokerUrl) -> String {
+    let raw = url.expose();
+    let has_heartbeat = raw
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("heartbeat=")));
+    if has_heartbeat {
+        raw.to_owned()
+    } else {
+        let sep = if raw.contains('?') { '&' } else { '?' };
+        format!("{raw}{sep}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+    }
+}
+
 /// Opens a connection, or fails at once (the callers retry with their backoff).
 pub(crate) async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
     match tokio::time::timeout(
         CONNECT_TIMEOUT,
-        Connection::connect(url.expose(), properties),
+        Connection::connect(&connect_uri(url), properties),
     )
     .await
     {
@@ -167,9 +187,45 @@ pub async fn publish_confirmed(
     }
 }
 
+/// Puts back every unacknowledged message of `channel` up to `tag`, in their order.
+pub(crate) async fn requeue_up_to(
+    channel: &Channel,
+    tag: u64,
+    url: &BrokerUrl,
+    action: &'static str,
+) -> Result<()> {
+    channel
+        .basic_nack(
+            tag,
+            lapin::options::BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            },
+        )
+        .await
+        .map_err(|e| url.error(action, e))
+}
+
 fn refused(routing_key: &str) -> Error {
     Error::Refused {
         routing_key: routing_key.to_owned(),
         reason: "the broker refused the message (nack)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_is_asked_for_unless_the_url_sets_one() {
+        let uri =
+            |u: &str| connect_uri(&BrokerUrl::parse(u).unwrap_or_else(|_| BrokerUrl::localhost()));
+        assert_eq!(
+            uri("amqp://guest:guest@localhost:5672/%2f"),
+            "amqp://guest:guest@localhost:5672/%2f?heartbeat=10"
+        );
+        assert!(uri("amqp://h/%2f?heartbeat=30").ends_with("?heartbeat=30"));
+        assert!(uri("amqp://h/%2f?frame_max=8192").ends_with("?frame_max=8192&heartbeat=10"));
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel};
 
@@ -207,16 +207,7 @@ pub async fn replay(config: &Config) -> Result<Replayed> {
             .map_err(lapin_error("acknowledge an unroutable message"))?;
     }
     if let Some(tag) = unreadable_tag {
-        channel
-            .basic_nack(
-                tag,
-                BasicNackOptions {
-                    multiple: true,
-                    requeue: true,
-                },
-            )
-            .await
-            .map_err(lapin_error("requeue unroutable messages"))?;
+        broker::requeue_up_to(&channel, tag, &config.url, "requeue unroutable messages").await?;
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(done)

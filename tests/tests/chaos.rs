@@ -18,6 +18,59 @@ use diesel::SqliteConnection;
 
 const SERVICE: &str = env!("CARGO_BIN_EXE_cqrs-test-service");
 
+/// The tests that stop or freeze the chaos node take turns.
+static CHAOS_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A consumer of `replica` and a relay of `master`, running.
+struct Pipeline {
+    consumer_metrics: std::sync::Arc<cqrs_rabbit::ConsumerMetrics>,
+    relay_metrics: std::sync::Arc<cqrs_rabbit::RelayMetrics>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>>>,
+}
+
+impl Pipeline {
+    async fn start(config: &cqrs_rabbit::Config, master: &str, replica: &str) -> Self {
+        let consumer = Consumer::<SqliteConnection>::new(config.clone(), replica);
+        consumer.check().await.unwrap();
+        let relay = Relay::<SqliteConnection>::new(config.clone(), master);
+        let (consumer_metrics, relay_metrics) = (consumer.metrics(), relay.metrics());
+        let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+        let tasks = vec![
+            tokio::spawn(consumer.run(async move {
+                let _ = consumer_stopped.await;
+            })),
+            tokio::spawn(relay.run(async move {
+                let _ = relay_stopped.await;
+            })),
+        ];
+        Self {
+            consumer_metrics,
+            relay_metrics,
+            stops: vec![stop_consumer, stop_relay],
+            tasks,
+        }
+    }
+
+    async fn stop(self) {
+        for stop in self.stops {
+            stop.send(()).unwrap();
+        }
+        for task in self.tasks {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A config on the chaos node.
+fn chaos_config(name: &str) -> cqrs_rabbit::Config {
+    let mut config = rabbit::config(name);
+    config.url =
+        BrokerUrl::parse(&std::env::var("AMQP_ADDR_CHAOS").expect("AMQP_ADDR_CHAOS")).unwrap();
+    config
+}
+
 fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
     let url = dir.path().join(name).to_str().unwrap().to_owned();
     let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
@@ -76,27 +129,18 @@ fn rabbitmqctl(node: &str, action: &str) {
 #[ignore = "needs the chaos RabbitMQ node (AMQP_ADDR_CHAOS, RABBITMQ_CHAOS_NODE): run scripts/test"]
 async fn broker_restart_loses_nothing() {
     common::logs();
+    let _node = CHAOS_NODE.lock().await;
     let node = std::env::var("RABBITMQ_CHAOS_NODE").expect("RABBITMQ_CHAOS_NODE");
-    let mut config = rabbit::config("chaos");
-    config.url =
-        BrokerUrl::parse(&std::env::var("AMQP_ADDR_CHAOS").expect("AMQP_ADDR_CHAOS")).unwrap();
+    let config = chaos_config("chaos");
     let dir = tempfile::tempdir().unwrap();
     let master = sqlite_db(&dir, "master.sqlite3");
     let replica = sqlite_db(&dir, "replica.sqlite3");
 
-    let consumer = Consumer::<SqliteConnection>::new(config.clone(), &replica);
-    consumer.check().await.unwrap();
-    let consumer_metrics = consumer.metrics();
-    let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
-    let consumer_task = tokio::spawn(consumer.run(async move {
-        let _ = consumer_stopped.await;
-    }));
-    let relay = Relay::<SqliteConnection>::new(config.clone(), &master);
-    let relay_metrics = relay.metrics();
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay_task = tokio::spawn(relay.run(async move {
-        let _ = relay_stopped.await;
-    }));
+    let pipeline = Pipeline::start(&config, &master, &replica).await;
+    let (consumer_metrics, relay_metrics) = (
+        std::sync::Arc::clone(&pipeline.consumer_metrics),
+        std::sync::Arc::clone(&pipeline.relay_metrics),
+    );
 
     // the master writes for ~6 s, creating and updating rows, whatever the broker does
     let writer_url = master.clone();
@@ -157,10 +201,68 @@ async fn broker_restart_loses_nothing() {
         relay_metrics.published.load(Ordering::Relaxed),
         consumer_metrics.handled()
     );
-    stop_relay.send(()).unwrap();
-    stop_consumer.send(()).unwrap();
-    relay_task.await.unwrap().unwrap();
-    consumer_task.await.unwrap().unwrap();
+    pipeline.stop().await;
+}
+
+/// A frozen broker (SIGSTOP: the process holds its sockets and answers nothing) is detected
+/// by the heartbeat within about 20 s, the relay and the consumer say so and reconnect, and
+/// once it thaws everything written meanwhile arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the chaos RabbitMQ node (RABBITMQ_CHAOS_PID_FILE): run scripts/test"]
+async fn frozen_broker_is_detected() {
+    common::logs();
+    let _node = CHAOS_NODE.lock().await;
+    let pid_file = std::env::var("RABBITMQ_CHAOS_PID_FILE").expect("RABBITMQ_CHAOS_PID_FILE");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let signal = |sig: &str| {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success(),
+            "kill {sig}"
+        );
+    };
+    let config = chaos_config("frozen");
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+    let pipeline = Pipeline::start(&config, &master, &replica).await;
+    let (consumer_metrics, relay_metrics) = (
+        std::sync::Arc::clone(&pipeline.consumer_metrics),
+        std::sync::Arc::clone(&pipeline.relay_metrics),
+    );
+    let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
+    Book::new(1, "before").cqrs_insert(&mut conn).unwrap();
+    wait_equal(&master, &replica, Duration::from_secs(30)).await;
+
+    signal("-STOP");
+    let frozen = Instant::now();
+    for id in 2..=20 {
+        Book::new(id, "while frozen")
+            .cqrs_insert(&mut conn)
+            .unwrap();
+    }
+    let detected = loop {
+        if consumer_metrics.reconnects.load(Ordering::Relaxed) > 0
+            && relay_metrics.reconnects.load(Ordering::Relaxed) > 0
+        {
+            break frozen.elapsed();
+        }
+        if frozen.elapsed() > Duration::from_secs(60) {
+            signal("-CONT");
+            panic!("a broker frozen for 60 s went unnoticed");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal("-CONT");
+    eprintln!("frozen broker detected by relay and consumer after {detected:?}");
+    wait_equal(&master, &replica, Duration::from_mins(2)).await;
+    pipeline.stop().await;
 }
 
 struct Killable(Child);

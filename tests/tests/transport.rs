@@ -475,6 +475,25 @@ async fn malformed_messages_are_dead_lettered() {
         big.into_bytes(),
         vec![0xff, 0xfe, 0x00],
         serde_json::to_vec(&valid_but_huge).unwrap(),
+        // nested past serde_json's recursion limit, truncated, and wrong envelope types
+        format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+        br#"{"signal_type":"SAVE","cqrs_id":"author","instance_data":{"id":"t""#.to_vec(),
+        serde_json::to_vec(&with(&author_message("c", "x"), "cqrs_id", json!(""))).unwrap(),
+        serde_json::to_vec(&with(&author_message("p", "x"), "instance_pk", json!({}))).unwrap(),
+        serde_json::to_vec(&with(&author_message("r", "x"), "retries", json!(-1))).unwrap(),
+        serde_json::to_vec(&with(
+            &author_message("m", "x"),
+            "monotonic_revisions",
+            json!("yes"),
+        ))
+        .unwrap(),
+        // instance_pk and the data's key disagree: permanent
+        serde_json::to_vec(&with(
+            &author_message("k", "x"),
+            "instance_pk",
+            json!("other"),
+        ))
+        .unwrap(),
     ];
     for body in &bad {
         publish_raw(&config, "author", body).await;
@@ -515,6 +534,13 @@ async fn malformed_messages_are_dead_lettered() {
         "the oversized message is not applied"
     );
     conn.close(200, "".into()).await.unwrap();
+}
+
+/// `message` with one envelope key replaced.
+fn with(message: &serde_json::Value, key: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut message = message.clone();
+    message[key] = value;
+    message
 }
 
 /// Quorum queues (for a cluster) work the same, retries included.

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use chrono::Utc;
 use cqrs_core::message::routing_key;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
 use lapin::types::ShortString;
 use serde_json::Value;
 
@@ -73,7 +73,7 @@ pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()>
             }
             if let Some(tag) = last {
                 // leave them all in the queue
-                requeue_up_to(&channel, tag, config).await?;
+                broker::requeue_up_to(&channel, tag, &config.url, "requeue dead letters").await?;
             }
         }
         DeadLetterAction::Retry => {
@@ -129,7 +129,7 @@ pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()>
                     .map_err(lapin_error("acknowledge a dead letter"))?;
             }
             if let Some(tag) = kept {
-                requeue_up_to(&channel, tag, config).await?;
+                broker::requeue_up_to(&channel, tag, &config.url, "requeue dead letters").await?;
             }
         }
         DeadLetterAction::Purge => {
@@ -145,18 +145,4 @@ pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()>
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())
-}
-
-/// Puts back every unacknowledged message up to `tag`, in their order.
-async fn requeue_up_to(channel: &lapin::Channel, tag: u64, config: &Config) -> Result<()> {
-    channel
-        .basic_nack(
-            tag,
-            BasicNackOptions {
-                multiple: true,
-                requeue: true,
-            },
-        )
-        .await
-        .map_err(|e| config.url.error("requeue dead letters", e))
 }

@@ -3,7 +3,7 @@
 
 use chrono::{Duration, Utc};
 use cqrs_core::Registered;
-use cqrs_core::batch::{BatchItem, apply_batch};
+use cqrs_core::batch::apply_batch;
 use cqrs_core::prelude::*;
 use cqrs_core::{ErrorClass, Outcome, registry};
 
@@ -26,14 +26,7 @@ where
         .instance_data
         .insert("author".into(), "Nobody".into());
     let ops = registry::replica::<C>("book").unwrap().ops;
-    let items: Vec<_> = messages
-        .iter()
-        .map(|m| BatchItem {
-            ops,
-            message: m,
-            direct: false,
-        })
-        .collect();
+    let items = items(ops, &messages);
     let results = apply_batch(replica, &items).expect("a commit failure is not the batch's");
     for (index, result) in results.iter().enumerate() {
         if index == 2 {

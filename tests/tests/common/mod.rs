@@ -83,6 +83,38 @@ pub fn clear_outbox<C: CqrsConnection>(conn: &mut C) {
     conn.outbox_delete(&ids).unwrap();
 }
 
+/// The batch items of `messages` for one replica model (none sent to one queue only).
+pub fn items<'a, C>(
+    ops: &'static dyn cqrs_core::registry::ReplicaOps<C>,
+    messages: &'a [cqrs_core::Message],
+) -> Vec<cqrs_core::batch::BatchItem<'a, C>> {
+    messages
+        .iter()
+        .map(|message| cqrs_core::batch::BatchItem {
+            ops,
+            message,
+            direct: false,
+        })
+        .collect()
+}
+
+/// Applies `messages` in consecutive batches whose sizes `size` picks; each message's result.
+pub fn apply_in_batches<C: CqrsConnection>(
+    conn: &mut C,
+    ops: &'static dyn cqrs_core::registry::ReplicaOps<C>,
+    messages: &[cqrs_core::Message],
+    mut size: impl FnMut() -> usize,
+) -> Vec<Result<cqrs_core::Outcome, cqrs_core::ApplyError>> {
+    let mut results = Vec::with_capacity(messages.len());
+    let mut rest = messages;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(size().clamp(1, rest.len()));
+        results.extend(cqrs_core::batch::apply_batch(conn, &items(ops, chunk)).unwrap());
+        rest = tail;
+    }
+    results
+}
+
 /// Parses a message body.
 pub fn message(body: &Value) -> cqrs_core::Message {
     cqrs_core::Message::from_value(body.clone(), None).unwrap()

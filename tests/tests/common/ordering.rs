@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::SeqCst;
 
 use chrono::{DateTime, Duration, Utc};
 use cqrs_core::Registered;
-use cqrs_core::batch::{BatchItem, apply_batch, apply_one};
+use cqrs_core::batch::{apply_batch, apply_one};
 use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_core::replica::{IgnoreReason, Outcome};
@@ -196,16 +196,8 @@ where
             m.to_json()
         );
     }
-    let items: Vec<_> = cases
-        .iter()
-        .map(|(m, _)| BatchItem {
-            ops,
-            message: m,
-            direct: false,
-        })
-        .collect();
-    let outcomes: Vec<Outcome> = apply_batch(batched, &items)
-        .unwrap()
+    let messages: Vec<Message> = cases.iter().map(|(m, _)| m.clone()).collect();
+    let outcomes: Vec<Outcome> = apply_in_batches(batched, ops, &messages, || messages.len())
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -285,22 +277,10 @@ where
         for m in &messages {
             apply_one(sequential, ops, m, false).unwrap();
         }
-        let mut rest: &[Message] = &messages;
-        while !rest.is_empty() {
-            let size = usize::try_from(1 + next(80)).unwrap().min(rest.len());
-            let (chunk, tail) = rest.split_at(size);
-            let items: Vec<_> = chunk
-                .iter()
-                .map(|m| BatchItem {
-                    ops,
-                    message: m,
-                    direct: false,
-                })
-                .collect();
-            for outcome in apply_batch(batched, &items).unwrap() {
-                outcome.unwrap();
-            }
-            rest = tail;
+        for outcome in apply_in_batches(batched, ops, &messages, || {
+            usize::try_from(1 + next(80)).unwrap()
+        }) {
+            outcome.unwrap();
         }
         let expected: Vec<(i32, String, i32)> = keys
             .clone()
@@ -404,14 +384,7 @@ where
                         break;
                     }
                     size = 1 + (size * 7 + worker) % 23;
-                    let items: Vec<_> = batch
-                        .iter()
-                        .map(|m| BatchItem {
-                            ops,
-                            message: m,
-                            direct: false,
-                        })
-                        .collect();
+                    let items = items(ops, &batch);
                     match apply_batch(&mut conn, &items) {
                         Ok(results) => {
                             // a failed message goes back to the queue, as a retry does

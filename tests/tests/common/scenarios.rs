@@ -688,6 +688,15 @@ where
     let mut m = save(1, "x", 0, now);
     m.instance_data.insert("price".into(), json!({"a": 1}));
     assert!(err(replica, m).contains("field `price`: expected a decimal number"));
+    // a decimal no column of this model can hold (SQLite would store infinity, and the row
+    // could never be read again): refused before it is written
+    let mut m = save(1, "x", 0, now);
+    m.instance_data.insert("price".into(), json!("1e400"));
+    let e = apply(replica, &m).unwrap_err();
+    assert!(
+        e.is_permanent() && e.to_string().contains("within ±1.8e308"),
+        "{e}"
+    );
     let mut d = delete(1, 1, now);
     d.instance_data.insert("id".into(), json!([1]));
     assert!(err(replica, d).contains("field `id`"));
@@ -1068,27 +1077,12 @@ where
         .iter()
         .map(|m| apply_one(sequential, ops, m, false).map_err(|e| e.to_string()))
         .collect();
-    let mut in_batches = Vec::new();
-    let mut rest: &[Message] = &messages;
-    while !rest.is_empty() {
-        let size = usize::try_from(1 + next(40)).unwrap().min(rest.len());
-        let (chunk, tail) = rest.split_at(size);
-        let items: Vec<_> = chunk
-            .iter()
-            .map(|m| BatchItem {
-                ops,
-                message: m,
-                direct: false,
-            })
-            .collect();
-        in_batches.extend(
-            apply_batch(batched, &items)
-                .unwrap()
-                .into_iter()
-                .map(|r| r.map_err(|e| e.to_string())),
-        );
-        rest = tail;
-    }
+    let in_batches: Vec<_> = apply_in_batches(batched, ops, &messages, || {
+        usize::try_from(1 + next(40)).unwrap()
+    })
+    .into_iter()
+    .map(|r| r.map_err(|e| e.to_string()))
+    .collect();
     assert_eq!(one_by_one, in_batches, "same outcome for every message");
     let rows = |conn: &mut C| {
         let pks = BookRef::db_pks(conn, None, 1000).unwrap();
