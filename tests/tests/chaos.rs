@@ -275,10 +275,14 @@ impl Drop for Killable {
 }
 
 fn consume_process(config: &cqrs_rabbit::Config, replica: &str) -> Killable {
+    service_process(config, "consume", replica)
+}
+
+fn service_process(config: &cqrs_rabbit::Config, command: &str, database: &str) -> Killable {
     Killable(
         Command::new(SERVICE)
-            .arg("consume")
-            .env("DATABASE_URL", replica)
+            .arg(command)
+            .env("DATABASE_URL", database)
             .env("CQRS_BROKER_URL", config.url.expose())
             .env("CQRS_EXCHANGE", &config.exchange)
             .env("CQRS_QUEUE", config.queue.as_ref().unwrap())
@@ -289,6 +293,52 @@ fn consume_process(config: &cqrs_rabbit::Config, replica: &str) -> Killable {
             .spawn()
             .unwrap(),
     )
+}
+
+/// The relay process SIGKILLed and restarted over and over while the master writes 3,000
+/// times: every write arrives (some twice, none lost), and the replica ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn relay_sigkill_loop_loses_nothing() {
+    common::logs();
+    let config = rabbit::config("relaykill");
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+    let consumer = Consumer::<SqliteConnection>::new(config.clone(), &replica);
+    consumer.check().await.unwrap();
+    let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer_task = tokio::spawn(consumer.run(async move {
+        let _ = consumer_stopped.await;
+    }));
+    let writer_url = master.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::cqrs_connect(&writer_url).unwrap();
+        for i in 1..=1_000 {
+            Book::new(i, "v0").cqrs_insert(&mut conn).unwrap();
+            Book::cqrs_update(&mut conn, &i, |b| b.title = "v1".into()).unwrap();
+            if i % 3 == 0 {
+                Book::cqrs_delete_pk(&mut conn, &i).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    });
+    let mut kills = 0;
+    while !writer.is_finished() {
+        let relay = service_process(&config, "relay", &master);
+        let pause = Duration::from_millis(150 + (kills * 37) % 300);
+        tokio::time::sleep(pause).await;
+        drop(relay); // SIGKILL
+        kills += 1;
+    }
+    writer.await.unwrap();
+    let relay = service_process(&config, "relay", &master);
+    wait_equal(&master, &replica, Duration::from_mins(2)).await;
+    drop(relay);
+    eprintln!("relay SIGKILLed {kills} times during 3,000 writes: replica equal");
+    assert!(kills >= 8, "the relay was killed while the master wrote");
+    stop_consumer.send(()).unwrap();
+    consumer_task.await.unwrap().unwrap();
 }
 
 /// A consumer killed with SIGKILL in the middle of 10,000 updates, then restarted: the replica

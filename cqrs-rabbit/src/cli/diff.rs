@@ -8,7 +8,10 @@ use cqrs_core::value::{format_datetime, now_micros};
 use serde_json::Value;
 
 use super::progress::{Progress, Tally, summary};
-use super::stream::{StdinLines, Stdout, header_cqrs_id, parse_pairs, parse_pks, same_pk};
+use super::stream::{Key, Pair, StdinLines, Stdout, header_cqrs_id, same_pk};
+
+/// Elements of a stream line handled at a time (a line may hold millions of keys).
+const STREAM_CHUNK: usize = 10_000;
 use super::{connect, filter};
 use crate::config::Config;
 use crate::error::Result;
@@ -59,33 +62,38 @@ pub(super) fn diff_replica<C: Registered>(config: &Config, database_url: &str) -
     out.line(format_args!("{header},{queue}"))?;
     let mut tally = Tally::default();
     let mut differ = 0u64;
-    while let Some((number, pairs)) = input.next_parsed(parse_pairs, &mut tally)? {
-        let pks: Vec<Value> = pairs.iter().map(|(pk, _)| pk.clone()).collect();
-        let stored = match entry.ops.versions(&mut conn, &pks) {
-            Ok(stored) => stored,
-            Err(error) => {
-                tally.failed += pairs.len() as u64;
-                eprintln!("line {number}: {error}");
-                continue;
+    input.for_each_chunk::<Pair>(
+        STREAM_CHUNK,
+        "[pk, cqrs_revision] pairs",
+        &mut tally,
+        &mut |_, pairs| {
+            let pairs: Vec<(Value, i64)> = pairs
+                .into_iter()
+                .map(|(pk, rev)| (pk.into_value(), rev))
+                .collect();
+            let pks: Vec<Value> = pairs.iter().map(|(pk, _)| pk.clone()).collect();
+            let stored = match entry.ops.versions(&mut conn, &pks) {
+                Ok(stored) => stored,
+                Err(error) => return Ok(Err(error.to_string())),
+            };
+            let diff: Vec<Value> = pairs
+                .into_iter()
+                .filter(|(pk, rev)| {
+                    !stored
+                        .iter()
+                        .any(|(s, v)| same_pk(s, pk) && i64::from(v.revision) == *rev)
+                })
+                .map(|(pk, _)| pk)
+                .collect();
+            if !diff.is_empty() {
+                differ += diff.len() as u64;
+                let line = Value::Array(diff);
+                out.line(&line)?;
+                eprintln!("PK to resync: {line}");
             }
-        };
-        tally.succeeded += pairs.len() as u64;
-        let diff: Vec<Value> = pairs
-            .into_iter()
-            .filter(|(pk, rev)| {
-                !stored
-                    .iter()
-                    .any(|(s, v)| same_pk(s, pk) && i64::from(v.revision) == *rev)
-            })
-            .map(|(pk, _)| pk)
-            .collect();
-        if !diff.is_empty() {
-            differ += diff.len() as u64;
-            let line = Value::Array(diff);
-            out.line(&line)?;
-            eprintln!("PK to resync: {line}");
-        }
-    }
+            Ok(Ok(()))
+        },
+    )?;
     out.flush()?;
     eprintln!("diff-replica: {differ} row(s) to re-sync");
     tally.summary("diff-replica");
@@ -110,24 +118,19 @@ pub(super) fn diff_sync<C: Registered>(
     let mut tally = Tally::default();
     let mut sent = 0u64;
     let mut bar = Progress::new("diff-sync", 0, progress);
-    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut tally)? {
-        for chunk in pks.chunks(batch) {
-            match entry
-                .ops
-                .sync_pks(&mut conn, chunk, queue.as_deref().into())
-            {
-                Ok(n) => {
-                    sent += n;
-                    tally.succeeded += chunk.len() as u64;
-                }
-                Err(error) => {
-                    tally.failed += chunk.len() as u64;
-                    eprintln!("line {number}: {error}");
-                }
+    let mut done = 0u64;
+    input.for_each_chunk::<Key>(batch, "primary keys", &mut tally, &mut |_, pks| {
+        let pks: Vec<Value> = pks.into_iter().map(Key::into_value).collect();
+        done += pks.len() as u64;
+        bar.set(done);
+        match entry.ops.sync_pks(&mut conn, &pks, queue.as_deref().into()) {
+            Ok(n) => {
+                sent += n;
+                Ok(Ok(()))
             }
-            bar.set(tally.succeeded + tally.failed);
+            Err(error) => Ok(Err(error.to_string())),
         }
-    }
+    })?;
     bar.finish();
     let absent = tally.succeeded.saturating_sub(sent);
     eprintln!(
@@ -177,23 +180,21 @@ pub(super) fn deleted_diff_master<C: Registered>(database_url: &str) -> Result<u
     out.line(&header)?;
     let mut tally = Tally::default();
     let mut missing_total = 0u64;
-    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut tally)? {
+    input.for_each_chunk::<Key>(STREAM_CHUNK, "primary keys", &mut tally, &mut |_, pks| {
+        let pks: Vec<Value> = pks.into_iter().map(Key::into_value).collect();
         match entry.ops.missing(&mut conn, &pks) {
             Ok(missing) => {
-                tally.succeeded += pks.len() as u64;
                 if !missing.is_empty() {
                     missing_total += missing.len() as u64;
                     let line = Value::Array(missing);
                     out.line(&line)?;
                     eprintln!("PK to delete: {line}");
                 }
+                Ok(Ok(()))
             }
-            Err(error) => {
-                tally.failed += pks.len() as u64;
-                eprintln!("line {number}: {error}");
-            }
+            Err(error) => Ok(Err(error.to_string())),
         }
-    }
+    })?;
     out.flush()?;
     eprintln!("deleted-diff-master: {missing_total} row(s) to delete");
     tally.summary("deleted-diff-master");
@@ -208,18 +209,16 @@ pub(super) fn deleted_sync_replica<C: Registered>(database_url: &str) -> Result<
     let mut conn = connect::<C>(database_url)?;
     let mut tally = Tally::default();
     let mut deleted = 0u64;
-    while let Some((number, pks)) = input.next_parsed(parse_pks, &mut tally)? {
+    input.for_each_chunk::<Key>(STREAM_CHUNK, "primary keys", &mut tally, &mut |_, pks| {
+        let pks: Vec<Value> = pks.into_iter().map(Key::into_value).collect();
         match conn.cqrs_transaction(|conn| entry.ops.delete(conn, &pks)) {
             Ok(n) => {
                 deleted += n;
-                tally.succeeded += pks.len() as u64;
+                Ok(Ok(()))
             }
-            Err(error) => {
-                tally.failed += pks.len() as u64;
-                eprintln!("line {number}: {error}");
-            }
+            Err(error) => Ok(Err(error.to_string())),
         }
-    }
+    })?;
     eprintln!("deleted-sync-replica: {deleted} row(s) deleted");
     tally.summary("deleted-sync-replica");
     Ok(0)
