@@ -8,16 +8,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-/// Creates a service's tables (and the framework's) if they do not exist.
+/// Creates a service's tables (and the framework's) if they do not exist. A SQLite file in a
+/// directory that does not exist is an error (a typo must not create directories), unless
+/// `CQRS_CREATE_DIRS=1` asks for it.
 pub fn migrate(url: &str, sqlite_ddl: &str, postgres_ddl: &str) -> anyhow::Result<()> {
     use cqrs_core::db::CqrsConnection;
     use diesel::connection::SimpleConnection;
     if let Some(parent) = std::path::Path::new(cqrs_core::db::sqlite::path_of(url)).parent()
         && !cqrs_core::db::Backend::of_url(url)?.is_postgres()
         && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
     {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        if std::env::var("CQRS_CREATE_DIRS").is_ok_and(|v| v == "1") {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        } else {
+            anyhow::bail!(
+                "the directory of the SQLite database {} does not exist (create it, or set CQRS_CREATE_DIRS=1)",
+                parent.display()
+            );
+        }
     }
     cqrs_core::with_connection!(url, |conn| {
         conn.cqrs_setup()?;
@@ -170,4 +180,18 @@ pub fn json_decimal(value: Option<&bigdecimal::BigDecimal>) -> serde_json::Value
     value.map_or(serde_json::Value::Null, |d| {
         cqrs_core::value::CqrsValue::to_cqrs(d)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_directory_is_not_created_unasked() {
+        let err = super::migrate("/nonexistent-cqrs-dir/x.sqlite3", "", "")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(!std::path::Path::new("/nonexistent-cqrs-dir").exists());
+        let err = super::migrate("mysql://u:pw@h/db", "", "").unwrap_err().to_string();
+        assert!(err.contains("unknown scheme"), "{err}");
+    }
 }
