@@ -60,6 +60,7 @@ pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(cqrs_rabbit::cli::colour())
         .try_init();
 }
 
@@ -191,7 +192,9 @@ mod tests {
             .to_string();
         assert!(err.contains("does not exist"), "{err}");
         assert!(!std::path::Path::new("/nonexistent-cqrs-dir").exists());
-        let err = super::migrate("mysql://u:pw@h/db", "", "").unwrap_err().to_string();
+        let err = super::migrate("mysql://u:pw@h/db", "", "")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown scheme"), "{err}");
     }
 }

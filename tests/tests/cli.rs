@@ -602,9 +602,26 @@ fn bad_lines_are_skipped() {
     bytes.extend_from_slice(b"{\"id\": \xff\xfe}\n");
     bytes.extend_from_slice(good(4).as_bytes());
     std::fs::write(&file, bytes).unwrap();
-    let (_, stderr) = ok(&run(
+    // bad lines fail the command (a script must notice), after the good ones are loaded
+    let reason = fails(&run(
         &env(&config, &db),
         &["bulk-load", "-i", file.to_str().unwrap(), "--batch", "2"],
+        None,
+    ));
+    assert!(
+        reason.contains("4 line(s) could not be loaded (the 3 others were"),
+        "{reason}"
+    );
+    let (_, stderr) = ok(&run(
+        &env(&config, &db),
+        &[
+            "bulk-load",
+            "-i",
+            file.to_str().unwrap(),
+            "--batch",
+            "2",
+            "--allow-bad-lines",
+        ],
         None,
     ));
     assert!(stderr.contains("line 8: not valid UTF-8"), "{stderr}");

@@ -26,7 +26,7 @@ pub struct Global {
     /// The broker URL (amqp:// or amqps://).
     #[arg(long, global = true, env = "CQRS_BROKER_URL", hide_env_values = true)]
     pub broker_url: Option<String>,
-    /// This service's replica queue.
+    /// This service's own replica queue (the one it consumes; not a target).
     #[arg(long = "queue-name", global = true, env = "CQRS_QUEUE")]
     pub queue_name: Option<String>,
     /// Log filter (tracing's EnvFilter syntax).
@@ -88,6 +88,9 @@ pub enum Command {
         /// Show progress.
         #[arg(long, short = 'p')]
         progress: bool,
+        /// Exit 0 even when some lines could not be loaded (they are reported either way).
+        #[arg(long)]
+        allow_bad_lines: bool,
     },
     /// Send SYNC messages for the master rows matching a filter, to every replica or one queue.
     Sync {
@@ -97,8 +100,9 @@ pub enum Command {
         /// Django lookups as JSON, e.g. '{"id__in": [1, 2]}' (default: every row).
         #[arg(long, short = 'f')]
         filter: Option<String>,
-        /// Send only to this replica queue.
-        #[arg(long, short = 'q')]
+        /// Send only to the replica service consuming this queue (another service's queue;
+        /// `--queue` as in django-cqrs's `cqrs_sync`). Default: every replica.
+        #[arg(long = "target-queue", visible_alias = "queue", short = 'q')]
         queue: Option<String>,
         /// Rows per transaction.
         #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]

@@ -95,7 +95,10 @@ pub(super) fn diff_replica<C: Registered>(config: &Config, database_url: &str) -
         },
     )?;
     out.flush()?;
-    eprintln!("diff-replica: {differ} row(s) to re-sync");
+    eprintln!(
+        "diff-replica: {} compared, {differ} to re-sync",
+        tally.succeeded
+    );
     tally.summary("diff-replica");
     Ok(0)
 }

@@ -86,6 +86,7 @@ pub(super) fn bulk_load<C: Registered>(
     clear: Option<bool>,
     batch: usize,
     progress: bool,
+    allow_bad_lines: bool,
     database_url: &str,
 ) -> Result<u64> {
     let reader = open_input(input)?;
@@ -191,5 +192,10 @@ pub(super) fn bulk_load<C: Registered>(
     flush(&mut conn, &mut pending, &mut succeeded, &mut failed)?;
     bar.finish();
     summary("bulk-load", processed, succeeded, failed);
+    if failed > 0 && !allow_bad_lines {
+        return Err(Error::Input(format!(
+            "bulk-load: {failed} line(s) could not be loaded (the {succeeded} others were; --allow-bad-lines exits 0)"
+        )));
+    }
     Ok(0)
 }

@@ -117,8 +117,15 @@ fn init_logs(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(colour())
         .with_target(false)
         .try_init();
+}
+
+/// Colour in logs only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>).
+pub fn colour() -> bool {
+    use std::io::IsTerminal;
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn config(global: &Global) -> Result<Config> {
@@ -248,9 +255,10 @@ async fn run<C: Registered>(
             clear,
             batch,
             progress,
+            allow_bad_lines,
         } => {
             blocking::<C>(config, database_url, move |url, _| {
-                dump::bulk_load::<C>(&input, clear, batch, progress, url)
+                dump::bulk_load::<C>(&input, clear, batch, progress, allow_bad_lines, url)
             })
             .await
         }
