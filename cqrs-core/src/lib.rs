@@ -78,6 +78,7 @@ pub mod replica;
 pub mod retry;
 pub mod rules;
 pub mod settings;
+pub mod types;
 pub mod value;
 
 #[doc(hidden)]

@@ -108,6 +108,10 @@ pub(crate) fn stores(
     backends(model)
         .into_iter()
         .map(|(gate, conn, is_pg)| {
+            if !is_pg && let Some(error) = no_sqlite_type(model) {
+                // one clear error instead of diesel's dozens, only when SQLite is compiled
+                return quote!(#gate! { #error });
+            }
             let store = Store::new(model, conn, is_pg);
             let body = store_impl(model, &store);
             let Store {
@@ -133,6 +137,23 @@ pub(crate) fn stores(
             }
         })
         .collect()
+}
+
+/// A `compile_error!` on the first field whose type SQLite cannot store (`uuid::Uuid`), with
+/// the framework's type to use instead.
+fn no_sqlite_type(model: &Model<'_>) -> Option<TokenStream> {
+    let field = model
+        .fields
+        .iter()
+        .find(|f| crate::internals::ast::is_path(f.option_inner.unwrap_or(f.ty), &["Uuid"]))?;
+    let message = format!(
+        "`{}`: SQLite has no UUID column type; declare the field `cqrs_core::types::UuidText` \
+         (a `Text` column holding the hyphenated UUID), or limit the model to \
+         `#[cqrs(backends(postgres))]`",
+        field.ident
+    );
+    let span = syn::spanned::Spanned::span(field.ty);
+    Some(quote::quote_spanned!(span => ::core::compile_error!(#message);))
 }
 
 /// The column path of field `index`.

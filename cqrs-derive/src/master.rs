@@ -5,7 +5,7 @@ use quote::quote;
 
 use crate::dummy;
 use crate::emit::{self, Store};
-use crate::internals::ast::Model;
+use crate::internals::ast::{Decimal, Model, unraw};
 use crate::internals::attr::Kind;
 use crate::internals::{check, ctxt::Ctxt};
 
@@ -249,6 +249,17 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             } else {
                 quote!(plain)
             };
+            // decimals compare as numbers: on SQLite always (a double or a text column), on
+            // PostgreSQL for a text column
+            let numeric = match (f.decimal, store.is_pg) {
+                (Some(_), false) => Some(quote!(sqlite)),
+                (Some(Decimal::Text), true) => Some(quote!(postgres)),
+                _ => None,
+            };
+            if let Some(backend) = numeric {
+                let column = unraw(&f.column);
+                return quote!(#names => #krate::filter::decimal::#backend::<#table::table>(lookup, #column)?,);
+            }
             if let Some(inner) = f.option_inner {
                 quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),)
             } else {

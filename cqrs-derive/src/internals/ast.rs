@@ -33,8 +33,19 @@ pub(crate) struct Field<'a> {
     pub(crate) option_inner: Option<&'a syn::Type>,
     /// `String` or `Option<String>`: text lookups apply.
     pub(crate) is_text: bool,
+    /// A decimal type, whose lookups compare numbers whatever the column stores.
+    pub(crate) decimal: Option<Decimal>,
     /// Whether lookups can be generated for the type.
     pub(crate) filterable: bool,
+}
+
+/// The decimal field types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decimal {
+    /// `BigDecimal` (a `Numeric` column).
+    Big,
+    /// `cqrs_core::types::DecimalText` (a `Text` column).
+    Text,
 }
 
 impl Field<'_> {
@@ -120,6 +131,13 @@ impl<'a> Model<'a> {
                 let attrs = attr::Field::from_ast(cx, kind, field);
                 let option_inner = option_inner(&field.ty);
                 let is_text = is_path(option_inner.unwrap_or(&field.ty), &["String"]);
+                let decimal = if is_path(option_inner.unwrap_or(&field.ty), &["BigDecimal"]) {
+                    Some(Decimal::Big)
+                } else if is_path(option_inner.unwrap_or(&field.ty), &["DecimalText"]) {
+                    Some(Decimal::Text)
+                } else {
+                    None
+                };
                 let filterable = !is_path(
                     option_inner.unwrap_or(&field.ty),
                     &["Vec", "Value", "Map", "HashMap", "BTreeMap"],
@@ -137,6 +155,7 @@ impl<'a> Model<'a> {
                     json_name,
                     option_inner,
                     is_text,
+                    decimal,
                     filterable,
                 })
             })
@@ -248,7 +267,7 @@ fn last_segment(ty: &syn::Type) -> Option<&syn::PathSegment> {
     }
 }
 
-fn is_path(ty: &syn::Type, names: &[&str]) -> bool {
+pub(crate) fn is_path(ty: &syn::Type, names: &[&str]) -> bool {
     last_segment(ty).is_some_and(|s| names.iter().any(|n| s.ident == n))
 }
 

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::value::ValueError;
 
+pub mod decimal;
+
 /// A boxed diesel predicate on one table.
 pub type BoxedFilter<Tab, DB> =
     Box<dyn diesel::BoxableExpression<Tab, DB, SqlType = diesel::sql_types::Bool>>;
