@@ -66,6 +66,7 @@ extern crate self as cqrs_core;
 
 #[doc(hidden)]
 pub mod batch;
+mod column_type;
 pub mod db;
 pub mod error;
 mod fallback;

@@ -16,6 +16,7 @@ pub use crate::__cqrs_if_sqlite as if_sqlite;
 pub use crate::__cqrs_lookup as lookup;
 pub use crate::__cqrs_with_postgres as with_postgres;
 pub use crate::__cqrs_with_sqlite as with_sqlite;
+pub use crate::column_type::{ColumnType, assert_column_type};
 pub use crate::db::KEY_CHUNK;
 pub use crate::fallback::{InvalidMaster, InvalidReplica, InvalidReplicaHooks};
 

@@ -1,7 +1,8 @@
 //! Pieces both derives emit.
 
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned as _;
 
 use crate::internals::ast::Model;
 use crate::internals::attr::Backend;
@@ -113,6 +114,7 @@ pub(crate) fn stores(
                 return quote!(#gate! { #error });
             }
             let store = Store::new(model, conn, is_pg);
+            let checks = column_checks(model, &store);
             let body = store_impl(model, &store);
             let Store {
                 krate,
@@ -125,6 +127,7 @@ pub(crate) fn stores(
             let type_name = type_name(model);
             quote! {
                 #gate! {
+                    #checks
                     #body
                     #private::inventory::submit! {
                         #krate::registry::#entry::<#conn> {
@@ -154,6 +157,24 @@ fn no_sqlite_type(model: &Model<'_>) -> Option<TokenStream> {
     );
     let span = syn::spanned::Spanned::span(field.ty);
     Some(quote::quote_spanned!(span => ::core::compile_error!(#message);))
+}
+
+/// One assertion per field, spanned on its type, that the type can hold its column on the
+/// store's backend: a mismatch is first reported there, with what to use.
+fn column_checks(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
+    let Store { private, conn, .. } = store;
+    let checks = model.fields.iter().enumerate().map(|(i, f)| {
+        let column = column(model, i);
+        let ty = f.ty;
+        quote_spanned! {ty.span()=>
+            #private::assert_column_type::<
+                #private::diesel::dsl::SqlTypeOf<#column>,
+                <#conn as #private::diesel::Connection>::Backend,
+                #ty,
+            >();
+        }
+    });
+    quote!(const _: () = { #(#checks)* };)
 }
 
 /// The column path of field `index`.

@@ -725,6 +725,56 @@ fn django_sample_files() {
     assert!(out.starts_with("book,2026-11-22 06:20:55.122536+00:00,"));
 }
 
+/// `schema` prints the framework's tables for the database's backend; the SQLite DDL applied to
+/// an empty file gives the tables `cqrs_setup` would create (which then finds them in place).
+#[test]
+fn schema_prints_the_framework_tables() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, RunQueryDsl};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.sqlite3").display().to_string();
+    let env = vec![("DATABASE_URL".to_owned(), db.clone())];
+    let (ddl, _) = ok(&run(&env, &["schema"], None));
+    for table in ["cqrs_outbox", "cqrs_tombstones", "cqrs_master_revisions"] {
+        assert!(
+            ddl.contains(&format!("CREATE TABLE IF NOT EXISTS {table}")),
+            "{ddl}"
+        );
+    }
+    let mut conn = SqliteConnection::establish(&db).unwrap();
+    conn.batch_execute(&ddl).unwrap();
+    conn.cqrs_setup().unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let names: Vec<String> = diesel::sql_query(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'cqrs_%' ORDER BY name",
+    )
+    .load::<Name>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect();
+    assert_eq!(
+        names,
+        ["cqrs_master_revisions", "cqrs_outbox", "cqrs_tombstones"]
+    );
+
+    let env = vec![(
+        "DATABASE_URL".to_owned(),
+        "postgres://nobody@127.0.0.1:1/none".to_owned(),
+    )];
+    let (ddl, _) = ok(&run(&env, &["schema"], None));
+    assert!(
+        ddl.contains("BIGSERIAL") && ddl.contains("cqrs_outbox_notify"),
+        "{ddl}"
+    );
+    let env = vec![("DATABASE_URL".to_owned(), "mysql://u@h/db".to_owned())];
+    assert!(fails(&run(&env, &["schema"], None)).contains("unknown scheme `mysql`"));
+}
+
 /// `--help` works on every subcommand.
 #[test]
 fn help_on_every_subcommand() {
@@ -742,6 +792,7 @@ fn help_on_every_subcommand() {
         "deleted-sync-replica",
         "dead-letters",
         "models",
+        "schema",
     ] {
         let out = Command::new(SERVICE)
             .args([sub, "--help"])

@@ -171,8 +171,16 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// a busy timeout and foreign keys; PostgreSQL: as diesel does).
     fn cqrs_connect(url: &str) -> crate::Result<Self>;
 
-    /// Creates the outbox and tombstone tables (and on PostgreSQL the NOTIFY trigger) if they
-    /// do not exist. Safe to call at every start, from several processes.
+    /// The DDL of the framework's own tables on this backend, as [`CqrsConnection::cqrs_setup`]
+    /// runs it (idempotent: `IF NOT EXISTS` throughout): `cqrs_outbox` (the messages waiting
+    /// for the relay), `cqrs_tombstones` (a replica's applied deletes), `cqrs_master_revisions`
+    /// (a master's last revision of each deleted key) and, on PostgreSQL, the outbox's
+    /// `NOTIFY` trigger. To put in a migration; the CLI's `schema` prints it.
+    const SETUP_SQL: &'static str;
+
+    /// Creates the framework's tables ([`CqrsConnection::SETUP_SQL`]) if they do not exist.
+    /// Safe to call at every start, from several processes; the relay and the consumer call
+    /// it at start-up, and a master's hooks need it to have run once.
     fn cqrs_setup(&mut self) -> crate::Result<()>;
 
     /// Runs `f` in a write transaction (`BEGIN IMMEDIATE` on SQLite, so that writers queue

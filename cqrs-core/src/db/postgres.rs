@@ -44,6 +44,7 @@ CREATE OR REPLACE TRIGGER cqrs_outbox_notify AFTER INSERT ON cqrs_outbox
 );
 
 impl CqrsConnection for PgConnection {
+    const SETUP_SQL: &'static str = SETUP;
     const BACKEND: &'static str = "postgres";
     const CONCURRENT_TAKE: bool = true;
     const RELAY_POLL: Duration = Duration::from_secs(1);

@@ -37,6 +37,7 @@ pub fn path_of(url: &str) -> &str {
 // The impl has the same shape as PostgreSQL's (one per backend, as diesel's are); what they
 // share is written once, in `common_impl!`.
 impl CqrsConnection for SqliteConnection {
+    const SETUP_SQL: &'static str = SETUP;
     const BACKEND: &'static str = "sqlite";
     const CONCURRENT_TAKE: bool = false;
     const RELAY_POLL: Duration = Duration::from_millis(25);

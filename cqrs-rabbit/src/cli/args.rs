@@ -159,6 +159,10 @@ pub enum Command {
     ReplayUnroutable,
     /// List the models registered in this binary.
     Models,
+    /// Print the DDL of the framework's own tables (cqrs_outbox, cqrs_tombstones,
+    /// cqrs_master_revisions) for the database's backend, to put in a migration. The relay,
+    /// the consumer and `cqrs_setup` create them when missing.
+    Schema,
 }
 
 fn batch_size(text: &str) -> Result<usize, String> {

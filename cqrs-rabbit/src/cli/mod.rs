@@ -142,8 +142,12 @@ fn config(global: &Global) -> Result<Config> {
 }
 
 async fn dispatch(command: Command, global: &Global, database_url: &str) -> Result<()> {
-    if matches!(command, Command::Models) {
-        return list_models();
+    match command {
+        Command::Models => return list_models(),
+        Command::Schema => {
+            return cqrs_core::with_backend!(database_url, |Conn| print_schema::<Conn>());
+        }
+        _ => {}
     }
     let config = config(global)?;
     cqrs_core::with_backend!(database_url, |Conn| run::<Conn>(
@@ -160,6 +164,13 @@ fn list_models() -> Result<()> {
     for model in registry::models() {
         println!("{}\t{}\t{}", model.kind, model.cqrs_id, model.type_name);
     }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "a command line prints its output")]
+fn print_schema<C: cqrs_core::CqrsConnection>() -> Result<()> {
+    println!("-- the framework's tables on {} (idempotent)", C::BACKEND);
+    println!("{}", C::SETUP_SQL.trim());
     Ok(())
 }
 
@@ -238,6 +249,7 @@ async fn run<C: Registered>(
             Ok(())
         }
         Command::Models => list_models(),
+        Command::Schema => print_schema::<C>(),
         Command::BulkDump {
             cqrs_id,
             output,
