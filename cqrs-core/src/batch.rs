@@ -95,11 +95,16 @@ pub fn apply_one<C: CqrsConnection>(
     message: &Message,
     direct: bool,
 ) -> Result<Outcome, ApplyError> {
-    conn.cqrs_transaction(|conn| {
-        conn.lock_rows(&lock_keys(std::iter::once(message)))?;
-        ops.apply(conn, message, direct).map_err(TxError::Message)
-    })
-    .map_err(TxError::into_apply)
+    let outcome = conn
+        .cqrs_transaction(|conn| {
+            conn.lock_rows(&lock_keys(std::iter::once(message)))?;
+            ops.apply(conn, message, direct).map_err(TxError::Message)
+        })
+        .map_err(TxError::into_apply)?;
+    // wake this process's read-your-writes waits (an apply inside a caller's transaction
+    // wakes them early: they look, find nothing new, and wait again)
+    crate::applied::notify();
+    Ok(outcome)
 }
 
 /// Applies a batch in one transaction with a savepoint per message, so that one bad message
@@ -119,7 +124,7 @@ pub fn apply_batch<C: CqrsConnection>(
         // dead-lettered like any other failure: only a lost database keeps it for later.
         return one_by_one(conn, items);
     }
-    match together(conn, items) {
+    let results = match together(conn, items) {
         Err(TxError::Db(error)) if classify_diesel(&error) != ErrorClass::Unavailable => {
             // The transaction as a whole failed, at COMMIT (a deferred constraint, a
             // serialization failure) or at BEGIN: retrying it could fail forever. Each message
@@ -129,7 +134,9 @@ pub fn apply_batch<C: CqrsConnection>(
             one_by_one(conn, items)
         }
         result => result.map_err(TxError::into_apply),
-    }
+    }?;
+    crate::applied::notify();
+    Ok(results)
 }
 
 /// Each message in its own transaction. `Err` only when the database is gone (what was

@@ -99,6 +99,16 @@ pub enum Error {
         /// What is wrong (never the URL itself, which may hold a password).
         reason: String,
     },
+    /// A setting (an environment variable) has a value the framework cannot use.
+    #[error("{name}: `{value}` is not {expected}")]
+    BadSetting {
+        /// The setting's name.
+        name: String,
+        /// The value given (at most 40 characters of it).
+        value: String,
+        /// What it must be.
+        expected: String,
+    },
     /// The database URL names a backend this binary was built without. Enable the feature
     /// of `cqrs-core` (or of `cqrs-rabbit`, which forwards it) and rebuild.
     #[error(

@@ -123,6 +123,9 @@ impl<T: InvalidMaster, C: CqrsConnection> MasterTable<C> for T {
     fn db_existing(_: &mut C, _: &[Self::Pk]) -> QueryResult<Vec<Self::Pk>> {
         never!()
     }
+    fn db_latest_update(_: &mut C) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
+        never!()
+    }
     fn db_lookup(_: &Lookup) -> Result<BoxedFilter<Self::Table, C::Backend>, FilterError> {
         never!()
     }
@@ -197,6 +200,9 @@ impl<T: InvalidReplica, C: CqrsConnection> ReplicaStore<C> for T {
         never!()
     }
     fn db_count(_: &mut C) -> QueryResult<i64> {
+        never!()
+    }
+    fn db_latest_update(_: &mut C) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>> {
         never!()
     }
 }

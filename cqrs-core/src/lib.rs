@@ -64,6 +64,7 @@
 
 extern crate self as cqrs_core;
 
+pub mod applied;
 #[doc(hidden)]
 pub mod batch;
 mod column_type;
@@ -90,6 +91,10 @@ pub mod __private;
 pub mod doc;
 
 pub mod outbox;
+pub mod pool;
+mod signal;
+pub mod split;
+mod written;
 
 pub use db::CqrsConnection;
 pub use error::{ApplyError, Error, ErrorClass, Result};
@@ -98,6 +103,7 @@ pub use message::{Message, SignalType};
 pub use registry::Registered;
 pub use replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
 pub use rules::{Order, Outcome, Version};
+pub use written::Written;
 
 #[cfg(feature = "derive")]
 pub use cqrs_derive::{CqrsMaster, CqrsReplica};

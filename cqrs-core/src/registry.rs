@@ -11,6 +11,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use serde_json::{Map, Value};
 
 use crate::db::{CqrsConnection, KEY_CHUNK};
@@ -273,6 +275,8 @@ pub trait MasterOps<C>: Sync {
     fn sync_pks(&self, conn: &mut C, pks: &[Value], target: SyncTarget<'_>) -> Result<u64>;
     /// Which of these primary keys no longer exist.
     fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>>;
+    /// The newest `cqrs_updated` of the table.
+    fn latest_update(&self, conn: &mut C) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// Type-erased operations of a replica model on backend `C`, for the consumer and the tools.
@@ -304,6 +308,8 @@ pub trait ReplicaOps<C>: Sync {
     fn clear(&self, conn: &mut C) -> Result<u64>;
     /// Counts rows.
     fn count(&self, conn: &mut C) -> Result<u64>;
+    /// The newest `cqrs_updated` of the table.
+    fn latest_update(&self, conn: &mut C) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// The [`MasterOps`] of model `M` (built by the derive).
@@ -421,6 +427,10 @@ where
             .filter(|pk| !existing.contains(pk))
             .collect())
     }
+
+    fn latest_update(&self, conn: &mut C) -> Result<Option<DateTime<Utc>>> {
+        Ok(M::db_latest_update(conn)?)
+    }
 }
 
 // As above: the signatures repeat `ReplicaOps`'s and forward to the typed functions.
@@ -508,5 +518,9 @@ where
 
     fn count(&self, conn: &mut C) -> Result<u64> {
         Ok(u64::try_from(M::db_count(conn)?).unwrap_or(0))
+    }
+
+    fn latest_update(&self, conn: &mut C) -> Result<Option<DateTime<Utc>>> {
+        Ok(M::db_latest_update(conn)?)
     }
 }

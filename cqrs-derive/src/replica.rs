@@ -317,6 +317,16 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 #traits
                 #table::table.count().get_result(conn)
             }
+
+            fn db_latest_update(conn: &mut #conn) -> #private::diesel::QueryResult<::core::option::Option<#private::chrono::DateTime<#private::chrono::Utc>>> {
+                #traits
+                let newest: ::core::option::Option<#updated_ty> = #table::table
+                    .select(#upd_col)
+                    .order(#upd_col.desc())
+                    .first(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(newest.map(|t| #krate::value::CqrsTimestamp::to_utc(&t)))
+            }
         }
     }
 }

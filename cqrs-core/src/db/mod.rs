@@ -214,6 +214,16 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// transactions (`BEGIN IMMEDIATE`) already run one at a time.
     fn lock_rows(&mut self, keys: &[i64]) -> QueryResult<()>;
 
+    /// What makes a connection read-only for good (a read model's pool): SQLite
+    /// `PRAGMA query_only`, PostgreSQL `default_transaction_read_only`.
+    const READ_ONLY_SQL: &'static str;
+
+    /// Runs `f` where the database refuses writes: PostgreSQL a `READ ONLY` transaction,
+    /// SQLite `query_only` for the call.
+    fn cqrs_read_only<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>;
+
     /// Appends messages to the outbox.
     fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> QueryResult<()>;
 

@@ -115,6 +115,15 @@ impl CqrsConnection for PgConnection {
             .map(drop)
     }
 
+    const READ_ONLY_SQL: &'static str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;";
+
+    fn cqrs_read_only<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        self.build_transaction().read_only().run(f)
+    }
+
     fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         use super::cqrs_outbox::dsl;
         dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)

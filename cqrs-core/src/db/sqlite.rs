@@ -79,6 +79,26 @@ impl CqrsConnection for SqliteConnection {
         Ok(())
     }
 
+    const READ_ONLY_SQL: &'static str = "PRAGMA query_only = ON;";
+
+    fn cqrs_read_only<T, F>(&mut self, f: F) -> QueryResult<T>
+    where
+        F: FnOnce(&mut Self) -> QueryResult<T>,
+    {
+        #[derive(QueryableByName)]
+        struct QueryOnly {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            query_only: i32,
+        }
+        let was: QueryOnly = diesel::sql_query("PRAGMA query_only").get_result(self)?;
+        self.batch_execute(Self::READ_ONLY_SQL)?;
+        let result = f(self);
+        if was.query_only == 0 {
+            self.batch_execute("PRAGMA query_only = OFF;")?;
+        }
+        result
+    }
+
     fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         use super::cqrs_outbox::dsl;
         dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)

@@ -108,6 +108,8 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
         conn: &mut C,
         filters: Vec<BoxedFilter<Self::Table, C::Backend>>,
     ) -> QueryResult<i64>;
+    /// The newest `cqrs_updated` of the table (`None` when it is empty).
+    fn db_latest_update(conn: &mut C) -> QueryResult<Option<DateTime<Utc>>>;
     /// Which of `pks` exist.
     fn db_existing(conn: &mut C, pks: &[Self::Pk]) -> QueryResult<Vec<Self::Pk>>;
     /// One lookup on one field as a diesel predicate.

@@ -88,6 +88,8 @@ pub trait ReplicaStore<C: CqrsConnection>: ReplicaModel {
     fn db_clear(conn: &mut C) -> QueryResult<usize>;
     /// Counts the rows.
     fn db_count(conn: &mut C) -> QueryResult<i64>;
+    /// The newest `cqrs_updated` of the table (`None` when it is empty).
+    fn db_latest_update(conn: &mut C) -> QueryResult<Option<chrono::DateTime<chrono::Utc>>>;
 }
 
 /// What the hooks know about the message being applied.
