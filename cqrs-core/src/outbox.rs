@@ -6,23 +6,17 @@
 //! example `cqrs_rabbit::Relay`) calls [`relay_batch`] in a loop, and waits on
 //! [`OutboxWaker`] between batches instead of polling hard.
 
-use std::sync::OnceLock;
-
-use tokio::sync::watch;
-
 use crate::db::{CqrsConnection, OutboxMessage, OutboxRecord};
+use crate::signal::{Signal, Subscription};
 
-fn local_signal() -> &'static watch::Sender<u64> {
-    static SIGNAL: OnceLock<watch::Sender<u64>> = OnceLock::new();
-    SIGNAL.get_or_init(|| watch::channel(0).0)
-}
+static OUTBOX: Signal = Signal::new();
 
 /// Signals relays in this process that the outbox has new messages. Every master write calls
 /// it through [`crate::transaction`]: after the commit of an outermost transaction, at once
 /// for a write inside a caller's transaction (then the relay may find nothing yet, and looks
 /// again shortly).
 pub fn notify_local() {
-    local_signal().send_modify(|generation| *generation = generation.wrapping_add(1));
+    OUTBOX.notify();
 }
 
 /// Wakes a relay when messages were written to the outbox by this process.
@@ -30,22 +24,17 @@ pub fn notify_local() {
 /// On PostgreSQL the relay also `LISTEN`s to the channel the outbox trigger notifies at
 /// commit, from any process (`cqrs_core::db::postgres::NOTIFY_CHANNEL`).
 #[derive(Debug)]
-pub struct OutboxWaker {
-    receiver: watch::Receiver<u64>,
-}
+pub struct OutboxWaker(Subscription);
 
 impl OutboxWaker {
     /// Subscribes to this process's outbox inserts.
     pub fn new() -> Self {
-        Self {
-            receiver: local_signal().subscribe(),
-        }
+        Self(OUTBOX.subscribe())
     }
 
     /// Waits until an insert happened since the last call (returns at once if one did).
     pub async fn wait(&mut self) {
-        // The sender lives in a static and is never dropped, so `changed` cannot fail.
-        let _ = self.receiver.changed().await;
+        self.0.wait().await;
     }
 }
 

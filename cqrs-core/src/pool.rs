@@ -28,7 +28,8 @@ pub type Pooled<C> = r2d2::PooledConnection<Manager<C>>;
 pub struct PoolConfig {
     /// Connections at most (`CQRS_POOL_SIZE`, default 10).
     pub max_size: u32,
-    /// Idle connections kept ready (default: none beyond what was used).
+    /// Idle connections kept open in the background (default 0: opened on demand, kept until
+    /// `idle_timeout`; `None` is r2d2's default, `max_size`).
     pub min_idle: Option<u32>,
     /// How long a checkout waits for a connection (`CQRS_POOL_TIMEOUT`, seconds, default 5).
     pub connection_timeout: Duration,
@@ -42,7 +43,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             max_size: 10,
-            min_idle: None,
+            min_idle: Some(0),
             connection_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_mins(10)),
             max_lifetime: Some(Duration::from_mins(30)),
@@ -94,32 +95,54 @@ impl PoolConfig {
     where
         C: CqrsConnection + R2D2Connection,
     {
-        self.build_with(Manager::new(url, false))
+        self.checked(Manager::new(url, false))
     }
 
-    /// A pool of read-only connections to `url` (for a read model).
+    /// A pool of read-only connections to `url` (for a read model), checked like
+    /// [`PoolConfig::build`].
     pub fn build_read_only<C>(&self, url: &str) -> Result<Pool<C>, Error>
     where
         C: CqrsConnection + R2D2Connection,
     {
-        self.build_with(Manager::new(url, true))
+        self.checked(Manager::new(url, true))
     }
 
-    fn build_with<C>(&self, manager: Manager<C>) -> Result<Pool<C>, Error>
+    /// A pool that opens nothing now: a database that is down fails each checkout (after
+    /// `connection_timeout`, with the connection's error) instead of the start.
+    pub fn lazy<C>(&self, url: &str, read_only: bool) -> Pool<C>
+    where
+        C: CqrsConnection + R2D2Connection,
+    {
+        r2d2::Pool::builder()
+            .max_size(self.max_size)
+            .min_idle(self.min_idle)
+            .connection_timeout(self.connection_timeout)
+            .idle_timeout(self.idle_timeout)
+            .max_lifetime(self.max_lifetime)
+            .test_on_check_out(true)
+            .error_handler(Box::new(QuietErrors))
+            .build_unchecked(Manager::new(url, read_only))
+    }
+
+    fn checked<C>(&self, manager: Manager<C>) -> Result<Pool<C>, Error>
     where
         C: CqrsConnection + R2D2Connection,
     {
         // open one connection first: r2d2's own build waits the whole timeout and then says
         // only "timed out", where the connection's error says why
         drop(manager.open()?);
-        let builder = r2d2::Pool::builder()
-            .max_size(self.max_size)
-            .min_idle(self.min_idle)
-            .connection_timeout(self.connection_timeout)
-            .idle_timeout(self.idle_timeout)
-            .max_lifetime(self.max_lifetime)
-            .test_on_check_out(true);
-        Ok(builder.build_unchecked(manager))
+        Ok(self.lazy(&manager.url, manager.read_only))
+    }
+}
+
+/// Connection errors go to the caller of the checkout, with the reason: logged here only at
+/// debug level (r2d2's default logs every retry as an error).
+#[derive(Debug)]
+struct QuietErrors;
+
+impl r2d2::HandleError<Error> for QuietErrors {
+    fn handle_error(&self, error: Error) {
+        tracing::debug!(%error, "pool connection attempt failed");
     }
 }
 

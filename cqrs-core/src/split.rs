@@ -143,6 +143,16 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
         ))
     }
 
+    /// Pools to both databases that open nothing now (see [`PoolConfig::lazy`]): for a
+    /// service that must start, and keep serving what it can, while one database is down.
+    /// The framework's tables must exist (a migration, or `cqrs_setup` at deploy time).
+    pub fn open(primary_url: &str, replica_url: &str, config: &PoolConfig) -> Self {
+        Self::from_pools(
+            config.lazy(primary_url, false),
+            config.lazy(replica_url, true),
+        )
+    }
+
     /// A router over existing pools (`replica` should be built read-only).
     pub fn from_pools(primary: Pool<C>, replica: Pool<C>) -> Self {
         Self {

@@ -64,6 +64,41 @@ pub fn init_logs() {
         .try_init();
 }
 
+/// Resolves on SIGINT or SIGTERM: what a service's graceful shutdown waits for.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async {
+            if let Some(term) = term.as_mut() {
+                term.recv().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {}
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (for the demo and the tests).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A child process that is sent SIGTERM, and waited for, when dropped.
+#[derive(Debug)]
+pub struct Service(pub std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
 /// Escapes text for HTML.
 pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

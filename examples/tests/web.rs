@@ -3,34 +3,15 @@
 //! driver fails when replication does not happen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cqrs_examples::Client;
+use cqrs_examples::{Client, Service, free_port};
 use serde_json::json;
 
 const CATALOGUE: &str = env!("CARGO_BIN_EXE_catalogue");
 const RECOMMENDATIONS: &str = env!("CARGO_BIN_EXE_recommendations");
 const DEMO: &str = env!("CARGO_BIN_EXE_demo");
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -41,7 +22,7 @@ struct Setup {
 
 fn setup(name: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let suffix = format!("{name}_{}_{}", std::process::id(), free_port());
+    let suffix = format!("{name}_{}_{}", std::process::id(), free_port().unwrap());
     Setup {
         catalogue_db: dir
             .path()
@@ -97,7 +78,7 @@ fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
 #[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
 fn catalogue_api_to_recommendations_page() {
     let s = setup("web");
-    let (cport, rport) = (free_port(), free_port());
+    let (cport, rport) = (free_port().unwrap(), free_port().unwrap());
     let _recommendations = spawn(
         &s,
         RECOMMENDATIONS,
@@ -204,7 +185,7 @@ fn catalogue_api_to_recommendations_page() {
 #[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
 fn demo_fails_when_nothing_replicates() {
     let s = setup("demo_fail");
-    let (cport, rport) = (free_port(), free_port());
+    let (cport, rport) = (free_port().unwrap(), free_port().unwrap());
     // no relay and no consumer: nothing can replicate
     let _catalogue = spawn(
         &s,

@@ -85,7 +85,7 @@ pub fn serve(database_url: String, port: u16, relay: bool) -> anyhow::Result<()>
         let relay_task = if relay {
             let config = cqrs_rabbit::Config::from_env()?;
             config.apply_master_settings();
-            let stop = shutdown_signal();
+            let stop = cqrs_examples::shutdown_signal();
             Some(spawn_relay(config, database_url.clone(), stop))
         } else {
             cqrs_rabbit::Config::from_env()?.apply_master_settings();
@@ -118,7 +118,7 @@ pub fn serve(database_url: String, port: u16, relay: bool) -> anyhow::Result<()>
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         tracing::info!("catalogue on http://127.0.0.1:{port}/");
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(cqrs_examples::shutdown_signal())
             .await?;
         if let Some(task) = relay_task {
             task.await??;
@@ -141,14 +141,6 @@ fn spawn_relay(
         tokio::spawn(
             cqrs_rabbit::Relay::<diesel::SqliteConnection>::new(config, database_url).run(stop),
         )
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
     }
 }
 

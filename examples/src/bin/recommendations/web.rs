@@ -66,7 +66,7 @@ pub fn serve(
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         tracing::info!("recommendations on http://127.0.0.1:{port}/");
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(cqrs_examples::shutdown_signal())
             .await?;
         if let Some(task) = consumer {
             task.await??;
@@ -82,20 +82,12 @@ async fn spawn_consumer(
     Ok(if cqrs_core::db::Backend::of_url(&url)?.is_postgres() {
         let consumer = cqrs_rabbit::Consumer::<diesel::PgConnection>::new(config, url);
         consumer.check().await?;
-        tokio::spawn(consumer.run(shutdown_signal()))
+        tokio::spawn(consumer.run(cqrs_examples::shutdown_signal()))
     } else {
         let consumer = cqrs_rabbit::Consumer::<diesel::SqliteConnection>::new(config, url);
         consumer.check().await?;
-        tokio::spawn(consumer.run(shutdown_signal()))
+        tokio::spawn(consumer.run(cqrs_examples::shutdown_signal()))
     })
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
-    }
 }
 
 struct Snapshot {
