@@ -8,7 +8,10 @@ if ! scripts/demo >"$out" 2>&1; then
     cat "$out"; echo "FAIL: scripts/demo exited non-zero" >&2; exit 1
 fi
 grep -q "the replica equals the master" "$out" || { cat "$out"; echo "FAIL: no final equality line" >&2; exit 1; }
-grep -E "replicated in|\\$ " "$out" | head -20
+for line in "reads come from the replica" "read-your-writes: the booking is in the replica" "the demo steps passed"; do
+    grep -q "$line" "$out" || { cat "$out"; echo "FAIL: the parking scenario did not show: $line" >&2; exit 1; }
+done
+grep -E "replicated in|in the replica after|\\$ " "$out" | head -30
 if DEMO_NO_CONSUMER=1 DEMO_TIMEOUT_SECS=3 scripts/demo >"$out" 2>&1; then
     cat "$out"; echo "FAIL: scripts/demo succeeded without a consumer" >&2; exit 1
 fi

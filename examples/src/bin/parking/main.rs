@@ -249,14 +249,19 @@ async fn serve(cli: &Cli, db: Db, port: u16, relay: bool, consume: bool) -> anyh
     config.validate()?;
     let mut tasks = Vec::new();
     cqrs_core::with_backend!(&cli.primary_url, |Conn| {
-        if relay {
-            let relay = cqrs_rabbit::Relay::<Conn>::new(config.clone(), cli.primary_url.clone());
-            tasks.push(tokio::spawn(relay.run(signal(stopped.clone()))));
-        }
         if consume {
             let consumer =
                 cqrs_rabbit::Consumer::<Conn>::new(config.clone(), cli.replica_url.clone());
+            // the queue first, so that the relay's first messages have somewhere to go (when
+            // the replica is away, the consumer declares it once it can start)
+            if let Err(error) = consumer.check().await {
+                tracing::warn!(%error, "the consumer cannot start yet; it retries");
+            }
             tasks.push(tokio::spawn(consumer.run(signal(stopped.clone()))));
+        }
+        if relay {
+            let relay = cqrs_rabbit::Relay::<Conn>::new(config.clone(), cli.primary_url.clone());
+            tasks.push(tokio::spawn(relay.run(signal(stopped.clone()))));
         }
     });
     tokio::spawn(async move {
