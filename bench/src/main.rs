@@ -383,6 +383,30 @@ fn run(mode: Mode, out: &Path, backends: &[Backend]) -> anyhow::Result<()> {
             ))?
         };
         report.latency.insert(backend.name().to_owned(), latency);
+        for rate in [100, 1000] {
+            eprintln!(
+                "== {backend}: read-your-writes (commit to wait_applied), {rate} writes/s for {} s",
+                sizes.latency_secs
+            );
+            let ryw = if backend.is_postgres() {
+                runtime.block_on(read_your_writes::<PgConnection>(
+                    &env,
+                    backend,
+                    rate,
+                    sizes.latency_secs,
+                ))?
+            } else {
+                runtime.block_on(read_your_writes::<SqliteConnection>(
+                    &env,
+                    backend,
+                    rate,
+                    sizes.latency_secs,
+                ))?
+            };
+            report
+                .read_your_writes
+                .insert(format!("{} {rate}/s", backend.name()), ryw);
+        }
     }
     report.write(out, mode != Mode::Smoke)?;
     let _ = std::fs::remove_dir_all(&env.tmp);
@@ -842,6 +866,101 @@ where
     };
     eprintln!(
         "   {} writes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        result.writes, result.p50_ms, result.p99_ms, result.max_ms
+    );
+    Ok(result)
+}
+
+/// Read-your-writes latency in one service (`cqrs_core::split::ReadWrite`, relay and consumer
+/// in-process): from a master write's commit to the return of its `wait_applied`, with writes
+/// paced at `rate` per second and one concurrent wait per write.
+async fn read_your_writes<C>(
+    env: &Env,
+    backend: Backend,
+    rate: u32,
+    seconds: u64,
+) -> anyhow::Result<Latency>
+where
+    C: cqrs_core::Registered + diesel::r2d2::R2D2Connection,
+    LatencyItem: MasterStore<C>,
+{
+    use cqrs_core::Written;
+    use cqrs_core::split::ReadWrite;
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    let master = env.database(backend, &env.name("rmaster"))?;
+    let replica = env.database(backend, &env.name("rreplica"))?;
+    let config = env.config(&exchange, &queue)?;
+    let db = ReadWrite::<C>::connect(&master, &replica, &cqrs_core::pool::PoolConfig::default())?;
+    let consumer = cqrs_rabbit::Consumer::<C>::new(config.clone(), replica.as_str())
+        .only(vec!["bench_latency".to_owned()]);
+    consumer.check().await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let consuming = tokio::spawn(consumer.run(until_stopped(stopped.clone())));
+    let relaying = tokio::spawn(
+        cqrs_rabbit::Relay::<C>::new(config, master.as_str()).run(until_stopped(stopped)),
+    );
+    let write = |db: &ReadWrite<C>, id: i32| -> anyhow::Result<Written> {
+        let row = LatencyItem {
+            id,
+            payload: format!("{id:0>300}"),
+            cqrs_revision: 0,
+            cqrs_updated: chrono::Utc::now().naive_utc(),
+        }
+        .cqrs_insert(&mut *db.primary()?)?;
+        Ok(Written::of(&row))
+    };
+    // steady state only: one write through the whole pipeline before the clock starts
+    let warm = write(&db, 0)?;
+    db.wait_applied(&warm, Duration::from_mins(1)).await?;
+
+    let total = i32::try_from(seconds * u64::from(rate))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Written, Instant)>();
+    let writer_db = db.clone();
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let start = Instant::now();
+        let step = Duration::from_secs(1) / rate;
+        for k in 1..=total {
+            let due = start + step * u32::try_from(k)?;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let written = write(&writer_db, k)?;
+            let _ = tx.send((written, Instant::now()));
+        }
+        Ok(())
+    });
+    let mut waits = tokio::task::JoinSet::new();
+    while let Some((written, committed)) = rx.recv().await {
+        let db = db.clone();
+        waits.spawn(async move {
+            db.wait_applied(&written, Duration::from_secs(30)).await?;
+            Ok::<f64, cqrs_core::split::SplitError>(committed.elapsed().as_secs_f64() * 1000.0)
+        });
+    }
+    writer.await??;
+    let mut latencies = Vec::with_capacity(usize::try_from(total)?);
+    while let Some(done) = waits.join_next().await {
+        latencies.push(done??);
+    }
+    let _ = stop.send(true);
+    consuming.await??;
+    relaying.await??;
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let result = Latency {
+        writes: latencies.len(),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+        max_ms: pick(1.0),
+    };
+    eprintln!(
+        "   {} writes at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         result.writes, result.p50_ms, result.p99_ms, result.max_ms
     );
     Ok(result)

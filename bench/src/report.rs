@@ -58,6 +58,8 @@ pub struct Report {
     pub runs: Vec<Run>,
     pub master_write: BTreeMap<String, f64>,
     pub latency: BTreeMap<String, Latency>,
+    /// Read-your-writes latency by `"<backend> <rate>/s"`.
+    pub read_your_writes: BTreeMap<String, Latency>,
     pub targets: Vec<Target>,
 }
 
@@ -110,6 +112,7 @@ impl Report {
             runs: Vec::new(),
             master_write: BTreeMap::new(),
             latency: BTreeMap::new(),
+            read_your_writes: BTreeMap::new(),
             targets: Vec::new(),
         }
     }
@@ -198,6 +201,14 @@ impl Report {
                     met: ours >= 15.0 * django,
                 });
             }
+            if let Some(ryw) = self.read_your_writes.get(&format!("{backend} 1000/s")) {
+                self.targets.push(Target {
+                    backend: backend.clone(),
+                    what: "p99 read-your-writes < 10 ms at 1,000 writes/s".into(),
+                    value: format!("{:.1} ms", ryw.p99_ms),
+                    met: ryw.p99_ms < 10.0,
+                });
+            }
             if let Some(latency) = self.latency.get(&backend) {
                 self.targets.push(Target {
                     backend: backend.clone(),
@@ -277,6 +288,17 @@ impl Report {
                 l.map_or(String::new(), |l| format!("{:.2} ms", l.p50_ms)),
                 l.map_or(String::new(), |l| format!("{:.2} ms", l.p99_ms)),
                 l.map_or(String::new(), |l| format!("{:.2} ms", l.max_ms)),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n| read-your-writes (one service, commit to `wait_applied`) | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
+        );
+        for (what, l) in &self.read_your_writes {
+            let _ = writeln!(
+                md,
+                "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                l.writes, l.p50_ms, l.p99_ms, l.max_ms
             );
         }
         if with_targets {

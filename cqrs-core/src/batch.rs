@@ -11,7 +11,6 @@ use crate::error::{ApplyError, ErrorClass, classify_diesel};
 use crate::message::Message;
 use crate::registry::ReplicaOps;
 use crate::rules::Outcome;
-use crate::value::pk_key;
 
 /// One message of a batch.
 pub struct BatchItem<'a, C: 'static> {
@@ -73,14 +72,7 @@ impl TxError {
 /// neither locks its model's whole stream.
 fn lock_keys<'m>(messages: impl Iterator<Item = &'m Message>) -> Vec<i64> {
     let mut keys: Vec<i64> = messages
-        .map(|m| {
-            let pk = if m.instance_pk.is_null() {
-                m.instance_data.get("id").map(pk_key)
-            } else {
-                Some(pk_key(&m.instance_pk))
-            };
-            row_lock_key(&m.cqrs_id, pk.as_deref().unwrap_or("*"))
-        })
+        .map(|m| row_lock_key(&m.cqrs_id, m.row_pk().as_deref().unwrap_or("*")))
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -101,9 +93,9 @@ pub fn apply_one<C: CqrsConnection>(
             ops.apply(conn, message, direct).map_err(TxError::Message)
         })
         .map_err(TxError::into_apply)?;
-    // wake this process's read-your-writes waits (an apply inside a caller's transaction
-    // wakes them early: they look, find nothing new, and wait again)
-    crate::applied::notify();
+    // wake this process's read-your-writes waits of this row (inside a caller's transaction
+    // this is early: the wait looks, finds nothing new yet, and waits again)
+    crate::applied::committed(std::iter::once(message));
     Ok(outcome)
 }
 
@@ -135,7 +127,7 @@ pub fn apply_batch<C: CqrsConnection>(
         }
         result => result.map_err(TxError::into_apply),
     }?;
-    crate::applied::notify();
+    crate::applied::committed(items.iter().map(|item| item.message));
     Ok(results)
 }
 

@@ -243,6 +243,16 @@ impl Message {
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| e <= now)
     }
+
+    /// The text of the row's primary key: `instance_pk`, or the `id` of a DELETE stub that
+    /// has none; `None` when the message names no row.
+    pub fn row_pk(&self) -> Option<String> {
+        if self.instance_pk.is_null() {
+            self.instance_data.get("id").map(crate::value::pk_key)
+        } else {
+            Some(crate::value::pk_key(&self.instance_pk))
+        }
+    }
 }
 
 fn take(map: &mut Map<String, Value>, key: &'static str) -> Result<Value, MessageError> {

@@ -119,7 +119,7 @@ impl PoolConfig {
             .connection_timeout(self.connection_timeout)
             .idle_timeout(self.idle_timeout)
             .max_lifetime(self.max_lifetime)
-            .test_on_check_out(true)
+            .test_on_check_out(false)
             .error_handler(Box::new(QuietErrors))
             .build_unchecked(Manager::new(url, read_only))
     }

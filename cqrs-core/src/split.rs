@@ -20,7 +20,7 @@ use chrono::Utc;
 use diesel::QueryResult;
 use diesel::r2d2::R2D2Connection;
 
-use crate::applied::AppliedWaker;
+use crate::applied::RowWaiter;
 use crate::db::CqrsConnection;
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig, Pooled};
@@ -72,6 +72,10 @@ pub enum SplitError {
     /// A statement or the framework failed.
     #[error(transparent)]
     Core(#[from] Error),
+    /// The blocking task of a wait's look at the replica failed (it panicked or the runtime
+    /// is shutting down).
+    #[error("the replica look of a wait failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl From<diesel::result::Error> for SplitError {
@@ -219,11 +223,13 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
         timeout: Duration,
     ) -> Result<Duration, SplitError> {
         let start = Instant::now();
-        let mut waker = AppliedWaker::new();
+        let waiter = RowWaiter::new(written.cqrs_id, written.pk_text());
+        // The first look comes after a wake or one poll interval: an apply takes longer than
+        // that, and a wake is not lost (the waiter is registered already). Without wakes (the
+        // consumer is another process) the interval doubles up to 8 times `poll`, so that many
+        // waits on a slow replica do not load it with looks.
+        let mut interval = self.poll;
         loop {
-            if self.is_applied(written)? {
-                return Ok(start.elapsed());
-            }
             let waited = start.elapsed();
             let Some(left) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
                 return Err(SplitError::NotApplied {
@@ -233,7 +239,18 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
                     waited,
                 });
             };
-            let _ = tokio::time::timeout(left.min(self.poll), waker.wait()).await;
+            let woken = tokio::time::timeout(left.min(interval), waiter.wait())
+                .await
+                .is_ok();
+            if !woken {
+                interval = (interval * 2).min(self.poll * 8);
+            }
+            // the look is a blocking query: off the async threads, which the consumer of this
+            // process may need to make progress
+            let (this, look) = (self.clone(), written.clone());
+            if tokio::task::spawn_blocking(move || this.is_applied(&look)).await?? {
+                return Ok(start.elapsed());
+            }
         }
     }
 
