@@ -12,7 +12,13 @@ cargo build -q -p cqrs-examples --bin parking
 
 work=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 port=$(free_port)
 suffix=browser_$$
