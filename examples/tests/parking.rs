@@ -20,6 +20,13 @@ struct Parking {
 
 impl Parking {
     fn new(dir: &Path, replica: &str) -> Self {
+        Self::with_urls(
+            dir.join("primary.sqlite3").display().to_string(),
+            dir.join(replica).display().to_string(),
+        )
+    }
+
+    fn with_urls(primary: String, replica: String) -> Self {
         let suffix = format!("{}_{}", std::process::id(), free_port().unwrap());
         Self {
             env: vec![
@@ -33,8 +40,8 @@ impl Parking {
                 ("CQRS_POOL_TIMEOUT", "1".to_owned()),
                 ("RUST_LOG", "warn".to_owned()),
             ],
-            primary: dir.join("primary.sqlite3").display().to_string(),
-            replica: dir.join(replica).display().to_string(),
+            primary,
+            replica,
         }
     }
 
@@ -111,7 +118,73 @@ fn reads_come_from_the_replica_and_writes_are_read_back_at_once() {
     let parking = Parking::new(dir.path(), "replica.sqlite3");
     let port = free_port().unwrap();
     let (_service, client) = parking.serve(port);
+    scenario(&parking, port, &client);
+}
 
+/// The same on two PostgreSQL databases (schemas), with the relay and the consumer as
+/// processes of their own (`parking relay`, `parking consume`): the waits then poll.
+#[test]
+fn on_postgres_with_the_relay_and_the_consumer_apart() {
+    let base =
+        std::env::var("DATABASE_URL_PG").expect("DATABASE_URL_PG is not set: run scripts/test");
+    let schema_url = |name: &str| {
+        use diesel::connection::SimpleConnection;
+        let schema = format!("{name}_{}_{}", std::process::id(), free_port().unwrap());
+        <diesel::PgConnection as diesel::Connection>::establish(&base)
+            .unwrap()
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .unwrap();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-csearch_path%3D{schema}")
+    };
+    let parking = Parking::with_urls(schema_url("parking_primary"), schema_url("parking_replica"));
+    assert!(parking.cli(&["migrate"]).status.success());
+    // the consumer first: its queue must exist before the relay publishes
+    let mut consume = parking.command();
+    let mut consumer = consume
+        .args(["consume"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = consumer.stderr.take().unwrap();
+    let _consumer = Service(consumer);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("consumer started") {
+                let _ = started_tx.send(());
+            }
+        }
+    });
+    started
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the consumer did not start");
+    let _relay = Service(parking.command().args(["relay"]).spawn().unwrap());
+    let port = free_port().unwrap();
+    let child = parking
+        .command()
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--no-relay",
+            "--no-consumer",
+        ])
+        .spawn()
+        .unwrap();
+    let _web = Service(child);
+    let client = Client::new(port);
+    client.wait_ready(Duration::from_secs(30)).unwrap();
+    scenario(&parking, port, &client);
+}
+
+/// Create, list, a hand-made change in the replica, book, bad input, the CLI.
+fn scenario(parking: &Parking, port: u16, client: &Client) {
     // create, then list: the answer is the replica's row, so the list shows it at once
     let (status, created) = call(port, "POST", "/api/slots", Some(json!({"name": "Slot 1"})));
     assert_eq!(status, 201, "{created}");
@@ -278,8 +351,9 @@ fn a_database_that_is_away_fails_only_what_needs_it() {
 }
 
 fn diesel_exec(url: &str, sql: &str) {
-    use cqrs_core::CqrsConnection;
-    use diesel::connection::SimpleConnection;
-    let mut conn = diesel::SqliteConnection::cqrs_connect(url).unwrap();
-    conn.batch_execute(sql).unwrap();
+    fn run(url: &str, sql: &str) -> Result<(), cqrs_core::Error> {
+        use diesel::connection::SimpleConnection;
+        cqrs_core::with_connection!(url, |conn| Ok(conn.batch_execute(sql)?))
+    }
+    run(url, sql).unwrap();
 }
