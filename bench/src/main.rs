@@ -848,22 +848,13 @@ where
     let _ = stop.send(());
     relay.await??;
     drop(child);
-    let mut latencies: Vec<f64> = applied
+    let latencies: Vec<f64> = applied
         .iter()
         .map(|(id, at)| {
             (*at - commits[usize::try_from(*id - 1).unwrap_or_default()]) as f64 / 1000.0
         })
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
-    let result = Latency {
-        writes: latencies.len(),
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-        max_ms: pick(1.0),
-    };
+    let result = Latency::of(latencies);
     eprintln!(
         "   {} writes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         result.writes, result.p50_ms, result.p99_ms, result.max_ms
@@ -949,16 +940,7 @@ where
     let _ = stop.send(true);
     consuming.await??;
     relaying.await??;
-    latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
-    let result = Latency {
-        writes: latencies.len(),
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
-        max_ms: pick(1.0),
-    };
+    let result = Latency::of(latencies);
     eprintln!(
         "   {} writes at {rate}/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         result.writes, result.p50_ms, result.p99_ms, result.max_ms

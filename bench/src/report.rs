@@ -48,6 +48,22 @@ pub struct Latency {
     pub max_ms: f64,
 }
 
+impl Latency {
+    /// The percentiles of these latencies (milliseconds; at least one).
+    pub fn of(mut latencies: Vec<f64>) -> Self {
+        latencies.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
+        Self {
+            writes: latencies.len(),
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+            max_ms: pick(1.0),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub mode: String,

@@ -177,6 +177,32 @@ fn column_checks(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
     quote!(const _: () = { #(#checks)* };)
 }
 
+/// `db_latest_update`, the same in both kinds' store impls: the newest `cqrs_updated` (by
+/// `ORDER BY ... DESC LIMIT 1`: `TimestamptzSqlite` has no `MAX`).
+pub(crate) fn latest_update(store: &Store<'_>) -> TokenStream {
+    let Store {
+        krate,
+        private,
+        table,
+        conn,
+        traits,
+        upd_col,
+        updated_ty,
+        ..
+    } = store;
+    quote! {
+        fn db_latest_update(conn: &mut #conn) -> #private::diesel::QueryResult<::core::option::Option<#private::chrono::DateTime<#private::chrono::Utc>>> {
+            #traits
+            let newest: ::core::option::Option<#updated_ty> = #table::table
+                .select(#upd_col)
+                .order(#upd_col.desc())
+                .first(conn)
+                .optional()?;
+            ::core::result::Result::Ok(newest.map(|t| #krate::value::CqrsTimestamp::to_utc(&t)))
+        }
+    }
+}
+
 /// The column path of field `index`.
 pub(crate) fn column(model: &Model<'_>, index: usize) -> TokenStream {
     let table = &model.table;

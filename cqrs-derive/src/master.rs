@@ -207,6 +207,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         updated_ty,
         ..
     } = store;
+    let latest = emit::latest_update(store);
     let set: Vec<_> = model
         .fields
         .iter()
@@ -269,125 +270,117 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         });
 
     quote! {
-            #[automatically_derived]
-            impl #krate::master::MasterTable<#conn> for #ident {
-                type Table = #table::table;
+        #[automatically_derived]
+        impl #krate::master::MasterTable<#conn> for #ident {
+            type Table = #table::table;
 
-                fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
-                    #traits
-                    let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
-                    let stored: ::std::vec::Vec<#row_ty> = #private::diesel::insert_into(#table::table)
-                        .values(values)
-                        .returning(#select)
-                        .get_results(conn)?;
-                    ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
+            fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                #traits
+                let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
+                let stored: ::std::vec::Vec<#row_ty> = #private::diesel::insert_into(#table::table)
+                    .values(values)
+                    .returning(#select)
+                    .get_results(conn)?;
+                ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
+            }
+
+            fn db_update(
+                conn: &mut #conn,
+                row: &Self,
+                updated: #private::chrono::DateTime<#private::chrono::Utc>,
+            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
+                    .set((#(#set,)* #rev_col.eq(#rev_col + 1), #upd_col.eq(updated)))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_set_created(
+                conn: &mut #conn,
+                pk: &Self::Pk,
+                version: #krate::rules::Version,
+            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(version.updated);
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(pk))
+                    .set((#rev_col.eq(version.revision), #upd_col.eq(updated)))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_get(conn: &mut #conn, pk: &Self::Pk, lock: bool) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let query = #table::table.find(pk).select(#select);
+                let stored: ::core::option::Option<#row_ty> = #lock.optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_delete(conn: &mut #conn, pk: &Self::Pk) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::delete(#table::table.find(pk))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
+
+            fn db_page(
+                conn: &mut #conn,
+                filters: ::std::vec::Vec<#boxed>,
+                after: ::core::option::Option<&Self::Pk>,
+                limit: i64,
+            ) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
+                #traits
+                let mut query = #table::table
+                    .select(#select)
+                    .order(#pk_col.asc())
+                    .limit(limit)
+                    .into_boxed();
+                for filter in filters {
+                    query = query.filter(filter);
                 }
-
-                fn db_update(
-                    conn: &mut #conn,
-                    row: &Self,
-                    updated: #private::chrono::DateTime<#private::chrono::Utc>,
-                ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
-                    #traits
-                    let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
-                    let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
-                        .set((#(#set,)* #rev_col.eq(#rev_col + 1), #upd_col.eq(updated)))
-                        .returning(#select)
-                        .get_result(conn)
-                        .optional()?;
-                    ::core::result::Result::Ok(stored.map(#from_tuple))
+                if let ::core::option::Option::Some(after) = after {
+                    query = query.filter(#pk_col.gt(after));
                 }
+                let stored: ::std::vec::Vec<#row_ty> = query.load(conn)?;
+                ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
+            }
 
-                fn db_set_created(
-                    conn: &mut #conn,
-                    pk: &Self::Pk,
-                    version: #krate::rules::Version,
-                ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
-                    #traits
-                    let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(version.updated);
-                    let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(pk))
-                        .set((#rev_col.eq(version.revision), #upd_col.eq(updated)))
-                        .returning(#select)
-                        .get_result(conn)
-                        .optional()?;
-                    ::core::result::Result::Ok(stored.map(#from_tuple))
+            fn db_count(conn: &mut #conn, filters: ::std::vec::Vec<#boxed>) -> #private::diesel::QueryResult<i64> {
+                #traits
+                let mut query = #table::table.select(#private::diesel::dsl::count_star()).into_boxed();
+                for filter in filters {
+                    query = query.filter(filter);
                 }
+                query.get_result(conn)
+            }
 
-                fn db_get(conn: &mut #conn, pk: &Self::Pk, lock: bool) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
-                    #traits
-                    let query = #table::table.find(pk).select(#select);
-                    let stored: ::core::option::Option<#row_ty> = #lock.optional()?;
-                    ::core::result::Result::Ok(stored.map(#from_tuple))
+        #latest
+
+            fn db_existing(conn: &mut #conn, pks: &[Self::Pk]) -> #private::diesel::QueryResult<::std::vec::Vec<Self::Pk>> {
+                #traits
+                let mut found = ::std::vec::Vec::with_capacity(pks.len());
+                for chunk in pks.chunks(#private::KEY_CHUNK) {
+                    found.extend(#table::table.filter(#pk_col.eq_any(chunk)).select(#pk_col).load::<Self::Pk>(conn)?);
                 }
+                ::core::result::Result::Ok(found)
+            }
 
-                fn db_delete(conn: &mut #conn, pk: &Self::Pk) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
-                    #traits
-                    let stored: ::core::option::Option<#row_ty> = #private::diesel::delete(#table::table.find(pk))
-                        .returning(#select)
-                        .get_result(conn)
-                        .optional()?;
-                    ::core::result::Result::Ok(stored.map(#from_tuple))
-                }
-
-                fn db_page(
-                    conn: &mut #conn,
-                    filters: ::std::vec::Vec<#boxed>,
-                    after: ::core::option::Option<&Self::Pk>,
-                    limit: i64,
-                ) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
-                    #traits
-                    let mut query = #table::table
-                        .select(#select)
-                        .order(#pk_col.asc())
-                        .limit(limit)
-                        .into_boxed();
-                    for filter in filters {
-                        query = query.filter(filter);
+            fn db_lookup(lookup: &#krate::filter::Lookup) -> ::core::result::Result<#boxed, #krate::filter::FilterError> {
+                let filter: #boxed = match lookup.field.as_str() {
+                    #(#lookup_arms)*
+                    other => {
+                        return ::core::result::Result::Err(#krate::filter::FilterError::unknown_field(other, &[#(#valid),*]));
                     }
-                    if let ::core::option::Option::Some(after) = after {
-                        query = query.filter(#pk_col.gt(after));
-                    }
-                    let stored: ::std::vec::Vec<#row_ty> = query.load(conn)?;
-                    ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
-                }
-
-                fn db_count(conn: &mut #conn, filters: ::std::vec::Vec<#boxed>) -> #private::diesel::QueryResult<i64> {
-                    #traits
-                    let mut query = #table::table.select(#private::diesel::dsl::count_star()).into_boxed();
-                    for filter in filters {
-                        query = query.filter(filter);
-                    }
-                    query.get_result(conn)
-                }
-
-    fn db_latest_update(conn: &mut #conn) -> #private::diesel::QueryResult<::core::option::Option<#private::chrono::DateTime<#private::chrono::Utc>>> {
-                    #traits
-                    let newest: ::core::option::Option<#updated_ty> = #table::table
-                        .select(#upd_col)
-                        .order(#upd_col.desc())
-                        .first(conn)
-                        .optional()?;
-                    ::core::result::Result::Ok(newest.map(|t| #krate::value::CqrsTimestamp::to_utc(&t)))
-                }
-
-                fn db_existing(conn: &mut #conn, pks: &[Self::Pk]) -> #private::diesel::QueryResult<::std::vec::Vec<Self::Pk>> {
-                    #traits
-                    let mut found = ::std::vec::Vec::with_capacity(pks.len());
-                    for chunk in pks.chunks(#private::KEY_CHUNK) {
-                        found.extend(#table::table.filter(#pk_col.eq_any(chunk)).select(#pk_col).load::<Self::Pk>(conn)?);
-                    }
-                    ::core::result::Result::Ok(found)
-                }
-
-                fn db_lookup(lookup: &#krate::filter::Lookup) -> ::core::result::Result<#boxed, #krate::filter::FilterError> {
-                    let filter: #boxed = match lookup.field.as_str() {
-                        #(#lookup_arms)*
-                        other => {
-                            return ::core::result::Result::Err(#krate::filter::FilterError::unknown_field(other, &[#(#valid),*]));
-                        }
-                    };
-                    ::core::result::Result::Ok(filter)
-                }
+                };
+                ::core::result::Result::Ok(filter)
             }
         }
+    }
 }

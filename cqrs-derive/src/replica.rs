@@ -184,6 +184,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         updated_ty,
         ..
     } = store;
+    let latest = emit::latest_update(store);
     // `skip` columns belong to the replica service: written on insert (their default), never
     // by a later apply, so that a local write racing with an apply is never undone.
     let set = model
@@ -318,15 +319,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 #table::table.count().get_result(conn)
             }
 
-            fn db_latest_update(conn: &mut #conn) -> #private::diesel::QueryResult<::core::option::Option<#private::chrono::DateTime<#private::chrono::Utc>>> {
-                #traits
-                let newest: ::core::option::Option<#updated_ty> = #table::table
-                    .select(#upd_col)
-                    .order(#upd_col.desc())
-                    .first(conn)
-                    .optional()?;
-                ::core::result::Result::Ok(newest.map(|t| #krate::value::CqrsTimestamp::to_utc(&t)))
-            }
+            #latest
         }
     }
 }
