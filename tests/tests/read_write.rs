@@ -316,28 +316,14 @@ async fn read_write_split_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_write_split_postgres() {
-    let schema_url = || {
-        let base = std::env::var("DATABASE_URL_PG").expect("DATABASE_URL_PG: run scripts/test");
-        let schema = format!(
-            "rw_{}_{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
-        <diesel::PgConnection as diesel::Connection>::establish(&base)
-            .unwrap()
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .unwrap();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-csearch_path%3D{schema}")
-    };
     scenario!(
         diesel::PgConnection,
         PgSlot,
         PgSlotRead,
         pg_parking_slots,
         uuid::Uuid::new_v4(),
-        schema_url(),
-        schema_url()
+        common::pg_schema_url(),
+        common::pg_schema_url()
     );
 }
 
