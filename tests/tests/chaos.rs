@@ -524,3 +524,181 @@ async fn database_outage_keeps_messages() {
     task.await.unwrap().unwrap();
     conn.close(200, "".into()).await.unwrap();
 }
+
+/// Starts the chaos node again, on its port, after it was killed (scripts/lib/services.sh).
+fn restart_chaos_node(pid_file: &std::path::Path) {
+    let dir = pid_file.parent().unwrap();
+    let port = std::fs::read_to_string(dir.join("port")).unwrap();
+    let node = std::env::var("RABBITMQ_CHAOS_NODE").expect("RABBITMQ_CHAOS_NODE");
+    let name = node.split('@').next().unwrap();
+    let services = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib/services.sh");
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$0" && start_rabbitmq "$1" "$2""#)
+        .arg(services)
+        .arg(name)
+        .arg(port.trim())
+        .env("SERVICES_DIR", dir.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the chaos node starts again");
+}
+
+/// RabbitMQ's own process SIGKILLed (no clean shutdown: what it confirmed must be on disk)
+/// while the master writes and the relay and the consumer run; the node is started again:
+/// the replica ends equal to the master and the outbox drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the chaos RabbitMQ node (RABBITMQ_CHAOS_PID_FILE): run scripts/test"]
+async fn broker_sigkill_mid_stream_loses_nothing() {
+    common::logs();
+    let _node = CHAOS_NODE.lock().await;
+    let pid_file =
+        std::path::PathBuf::from(std::env::var("RABBITMQ_CHAOS_PID_FILE").expect("pid file"));
+    let config = chaos_config("brokerkill");
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+    let pipeline = Pipeline::start(&config, &master, &replica).await;
+    let (consumer_metrics, relay_metrics) = (
+        std::sync::Arc::clone(&pipeline.consumer_metrics),
+        std::sync::Arc::clone(&pipeline.relay_metrics),
+    );
+
+    // the master writes for ~8 s: creates, updates, deletes and re-creates
+    let writer_url = master.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::cqrs_connect(&writer_url).unwrap();
+        let start = Instant::now();
+        let mut writes = 0_u64;
+        let mut id = 0;
+        while start.elapsed() < Duration::from_secs(8) {
+            id += 1;
+            let key = id % 400 + 1;
+            if id <= 400 {
+                Book::new(key, "v0").cqrs_insert(&mut conn).unwrap();
+            } else if id % 7 == 0 {
+                Book::cqrs_delete_pk(&mut conn, &key).unwrap();
+                Book::new(key, &format!("again {id}"))
+                    .cqrs_insert(&mut conn)
+                    .unwrap();
+                writes += 1;
+            } else {
+                Book::cqrs_update(&mut conn, &key, |b| b.title = format!("v{id}")).unwrap();
+            }
+            writes += 1;
+            std::thread::sleep(Duration::from_millis(3));
+        }
+        writes
+    });
+    // kill it while messages are in flight both ways
+    let start = Instant::now();
+    while consumer_metrics.handled() < 300 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the pipeline runs before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill -KILL {pid}");
+    let handled_at_kill = consumer_metrics.handled();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    restart_chaos_node(&pid_file);
+    let writes = writer.await.unwrap();
+
+    wait_equal(&master, &replica, Duration::from_mins(2)).await;
+    let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
+    let start = Instant::now();
+    while conn.outbox_pending().unwrap() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_mins(1),
+            "the outbox drains"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relay_metrics.reconnects.load(Ordering::Relaxed) > 0);
+    assert!(consumer_metrics.reconnects.load(Ordering::Relaxed) > 0);
+    assert!(
+        relay_metrics.published.load(Ordering::Relaxed) >= writes,
+        "every write was published at least once"
+    );
+    eprintln!(
+        "broker SIGKILL: {writes} writes, killed after {handled_at_kill} applied, {} published, \
+         {} handled: replica equal",
+        relay_metrics.published.load(Ordering::Relaxed),
+        consumer_metrics.handled()
+    );
+    pipeline.stop().await;
+}
+
+/// Two relays on one SQLite master file (the fetch takes no lock there, so both may publish
+/// the same messages): the replica ends equal, and the traffic is at most twice the writes.
+/// Halfway, one relay stops and the other carries on alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn two_relays_on_one_sqlite_file() {
+    common::logs();
+    let config = rabbit::config("tworelays");
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+    let pipeline = Pipeline::start(&config, &master, &replica).await;
+    let consumer_metrics = std::sync::Arc::clone(&pipeline.consumer_metrics);
+    let second = Relay::<SqliteConnection>::new(config.clone(), &master);
+    let second_metrics = second.metrics();
+    let (stop_second, second_stopped) = tokio::sync::oneshot::channel::<()>();
+    let second_task = tokio::spawn(second.run(async move {
+        let _ = second_stopped.await;
+    }));
+
+    let writer_url = master.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::cqrs_connect(&writer_url).unwrap();
+        let mut writes = 0_u64;
+        let mut stop_second = Some(stop_second);
+        for i in 1..=1_500 {
+            let key = i % 300 + 1;
+            if i <= 300 {
+                Book::new(key, "v0").cqrs_insert(&mut conn).unwrap();
+            } else if i % 5 == 0 {
+                Book::cqrs_delete_pk(&mut conn, &key).unwrap();
+                Book::new(key, &format!("again {i}"))
+                    .cqrs_insert(&mut conn)
+                    .unwrap();
+                writes += 1;
+            } else {
+                Book::cqrs_update(&mut conn, &key, |b| b.title = format!("v{i}")).unwrap();
+            }
+            writes += 1;
+            if i == 750 {
+                stop_second.take().unwrap().send(()).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        writes
+    });
+    let writes = writer.await.unwrap();
+    second_task.await.unwrap().unwrap();
+    wait_equal(&master, &replica, Duration::from_mins(2)).await;
+    let published = pipeline.relay_metrics.published.load(Ordering::Relaxed)
+        + second_metrics.published.load(Ordering::Relaxed);
+    assert!(
+        second_metrics.published.load(Ordering::Relaxed) > 0,
+        "the second relay took part"
+    );
+    assert!(
+        (writes..=2 * writes).contains(&published),
+        "{published} messages published for {writes} writes"
+    );
+    eprintln!(
+        "two relays on one SQLite file: {writes} writes, {published} published ({} by the \
+         second relay), {} handled: replica equal",
+        second_metrics.published.load(Ordering::Relaxed),
+        consumer_metrics.handled()
+    );
+    pipeline.stop().await;
+}
