@@ -115,6 +115,34 @@ async fn wait_equal(master: &str, replica: &str, timeout: Duration) {
     }
 }
 
+/// After a broker outage: the replica ends equal, the outbox drains, the relay and the
+/// consumer both saw the outage and every write was published at least once.
+async fn recovered(pipeline: &Pipeline, master: &str, replica: &str, writes: u64) {
+    wait_equal(master, replica, Duration::from_mins(2)).await;
+    let mut conn = SqliteConnection::cqrs_connect(master).unwrap();
+    let start = Instant::now();
+    while conn.outbox_pending().unwrap() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_mins(1),
+            "the outbox drains"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (relay, consumer) = (&pipeline.relay_metrics, &pipeline.consumer_metrics);
+    assert!(
+        relay.reconnects.load(Ordering::Relaxed) > 0,
+        "the relay saw the outage"
+    );
+    assert!(
+        consumer.reconnects.load(Ordering::Relaxed) > 0,
+        "the consumer saw the outage"
+    );
+    assert!(
+        relay.published.load(Ordering::Relaxed) >= writes,
+        "every write was published at least once"
+    );
+}
+
 fn rabbitmqctl(node: &str, action: &str) {
     let status = Command::new("rabbitmqctl")
         .args(["-q", "-n", node, action])
@@ -174,28 +202,7 @@ async fn broker_restart_loses_nothing() {
     rabbitmqctl(&node, "start_app");
     let writes = writer.await.unwrap();
 
-    wait_equal(&master, &replica, Duration::from_mins(2)).await;
-    let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
-    let start = Instant::now();
-    while conn.outbox_pending().unwrap() > 0 {
-        assert!(
-            start.elapsed() < Duration::from_mins(1),
-            "the outbox drains"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        relay_metrics.reconnects.load(Ordering::Relaxed) > 0,
-        "the relay saw the outage"
-    );
-    assert!(
-        consumer_metrics.reconnects.load(Ordering::Relaxed) > 0,
-        "the consumer saw the outage"
-    );
-    assert!(
-        relay_metrics.published.load(Ordering::Relaxed) >= writes,
-        "every write was published at least once"
-    );
+    recovered(&pipeline, &master, &replica, writes).await;
     eprintln!(
         "broker restart: {writes} writes, {} published, {} handled by the consumer",
         relay_metrics.published.load(Ordering::Relaxed),
@@ -610,22 +617,7 @@ async fn broker_sigkill_mid_stream_loses_nothing() {
     restart_chaos_node(&pid_file);
     let writes = writer.await.unwrap();
 
-    wait_equal(&master, &replica, Duration::from_mins(2)).await;
-    let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
-    let start = Instant::now();
-    while conn.outbox_pending().unwrap() > 0 {
-        assert!(
-            start.elapsed() < Duration::from_mins(1),
-            "the outbox drains"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(relay_metrics.reconnects.load(Ordering::Relaxed) > 0);
-    assert!(consumer_metrics.reconnects.load(Ordering::Relaxed) > 0);
-    assert!(
-        relay_metrics.published.load(Ordering::Relaxed) >= writes,
-        "every write was published at least once"
-    );
+    recovered(&pipeline, &master, &replica, writes).await;
     eprintln!(
         "broker SIGKILL: {writes} writes, killed after {handled_at_kill} applied, {} published, \
          {} handled: replica equal",
