@@ -70,6 +70,7 @@ pub mod batch;
 mod column_type;
 pub mod db;
 pub mod error;
+pub mod event;
 mod fallback;
 pub mod filter;
 pub mod master;
@@ -106,7 +107,7 @@ pub use rules::{Order, Outcome, Version};
 pub use written::Written;
 
 #[cfg(feature = "derive")]
-pub use cqrs_derive::{CqrsMaster, CqrsReplica};
+pub use cqrs_derive::{CqrsMaster, CqrsReplica, handler};
 
 /// Everything a service needs in scope to call the hooks.
 pub mod prelude {

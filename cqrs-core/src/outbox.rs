@@ -84,11 +84,7 @@ where
                 let back: Vec<OutboxMessage> = records
                     .iter()
                     .filter(|r| !confirmed.contains(&r.id))
-                    .map(|r| OutboxMessage {
-                        cqrs_id: r.cqrs_id.clone(),
-                        routing_key: r.routing_key.clone(),
-                        body: r.body.clone(),
-                    })
+                    .map(OutboxRecord::to_message)
                     .collect();
                 conn.outbox_insert(&back)?;
             }

@@ -129,6 +129,10 @@ pub trait Registered: CqrsConnection {
 
     /// The replica models registered in this binary for this backend, sorted by `cqrs_id`.
     fn replica_entries() -> Vec<&'static ReplicaEntry<Self>>;
+
+    /// The event, command and call handlers registered for this backend, sorted by exchange
+    /// and routing key.
+    fn handler_entries() -> Vec<&'static crate::event::HandlerEntry<Self>>;
 }
 
 /// Collects the entries of one backend's connection type and implements [`Registered`].
@@ -136,6 +140,7 @@ macro_rules! registered {
     ($conn:ty) => {
         inventory::collect!(MasterEntry<$conn>);
         inventory::collect!(ReplicaEntry<$conn>);
+        inventory::collect!(crate::event::HandlerEntry<$conn>);
 
         impl Registered for $conn {
             fn master_entries() -> Vec<&'static MasterEntry<Self>> {
@@ -144,6 +149,14 @@ macro_rules! registered {
 
             fn replica_entries() -> Vec<&'static ReplicaEntry<Self>> {
                 sorted(inventory::iter::<ReplicaEntry<Self>>)
+            }
+
+            fn handler_entries() -> Vec<&'static crate::event::HandlerEntry<Self>> {
+                let mut entries: Vec<_> = inventory::iter::<crate::event::HandlerEntry<Self>>
+                    .into_iter()
+                    .collect();
+                entries.sort_by_key(|e| (e.exchange, e.routing_key, e.name));
+                entries
             }
         }
     };

@@ -7,6 +7,7 @@
 mod dummy;
 mod emit;
 mod fallback;
+mod handler;
 mod internals;
 mod master;
 mod replica;
@@ -92,4 +93,29 @@ fn derive(
         Err(error) => return error.into_compile_error(),
     };
     expand(&input).unwrap_or_else(|error| fallback::with_errors(kind, &input, error))
+}
+
+/// Registers a function as an event, command or call handler, for the consumer of its
+/// connection type to find through `inventory`.
+///
+/// ```ignore
+/// #[cqrs_core::handler(exchange = "book", routing_key = "published")]
+/// fn on_published(conn: &mut SqliteConnection, event: Event<BookPublished>) -> Result<(), HandlerError> { .. }
+/// ```
+///
+/// Arguments: `exchange = "..."` with `routing_key = "..."` (omitted: every routing key of
+/// the exchange without a handler of its own), or `default` (whatever no handler routes);
+/// `inbox` (deduplicate by event id in the handler's transaction); `crate = "path"`.
+/// The function takes `&mut Conn` and one of `Event<P>`, `Command<A>`, `Call<D>`,
+/// `CallResponse<D>`, `Incoming`, and returns `Result<R, E>` where `E: Into<HandlerError>`;
+/// a call handler's `R` is its answer.
+#[proc_macro_attribute]
+pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    handler::expand(attr.into(), item.clone().into())
+        .unwrap_or_else(|e| {
+            let mut tokens = proc_macro2::TokenStream::from(item);
+            tokens.extend(e.to_compile_error());
+            tokens
+        })
+        .into()
 }

@@ -110,16 +110,65 @@ pub(crate) async fn publish(
     body: &[u8],
     expiration: Option<Duration>,
 ) -> Result<PublisherConfirm> {
+    publish_with(
+        channel,
+        exchange,
+        routing_key,
+        body,
+        properties(expiration),
+        true,
+    )
+    .await
+}
+
+/// The AMQP properties an outbox record names (a domain event's, as
+/// django-microservices-communication sets them): persistent, with its content type, app id,
+/// message id and correlation id. Unknown or ill-typed keys are left out.
+pub(crate) fn record_properties(json: &str) -> BasicProperties {
+    let mut properties = BasicProperties::default().with_delivery_mode(2);
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(json) else {
+        return properties;
+    };
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(|v| ShortString::from(v.to_owned()))
+    };
+    if let Some(v) = text("content_type") {
+        properties = properties.with_content_type(v);
+    }
+    if let Some(v) = text("app_id") {
+        properties = properties.with_app_id(v);
+    }
+    if let Some(v) = text("message_id") {
+        properties = properties.with_message_id(v);
+    }
+    if let Some(v) = text("correlation_id") {
+        properties = properties.with_correlation_id(v);
+    }
+    properties
+}
+
+/// Starts a publish with these properties; await the returned confirm. `mandatory`: the
+/// broker returns it when no queue is bound.
+pub(crate) async fn publish_with(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+    mandatory: bool,
+) -> Result<PublisherConfirm> {
     channel
         .basic_publish(
             ShortString::from(exchange.to_owned()),
             ShortString::from(routing_key.to_owned()),
             BasicPublishOptions {
-                mandatory: true,
+                mandatory,
                 ..BasicPublishOptions::default()
             },
             body,
-            properties(expiration),
+            properties,
         )
         .await
         .map_err(|source| Error::Publish {

@@ -40,6 +40,7 @@ pub mod cli;
 mod config;
 mod consumer;
 mod error;
+mod events;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg_listen;
@@ -55,6 +56,7 @@ pub use config::{
 };
 pub use consumer::Consumer;
 pub use error::{Error, Result};
+pub use events::EventConsumer;
 pub use metrics::{ConsumerMetrics, RelayMetrics};
 pub use relay::Relay;
 pub use unroutable::{Replayed, replay as replay_unroutable};

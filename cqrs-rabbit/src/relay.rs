@@ -3,10 +3,11 @@
 //! it. Broker or database down: it reconnects with backoff and resumes; nothing is lost (a
 //! message may be published twice after a crash, never zero times).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_core::db::{CqrsConnection, OutboxRecord};
@@ -38,6 +39,8 @@ pub struct Relay<C> {
     database_url: String,
     metrics: Arc<RelayMetrics>,
     unroutable: Arc<UnroutablePolicy>,
+    /// The event exchanges declared on the current channel.
+    declared: Arc<Mutex<HashSet<String>>>,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -49,6 +52,7 @@ impl<C: CqrsConnection> Relay<C> {
             config,
             database_url: database_url.into(),
             metrics: Arc::default(),
+            declared: Arc::default(),
             _connection: PhantomData,
         }
     }
@@ -229,6 +233,10 @@ impl<C: CqrsConnection> Relay<C> {
         let connection = broker::connect(&self.config.url, "cqrs-relay").await?;
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
         topology::declare_exchange(&channel, &self.config).await?;
+        self.declared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         if let Some(queue) = self.unroutable.queue() {
             topology::declare_unroutable_queue(&channel, &self.config, queue).await?;
         }
@@ -239,15 +247,20 @@ impl<C: CqrsConnection> Relay<C> {
     async fn batch(&self, mut conn: C, channel: &Channel) -> Result<(C, Result<RelayedBatch>)> {
         let handle = tokio::runtime::Handle::current();
         let channel = channel.clone();
-        let exchange = self.config.exchange.clone();
+        let config = self.config.clone();
+        let declared = Arc::clone(&self.declared);
         let limit = i64::try_from(self.config.relay_batch).unwrap_or(500);
         let metrics = Arc::clone(&self.metrics);
         let unroutable = Arc::clone(&self.unroutable);
         tokio::task::spawn_blocking(move || {
+            let mut declared = declared
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let result = relay_batch(&mut conn, limit, |records| {
                 handle.block_on(publish_records(
                     &channel,
-                    &exchange,
+                    &config,
+                    &mut declared,
                     records,
                     &metrics,
                     &unroutable,
@@ -283,21 +296,45 @@ impl<C: CqrsConnection> Relay<C> {
 /// outbox may forget: routed, or unroutable and kept (or dropped, as configured).
 async fn publish_records(
     channel: &Channel,
-    exchange: &str,
+    config: &Config,
+    declared: &mut HashSet<String>,
     records: &[OutboxRecord],
     metrics: &RelayMetrics,
     unroutable: &UnroutablePolicy,
 ) -> Result<Vec<i64>> {
+    let exchange = config.exchange.as_str();
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
-        let confirm = broker::publish(
-            channel,
-            exchange,
-            &record.routing_key,
-            record.body.as_bytes(),
-            None,
-        )
-        .await?;
+        let confirm = match &record.exchange {
+            None => {
+                broker::publish(
+                    channel,
+                    exchange,
+                    &record.routing_key,
+                    record.body.as_bytes(),
+                    None,
+                )
+                .await?
+            }
+            Some(event_exchange) => {
+                // A domain event, command or call: news to whoever listens, published as
+                // django-microservices-communication does (not mandatory: no listener is fine).
+                if declared.insert(event_exchange.clone()) {
+                    topology::declare_event_exchange(channel, config, event_exchange).await?;
+                }
+                let properties =
+                    broker::record_properties(record.properties.as_deref().unwrap_or("{}"));
+                broker::publish_with(
+                    channel,
+                    event_exchange,
+                    &record.routing_key,
+                    record.body.as_bytes(),
+                    properties,
+                    false,
+                )
+                .await?
+            }
+        };
         pending.push((record, confirm));
     }
     let mut confirmed = Vec::with_capacity(records.len());

@@ -34,9 +34,19 @@ fn durable() -> QueueDeclareOptions {
 
 /// Declares the exchange (topic, durable).
 pub(crate) async fn declare_exchange(channel: &Channel, config: &Config) -> Result<()> {
+    declare_event_exchange(channel, config, &config.exchange).await
+}
+
+/// A durable topic exchange: the replication exchange, or an event's aggregate or service
+/// exchange (declared the way django-microservices-communication declares them).
+pub(crate) async fn declare_event_exchange(
+    channel: &Channel,
+    config: &Config,
+    name: &str,
+) -> Result<()> {
     channel
         .exchange_declare(
-            ShortString::from(config.exchange.clone()),
+            ShortString::from(name.to_owned()),
             ExchangeKind::Topic,
             ExchangeDeclareOptions {
                 durable: true,
@@ -45,7 +55,7 @@ pub(crate) async fn declare_exchange(channel: &Channel, config: &Config) -> Resu
             FieldTable::default(),
         )
         .await
-        .map_err(|e| declare_error(config, "exchange", &config.exchange, e))
+        .map_err(|e| declare_error(config, "exchange", name, e))
 }
 
 /// A declare that failed, with a hint when the broker holds the object with other arguments.

@@ -22,6 +22,19 @@ pub const KEY_CHUNK: usize = 500;
 /// SQLite's 32766 parameters).
 pub const ROW_CHUNK: usize = 500;
 
+/// The outbox columns added for domain events, with their SQLite types: an older outbox
+/// gets them at set-up.
+#[cfg_attr(
+    not(feature = "sqlite"),
+    allow(dead_code, reason = "SQLite's set-up uses it")
+)]
+pub(crate) const OUTBOX_ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("exchange", "TEXT"),
+    ("properties", "TEXT"),
+    ("not_before", "BIGINT"),
+    ("tags", "TEXT"),
+];
+
 /// The lock key of one replica row: a stable 64-bit FNV-1a hash of its `cqrs_id` and
 /// primary-key text, the same in every process and every build (two keys may share a lock:
 /// that only serializes more).
@@ -49,6 +62,12 @@ CREATE TABLE IF NOT EXISTS cqrs_tombstones (
     PRIMARY KEY (cqrs_id, pk)
 );
 CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_at ON cqrs_tombstones (deleted_at);
+CREATE TABLE IF NOT EXISTS cqrs_inbox (
+    handler TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (handler, event_id)
+);
 CREATE TABLE IF NOT EXISTS cqrs_master_revisions (
     cqrs_id TEXT NOT NULL,
     pk TEXT NOT NULL,
@@ -78,6 +97,31 @@ diesel::table! {
         body -> Text,
         /// When the row was written, in microseconds since the Unix epoch.
         created_at -> BigInt,
+        /// The exchange to publish to; `NULL`: the configured replication exchange (row
+        /// messages). Domain events name their aggregate's exchange.
+        exchange -> Nullable<Text>,
+        /// AMQP properties as a JSON object (`content_type`, `correlation_id`, `app_id`,
+        /// `message_id`); `NULL`: django-cqrs's (`text/plain`, persistent).
+        properties -> Nullable<Text>,
+        /// Not to be published before this time (microseconds since the Unix epoch): a future
+        /// event. `NULL`: at once.
+        not_before -> Nullable<BigInt>,
+        /// A future event's tags, each between `|` (`|a|b|`), for cancelling it before it
+        /// is sent.
+        tags -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Event handlers' inbox: the event ids each handler has taken, written in the handler's
+    /// transaction, so that a redelivered event has its effect once.
+    cqrs_inbox (handler, event_id) {
+        /// The handler's path.
+        handler -> Text,
+        /// The event id.
+        event_id -> Text,
+        /// When it was taken, in microseconds since the Unix epoch.
+        received_at -> BigInt,
     }
 }
 
@@ -126,17 +170,60 @@ pub struct OutboxRecord {
     pub body: String,
     /// When it was written (microseconds since the Unix epoch).
     pub created_at: i64,
+    /// The exchange, when not the replication exchange.
+    pub exchange: Option<String>,
+    /// AMQP properties (JSON), when not django-cqrs's.
+    pub properties: Option<String>,
+    /// Not before this time (microseconds since the Unix epoch).
+    pub not_before: Option<i64>,
+    /// A future event's tags (`|a|b|`).
+    pub tags: Option<String>,
+}
+
+impl OutboxRecord {
+    /// The message to write back to the outbox (a batch the broker did not confirm).
+    pub fn to_message(&self) -> OutboxMessage {
+        OutboxMessage {
+            cqrs_id: self.cqrs_id.clone(),
+            routing_key: self.routing_key.clone(),
+            body: self.body.clone(),
+            exchange: self.exchange.clone(),
+            properties: self.properties.clone(),
+            not_before: self.not_before,
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 /// A message to write to the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutboxMessage {
-    /// The model's stream id.
+    /// The model's stream id; for a domain event or command, its exchange.
     pub cqrs_id: String,
     /// Where to publish it.
     pub routing_key: String,
     /// The body.
     pub body: String,
+    /// The exchange; `None`: the replication exchange.
+    pub exchange: Option<String>,
+    /// AMQP properties as a JSON object; `None`: django-cqrs's.
+    pub properties: Option<String>,
+    /// Not before this time (microseconds since the Unix epoch).
+    pub not_before: Option<i64>,
+    /// A future event's tags (`|a|b|`).
+    pub tags: Option<String>,
+}
+
+impl OutboxMessage {
+    /// A row message of `cqrs_id` to the replication exchange.
+    pub fn row(cqrs_id: String, routing_key: String, body: String) -> Self {
+        Self {
+            cqrs_id,
+            routing_key,
+            body,
+            ..Self::default()
+        }
+    }
 }
 
 /// A diesel connection the framework can use: SQLite or PostgreSQL.
@@ -241,6 +328,22 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// How many messages wait.
     fn outbox_pending(&mut self) -> QueryResult<i64>;
 
+    /// Removes the future events to `exchange` with `routing_key` that carry every one of
+    /// `tags` and are not yet published; returns how many.
+    fn outbox_cancel(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        tags: &[&str],
+    ) -> QueryResult<usize>;
+
+    /// How many messages are due and older than `older_than_micros`: written that long ago
+    /// (or, for a future event, due that long ago) and still not published.
+    fn outbox_overdue(&mut self, older_than_micros: i64) -> QueryResult<i64>;
+
+    /// Records that `handler` took event `event_id`; `false` if it already had.
+    fn inbox_insert(&mut self, handler: &str, event_id: &str) -> QueryResult<bool>;
+
     /// The tombstone of a deleted replica row.
     fn tombstone_get(&mut self, cqrs_id: &str, pk: &str) -> QueryResult<Option<Version>>;
 
@@ -290,6 +393,10 @@ macro_rules! common_impl {
                         dsl::routing_key.eq(&m.routing_key),
                         dsl::body.eq(&m.body),
                         dsl::created_at.eq(now),
+                        dsl::exchange.eq(&m.exchange),
+                        dsl::properties.eq(&m.properties),
+                        dsl::not_before.eq(m.not_before),
+                        dsl::tags.eq(&m.tags),
                     ))
                     .execute(self)?;
                 return Ok(());
@@ -305,6 +412,10 @@ macro_rules! common_impl {
                         dsl::routing_key.eq(&m.routing_key),
                         dsl::body.eq(&m.body),
                         dsl::created_at.eq(now),
+                        dsl::exchange.eq(&m.exchange),
+                        dsl::properties.eq(&m.properties),
+                        dsl::not_before.eq(m.not_before),
+                        dsl::tags.eq(&m.tags),
                     )
                 })
                 .collect();
@@ -327,9 +438,77 @@ macro_rules! common_impl {
             Ok(deleted)
         }
 
+        fn outbox_fetch(
+            &mut self,
+            limit: i64,
+        ) -> ::diesel::QueryResult<Vec<$crate::db::OutboxRecord>> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            let now = ::chrono::Utc::now().timestamp_micros();
+            dsl::cqrs_outbox
+                .filter(dsl::not_before.is_null().or(dsl::not_before.le(now)))
+                .order(dsl::id)
+                .limit(limit)
+                .load(self)
+        }
+
+        fn outbox_cancel(
+            &mut self,
+            exchange: &str,
+            routing_key: &str,
+            tags: &[&str],
+        ) -> ::diesel::QueryResult<usize> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            let mut query = dsl::cqrs_outbox
+                .filter(dsl::exchange.eq(exchange))
+                .filter(dsl::routing_key.eq(routing_key))
+                .filter(dsl::not_before.is_not_null())
+                .into_boxed();
+            for tag in tags {
+                query = query.filter(
+                    dsl::tags
+                        .like(format!("%|{}|%", $crate::db::like_escape(tag)))
+                        .escape('\\'),
+                );
+            }
+            let ids: Vec<i64> = query.select(dsl::id).load(self)?;
+            self.outbox_delete(&ids)
+        }
+
+        fn outbox_overdue(&mut self, older_than_micros: i64) -> ::diesel::QueryResult<i64> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            let now = ::chrono::Utc::now().timestamp_micros();
+            let cutoff = now.saturating_sub(older_than_micros);
+            dsl::cqrs_outbox
+                .filter(
+                    dsl::not_before
+                        .is_null()
+                        .and(dsl::created_at.lt(cutoff))
+                        .or(dsl::not_before.lt(cutoff)),
+                )
+                .count()
+                .get_result(self)
+        }
+
         fn outbox_pending(&mut self) -> ::diesel::QueryResult<i64> {
             use ::diesel::prelude::*;
             $crate::db::cqrs_outbox::table.count().get_result(self)
+        }
+
+        fn inbox_insert(&mut self, handler: &str, event_id: &str) -> ::diesel::QueryResult<bool> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_inbox::dsl;
+            let inserted = ::diesel::insert_into(dsl::cqrs_inbox)
+                .values((
+                    dsl::handler.eq(handler),
+                    dsl::event_id.eq(event_id),
+                    dsl::received_at.eq(::chrono::Utc::now().timestamp_micros()),
+                ))
+                .on_conflict_do_nothing()
+                .execute(self)?;
+            Ok(inserted == 1)
         }
 
         fn tombstone_get(
@@ -470,6 +649,18 @@ macro_rules! common_impl {
 }
 #[allow(unused_imports, reason = "unused when no backend feature is enabled")]
 pub(crate) use common_impl;
+
+/// `text` with the `LIKE` wildcards (`%`, `_`) and the escape character `\` escaped.
+pub fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
 
 /// Whether a diesel connection has an open transaction.
 pub(crate) fn in_transaction<C>(conn: &mut C) -> bool

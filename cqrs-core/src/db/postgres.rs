@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS cqrs_outbox (
     body TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS exchange TEXT;
+ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS properties TEXT;
+ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS not_before BIGINT;
+ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS tags TEXT;
 ",
     tombstones_ddl!(),
     "CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -124,11 +128,6 @@ impl CqrsConnection for PgConnection {
         self.build_transaction().read_only().run(f)
     }
 
-    fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
-        use super::cqrs_outbox::dsl;
-        dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)
-    }
-
     fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
         #[derive(diesel::QueryableByName)]
         struct Taken {
@@ -142,14 +141,25 @@ impl CqrsConnection for PgConnection {
             body: String,
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             created_at: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            exchange: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            properties: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            not_before: Option<i64>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            tags: Option<String>,
         }
         // diesel cannot lock a subquery of a DELETE: a fixed statement, the limit bound.
         let taken: Vec<Taken> = diesel::sql_query(
             "DELETE FROM cqrs_outbox WHERE id IN \
-             (SELECT id FROM cqrs_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, cqrs_id, routing_key, body, created_at",
+             (SELECT id FROM cqrs_outbox WHERE not_before IS NULL OR not_before <= $2 \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, cqrs_id, routing_key, body, created_at, exchange, properties, \
+             not_before, tags",
         )
         .bind::<diesel::sql_types::BigInt, _>(limit)
+        .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
         .load(self)?;
         let mut records: Vec<OutboxRecord> = taken
             .into_iter()
@@ -159,6 +169,10 @@ impl CqrsConnection for PgConnection {
                 routing_key: t.routing_key,
                 body: t.body,
                 created_at: t.created_at,
+                exchange: t.exchange,
+                properties: t.properties,
+                not_before: t.not_before,
+                tags: t.tags,
             })
             .collect();
         records.sort_unstable_by_key(|r| r.id);

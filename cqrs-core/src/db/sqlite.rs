@@ -21,7 +21,11 @@ CREATE TABLE IF NOT EXISTS cqrs_outbox (
     cqrs_id TEXT NOT NULL,
     routing_key TEXT NOT NULL,
     body TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    exchange TEXT,
+    properties TEXT,
+    not_before BIGINT,
+    tags TEXT
 );
 ",
     tombstones_ddl!(),
@@ -51,6 +55,28 @@ impl CqrsConnection for SqliteConnection {
 
     fn cqrs_setup(&mut self) -> crate::Result<()> {
         self.batch_execute(SETUP)?;
+        // An outbox created before domain events lacks their columns (SQLite has no
+        // `ADD COLUMN IF NOT EXISTS`): add the missing ones.
+        #[derive(QueryableByName)]
+        struct Column {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        let columns: Vec<Column> =
+            diesel::sql_query("SELECT name FROM pragma_table_info('cqrs_outbox')").load(self)?;
+        for (name, ty) in super::OUTBOX_ADDED_COLUMNS {
+            if !columns.iter().any(|c| c.name == *name) {
+                self.batch_execute(&format!("ALTER TABLE cqrs_outbox ADD COLUMN {name} {ty}"))
+                    .or_else(|error| {
+                        // another process added it first
+                        if error.to_string().contains("duplicate column") {
+                            Ok(())
+                        } else {
+                            Err(error)
+                        }
+                    })?;
+            }
+        }
         Ok(())
     }
 
@@ -97,11 +123,6 @@ impl CqrsConnection for SqliteConnection {
             self.batch_execute("PRAGMA query_only = OFF;")?;
         }
         result
-    }
-
-    fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
-        use super::cqrs_outbox::dsl;
-        dsl::cqrs_outbox.order(dsl::id).limit(limit).load(self)
     }
 
     fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {

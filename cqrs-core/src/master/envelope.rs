@@ -107,9 +107,9 @@ fn envelope<M: MasterModel>(
             max: settings.max_message_bytes,
         });
     }
-    Ok(OutboxMessage {
-        cqrs_id: M::CQRS_ID.to_owned(),
-        routing_key: routing_key(M::CQRS_ID, queue),
+    Ok(OutboxMessage::row(
+        M::CQRS_ID.to_owned(),
+        routing_key(M::CQRS_ID, queue),
         body,
-    })
+    ))
 }

@@ -1,0 +1,190 @@
+//! Handler registration and the handling of one message in a database transaction.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::error::HandlerError;
+use super::incoming::{CallRoute, Incoming};
+use crate::db::CqrsConnection;
+
+/// What a handler takes, which decides what the consumer does around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HandlerKind {
+    /// A domain event (`Event<P>`) or a call's answer (`CallResponse<D>`).
+    Event,
+    /// A command: skipped once expired.
+    Command,
+    /// A call: skipped once expired; the return value is sent to the caller.
+    Call,
+    /// The raw message (`Incoming`).
+    Raw,
+}
+
+impl fmt::Display for HandlerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Event => "event",
+            Self::Command => "command",
+            Self::Call => "call",
+            Self::Raw => "raw",
+        })
+    }
+}
+
+/// The exchange of a default handler: it takes what no other handler routes.
+pub const DEFAULT_EXCHANGE: &str = "*";
+
+/// A handler function registered by `#[cqrs_core::handler(...)]` for connection type `C`.
+pub struct HandlerEntry<C: 'static> {
+    /// The function's path, for logs, errors and the inbox.
+    pub name: &'static str,
+    /// The exchange it takes messages of ([`DEFAULT_EXCHANGE`] for the default handler).
+    pub exchange: &'static str,
+    /// The routing key; `""`: every routing key of the exchange without a handler of its own.
+    pub routing_key: &'static str,
+    /// The kind of message it takes.
+    pub kind: HandlerKind,
+    /// Whether its effect is deduplicated by event id (the `cqrs_inbox` table).
+    pub inbox: bool,
+    /// Runs it; `Some(answer)` for a call.
+    pub run: fn(&mut C, &Incoming) -> Result<Option<Value>, HandlerError>,
+}
+
+impl<C> fmt::Debug for HandlerEntry<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerEntry")
+            .field("name", &self.name)
+            .field("exchange", &self.exchange)
+            .field("routing_key", &self.routing_key)
+            .field("kind", &self.kind)
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Finds the handler of a message as the Python package's `MessageRouter` does: the exchange's
+/// handler of the routing key, else the exchange's catch-all (`""`), else the default handler.
+pub struct Router<C: 'static> {
+    routes: BTreeMap<(&'static str, &'static str), &'static HandlerEntry<C>>,
+}
+
+impl<C> fmt::Debug for Router<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.routes.values()).finish()
+    }
+}
+
+impl<C: 'static> Router<C> {
+    /// A router over `entries`; two handlers of one exchange and routing key are an error
+    /// naming both.
+    pub fn new(entries: &[&'static HandlerEntry<C>]) -> Result<Self, String> {
+        let mut routes = BTreeMap::new();
+        let mut clashes = Vec::new();
+        for entry in entries {
+            if let Some(first) = routes.insert((entry.exchange, entry.routing_key), *entry) {
+                clashes.push(format!(
+                    "handlers `{}` and `{}` both take exchange {:?} routing key {:?}",
+                    first.name, entry.name, entry.exchange, entry.routing_key
+                ));
+            }
+        }
+        if clashes.is_empty() {
+            Ok(Self { routes })
+        } else {
+            Err(clashes.join("; "))
+        }
+    }
+
+    /// The handler of a message, if any.
+    pub fn find(&self, exchange: &str, routing_key: &str) -> Option<&'static HandlerEntry<C>> {
+        self.routes
+            .get(&(exchange, routing_key))
+            .or_else(|| self.routes.get(&(exchange, "")))
+            .or_else(|| self.routes.get(&(DEFAULT_EXCHANGE, "")))
+            .copied()
+    }
+
+    /// Every handler, by exchange and routing key.
+    pub fn entries(&self) -> impl Iterator<Item = &'static HandlerEntry<C>> + '_ {
+        self.routes.values().copied()
+    }
+
+    /// The exchanges with handlers, and the binding keys each needs (`#` for a catch-all).
+    pub fn bindings(&self) -> Vec<(&'static str, &'static str)> {
+        self.entries()
+            .filter(|e| e.exchange != DEFAULT_EXCHANGE)
+            .map(|e| {
+                let key = if e.routing_key.is_empty() {
+                    "#"
+                } else {
+                    e.routing_key
+                };
+                (e.exchange, key)
+            })
+            .collect()
+    }
+}
+
+/// What [`dispatch`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// The handler ran and its transaction committed.
+    Done,
+    /// An expired command or call: not executed.
+    Expired,
+    /// The inbox already holds this handler's effect of this event id.
+    Duplicate,
+}
+
+/// Runs `entry` on `incoming` in one database transaction: the inbox row (when the handler
+/// asks for one), the handler's writes, what it publishes and a call's answer commit together,
+/// or nothing does. An expired command or call is not run.
+pub fn dispatch<C: CqrsConnection>(
+    conn: &mut C,
+    entry: &HandlerEntry<C>,
+    incoming: &Incoming,
+) -> Result<Handled, HandlerError> {
+    if matches!(entry.kind, HandlerKind::Command | HandlerKind::Call)
+        && incoming.expires()?.is_some_and(|t| t < Utc::now())
+    {
+        return Ok(Handled::Expired);
+    }
+    let route = match entry.kind {
+        HandlerKind::Call => Some(CallRoute::of(incoming)?),
+        _ => None,
+    };
+    crate::master::transaction(conn, |conn| {
+        if entry.inbox
+            && let Some(id) = incoming.event_id()
+            && !conn.inbox_insert(entry.name, &id)?
+        {
+            return Ok(Handled::Duplicate);
+        }
+        let answer = (entry.run)(conn, incoming)?;
+        if let Some(route) = &route {
+            super::send_call_response(conn, route, answer.unwrap_or(Value::Null))?;
+        }
+        Ok(Handled::Done)
+    })
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use serde::Serialize;
+    use serde_json::Value;
+
+    use super::super::{FromIncoming, HandlerError, HandlerKind};
+
+    /// What the `handler` attribute emits around a handler's return value.
+    pub fn answer<A: FromIncoming, R: Serialize>(out: R) -> Result<Option<Value>, HandlerError> {
+        if A::KIND != HandlerKind::Call {
+            return Ok(None);
+        }
+        serde_json::to_value(out).map(Some).map_err(|e| {
+            HandlerError::Permanent(format!("cannot serialize the call's answer: {e}"))
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! `#[handler(...)]`: registers a function as an event, command or call handler. Parses and
+//! emits; what the consumer does around it lives in `cqrs_core::event`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, Meta, Token, Type};
+
+struct Args {
+    exchange: Option<String>,
+    routing_key: String,
+    default: bool,
+    inbox: bool,
+    krate: syn::Path,
+}
+
+fn parse_args(attr: TokenStream) -> syn::Result<Args> {
+    let mut args = Args {
+        exchange: None,
+        routing_key: String::new(),
+        default: false,
+        inbox: false,
+        krate: syn::parse_quote!(::cqrs_core),
+    };
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
+    for meta in metas {
+        let name = meta
+            .path()
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match (name.as_str(), &meta) {
+            ("default" | "inbox", Meta::Path(_)) => {
+                if name == "default" {
+                    args.default = true;
+                } else {
+                    args.inbox = true;
+                }
+            }
+            ("exchange" | "routing_key" | "crate", Meta::NameValue(nv)) => {
+                let Expr::Lit(ExprLit {
+                    lit: Lit::Str(text),
+                    ..
+                }) = &nv.value
+                else {
+                    return Err(syn::Error::new(
+                        nv.value.span(),
+                        format!("`{name}` takes a string"),
+                    ));
+                };
+                match name.as_str() {
+                    "exchange" => {
+                        if text.value().is_empty() || text.value() == "*" {
+                            return Err(syn::Error::new(
+                                text.span(),
+                                "the exchange may not be empty or `*` (use `default` for a default handler)",
+                            ));
+                        }
+                        args.exchange = Some(text.value());
+                    }
+                    "routing_key" => args.routing_key = text.value(),
+                    _ => args.krate = text.parse()?,
+                }
+            }
+            _ => {
+                return Err(syn::Error::new(
+                    meta.span(),
+                    "expected `exchange = \"...\"`, `routing_key = \"...\"`, `default`, `inbox` or `crate = \"...\"`",
+                ));
+            }
+        }
+    }
+    match (&args.exchange, args.default) {
+        (None, false) => Err(syn::Error::new(
+            Span::call_site(),
+            "a handler needs `exchange = \"...\"` (and optionally `routing_key`), or `default`",
+        )),
+        (Some(_), true) => Err(syn::Error::new(
+            Span::call_site(),
+            "a `default` handler takes every unrouted message: it has no `exchange`",
+        )),
+        _ => Ok(args),
+    }
+}
+
+/// The `T` of a `&mut T` argument.
+fn connection_type(arg: Option<&FnArg>, item: &ItemFn) -> syn::Result<Type> {
+    if let Some(FnArg::Typed(pat)) = arg
+        && let Type::Reference(r) = &*pat.ty
+        && r.mutability.is_some()
+    {
+        return Ok((*r.elem).clone());
+    }
+    Err(syn::Error::new(
+        arg.map_or_else(|| item.sig.inputs.span(), Spanned::span),
+        "the handler's first argument must be the connection: `conn: &mut SqliteConnection` (or `PgConnection`)",
+    ))
+}
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let args = parse_args(attr)?;
+    let item: ItemFn = syn::parse2(item)?;
+    let mut inputs = item.sig.inputs.iter();
+    let conn = connection_type(inputs.next(), &item)?;
+    let message = match (inputs.next(), inputs.next()) {
+        (Some(FnArg::Typed(pat)), None) => (*pat.ty).clone(),
+        (_, extra) => {
+            return Err(syn::Error::new(
+                extra.map_or_else(|| item.sig.inputs.span(), Spanned::span),
+                "a handler takes two arguments: the connection and the message (`Event<P>`, `Command<A>`, `Call<D>`, `CallResponse<D>` or `Incoming`)",
+            ));
+        }
+    };
+    if let Some(asyncness) = item.sig.asyncness {
+        return Err(syn::Error::new(
+            asyncness.span(),
+            "a handler runs in a database transaction on a worker thread: it may not be `async`",
+        ));
+    }
+    let krate = &args.krate;
+    let name = &item.sig.ident;
+    let exchange = args.exchange.unwrap_or_else(|| "*".to_owned());
+    let routing_key = &args.routing_key;
+    let inbox = args.inbox;
+    let run = syn::Ident::new(&format!("__cqrs_handler_{name}"), name.span());
+    Ok(quote! {
+        #item
+
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        fn #run(
+            conn: &mut #conn,
+            incoming: &#krate::event::Incoming,
+        ) -> ::core::result::Result<::core::option::Option<#krate::__private::serde_json::Value>, #krate::event::HandlerError> {
+            let message = <#message as #krate::event::FromIncoming>::from_incoming(incoming)?;
+            let out = #name(conn, message)?;
+            #krate::event::__private::answer::<#message, _>(out)
+        }
+
+        #krate::__private::inventory::submit! {
+            #krate::event::HandlerEntry::<#conn> {
+                name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+                exchange: #exchange,
+                routing_key: #routing_key,
+                kind: <#message as #krate::event::FromIncoming>::KIND,
+                inbox: #inbox,
+                run: #run,
+            }
+        }
+    })
+}

@@ -1,0 +1,441 @@
+//! The event consumer: runs the `#[cqrs_core::handler]` functions of the binary on one queue,
+//! bound to their exchanges and routing keys (django-microservices-communication's
+//! `runconsumer`, with what that package lacks: acknowledgement after the handler's
+//! transaction committed, durable delayed retries instead of an immediate requeue loop, and a
+//! dead-letter queue for what can never succeed).
+//!
+//! Topology (declared idempotently unless [`EventConsumer::no_declare`]): the queue, a durable
+//! topic exchange per handler exchange, a binding per handler (`#` for a catch-all handler),
+//! any extra bindings, the delay queue `<queue>.delay` (per-message TTL, dead-lettered back to
+//! the queue) and the dead-letter queue `<queue>.dead_letter`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use cqrs_core::event::{Handled, HandlerError, Incoming, Router, dispatch};
+use cqrs_core::registry::Registered;
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::metrics::ConsumerMetrics;
+use crate::{broker, topology};
+
+/// Header of a retried message: how many times it was retried.
+const RETRIES: &str = "x-cqrs-retries";
+/// Header of a retried or dead message: the exchange it was first published to.
+const EXCHANGE: &str = "x-cqrs-exchange";
+/// Header of a retried or dead message: its first routing key.
+const ROUTING_KEY: &str = "x-cqrs-routing-key";
+/// Header of a dead message: why.
+const REASON: &str = "x-cqrs-reason";
+
+/// Runs this binary's event, command and call handlers on `queue`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), cqrs_rabbit::Error> {
+/// use cqrs_rabbit::{Config, EventConsumer};
+/// let consumer = EventConsumer::<diesel::SqliteConnection>::new(
+///     Config::from_env()?, "notifications.sqlite3", "notifications");
+/// consumer.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct EventConsumer<C> {
+    config: Config,
+    database_url: String,
+    queue: String,
+    binds: Vec<(String, String)>,
+    declare: bool,
+    metrics: Arc<ConsumerMetrics>,
+    _connection: PhantomData<fn() -> C>,
+}
+
+impl<C: Registered> EventConsumer<C> {
+    /// A consumer of `queue` into the database at `database_url`.
+    pub fn new(config: Config, database_url: impl Into<String>, queue: impl Into<String>) -> Self {
+        Self {
+            config,
+            database_url: database_url.into(),
+            queue: queue.into(),
+            binds: Vec::new(),
+            declare: true,
+            metrics: Arc::default(),
+            _connection: PhantomData,
+        }
+    }
+
+    /// Also binds the queue to `exchange` with `routing_key` (the package's `BINDS`), for a
+    /// default handler or a raw one that needs more than its own routes.
+    #[must_use]
+    pub fn bind(mut self, exchange: impl Into<String>, routing_key: impl Into<String>) -> Self {
+        self.binds.push((exchange.into(), routing_key.into()));
+        self
+    }
+
+    /// Declares nothing (the package's `DO_NOT_DECLARE`): the topology belongs to the
+    /// infrastructure.
+    #[must_use]
+    pub fn no_declare(mut self) -> Self {
+        self.declare = false;
+        self
+    }
+
+    /// The consumer's counters: `applied` = handled, `ignored` = expired, duplicate or
+    /// without a handler.
+    pub fn metrics(&self) -> Arc<ConsumerMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    fn router(&self) -> Result<Router<C>> {
+        let entries = C::handler_entries();
+        if entries.is_empty() {
+            return Err(Error::Input(format!(
+                "no event handler is registered for the {} backend in this binary",
+                <C as cqrs_core::CqrsConnection>::BACKEND
+            )));
+        }
+        Router::new(&entries).map_err(Error::Input)
+    }
+
+    fn delay_queue(&self) -> String {
+        format!("{}.delay", self.queue)
+    }
+
+    fn dead_letter_queue(&self) -> String {
+        format!("{}.dead_letter", self.queue)
+    }
+
+    async fn declare_topology(&self, channel: &Channel, router: &Router<C>) -> Result<()> {
+        if !self.declare {
+            return Ok(());
+        }
+        let url = &self.config.url;
+        let queue_args = |extra: &[(&str, AMQPValue)]| {
+            let mut args = FieldTable::default();
+            if self.config.quorum_queues {
+                args.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString("quorum".into()),
+                );
+            }
+            for (k, v) in extra {
+                args.insert((*k).into(), v.clone());
+            }
+            args
+        };
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let delay_args = [
+            ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+            (
+                "x-dead-letter-routing-key",
+                AMQPValue::LongString(LongString::from(self.queue.clone())),
+            ),
+        ];
+        for (name, args) in [
+            (self.queue.clone(), queue_args(&[])),
+            (self.delay_queue(), queue_args(&delay_args)),
+            (self.dead_letter_queue(), queue_args(&[])),
+        ] {
+            channel
+                .queue_declare(ShortString::from(name.clone()), durable, args)
+                .await
+                .map_err(|e| url.error("declare an event queue", e))?;
+        }
+        let binds = router
+            .bindings()
+            .into_iter()
+            .map(|(e, k)| (e.to_owned(), k.to_owned()))
+            .chain(self.binds.iter().cloned());
+        for (exchange, key) in binds {
+            topology::declare_event_exchange(channel, &self.config, &exchange).await?;
+            channel
+                .queue_bind(
+                    ShortString::from(self.queue.clone()),
+                    ShortString::from(exchange),
+                    ShortString::from(key),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| url.error("bind the event queue", e))?;
+        }
+        Ok(())
+    }
+
+    /// Declares the topology and checks the handlers and the database, for a clear error at
+    /// start-up.
+    pub async fn check(&self) -> Result<()> {
+        let router = self.router()?;
+        crate::setup_database::<C>(&self.database_url, "event consumer").await?;
+        let connection = broker::connect(&self.config.url, "cqrs-events").await?;
+        let channel = broker::confirm_channel(&connection, &self.config.url).await?;
+        self.declare_topology(&channel, &router).await?;
+        let _ = connection.close(200, "check".into()).await;
+        Ok(())
+    }
+
+    /// Runs until `shutdown` resolves. Broker or database away: it waits and reconnects; a
+    /// message is acknowledged only once its handler's transaction committed, or once it was
+    /// safely moved to the delay or dead-letter queue.
+    pub async fn run<F: Future<Output = ()>>(self, shutdown: F) -> Result<()> {
+        let router = Arc::new(self.router()?);
+        crate::setup_database::<C>(&self.database_url, "event consumer").await?;
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        let mut db: Option<C> = None;
+        tracing::info!(queue = %self.queue, handlers = router.entries().count(), "event consumer started");
+        loop {
+            let session = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                s = self.open_session(&router) => s,
+            };
+            let (connection, channel, mut deliveries) = match session {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff.delay(), "event consumer: broker unavailable");
+                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = backoff.wait() => continue,
+                    }
+                }
+            };
+            backoff.reset();
+            let error = loop {
+                let delivery = tokio::select! {
+                    () = &mut shutdown => {
+                        let _ = connection.close(200, "event consumer stopped".into()).await;
+                        return Ok(());
+                    }
+                    d = deliveries.next() => d,
+                };
+                let delivery = match delivery {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => break self.config.url.error("receive a delivery", e),
+                    None => {
+                        break Error::ConsumerCancelled {
+                            url: self.config.url.to_string(),
+                            queue: self.queue.clone(),
+                        };
+                    }
+                };
+                if let Err(error) = self
+                    .handle(&channel, &router, &mut db, delivery, &mut shutdown)
+                    .await
+                {
+                    break error;
+                }
+            };
+            tracing::warn!(%error, "event consumer: broker connection lost; reconnecting");
+            self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    async fn open_session(
+        &self,
+        router: &Router<C>,
+    ) -> Result<(Connection, Channel, lapin::Consumer)> {
+        let connection = broker::connect(&self.config.url, "cqrs-events").await?;
+        let channel = broker::confirm_channel(&connection, &self.config.url).await?;
+        self.declare_topology(&channel, router).await?;
+        topology::set_prefetch(&channel, &self.config).await?;
+        let consumer = channel
+            .basic_consume(
+                ShortString::from(self.queue.clone()),
+                ShortString::from(String::new()),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.config.url.error("start consuming", e))?;
+        Ok((connection, channel, consumer))
+    }
+
+    /// One delivery: handled, retried or dead-lettered, then acknowledged. A broker error
+    /// comes back (the delivery stays unacknowledged and returns); a database that is away
+    /// is waited for.
+    async fn handle<F: Future<Output = ()>>(
+        &self,
+        channel: &Channel,
+        router: &Arc<Router<C>>,
+        db: &mut Option<C>,
+        delivery: lapin::message::Delivery,
+        shutdown: &mut std::pin::Pin<&mut F>,
+    ) -> Result<()> {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let header = |key: &str| match headers.inner().get(key) {
+            Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+            _ => None,
+        };
+        let retries = match headers.inner().get(RETRIES) {
+            Some(AMQPValue::LongUInt(n)) => *n,
+            _ => 0,
+        };
+        // a retry comes back from the delay queue through the default exchange
+        let (exchange, routing_key) = match (header(EXCHANGE), header(ROUTING_KEY)) {
+            (Some(e), Some(k)) if delivery.exchange.as_str().is_empty() => (e, k),
+            _ => (
+                delivery.exchange.to_string(),
+                delivery.routing_key.to_string(),
+            ),
+        };
+        let correlation_id = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(ToString::to_string);
+        let verdict = match Incoming::parse(&exchange, &routing_key, &delivery.data, correlation_id)
+        {
+            Err(error) => Err(error),
+            Ok(incoming) => match router.find(&exchange, &routing_key) {
+                None => {
+                    tracing::warn!(%exchange, %routing_key, "no handler for this message; acknowledged and dropped");
+                    self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
+                    Ok(Handled::Duplicate)
+                }
+                Some(entry) => loop {
+                    match self.run_handler(db, entry, &incoming).await {
+                        Ok(result) => break result,
+                        Err(wait) => {
+                            // the database is away: keep the message, try again
+                            tracing::warn!(error = %wait, retry_in = ?Duration::from_secs(1), "event consumer: database unavailable");
+                            tokio::select! {
+                                () = shutdown.as_mut() => return Ok(()),
+                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
+                        }
+                    }
+                },
+            },
+        };
+        match verdict {
+            Ok(Handled::Done) => {
+                self.metrics.applied.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(handled) => {
+                tracing::debug!(%exchange, %routing_key, ?handled, "message not executed");
+                self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                let policy = self.config.retry_policy();
+                let may_retry =
+                    !error.is_permanent() && policy.max_retries.is_none_or(|max| retries < max);
+                let mut out = FieldTable::default();
+                out.insert(
+                    EXCHANGE.into(),
+                    AMQPValue::LongString(exchange.clone().into()),
+                );
+                out.insert(
+                    ROUTING_KEY.into(),
+                    AMQPValue::LongString(routing_key.clone().into()),
+                );
+                let base = delivery.properties.clone().with_delivery_mode(2);
+                if may_retry {
+                    tracing::warn!(%exchange, %routing_key, retries, %error, "handler failed; will retry");
+                    out.insert(
+                        RETRIES.into(),
+                        AMQPValue::LongUInt(retries.saturating_add(1)),
+                    );
+                    let ttl = policy.delay.as_millis().max(1).to_string();
+                    let props = base
+                        .with_headers(out)
+                        .with_expiration(ShortString::from(ttl));
+                    self.publish(channel, &self.delay_queue(), &delivery.data, props)
+                        .await?;
+                    self.metrics.retried.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let reason = if error.is_permanent() {
+                        "permanent error"
+                    } else {
+                        "retries exhausted"
+                    };
+                    tracing::error!(%exchange, %routing_key, retries, %error, "message moved to the dead-letter queue ({reason})");
+                    out.insert(
+                        REASON.into(),
+                        AMQPValue::LongString(format!("{reason}: {error}").into()),
+                    );
+                    let mut props = base.with_headers(out);
+                    if let Some(ttl) = self.config.dead_message_ttl {
+                        props =
+                            props.with_expiration(ShortString::from(ttl.as_millis().to_string()));
+                    }
+                    self.publish(channel, &self.dead_letter_queue(), &delivery.data, props)
+                        .await?;
+                    self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        channel
+            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
+            .await
+            .map_err(|e| self.config.url.error("acknowledge", e))
+    }
+
+    async fn publish(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<()> {
+        let confirm = broker::publish_with(channel, "", queue, body, properties, true).await?;
+        match broker::confirmed(confirm, queue).await? {
+            broker::Confirmed::Routed => Ok(()),
+            _ => Err(Error::Refused {
+                routing_key: queue.to_owned(),
+                reason: "the broker did not take the message into this queue",
+            }),
+        }
+    }
+
+    /// Runs a handler on the blocking pool. `Err` only when the database cannot be reached
+    /// (the caller waits and retries); a handler's own failure is `Ok(Err(..))`.
+    async fn run_handler(
+        &self,
+        db: &mut Option<C>,
+        entry: &'static cqrs_core::event::HandlerEntry<C>,
+        incoming: &Incoming,
+    ) -> std::result::Result<std::result::Result<Handled, HandlerError>, cqrs_core::Error> {
+        let conn = match db.take() {
+            Some(conn) => conn,
+            None => {
+                let url = self.database_url.clone();
+                tokio::task::spawn_blocking(move || C::cqrs_connect(&url))
+                    .await
+                    .map_err(|e| cqrs_core::Error::Io {
+                        context: "the event consumer's database connection".into(),
+                        source: std::io::Error::other(e),
+                    })??
+            }
+        };
+        let incoming = incoming.clone();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            let result = dispatch(&mut conn, entry, &incoming);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| cqrs_core::Error::Io {
+            context: "an event handler".into(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Err(HandlerError::Database(error)) = &result {
+            // a broken connection is reopened for the next message
+            tracing::debug!(%error, handler = entry.name, "handler database error");
+            return Ok(result);
+        }
+        *db = Some(conn);
+        Ok(result)
+    }
+}
