@@ -634,3 +634,229 @@ fn wait_for_dead_letter(w: &World, role: &str, db: &str, queue: &str, needle: &s
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+// ---- django-microservices-communication 2.6.9: events and commands, both ways ----
+
+/// What the Rust side's handlers received: `(kind, key, body)` rows of a SQLite file.
+fn events_received(url: &str) -> Vec<(String, String, Value)> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        body: String,
+    }
+    let mut conn =
+        <diesel::SqliteConnection as cqrs_core::CqrsConnection>::cqrs_connect(url).unwrap();
+    let rows: Vec<Row> = diesel::sql_query("SELECT kind, key, body FROM received ORDER BY rowid")
+        .load(&mut conn)
+        .unwrap();
+    rows.into_iter()
+        .map(|r| (r.kind, r.key, serde_json::from_str(&r.body).unwrap()))
+        .collect()
+}
+
+fn events_record(
+    conn: &mut diesel::SqliteConnection,
+    kind: &str,
+    key: &str,
+    body: &Value,
+) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("INSERT INTO received (kind, key, body) VALUES (?, ?, ?)")
+        .bind::<diesel::sql_types::Text, _>(kind)
+        .bind::<diesel::sql_types::Text, _>(key)
+        .bind::<diesel::sql_types::Text, _>(body.to_string())
+        .execute(conn)
+        .map(drop)
+}
+
+#[cqrs_core::handler(exchange = "interop_django_book", routing_key = "published")]
+fn interop_django_book_published(
+    conn: &mut diesel::SqliteConnection,
+    event: cqrs_core::event::Event<Value>,
+) -> Result<(), cqrs_core::event::HandlerError> {
+    let meta = json!({"aggregate": event.aggregate, "event_type": event.event_type, "has_id": event.event_id.is_some()});
+    events_record(conn, "event", &meta.to_string(), &event.payload)?;
+    Ok(())
+}
+
+#[cqrs_core::handler(exchange = "interop_rust_sms", routing_key = "send_sms")]
+fn interop_rust_send_sms(
+    conn: &mut diesel::SqliteConnection,
+    command: cqrs_core::event::Command<Value>,
+) -> Result<(), cqrs_core::event::HandlerError> {
+    let phone = command.arguments["phone_number"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    events_record(conn, "command", &phone, &command.arguments)?;
+    Ok(())
+}
+
+fn python_received(path: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs django-microservices-communication (INTEROP_PYTHON), PostgreSQL and RabbitMQ: run scripts/test"]
+async fn events_and_commands_with_django_microservices_communication() {
+    use cqrs_core::CqrsConnection;
+    use cqrs_core::event::{self, Expiry};
+    use diesel::connection::SimpleConnection;
+
+    let w = World::new();
+    // the Python package needs PostgreSQL (its ids come from a sequence): a fresh schema
+    let schema_url = common::pg_schema_url();
+    let schema = schema_url
+        .rsplit("search_path%3D")
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = common::pg_base_url().unwrap();
+    let host_port = base.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let (host, port) = host_port.split_once(':').unwrap();
+    let id = common::unique("ev");
+    let django_queue = format!("django_events_{id}");
+    let rust_queue = format!("rust_events_{id}");
+    let out = w.path("python_received.jsonl");
+    let django = |args: &[&str]| {
+        let mut cmd = w.django("events", "unused", "unused", args);
+        cmd.env("INTEROP_PG_HOST", host)
+            .env("INTEROP_PG_PORT", port)
+            .env("INTEROP_PG_SCHEMA", &schema)
+            .env("EVENTS_QUEUE", &django_queue)
+            .env("EVENTS_OUT", &out)
+            .env("EVENTS_RUST_AGGREGATE", "interop_rust_book")
+            .env("EVENTS_DJANGO_SERVICE", "interop_django_sms")
+            .env("EVENTS_DJANGO_AGGREGATE", "interop_django_book")
+            .env("EVENTS_RUST_SERVICE", "interop_rust_sms");
+        cmd
+    };
+    run(django(&["migrate", "-v", "0"]), None);
+
+    // the Rust service: handlers on SQLite, its own outbox on another file
+    let handlers = w.path("rust_handlers.sqlite3");
+    let master = w.path("rust_master.sqlite3");
+    for url in [&handlers, &master] {
+        let mut conn = diesel::SqliteConnection::cqrs_connect(url).unwrap();
+        conn.cqrs_setup().unwrap();
+        conn.batch_execute("CREATE TABLE IF NOT EXISTS received (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL)").unwrap();
+    }
+    let config = common::rabbit::config("events_interop");
+    let consumer = cqrs_rabbit::EventConsumer::<diesel::SqliteConnection>::new(
+        config.clone(),
+        handlers.clone(),
+        rust_queue.clone(),
+    );
+    consumer.check().await.unwrap();
+
+    let _python_consumer = Background::spawn(django(&["runconsumer"]));
+    wait_for_queue(&django_queue).await;
+
+    // Python → Rust: an event through its outbox and `runpublisher`; two immediate commands,
+    // the first expiring before the Rust consumer starts
+    run(django(&["events_publish"]), None);
+    let _python_publisher = Background::spawn(django(&["runpublisher"]));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consuming = tokio::spawn(consumer.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // Rust → Python: an event and two commands through the outbox, the first expiring before
+    // the relay sends it
+    let payload = json!({"book_id": 2, "title_text": "Solaris", "author": {"full_name": "Stanisław Lem"}, "page_counts": [204]});
+    let mut conn = diesel::SqliteConnection::cqrs_connect(&master).unwrap();
+    cqrs_core::transaction(&mut conn, |c| {
+        event::publish_aggregate_event(c, "interop_rust_book", "published", &payload)?;
+        event::send_command(
+            c,
+            "interop_django_sms",
+            "send_sms",
+            &json!({"phone_number": "+300", "text": "expired"}),
+            Expiry::At(chrono::Utc::now() + chrono::Duration::milliseconds(300)),
+        )?;
+        event::send_command(
+            c,
+            "interop_django_sms",
+            "send_sms",
+            &json!({"phone_number": "+400", "text": "hello"}),
+            Expiry::After(Duration::from_secs(60)),
+        )
+    })
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let sent = cqrs_rabbit::Relay::<diesel::SqliteConnection>::new(config.clone(), master.clone())
+        .drain()
+        .await
+        .unwrap();
+    assert_eq!(sent, 3);
+
+    wait_until(
+        "Rust received the Django event and the live command",
+        || {
+            let got = events_received(&handlers);
+            if got.iter().any(|r| r.0 == "event") && got.iter().any(|r| r.1 == "+200") {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    );
+    wait_until(
+        "Django received the Rust event and the live command",
+        || {
+            let got = python_received(&out);
+            let event = got.iter().any(|r| r["kind"] == "event");
+            let command = got.iter().any(|r| r["arguments"]["phone_number"] == "+400");
+            if event && command {
+                Ok(())
+            } else {
+                Err(format!("{got:?}"))
+            }
+        },
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let got = events_received(&handlers);
+    let event = got.iter().find(|r| r.0 == "event").unwrap();
+    assert_eq!(
+        event.2,
+        json!({"book_id": 1, "title_text": "Dune", "author": {"full_name": "Frank Herbert"}, "page_counts": [412, 896]}),
+        "payload equal field by field"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.1).unwrap(),
+        json!({"aggregate": "interop_django_book", "event_type": "published", "has_id": true})
+    );
+    assert_eq!(
+        got.iter().find(|r| r.1 == "+200").unwrap().2,
+        json!({"phone_number": "+200", "text": "hello"})
+    );
+    assert!(
+        !got.iter().any(|r| r.1 == "+100"),
+        "the expired Python command was not executed: {got:?}"
+    );
+
+    let py = python_received(&out);
+    let event = py.iter().find(|r| r["kind"] == "event").unwrap();
+    assert_eq!(event["payload"], payload, "payload equal field by field");
+    assert_eq!(event["aggregate"], "interop_rust_book");
+    assert_eq!(event["event_type"], "published");
+    assert!(event["event_id"].is_string());
+    assert!(
+        !py.iter().any(|r| r["arguments"]["phone_number"] == "+300"),
+        "the expired Rust command was not executed: {py:?}"
+    );
+
+    let _ = stop.send(());
+    consuming.await.unwrap().unwrap();
+}

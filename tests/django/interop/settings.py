@@ -13,6 +13,30 @@ DATABASES = {
         'NAME': os.environ.get('INTEROP_DB', f'/tmp/interop-{ROLE}.sqlite3'),
     },
 }
+if ROLE == 'events':
+    # django-microservices-communication 2.6.9: its ids come from a PostgreSQL sequence, and
+    # its default publisher LISTENs, so this role runs on PostgreSQL (INTEROP_PG_* below).
+    INSTALLED_APPS = ['services_communication', 'interop.events']
+    DATABASES = {
+        'default': {
+            'ENGINE': 'django.db.backends.postgresql',
+            'HOST': os.environ.get('INTEROP_PG_HOST', '127.0.0.1'),
+            'PORT': os.environ.get('INTEROP_PG_PORT', '5432'),
+            'USER': os.environ.get('INTEROP_PG_USER', 'postgres'),
+            'NAME': os.environ.get('INTEROP_PG_NAME', 'cqrs'),
+            'OPTIONS': {'options': '-c search_path=' + os.environ.get('INTEROP_PG_SCHEMA', 'public')},
+        },
+    }
+    MICROSERVICES_COMMUNICATION_SETTINGS = {
+        'APP_ID': 'django-events',
+        'BROKER_CONNECTION_URL': os.environ.get('AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/'),
+        'QUEUE': os.environ.get('EVENTS_QUEUE', 'django_events'),
+        'EXCHANGES': [os.environ.get('EVENTS_RUST_AGGREGATE', 'rust_book'), os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms')],
+        'BINDS': [
+            (os.environ.get('EVENTS_RUST_AGGREGATE', 'rust_book'), 'published'),
+            (os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms'), 'send_sms'),
+        ],
+    }
 CQRS = {
     'transport': 'dj_cqrs.transport.RabbitMQTransport',
     'url': os.environ.get('AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/'),
