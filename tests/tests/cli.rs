@@ -383,10 +383,13 @@ where
 /// Waits until a consumer process has declared its queue (messages published before would
 /// find no binding).
 fn wait_for_consumer(config: &Config) {
-    let queue = config.queue.clone().unwrap();
+    wait_for_queue_consumer(&config.queue.clone().unwrap());
+}
+
+fn wait_for_queue_consumer(queue: &str) {
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(rabbit::wait_for_consumer(&queue));
+        .block_on(rabbit::wait_for_consumer(queue));
 }
 
 fn eventually_blocking(mut check: impl FnMut() -> bool) {
@@ -889,4 +892,136 @@ async fn dead_letter_tools() {
     assert_eq!(out, "Total dead letters: 0\n");
     conn.close(200, "".into()).await.unwrap();
     assert!(consumer.terminate().success());
+}
+
+/// The `events` command runs the binary's `#[handler]` functions (found through `inventory`,
+/// no wiring), `handlers` lists them, and `outbox check` fails while events wait too long.
+fn events_command<C>(database_url: &str, master_url: &str)
+where
+    C: cqrs_core::Registered,
+    for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, Greeted>,
+{
+    use cqrs_core::event;
+    use cqrs_tests::handlers::{GREETINGS_DDL, Greeting};
+    let config = rabbit::config("cli_events");
+    let env = env(&config, database_url);
+    let (listed, _) = ok(&run(&env, &["handlers"], None));
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("event\ttest_greeting\tsaid\tinbox\t")
+                && l.contains("greeting_said")),
+        "{listed}"
+    );
+    let mut db = C::cqrs_connect(database_url).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut db, GREETINGS_DDL).unwrap();
+
+    // two events wait in the master's outbox: the check fails with --max-delay 0, passes when
+    // 2 are tolerated, and passes once the relay published them
+    let master_env = self::env(&config, master_url);
+    let mut master = C::cqrs_connect(master_url).unwrap();
+    // (the other backend's test publishes to the same exchange: names tell them apart)
+    let names: Vec<String> = ["ann", "bob"]
+        .iter()
+        .map(|n| format!("{n}-{}", C::BACKEND))
+        .collect();
+    for said_by in &names {
+        event::publish(
+            &mut master,
+            &Greeting {
+                said_by: said_by.clone(),
+            },
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let failed = fails(&run(
+        &master_env,
+        &["outbox", "check", "--max-delay", "0"],
+        None,
+    ));
+    assert!(failed.contains("2 message(s) older than 0 s"), "{failed}");
+    ok(&run(
+        &master_env,
+        &[
+            "outbox",
+            "check",
+            "--max-delay",
+            "0",
+            "--max-queue-size",
+            "2",
+        ],
+        None,
+    ));
+    ok(&run(
+        &master_env,
+        &["outbox", "check", "--max-delay", "3600"],
+        None,
+    ));
+    let bad = run(&master_env, &["outbox", "check", "--max-delay", "-1"], None);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "a bad argument is a usage error"
+    );
+
+    let queue = format!("events_{}", config.queue.clone().unwrap());
+    let mut events = service(&env)
+        .args(["events", "--events-queue", &queue])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_queue_consumer(&queue);
+    ok(&run(&master_env, &["relay", "--once"], None));
+    ok(&run(
+        &master_env,
+        &["outbox", "check", "--max-delay", "0"],
+        None,
+    ));
+    eventually_blocking(|| {
+        let got = greetings::<C>(database_url);
+        names
+            .iter()
+            .all(|n| got.iter().filter(|g| *g == n).count() == 1)
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &events.id().to_string()])
+        .status();
+    assert!(events.wait().unwrap().success(), "stops cleanly on SIGTERM");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Greeted {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    said_by: String,
+}
+
+fn greetings<C>(url: &str) -> Vec<String>
+where
+    C: CqrsConnection,
+    for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, Greeted>,
+{
+    let mut conn = C::cqrs_connect(url).unwrap();
+    let rows: Vec<Greeted> = diesel::RunQueryDsl::load(
+        diesel::sql_query("SELECT said_by FROM greetings ORDER BY said_by"),
+        &mut conn,
+    )
+    .unwrap();
+    rows.into_iter().map(|r| r.said_by).collect()
+}
+
+#[test]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+fn events_command_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    events_command::<SqliteConnection>(
+        &sqlite_db(&dir, "handlers.sqlite3"),
+        &sqlite_db(&dir, "master.sqlite3"),
+    );
+}
+
+#[test]
+#[ignore = "needs RabbitMQ (AMQP_ADDR) and PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+fn events_command_postgres() {
+    events_command::<diesel::PgConnection>(&pg_db(), &pg_db());
 }

@@ -159,10 +159,69 @@ pub enum Command {
     ReplayUnroutable,
     /// List the models registered in this binary.
     Models,
+    /// List the event, command and call handlers registered in this binary for the
+    /// database's backend: kind, exchange, routing key (`*`: every key), inbox, function.
+    Handlers,
+    /// Run this binary's event, command and call handlers on a queue (until SIGINT/SIGTERM).
+    Events {
+        /// The queue of this service's handlers.
+        #[arg(long = "events-queue", env = "CQRS_EVENTS_QUEUE")]
+        queue: String,
+        /// Extra bindings, `exchange:routing_key` (the Python package's `BINDS`).
+        #[arg(long = "bind", value_parser = bind)]
+        binds: Vec<(String, String)>,
+        /// Declare nothing: queues, exchanges and bindings belong to the infrastructure.
+        #[arg(long)]
+        no_declare: bool,
+    },
+    /// Look at the outbox.
+    Outbox {
+        /// check
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Print the DDL of the framework's own tables (cqrs_outbox, cqrs_tombstones,
     /// cqrs_master_revisions) for the database's backend, to put in a migration. The relay,
     /// the consumer and `cqrs_setup` create them when missing.
     Schema,
+}
+
+/// What `outbox` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OutboxAction {
+    /// Exit non-zero when more than N messages (rows or events) are older than S seconds and
+    /// still unpublished (the Python package's `checkpublisher`): a liveness probe.
+    Check {
+        /// How many overdue messages are tolerated.
+        #[arg(long, default_value_t = 0)]
+        max_queue_size: u32,
+        /// How old (seconds) an unpublished message may be.
+        #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+        max_delay: f64,
+    },
+}
+
+fn bind(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((exchange, key)) if !exchange.is_empty() => Ok((
+            exchange.to_owned(),
+            if key.is_empty() {
+                "#".to_owned()
+            } else {
+                key.to_owned()
+            },
+        )),
+        _ => Err(format!("`{text}` is not exchange:routing_key")),
+    }
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=31_536_000.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0 to 31536000"
+        )),
+    }
 }
 
 fn batch_size(text: &str) -> Result<usize, String> {

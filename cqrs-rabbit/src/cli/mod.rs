@@ -168,6 +168,22 @@ fn list_models() -> Result<()> {
 }
 
 #[allow(clippy::print_stdout, reason = "a command line prints its output")]
+fn list_handlers<C: Registered>() -> Result<()> {
+    let entries = C::handler_entries();
+    cqrs_core::event::Router::new(&entries).map_err(Error::Input)?;
+    for e in entries {
+        let key = if e.routing_key.is_empty() {
+            "*"
+        } else {
+            e.routing_key
+        };
+        let inbox = if e.inbox { "inbox" } else { "-" };
+        println!("{}\t{}\t{}\t{}\t{}", e.kind, e.exchange, key, inbox, e.name);
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "a command line prints its output")]
 fn print_schema<C: cqrs_core::CqrsConnection>() -> Result<()> {
     println!("-- the framework's tables on {} (idempotent)", C::BACKEND);
     println!("{}", C::SETUP_SQL.trim());
@@ -250,6 +266,53 @@ async fn run<C: Registered>(
         }
         Command::Models => list_models(),
         Command::Schema => print_schema::<C>(),
+        Command::Handlers => list_handlers::<C>(),
+        Command::Events {
+            queue,
+            binds,
+            no_declare,
+        } => {
+            let mut consumer = crate::EventConsumer::<C>::new(config, database_url, queue);
+            for (exchange, key) in binds {
+                consumer = consumer.bind(exchange, key);
+            }
+            if no_declare {
+                consumer = consumer.no_declare();
+            }
+            consumer.check().await?;
+            consumer.run(shutdown_signal()).await
+        }
+        Command::Outbox {
+            action:
+                args::OutboxAction::Check {
+                    max_queue_size,
+                    max_delay,
+                },
+        } => {
+            let url = database_url.to_owned();
+            let micros = (max_delay * 1e6) as i64;
+            let overdue = tokio::task::spawn_blocking(move || -> Result<(i64, i64)> {
+                let mut conn = C::cqrs_connect(&url)?;
+                conn.cqrs_setup()?;
+                let overdue = conn
+                    .outbox_overdue(micros)
+                    .map_err(cqrs_core::Error::from)?;
+                let pending = conn.outbox_pending().map_err(cqrs_core::Error::from)?;
+                Ok((overdue, pending))
+            })
+            .await
+            .map_err(Error::task("the outbox check"))??;
+            let (overdue, pending) = overdue;
+            eprintln!(
+                "outbox: {pending} message(s) waiting, {overdue} older than {max_delay} s (tolerated: {max_queue_size})"
+            );
+            if overdue > i64::from(max_queue_size) {
+                return Err(Error::Input(format!(
+                    "outbox check failed: {overdue} message(s) older than {max_delay} s, more than {max_queue_size}: is the relay running?"
+                )));
+            }
+            Ok(())
+        }
         Command::BulkDump {
             cqrs_id,
             output,
