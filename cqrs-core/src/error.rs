@@ -84,6 +84,11 @@ pub enum Error {
     /// Applying a message to a replica failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+
+    /// Publishing an event, command or call failed (so that one transaction can write rows
+    /// and publish events with `?` on both).
+    #[error(transparent)]
+    Event(#[from] crate::event::EventError),
     /// Writing a tool's output failed.
     #[error("{context}: {source}")]
     Io {

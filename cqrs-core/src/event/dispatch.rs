@@ -188,3 +188,65 @@ pub mod __private {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(_: &mut (), _: &Incoming) -> Result<Option<Value>, HandlerError> {
+        Ok(None)
+    }
+
+    fn entry(
+        name: &'static str,
+        exchange: &'static str,
+        routing_key: &'static str,
+    ) -> &'static HandlerEntry<()> {
+        Box::leak(Box::new(HandlerEntry {
+            name,
+            exchange,
+            routing_key,
+            kind: HandlerKind::Raw,
+            inbox: false,
+            run,
+        }))
+    }
+
+    #[test]
+    fn routes_as_the_python_router() {
+        let router = Router::new(&[
+            entry("exact", "book", "published"),
+            entry("catch_all", "book", ""),
+            entry("fallback", DEFAULT_EXCHANGE, ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            router.find("book", "published").map(|e| e.name),
+            Some("exact")
+        );
+        assert_eq!(
+            router.find("book", "deleted").map(|e| e.name),
+            Some("catch_all")
+        );
+        assert_eq!(
+            router.find("order", "paid").map(|e| e.name),
+            Some("fallback")
+        );
+        assert_eq!(
+            router.bindings(),
+            vec![("book", "#"), ("book", "published")]
+        );
+        let bare = Router::new(&[entry("exact", "book", "published")]).unwrap();
+        assert!(bare.find("book", "deleted").is_none());
+    }
+
+    #[test]
+    fn two_handlers_of_one_route_are_named() {
+        let error =
+            Router::new(&[entry("first", "book", "x"), entry("second", "book", "x")]).unwrap_err();
+        assert!(
+            error.contains("`first`") && error.contains("`second`"),
+            "{error}"
+        );
+    }
+}

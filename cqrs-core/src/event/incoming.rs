@@ -266,3 +266,61 @@ impl<D: DeserializeOwned> FromIncoming for CallResponse<D> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn incoming(body: &str) -> Result<Incoming, HandlerError> {
+        Incoming::parse("svc", "send_sms", body.as_bytes(), None)
+    }
+
+    #[test]
+    fn times_as_django_writes_them() {
+        let t = parse_time("2026-12-02T10:00:00.123Z").unwrap();
+        assert_eq!(t.timestamp_subsec_millis(), 123);
+        assert!(parse_time("2026-12-02T10:00:00.123456").is_some());
+        assert!(parse_time("yesterday").is_none());
+    }
+
+    #[test]
+    fn bad_bodies_are_malformed_never_a_panic() {
+        assert!(matches!(
+            incoming("not json"),
+            Err(HandlerError::Malformed(_))
+        ));
+        let list = incoming("[1]").unwrap();
+        assert!(matches!(
+            Command::<Value>::from_incoming(&list),
+            Err(HandlerError::Malformed(_))
+        ));
+        let no_payload = incoming(r#"{"eventId": 1}"#).unwrap();
+        assert!(matches!(
+            Event::<Value>::from_incoming(&no_payload),
+            Err(HandlerError::Malformed(_))
+        ));
+        let bad_time = incoming(r#"{"meta": {"expiredTime": 12}}"#).unwrap();
+        assert!(matches!(
+            bad_time.expires(),
+            Err(HandlerError::Malformed(_))
+        ));
+        let no_reply = incoming(r#"{"id": 1, "data": {}}"#).unwrap();
+        assert!(matches!(
+            Call::<Value>::from_incoming(&no_reply),
+            Err(HandlerError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_command_loses_its_meta_and_keeps_snake_case() {
+        let m = incoming(
+            r#"{"phoneNumber": "+1", "meta": {"expiredTime": "2030-01-01T00:00:00.000Z"}}"#,
+        )
+        .unwrap();
+        let c = Command::<Value>::from_incoming(&m).unwrap();
+        assert_eq!(c.arguments, json!({"phone_number": "+1"}));
+        assert!(c.expires.is_some());
+        assert_eq!(m.event_id(), None);
+    }
+}
