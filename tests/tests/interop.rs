@@ -697,6 +697,30 @@ fn interop_rust_send_sms(
     Ok(())
 }
 
+#[cqrs_core::handler(exchange = "interop_rust_sms", routing_key = "price")]
+fn interop_rust_price(
+    conn: &mut diesel::SqliteConnection,
+    call: cqrs_core::event::Call<Value>,
+) -> Result<Value, cqrs_core::event::HandlerError> {
+    events_record(conn, "call", &call.id.to_string(), &call.data)?;
+    Ok(json!({"book_id": call.data["book_id"], "unit_price": 12.5}))
+}
+
+#[cqrs_core::handler(exchange = "interop_rust_replies")]
+fn interop_rust_answer(
+    conn: &mut diesel::SqliteConnection,
+    answer: cqrs_core::event::CallResponse<Value>,
+) -> Result<(), cqrs_core::event::HandlerError> {
+    let key = format!("{}.{}", answer.service, answer.method);
+    events_record(
+        conn,
+        "answer",
+        &key,
+        &json!({"id": answer.id, "data": answer.data}),
+    )?;
+    Ok(())
+}
+
 fn python_received(path: &str) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -737,7 +761,8 @@ async fn events_and_commands_with_django_microservices_communication() {
             .env("EVENTS_RUST_AGGREGATE", "interop_rust_book")
             .env("EVENTS_DJANGO_SERVICE", "interop_django_sms")
             .env("EVENTS_DJANGO_AGGREGATE", "interop_django_book")
-            .env("EVENTS_RUST_SERVICE", "interop_rust_sms");
+            .env("EVENTS_RUST_SERVICE", "interop_rust_sms")
+            .env("EVENTS_DJANGO_REPLIES", "interop_django_replies");
         cmd
     };
     run(django(&["migrate", "-v", "0"]), None);
@@ -770,6 +795,15 @@ async fn events_and_commands_with_django_microservices_communication() {
     let consuming = tokio::spawn(consumer.run(async move {
         let _ = stopped.await;
     }));
+    // the Rust handlers' own outbox (call answers) has its relay
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relaying = tokio::spawn(
+        cqrs_rabbit::Relay::<diesel::SqliteConnection>::new(config.clone(), handlers.clone()).run(
+            async move {
+                let _ = relay_stopped.await;
+            },
+        ),
+    );
 
     // Rust → Python: an event and two commands through the outbox, the first expiring before
     // the relay sends it
@@ -790,6 +824,14 @@ async fn events_and_commands_with_django_microservices_communication() {
             "send_sms",
             &json!({"phone_number": "+400", "text": "hello"}),
             Expiry::After(Duration::from_secs(60)),
+        )?;
+        event::send_call(
+            c,
+            "interop_django_sms",
+            "price",
+            &json!({"book_id": 2}),
+            "interop_rust_replies",
+            Expiry::After(Duration::from_secs(60)),
         )
     })
     .unwrap();
@@ -798,13 +840,16 @@ async fn events_and_commands_with_django_microservices_communication() {
         .drain()
         .await
         .unwrap();
-    assert_eq!(sent, 3);
+    assert_eq!(sent, 4);
 
     wait_until(
         "Rust received the Django event and the live command",
         || {
             let got = events_received(&handlers);
-            if got.iter().any(|r| r.0 == "event") && got.iter().any(|r| r.1 == "+200") {
+            let kinds = ["event", "call", "answer"];
+            if kinds.iter().all(|k| got.iter().any(|r| r.0 == *k))
+                && got.iter().any(|r| r.1 == "+200")
+            {
                 Ok(())
             } else {
                 Err(format!("{got:?}"))
@@ -817,7 +862,10 @@ async fn events_and_commands_with_django_microservices_communication() {
             let got = python_received(&out);
             let event = got.iter().any(|r| r["kind"] == "event");
             let command = got.iter().any(|r| r["arguments"]["phone_number"] == "+400");
-            if event && command {
+            let calls = ["call", "answer"]
+                .iter()
+                .all(|k| got.iter().any(|r| r["kind"] == *k));
+            if event && command && calls {
                 Ok(())
             } else {
                 Err(format!("{got:?}"))
@@ -857,6 +905,39 @@ async fn events_and_commands_with_django_microservices_communication() {
         "the expired Rust command was not executed: {py:?}"
     );
 
+    // calls: Django's call answered by the Rust handler, the Rust call by Django's handler
+    let rust_call = got.iter().find(|r| r.0 == "call").unwrap();
+    assert_eq!(rust_call.2, json!({"book_id": 1}));
+    let django_answer = py.iter().find(|r| r["kind"] == "answer").unwrap();
+    assert_eq!(
+        django_answer["data"],
+        json!({"book_id": 1, "unit_price": 12.5})
+    );
+    assert_eq!(django_answer["service"], "interop_rust_sms");
+    assert_eq!(django_answer["method"], "price");
+    assert_eq!(
+        django_answer["call_id"].to_string(),
+        rust_call.1,
+        "the call id comes back"
+    );
+    let django_call = py
+        .iter()
+        .find(|r| r["kind"] == "call")
+        .unwrap_or_else(|| panic!("{py:?}"));
+    assert_eq!(django_call["data"], json!({"book_id": 2}));
+    let rust_answer = got.iter().find(|r| r.0 == "answer").unwrap();
+    assert_eq!(rust_answer.1, "interop_django_sms.price");
+    assert_eq!(
+        rust_answer.2["data"],
+        json!({"book_id": 2, "unit_price": 7.5})
+    );
+    assert!(
+        rust_answer.2["id"].is_string(),
+        "the Rust call id came back: {rust_answer:?}"
+    );
+
     let _ = stop.send(());
     consuming.await.unwrap().unwrap();
+    let _ = stop_relay.send(());
+    relaying.await.unwrap().unwrap();
 }

@@ -31,10 +31,13 @@ if ROLE == 'events':
         'APP_ID': 'django-events',
         'BROKER_CONNECTION_URL': os.environ.get('AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672/'),
         'QUEUE': os.environ.get('EVENTS_QUEUE', 'django_events'),
-        'EXCHANGES': [os.environ.get('EVENTS_RUST_AGGREGATE', 'rust_book'), os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms')],
+        'EXCHANGES': [os.environ.get('EVENTS_RUST_AGGREGATE', 'rust_book'), os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms'),
+                      os.environ.get('EVENTS_DJANGO_REPLIES', 'django_replies')],
         'BINDS': [
             (os.environ.get('EVENTS_RUST_AGGREGATE', 'rust_book'), 'published'),
             (os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms'), 'send_sms'),
+            (os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms'), 'price'),
+            os.environ.get('EVENTS_DJANGO_REPLIES', 'django_replies'),
         ],
     }
 CQRS = {
@@ -56,5 +59,8 @@ CQRS = {
 LOGGING = {
     'version': 1,
     'handlers': {'stderr': {'class': 'logging.StreamHandler'}},
-    'loggers': {'django-cqrs': {'handlers': ['stderr'], 'level': os.environ.get('INTEROP_LOG', 'WARNING')}},
+    'loggers': {
+        'django-cqrs': {'handlers': ['stderr'], 'level': os.environ.get('INTEROP_LOG', 'WARNING')},
+        'services_communication': {'handlers': ['stderr'], 'level': os.environ.get('INTEROP_LOG', 'WARNING')},
+    },
 }

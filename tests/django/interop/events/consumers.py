@@ -2,10 +2,12 @@
 import json
 import os
 
-from services_communication.consumer import command_consumer, event_consumer, message_router
+from services_communication.consumer import (
+    call_consumer, call_response_consumer, command_consumer, event_consumer, message_router)
 
 RUST_AGGREGATE = os.environ.get('EVENTS_RUST_AGGREGATE', 'rust_book')
 DJANGO_SERVICE = os.environ.get('EVENTS_DJANGO_SERVICE', 'django_sms')
+DJANGO_REPLIES = os.environ.get('EVENTS_DJANGO_REPLIES', 'django_replies')
 
 
 def _out(record):
@@ -24,3 +26,16 @@ def book_published(payload, **kwargs):
 @command_consumer
 def send_sms(routing_key, body, **kwargs):
     _out({'kind': 'command', 'name': routing_key, 'arguments': body})
+
+
+@message_router.consumer(DJANGO_SERVICE, 'price')
+@call_consumer
+def price(data, **kwargs):
+    _out({'kind': 'call', 'data': data, 'call_id': kwargs.get('call_id')})
+    return {'book_id': data.get('book_id'), 'unit_price': 7.5}
+
+
+@message_router.consumer(DJANGO_REPLIES)
+@call_response_consumer
+def answer(data, service_name=None, method_name=None, call_id=None, **kwargs):
+    _out({'kind': 'answer', 'data': data, 'service': service_name, 'method': method_name, 'call_id': call_id})

@@ -5,7 +5,7 @@ import os
 from django.core.management import BaseCommand
 from django.db import transaction
 
-from services_communication.call import send_command
+from services_communication.call import send_call, send_command
 from services_communication.publisher import publish_aggregate_event
 
 
@@ -18,5 +18,6 @@ class Command(BaseCommand):
                 'book_id': 1, 'title_text': 'Dune', 'author': {'full_name': 'Frank Herbert'},
                 'page_counts': [412, 896],
             })
+            send_call(service, 'price', {'book_id': 1}, reply_to=os.environ['EVENTS_DJANGO_REPLIES'], timeout=60)
         send_command(service, {'phone_number': '+100', 'text': 'expired'}, command_name='send_sms', timeout=1)
         send_command(service, {'phone_number': '+200', 'text': 'hello'}, command_name='send_sms', timeout=60)
