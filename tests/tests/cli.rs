@@ -762,7 +762,12 @@ fn schema_prints_the_framework_tables() {
     .collect();
     assert_eq!(
         names,
-        ["cqrs_inbox", "cqrs_master_revisions", "cqrs_outbox", "cqrs_tombstones"]
+        [
+            "cqrs_inbox",
+            "cqrs_master_revisions",
+            "cqrs_outbox",
+            "cqrs_tombstones"
+        ]
     );
 
     let env = vec![(
