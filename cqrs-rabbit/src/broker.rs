@@ -236,6 +236,23 @@ pub async fn publish_confirmed(
     }
 }
 
+/// Starts consuming `queue` on `channel` (server-named consumer tag).
+pub(crate) async fn consume(
+    channel: &Channel,
+    url: &BrokerUrl,
+    queue: &str,
+) -> Result<lapin::Consumer> {
+    channel
+        .basic_consume(
+            ShortString::from(queue.to_owned()),
+            ShortString::from(String::new()),
+            lapin::options::BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| url.error("start consuming", e))
+}
+
 /// Puts back every unacknowledged message of `channel` up to `tag`, in their order.
 pub(crate) async fn requeue_up_to(
     channel: &Channel,

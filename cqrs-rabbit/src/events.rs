@@ -18,7 +18,7 @@ use std::time::Duration;
 use cqrs_core::event::{Handled, HandlerError, Incoming, Router, dispatch};
 use cqrs_core::registry::Registered;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 
@@ -250,15 +250,7 @@ impl<C: Registered> EventConsumer<C> {
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
         self.declare_topology(&channel, router).await?;
         topology::set_prefetch(&channel, &self.config).await?;
-        let consumer = channel
-            .basic_consume(
-                ShortString::from(self.queue.clone()),
-                ShortString::from(String::new()),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| self.config.url.error("start consuming", e))?;
+        let consumer = broker::consume(&channel, &self.config.url, &self.queue).await?;
         Ok((connection, channel, consumer))
     }
 

@@ -319,8 +319,9 @@ async fn publish_records(
             Some(event_exchange) => {
                 // A domain event, command or call: news to whoever listens, published as
                 // django-microservices-communication does (not mandatory: no listener is fine).
-                if declared.insert(event_exchange.clone()) {
+                if !declared.contains(event_exchange) {
                     topology::declare_event_exchange(channel, config, event_exchange).await?;
+                    declared.insert(event_exchange.clone());
                 }
                 let properties =
                     broker::record_properties(record.properties.as_deref().unwrap_or("{}"));

@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::rabbit::{self, eventually};
+use common::received::{count, received, record, sqlite_file};
 use cqrs_core::event::{
     self, Call, CallResponse, Command, DomainEvent, Event, Expiry, HandlerError, Incoming,
 };
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{EventConsumer, Relay};
-use diesel::connection::SimpleConnection;
-use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::SqliteConnection;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -54,20 +54,6 @@ struct PriceRequest {
 }
 
 static FLAKY_FAILURES: AtomicU32 = AtomicU32::new(0);
-
-fn record(
-    conn: &mut SqliteConnection,
-    kind: &str,
-    key: &str,
-    body: &Value,
-) -> diesel::QueryResult<()> {
-    diesel::sql_query("INSERT INTO received (kind, key, body) VALUES (?, ?, ?)")
-        .bind::<diesel::sql_types::Text, _>(kind)
-        .bind::<diesel::sql_types::Text, _>(key)
-        .bind::<diesel::sql_types::Text, _>(body.to_string())
-        .execute(conn)
-        .map(drop)
-}
 
 #[cqrs_core::handler(exchange = "test_book", routing_key = "published", inbox)]
 fn on_book_published(
@@ -132,34 +118,6 @@ fn on_price_answer(
     Ok(())
 }
 
-#[derive(QueryableByName, Debug)]
-struct Received {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    kind: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    key: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    body: String,
-}
-
-fn received(url: &str) -> Vec<(String, String, Value)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
-    let rows: Vec<Received> =
-        diesel::sql_query("SELECT kind, key, body FROM received ORDER BY rowid")
-            .load(&mut conn)
-            .unwrap();
-    rows.into_iter()
-        .map(|r| (r.kind, r.key, serde_json::from_str(&r.body).unwrap()))
-        .collect()
-}
-
-fn count(url: &str, kind: &str, key: &str) -> usize {
-    received(url)
-        .iter()
-        .filter(|(k, kk, _)| k == kind && kk == key)
-        .count()
-}
-
 struct Running(
     Option<oneshot::Sender<()>>,
     tokio::task::JoinHandle<Result<(), cqrs_rabbit::Error>>,
@@ -184,15 +142,6 @@ where
 {
     let (stop, stopped) = oneshot::channel();
     Running(Some(stop), tokio::spawn(run(stopped)))
-}
-
-fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> String {
-    let url = dir.path().join(name).to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    conn.batch_execute("CREATE TABLE IF NOT EXISTS received (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL)")
-        .unwrap();
-    url
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -637,50 +637,13 @@ fn wait_for_dead_letter(w: &World, role: &str, db: &str, queue: &str, needle: &s
 
 // ---- django-microservices-communication 2.6.9: events and commands, both ways ----
 
-/// What the Rust side's handlers received: `(kind, key, body)` rows of a SQLite file.
-fn events_received(url: &str) -> Vec<(String, String, Value)> {
-    use diesel::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        kind: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        key: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        body: String,
-    }
-    let mut conn =
-        <diesel::SqliteConnection as cqrs_core::CqrsConnection>::cqrs_connect(url).unwrap();
-    let rows: Vec<Row> = diesel::sql_query("SELECT kind, key, body FROM received ORDER BY rowid")
-        .load(&mut conn)
-        .unwrap();
-    rows.into_iter()
-        .map(|r| (r.kind, r.key, serde_json::from_str(&r.body).unwrap()))
-        .collect()
-}
-
-fn events_record(
-    conn: &mut diesel::SqliteConnection,
-    kind: &str,
-    key: &str,
-    body: &Value,
-) -> diesel::QueryResult<()> {
-    use diesel::RunQueryDsl;
-    diesel::sql_query("INSERT INTO received (kind, key, body) VALUES (?, ?, ?)")
-        .bind::<diesel::sql_types::Text, _>(kind)
-        .bind::<diesel::sql_types::Text, _>(key)
-        .bind::<diesel::sql_types::Text, _>(body.to_string())
-        .execute(conn)
-        .map(drop)
-}
-
 #[cqrs_core::handler(exchange = "interop_django_book", routing_key = "published")]
 fn interop_django_book_published(
     conn: &mut diesel::SqliteConnection,
     event: cqrs_core::event::Event<Value>,
 ) -> Result<(), cqrs_core::event::HandlerError> {
     let meta = json!({"aggregate": event.aggregate, "event_type": event.event_type, "has_id": event.event_id.is_some()});
-    events_record(conn, "event", &meta.to_string(), &event.payload)?;
+    common::received::record(conn, "event", &meta.to_string(), &event.payload)?;
     Ok(())
 }
 
@@ -693,7 +656,7 @@ fn interop_rust_send_sms(
         .as_str()
         .unwrap_or("")
         .to_owned();
-    events_record(conn, "command", &phone, &command.arguments)?;
+    common::received::record(conn, "command", &phone, &command.arguments)?;
     Ok(())
 }
 
@@ -702,7 +665,7 @@ fn interop_rust_price(
     conn: &mut diesel::SqliteConnection,
     call: cqrs_core::event::Call<Value>,
 ) -> Result<Value, cqrs_core::event::HandlerError> {
-    events_record(conn, "call", &call.id.to_string(), &call.data)?;
+    common::received::record(conn, "call", &call.id.to_string(), &call.data)?;
     Ok(json!({"book_id": call.data["book_id"], "unit_price": 12.5}))
 }
 
@@ -712,7 +675,7 @@ fn interop_rust_answer(
     answer: cqrs_core::event::CallResponse<Value>,
 ) -> Result<(), cqrs_core::event::HandlerError> {
     let key = format!("{}.{}", answer.service, answer.method);
-    events_record(
+    common::received::record(
         conn,
         "answer",
         &key,
@@ -734,7 +697,6 @@ fn python_received(path: &str) -> Vec<Value> {
 async fn events_and_commands_with_django_microservices_communication() {
     use cqrs_core::CqrsConnection;
     use cqrs_core::event::{self, Expiry};
-    use diesel::connection::SimpleConnection;
 
     let w = World::new();
     // the Python package needs PostgreSQL (its ids come from a sequence): a fresh schema
@@ -768,13 +730,8 @@ async fn events_and_commands_with_django_microservices_communication() {
     run(django(&["migrate", "-v", "0"]), None);
 
     // the Rust service: handlers on SQLite, its own outbox on another file
-    let handlers = w.path("rust_handlers.sqlite3");
-    let master = w.path("rust_master.sqlite3");
-    for url in [&handlers, &master] {
-        let mut conn = diesel::SqliteConnection::cqrs_connect(url).unwrap();
-        conn.cqrs_setup().unwrap();
-        conn.batch_execute("CREATE TABLE IF NOT EXISTS received (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL)").unwrap();
-    }
+    let handlers = common::received::sqlite_file(&w.dir, "rust_handlers.sqlite3");
+    let master = common::received::sqlite_file(&w.dir, "rust_master.sqlite3");
     let config = common::rabbit::config("events_interop");
     let consumer = cqrs_rabbit::EventConsumer::<diesel::SqliteConnection>::new(
         config.clone(),
@@ -845,7 +802,7 @@ async fn events_and_commands_with_django_microservices_communication() {
     wait_until(
         "Rust received the Django event and the live command",
         || {
-            let got = events_received(&handlers);
+            let got = common::received::received(&handlers);
             let kinds = ["event", "call", "answer"];
             if kinds.iter().all(|k| got.iter().any(|r| r.0 == *k))
                 && got.iter().any(|r| r.1 == "+200")
@@ -874,7 +831,7 @@ async fn events_and_commands_with_django_microservices_communication() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let got = events_received(&handlers);
+    let got = common::received::received(&handlers);
     let event = got.iter().find(|r| r.0 == "event").unwrap();
     assert_eq!(
         event.2,

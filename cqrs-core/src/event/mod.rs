@@ -88,8 +88,11 @@ impl Expiry {
 
 /// The AMQP `app_id` of this process's messages: `CQRS_APP_ID`, else `anonymous` (the Python
 /// package's default when `APP_ID` is unset).
-fn app_id() -> String {
-    std::env::var("CQRS_APP_ID").unwrap_or_else(|_| "anonymous".to_owned())
+fn app_id() -> &'static str {
+    static APP_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::env::var("CQRS_APP_ID").unwrap_or_else(|_| "anonymous".to_owned())
+    });
+    &APP_ID
 }
 
 /// A time as Django's `DjangoJSONEncoder` writes it, always with milliseconds (the package's
@@ -182,17 +185,25 @@ pub fn publish_aggregate_event<C: CqrsConnection>(
     event_type: &str,
     payload: &impl Serialize,
 ) -> Result<String, EventError> {
+    add_event(conn, aggregate, event_type, payload, None, None)
+}
+
+/// Writes an event; a future one (`not_before`) has that `event_time` and waits until then.
+fn add_event<C: CqrsConnection>(
+    conn: &mut C,
+    aggregate: &str,
+    event_type: &str,
+    payload: &impl Serialize,
+    not_before: Option<DateTime<Utc>>,
+    tags: Option<String>,
+) -> Result<String, EventError> {
     check_name("the aggregate", aggregate)?;
     check_name("the event type", event_type)?;
     let id = uuid::Uuid::new_v4().to_string();
-    let body = event_body(
-        &id,
-        Utc::now(),
-        aggregate,
-        event_type,
-        to_value("the event payload", payload)?,
-    );
-    enqueue(conn, aggregate, event_type, &body, &id, None, None)?;
+    let payload = to_value("the event payload", payload)?;
+    let time = not_before.unwrap_or_else(Utc::now);
+    let body = event_body(&id, time, aggregate, event_type, payload);
+    enqueue(conn, aggregate, event_type, &body, &id, not_before, tags)?;
     Ok(id)
 }
 
@@ -205,7 +216,7 @@ fn tag_text(tags: &[(&str, &str)]) -> Result<Option<String>, EventError> {
     for (k, v) in tags {
         if k.contains(['|', '=']) || v.contains('|') {
             return Err(EventError::BadInput(format!(
-                "tag {k:?}={v:?} contains `|` or `=` in its key"
+                "tag {k:?}={v:?}: a key may not contain `|` or `=`, a value not `|`"
             )));
         }
         parts.push(format!("{k}={v}"));
@@ -224,26 +235,14 @@ pub fn publish_future_aggregate_event<C: CqrsConnection>(
     payload: &impl Serialize,
     tags: &[(&str, &str)],
 ) -> Result<String, EventError> {
-    check_name("the aggregate", aggregate)?;
-    check_name("the event type", event_type)?;
-    let id = uuid::Uuid::new_v4().to_string();
-    let body = event_body(
-        &id,
-        at,
-        aggregate,
-        event_type,
-        to_value("the event payload", payload)?,
-    );
-    enqueue(
+    add_event(
         conn,
         aggregate,
         event_type,
-        &body,
-        &id,
+        payload,
         Some(at),
         tag_text(tags)?,
-    )?;
-    Ok(id)
+    )
 }
 
 /// Removes the unsent future events of `aggregate` / `event_type` that carry all of `tags`;

@@ -31,8 +31,8 @@ use cqrs_core::message::{Message, is_direct_to};
 use cqrs_core::registry::{self, Registered, ReplicaEntry};
 use cqrs_core::value::pk_key;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicAckOptions, BasicCancelOptions};
+use lapin::types::ShortString;
 use lapin::{Channel, Connection};
 use tokio::sync::mpsc;
 
@@ -310,15 +310,7 @@ impl<C: Registered> Consumer<C> {
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
         topology::declare_replica_topology(&channel, &self.config, ids).await?;
         topology::set_prefetch(&channel, &self.config).await?;
-        let consumer = channel
-            .basic_consume(
-                ShortString::from(self.config.queue()?.to_owned()),
-                ShortString::from(String::new()),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| self.config.url.error("start consuming", e))?;
+        let consumer = broker::consume(&channel, &self.config.url, self.config.queue()?).await?;
         Ok((connection, channel, consumer))
     }
 

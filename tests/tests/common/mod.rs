@@ -157,6 +157,7 @@ pub fn logs() {
 pub mod faults;
 pub mod ordering;
 pub mod rabbit;
+pub mod received;
 pub mod scenarios;
 
 /// Runs `cmd` to its end with `stdin` on its standard input (none: `/dev/null`), capturing
