@@ -124,30 +124,69 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let exchange = args.exchange.unwrap_or_else(|| "*".to_owned());
     let routing_key = &args.routing_key;
     let inbox = args.inbox;
-    let run = syn::Ident::new(&format!("__cqrs_handler_{name}"), name.span());
-    Ok(quote! {
-        #item
+    let registration = |conn: &Type, suffix: &str, call: TokenStream| {
+        let run = syn::Ident::new(&format!("__cqrs_handler_{name}{suffix}"), name.span());
+        quote! {
+            #[doc(hidden)]
+            #[allow(non_snake_case)]
+            fn #run(
+                conn: &mut #conn,
+                incoming: &#krate::event::Incoming,
+            ) -> ::core::result::Result<::core::option::Option<#krate::__private::serde_json::Value>, #krate::event::HandlerError> {
+                let message = <#message as #krate::event::FromIncoming>::from_incoming(incoming)?;
+                let out = #call(conn, message)?;
+                #krate::event::__private::answer::<#message, _>(out)
+            }
 
-        #[doc(hidden)]
-        #[allow(non_snake_case)]
-        fn #run(
-            conn: &mut #conn,
-            incoming: &#krate::event::Incoming,
-        ) -> ::core::result::Result<::core::option::Option<#krate::__private::serde_json::Value>, #krate::event::HandlerError> {
-            let message = <#message as #krate::event::FromIncoming>::from_incoming(incoming)?;
-            let out = #name(conn, message)?;
-            #krate::event::__private::answer::<#message, _>(out)
-        }
-
-        #krate::__private::inventory::submit! {
-            #krate::event::HandlerEntry::<#conn> {
-                name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
-                exchange: #exchange,
-                routing_key: #routing_key,
-                kind: <#message as #krate::event::FromIncoming>::KIND,
-                inbox: #inbox,
-                run: #run,
+            #krate::__private::inventory::submit! {
+                #krate::event::HandlerEntry::<#conn> {
+                    name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+                    exchange: #exchange,
+                    routing_key: #routing_key,
+                    kind: <#message as #krate::event::FromIncoming>::KIND,
+                    inbox: #inbox,
+                    run: #run,
+                }
             }
         }
+    };
+    if generic_connection(&item, &conn)? {
+        // `fn h<C: CqrsConnection>(conn: &mut C, ...)`: one registration per backend cqrs-core
+        // was built with.
+        let sqlite: Type = syn::parse_quote!(#krate::__private::SqliteConnection);
+        let postgres: Type = syn::parse_quote!(#krate::__private::PgConnection);
+        let on_sqlite = registration(&sqlite, "_sqlite", quote!(#name::<#sqlite>));
+        let on_postgres = registration(&postgres, "_postgres", quote!(#name::<#postgres>));
+        return Ok(quote! {
+            #item
+            #krate::__private::with_sqlite! { #on_sqlite }
+            #krate::__private::with_postgres! { #on_postgres }
+        });
+    }
+    let registered = registration(&conn, "", quote!(#name));
+    Ok(quote! {
+        #item
+        #registered
     })
+}
+
+/// True when the connection is the function's one type parameter (`fn h<C>(conn: &mut C, ...)`);
+/// an error for any other generics, which the consumer could not name.
+fn generic_connection(item: &ItemFn, conn: &Type) -> syn::Result<bool> {
+    let generics = &item.sig.generics;
+    if generics.params.is_empty() {
+        return Ok(false);
+    }
+    let types: Vec<&syn::TypeParam> = generics.type_params().collect();
+    if let ([param], Type::Path(path)) = (types.as_slice(), conn)
+        && generics.params.len() == 1
+        && path.qself.is_none()
+        && path.path.is_ident(&param.ident)
+    {
+        return Ok(true);
+    }
+    Err(syn::Error::new(
+        generics.span(),
+        "a handler's only generic parameter is its connection: `fn handle<C: CqrsConnection>(conn: &mut C, ...)`",
+    ))
 }

@@ -1,6 +1,7 @@
 //! The demo scenario: drives the running catalogue and recommendations services (started by
 //! `scripts/demo`) through creates, an update of a tracked field, a filtered-out row, a
-//! delete, a direct sync and a bulk dump and load, printing what the replica holds after each
+//! delete, a direct sync, a bulk dump and load, and (with `--notifications-port`) a domain
+//! event and a command handled by the notifications service, printing what the replica holds after each
 //! step and how long replication took. Exits non-zero if the replica does not end equal to
 //! the master.
 
@@ -25,6 +26,9 @@ struct Args {
     /// The recommendations' HTTP port.
     #[arg(long, default_value_t = 8002)]
     recommendations_port: u16,
+    /// The notifications service's HTTP port: plays the events and commands step.
+    #[arg(long)]
+    notifications_port: Option<u16>,
     /// The catalogue's database (for its CLI steps).
     #[arg(long)]
     catalogue_db: String,
@@ -46,6 +50,7 @@ struct Demo {
     args: Args,
     catalogue: Client,
     recommendations: Client,
+    notifications: Option<Client>,
     bin_dir: std::path::PathBuf,
 }
 
@@ -69,6 +74,7 @@ fn run() -> anyhow::Result<()> {
     let demo = Demo {
         catalogue: Client::new(args.catalogue_port),
         recommendations: Client::new(args.recommendations_port),
+        notifications: args.notifications_port.map(Client::new),
         bin_dir: std::env::current_exe()?
             .parent()
             .context("no binary directory")?
@@ -77,6 +83,9 @@ fn run() -> anyhow::Result<()> {
     };
     demo.catalogue.wait_ready(Duration::from_secs(30))?;
     demo.recommendations.wait_ready(Duration::from_secs(30))?;
+    if let Some(notifications) = &demo.notifications {
+        notifications.wait_ready(Duration::from_secs(30))?;
+    }
     demo.play()
 }
 
@@ -247,12 +256,98 @@ impl Demo {
         self.converge("bulk load")?;
         self.show()?;
 
+        if let Some(notifications) = &self.notifications {
+            self.events(notifications, draft["id"].as_i64().context("id")?)?;
+        }
+
         say("== Result");
         self.converge("final check")?;
         say(
             "   the replica equals the master: same rows, same revisions, deleted and filtered rows absent",
         );
         Ok(())
+    }
+
+    /// Domain events and commands: publishing the draft sends `book` / `published` (in the
+    /// update's transaction); the catalogue then sends `notify_reader` to the notifications
+    /// service, which handles both.
+    fn events(&self, notifications: &Client, draft: i64) -> anyhow::Result<()> {
+        say(
+            "== 6. Events and commands: publish the draft (event book/published), then ask notifications to tell a reader (command notify_reader)",
+        );
+        let published = self.catalogue.send_json(
+            "PUT",
+            &format!("/api/books/{draft}"),
+            &json!({"title": "The Dispossessed", "published": true}),
+        )?;
+        let title = published["title"].as_str().unwrap_or("").to_owned();
+        self.wait_notification(notifications, "book_published", draft, "the event")?;
+        self.converge("the published draft")?;
+        let sent = self.catalogue.send_json(
+            "POST",
+            &format!("/api/books/{draft}/notify"),
+            &json!({"reader": "ged@roke.example"}),
+        )?;
+        say(&format!(
+            "   command {} sent to {}",
+            sent["command_id"].as_str().unwrap_or(""),
+            sent["service"].as_str().unwrap_or("")
+        ));
+        self.wait_notification(notifications, "notify_reader", draft, "the command")?;
+        let all = notifications.get_json("/api/notifications")?;
+        say("   notifications:");
+        for n in all.as_array().into_iter().flatten() {
+            say(&format!(
+                "     #{:<3} {:<15} book {:<3} {:<32} to {}",
+                n["id"],
+                n["kind"].as_str().unwrap_or(""),
+                n["book_id"],
+                n["title"].as_str().unwrap_or(""),
+                n["recipient"].as_str().unwrap_or("")
+            ));
+        }
+        let events = all
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["kind"] == "book_published" && n["book_id"] == draft)
+            .count();
+        anyhow::ensure!(
+            events == 1,
+            "the book/published event of \"{title}\" was handled {events} times, not once"
+        );
+        Ok(())
+    }
+
+    /// Waits until the notifications service holds a notification of `kind` for `book`.
+    fn wait_notification(
+        &self,
+        notifications: &Client,
+        kind: &str,
+        book: i64,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let timeout = Duration::from_secs(self.args.timeout_secs);
+        loop {
+            let all = notifications.get_json("/api/notifications")?;
+            if all
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n["kind"] == kind && n["book_id"] == book))
+            {
+                say(&format!(
+                    "   {what} handled by notifications in {:.1} ms",
+                    start.elapsed().as_secs_f64() * 1000.0
+                ));
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "{what} ({kind} for book {book}) never reached notifications within {timeout:?}: it holds {all}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until the replica equals the master; prints how long it took.

@@ -6,6 +6,7 @@
 
 #![allow(unreachable_pub, reason = "a binary: pub marks what the modules share")]
 
+mod events;
 mod models;
 mod web;
 

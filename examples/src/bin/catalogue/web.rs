@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bigdecimal::BigDecimal;
 use chrono::NaiveDate;
+use cqrs_core::event;
 use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_examples::{esc, page};
@@ -18,6 +19,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::events::{self as catalogue_events, BookPublished};
 use crate::models::schema::{authors, books};
 use crate::models::{Author, Book};
 
@@ -107,6 +109,7 @@ pub fn serve(database_url: String, port: u16, relay: bool) -> anyhow::Result<()>
                 get(api_book).put(api_update_book).delete(api_delete_book),
             )
             .route("/api/books/{id}/sync", post(api_sync_book))
+            .route("/api/books/{id}/notify", post(api_notify_reader))
             .route("/api/authors", get(api_authors).post(api_create_author))
             .route(
                 "/api/authors/{id}",
@@ -250,18 +253,24 @@ fn create_book(url: &str, input: &BookInput) -> AppResult<Book> {
     let notes = input.notes.clone().unwrap_or_default();
     let book = (|| -> anyhow::Result<Book> {
         cqrs_core::with_connection!(url, |conn| {
-            Ok(Book::cqrs_create(conn, |conn| {
-                diesel::insert_into(books::table)
-                    .values((
-                        books::title.eq(&title),
-                        books::author_id.eq(author),
-                        books::isbn.eq(&isbn),
-                        books::price.eq(&price),
-                        books::published.eq(published),
-                        books::notes.eq(&notes),
-                    ))
-                    .returning(books::id)
-                    .get_result(conn)
+            Ok(cqrs_core::transaction(conn, |conn| {
+                let book = Book::cqrs_create(conn, |conn| {
+                    diesel::insert_into(books::table)
+                        .values((
+                            books::title.eq(&title),
+                            books::author_id.eq(author),
+                            books::isbn.eq(&isbn),
+                            books::price.eq(&price),
+                            books::published.eq(published),
+                            books::notes.eq(&notes),
+                        ))
+                        .returning(books::id)
+                        .get_result(conn)
+                })?;
+                if book.published {
+                    event::publish(conn, &BookPublished::of(&book))?;
+                }
+                Ok::<_, cqrs_core::Error>(book)
             })?)
         })
     })()?;
@@ -293,7 +302,19 @@ fn update_book(url: &str, id: i32, input: &BookInput) -> AppResult<Book> {
         }
     };
     Ok((|| -> anyhow::Result<Book> {
-        cqrs_core::with_connection!(url, |conn| Ok(Book::cqrs_update(conn, &id, change)?))
+        cqrs_core::with_connection!(url, |conn| {
+            Ok(cqrs_core::transaction(conn, |conn| {
+                let mut was_published = false;
+                let book = Book::cqrs_update(conn, &id, |book| {
+                    was_published = book.published;
+                    change(book);
+                })?;
+                if book.published && !was_published {
+                    event::publish(conn, &BookPublished::of(&book))?;
+                }
+                Ok::<_, cqrs_core::Error>(book)
+            })?)
+        })
     })()?)
 }
 
@@ -511,6 +532,46 @@ async fn api_sync_book(
     })
     .await?;
     Ok(Json(json!({"sent": sent})))
+}
+
+#[derive(Debug, Deserialize)]
+struct NotifyInput {
+    reader: String,
+}
+
+/// Asks the notifications service, by a command through the outbox, to tell a reader about
+/// a book.
+async fn api_notify_reader(
+    State(state): State<AppState>,
+    Path(id): Path<i32>,
+    Json(input): Json<NotifyInput>,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let reader = input.reader.trim().to_owned();
+    if reader.is_empty() {
+        return Err(AppError::Invalid("a reader is required".to_owned()));
+    }
+    let command_id = db(&state, move |url| {
+        (|| -> anyhow::Result<Option<String>> {
+            cqrs_core::with_connection!(url, |conn| {
+                cqrs_core::transaction(conn, |conn| {
+                    let Some(book) = Book::db_get(conn, &id, false)? else {
+                        return Ok(None);
+                    };
+                    Ok::<_, cqrs_core::Error>(Some(catalogue_events::notify_reader(
+                        conn, &book, &reader,
+                    )?))
+                })
+            })
+            .map_err(anyhow::Error::from)
+        })()
+        .map_err(AppError::from)
+    })
+    .await?
+    .ok_or_else(|| AppError::NotFound(format!("book {id} does not exist")))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"command_id": command_id, "service": catalogue_events::NOTIFICATIONS})),
+    ))
 }
 
 async fn api_authors(State(state): State<AppState>) -> AppResult<Json<Value>> {

@@ -26,7 +26,12 @@ fn answers(_conn: &mut SqliteConnection, _r: CallResponse<serde_json::Value>) ->
 #[cqrs_core::handler(default)]
 fn fallback(_conn: &mut SqliteConnection, _m: Incoming) -> Result<(), HandlerError> { Ok(()) }
 
+// One generic handler registers for every backend cqrs-core was built with.
+#[cqrs_core::handler(exchange = "order", routing_key = "shipped")]
+fn shipped<C: cqrs_core::db::CqrsConnection>(_conn: &mut C, _e: Event<Paid>) -> Result<(), HandlerError> { Ok(()) }
+
 fn main() {
     use cqrs_core::Registered;
-    assert_eq!(SqliteConnection::handler_entries().len(), 5);
+    assert_eq!(SqliteConnection::handler_entries().len(), 6);
+    assert_eq!(diesel::PgConnection::handler_entries().len(), 2);
 }
