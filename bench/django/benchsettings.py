@@ -26,4 +26,14 @@ CQRS = {
     'master': {'CQRS_MESSAGE_TTL': 86400},
     'replica': {'CQRS_MAX_RETRIES': 30, 'CQRS_RETRY_DELAY': 2, 'delay_queue_max_size': 1000},
 }
-LOGGING = {'version': 1, 'loggers': {'django-cqrs': {'level': 'ERROR'}}}
+if os.environ.get('BENCH_ROLE') == 'events':
+    # django-microservices-communication 2.6.9 (its ids come from a PostgreSQL sequence: PostgreSQL only)
+    INSTALLED_APPS = ['services_communication', 'benchevents']
+    MICROSERVICES_COMMUNICATION_SETTINGS = {
+        'APP_ID': 'bench-events',
+        'BROKER_CONNECTION_URL': os.environ['AMQP_URL'],
+        'QUEUE': os.environ.get('EVENTS_QUEUE', 'bench_events'),
+        'EXCHANGES': ['bench_order'],
+        'BINDS': [('bench_order', 'happened')],
+    }
+LOGGING = {'version': 1, 'loggers': {'django-cqrs': {'level': 'ERROR'}, 'services_communication': {'level': 'ERROR'}}}

@@ -15,6 +15,7 @@
 )]
 
 mod baseline;
+mod events;
 mod models;
 mod report;
 
@@ -54,6 +55,15 @@ enum Mode {
     Full,
 }
 
+/// A part of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Row replication (master → replica), with its baselines and django-cqrs.
+    Rows,
+    /// Domain events (publish → handler), with django-microservices-communication.
+    Events,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the benchmark and write target/bench/results.{md,json,svg}.
@@ -66,6 +76,9 @@ enum Cmd {
         /// Backends to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         backends: Vec<Backend>,
+        /// What to measure: row replication, domain events, or both.
+        #[arg(long, value_delimiter = ',', default_value = "rows,events")]
+        parts: Vec<Part>,
     },
     /// (internal) a baseline consumer: plain, or the ideal pipeline with --database.
     Baseline {
@@ -150,7 +163,8 @@ fn main() -> std::process::ExitCode {
             mode,
             out,
             backends,
-        } => match run(mode, &out, &backends) {
+            parts,
+        } => match run(mode, &out, &backends, &parts) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench failed: {e:#}");
@@ -197,6 +211,8 @@ fn group_peak_rss_kb(pgid: u32) -> u64 {
 struct Sizes {
     rows: i32,
     django_rows: i32,
+    events: i32,
+    python_events: i32,
     repeats: usize,
     latency_secs: u64,
     configs: Vec<(usize, usize)>,
@@ -207,6 +223,8 @@ fn sizes(mode: Mode) -> Sizes {
         Mode::Smoke => Sizes {
             rows: 200,
             django_rows: 60,
+            events: 100,
+            python_events: 30,
             repeats: 1,
             latency_secs: 1,
             configs: vec![(1, 1), (500, 2)],
@@ -214,6 +232,8 @@ fn sizes(mode: Mode) -> Sizes {
         Mode::Quick => Sizes {
             rows: 5000,
             django_rows: 1500,
+            events: 5000,
+            python_events: 1000,
             repeats: 1,
             latency_secs: 3,
             configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
@@ -221,6 +241,8 @@ fn sizes(mode: Mode) -> Sizes {
         Mode::Full => Sizes {
             rows: 20000,
             django_rows: 5000,
+            events: 20000,
+            python_events: 3000,
             repeats: 3,
             latency_secs: 10,
             configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
@@ -280,7 +302,7 @@ impl Env {
     }
 }
 
-fn run(mode: Mode, out: &Path, backends: &[Backend]) -> anyhow::Result<()> {
+fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::Result<()> {
     let sizes = sizes(mode);
     std::fs::create_dir_all(out)?;
     let tmp = out.join("tmp");
@@ -297,6 +319,42 @@ fn run(mode: Mode, out: &Path, backends: &[Backend]) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let mut report = Report::new(mode_name(mode), sizes.rows, sizes.django_rows);
+    if parts.contains(&Part::Rows) {
+        rows(&env, &runtime, &sizes, backends, &mut report)?;
+    }
+    if parts.contains(&Part::Events) {
+        for repeat in 0..sizes.repeats {
+            for &backend in backends {
+                eprintln!("== {backend}: domain events, cqrs-rs (run {})", repeat + 1);
+                report
+                    .events
+                    .push(runtime.block_on(events::ours(&env, backend, sizes.events))?);
+            }
+            if env.python.is_some() && backends.contains(&Backend::Postgres) {
+                eprintln!(
+                    "== postgres: domain events, django-microservices-communication 2.6.9 (run {})",
+                    repeat + 1
+                );
+                report
+                    .events
+                    .push(runtime.block_on(events::python(&env, sizes.python_events))?);
+            }
+        }
+    }
+    report.write(out, mode != Mode::Smoke)?;
+    let _ = std::fs::remove_dir_all(&env.tmp);
+    Ok(())
+}
+
+/// Row replication: the master's writes, the baselines, the framework's configurations,
+/// django-cqrs, latency and read-your-writes, per backend.
+fn rows(
+    env: &Env,
+    runtime: &tokio::runtime::Runtime,
+    sizes: &Sizes,
+    backends: &[Backend],
+    report: &mut Report,
+) -> anyhow::Result<()> {
     for &backend in backends {
         eprintln!("== {backend}: master writes and the messages they produce");
         let (messages, write_rate) = master_messages(&env, backend, sizes.rows)?;
@@ -408,8 +466,6 @@ fn run(mode: Mode, out: &Path, backends: &[Backend]) -> anyhow::Result<()> {
                 .insert(format!("{} {rate}/s", backend.name()), ryw);
         }
     }
-    report.write(out, mode != Mode::Smoke)?;
-    let _ = std::fs::remove_dir_all(&env.tmp);
     Ok(())
 }
 

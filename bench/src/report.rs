@@ -40,6 +40,25 @@ impl Run {
     }
 }
 
+/// One events run: N events published (each in its own transaction) until the handler has
+/// committed them all.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRun {
+    pub backend: String,
+    pub pipeline: String,
+    pub events: usize,
+    pub seconds: f64,
+    pub consumer_rss_mb: f64,
+    /// The publishing process: the relay, or the package's `runpublisher`.
+    pub publisher_rss_mb: f64,
+}
+
+impl EventRun {
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub writes: usize,
@@ -76,6 +95,8 @@ pub struct Report {
     pub latency: BTreeMap<String, Latency>,
     /// Read-your-writes latency by `"<backend> <rate>/s"`.
     pub read_your_writes: BTreeMap<String, Latency>,
+    /// Domain events end to end, every repetition.
+    pub events: Vec<EventRun>,
     pub targets: Vec<Target>,
 }
 
@@ -129,6 +150,7 @@ impl Report {
             master_write: BTreeMap::new(),
             latency: BTreeMap::new(),
             read_your_writes: BTreeMap::new(),
+            events: Vec::new(),
             targets: Vec::new(),
         }
     }
@@ -166,6 +188,55 @@ impl Report {
             .collect();
         out.sort_by_key(|r| (r.backend.clone(), order(&r.pipeline), r.batch, r.workers));
         out
+    }
+
+    /// The events runs folded into their medians, by backend and pipeline.
+    fn event_medians(&self) -> Vec<EventRun> {
+        let mut groups: BTreeMap<(String, String), Vec<&EventRun>> = BTreeMap::new();
+        for run in &self.events {
+            groups
+                .entry((run.backend.clone(), run.pipeline.clone()))
+                .or_default()
+                .push(run);
+        }
+        groups
+            .into_values()
+            .map(|runs| {
+                let mut first = runs[0].clone();
+                first.seconds = median(runs.iter().map(|r| r.seconds).collect());
+                first.consumer_rss_mb = median(runs.iter().map(|r| r.consumer_rss_mb).collect());
+                first.publisher_rss_mb = median(runs.iter().map(|r| r.publisher_rss_mb).collect());
+                first
+            })
+            .collect()
+    }
+
+    fn check_event_targets(&mut self, runs: &[EventRun]) {
+        for python in runs.iter().filter(|r| r.pipeline != "cqrs-rs") {
+            let Some(ours) = runs
+                .iter()
+                .find(|r| r.pipeline == "cqrs-rs" && r.backend == python.backend)
+            else {
+                continue;
+            };
+            self.targets.push(Target {
+                backend: ours.backend.clone(),
+                what: format!("events end to end >= 15x {}", python.pipeline),
+                value: format!("{:.1}x", ours.rate() / python.rate()),
+                met: ours.rate() >= 15.0 * python.rate(),
+            });
+            let ours_mb = ours.consumer_rss_mb + ours.publisher_rss_mb;
+            let python_mb = python.consumer_rss_mb + python.publisher_rss_mb;
+            self.targets.push(Target {
+                backend: ours.backend.clone(),
+                what: format!(
+                    "events: consumer + publisher peak RSS <= 1/3 of {}'s",
+                    python.pipeline
+                ),
+                value: format!("{ours_mb:.1} MB vs {python_mb:.1} MB"),
+                met: 3.0 * ours_mb <= python_mb,
+            });
+        }
     }
 
     fn rate_of(
@@ -257,7 +328,7 @@ impl Report {
         }
     }
 
-    fn markdown(&self, runs: &[Run], with_targets: bool) -> String {
+    fn markdown(&self, runs: &[Run], event_runs: &[EventRun], with_targets: bool) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Replication benchmark ({} mode)\n", self.mode);
         let _ = writeln!(md, "Machine: {}.  ", self.machine);
@@ -317,6 +388,25 @@ impl Report {
                 l.writes, l.p50_ms, l.p99_ms, l.max_ms
             );
         }
+        if !event_runs.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n| domain events (each published in its own transaction; commit to handler committed) | events | seconds | events/s | consumer peak RSS | publisher peak RSS |\n|---|---:|---:|---:|---:|---:|"
+            );
+            for r in event_runs {
+                let _ = writeln!(
+                    md,
+                    "| {} {} | {} | {:.2} | {:.0} | {:.1} MB | {:.1} MB |",
+                    r.backend,
+                    r.pipeline,
+                    r.events,
+                    r.seconds,
+                    r.rate(),
+                    r.consumer_rss_mb,
+                    r.publisher_rss_mb
+                );
+            }
+        }
         if with_targets {
             let _ = writeln!(
                 md,
@@ -338,10 +428,12 @@ impl Report {
 
     pub fn write(mut self, out: &Path, with_targets: bool) -> anyhow::Result<()> {
         let runs = self.medians();
+        let event_runs = self.event_medians();
         if with_targets {
             self.check_targets(&runs);
+            self.check_event_targets(&event_runs);
         }
-        let md = self.markdown(&runs, with_targets);
+        let md = self.markdown(&runs, &event_runs, with_targets);
         println!("{md}");
         std::fs::write(out.join("results.md"), &md)?;
         std::fs::write(

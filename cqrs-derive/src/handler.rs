@@ -13,6 +13,7 @@ struct Args {
     routing_key: String,
     default: bool,
     inbox: bool,
+    check_expired_after: bool,
     krate: syn::Path,
 }
 
@@ -22,6 +23,7 @@ fn parse_args(attr: TokenStream) -> syn::Result<Args> {
         routing_key: String::new(),
         default: false,
         inbox: false,
+        check_expired_after: false,
         krate: syn::parse_quote!(::cqrs_core),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
@@ -32,13 +34,11 @@ fn parse_args(attr: TokenStream) -> syn::Result<Args> {
             .map(ToString::to_string)
             .unwrap_or_default();
         match (name.as_str(), &meta) {
-            ("default" | "inbox", Meta::Path(_)) => {
-                if name == "default" {
-                    args.default = true;
-                } else {
-                    args.inbox = true;
-                }
-            }
+            ("default" | "inbox" | "check_expired_after", Meta::Path(_)) => match name.as_str() {
+                "default" => args.default = true,
+                "inbox" => args.inbox = true,
+                _ => args.check_expired_after = true,
+            },
             ("exchange" | "routing_key" | "crate", Meta::NameValue(nv)) => {
                 let Expr::Lit(ExprLit {
                     lit: Lit::Str(text),
@@ -67,7 +67,7 @@ fn parse_args(attr: TokenStream) -> syn::Result<Args> {
             _ => {
                 return Err(syn::Error::new(
                     meta.span(),
-                    "expected `exchange = \"...\"`, `routing_key = \"...\"`, `default`, `inbox` or `crate = \"...\"`",
+                    "expected `exchange = \"...\"`, `routing_key = \"...\"`, `default`, `inbox`, `check_expired_after` or `crate = \"...\"`",
                 ));
             }
         }
@@ -124,6 +124,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let exchange = args.exchange.unwrap_or_else(|| "*".to_owned());
     let routing_key = &args.routing_key;
     let inbox = args.inbox;
+    let check_expired_after = args.check_expired_after;
     let registration = |conn: &Type, suffix: &str, call: TokenStream| {
         let run = syn::Ident::new(&format!("__cqrs_handler_{name}{suffix}"), name.span());
         quote! {
@@ -145,6 +146,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                     routing_key: #routing_key,
                     kind: <#message as #krate::event::FromIncoming>::KIND,
                     inbox: #inbox,
+                    check_expired_after: #check_expired_after,
                     run: #run,
                 }
             }

@@ -105,8 +105,10 @@ fn derive(
 ///
 /// Arguments: `exchange = "..."` with `routing_key = "..."` (omitted: every routing key of
 /// the exchange without a handler of its own), or `default` (whatever no handler routes);
-/// `inbox` (deduplicate by event id in the handler's transaction); `crate = "path"`.
-/// The function takes `&mut Conn` and one of `Event<P>`, `Command<A>`, `Call<D>`,
+/// `inbox` (deduplicate by event id in the handler's transaction); `check_expired_after`
+/// (a command or call that expired while the handler ran is rolled back and not answered);
+/// `crate = "path"`. The function takes `&mut Conn` (or `&mut C` for its one generic
+/// parameter `C`: registered once per backend) and one of `Event<P>`, `Command<A>`, `Call<D>`,
 /// `CallResponse<D>`, `Incoming`, and returns `Result<R, E>` where `E: Into<HandlerError>`;
 /// a call handler's `R` is its answer.
 #[proc_macro_attribute]

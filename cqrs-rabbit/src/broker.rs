@@ -272,7 +272,7 @@ pub(crate) async fn requeue_up_to(
         .map_err(|e| url.error(action, e))
 }
 
-fn refused(routing_key: &str) -> Error {
+pub(crate) fn refused(routing_key: &str) -> Error {
     Error::Refused {
         routing_key: routing_key.to_owned(),
         reason: "the broker refused the message (nack)",

@@ -44,6 +44,7 @@ mod events;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod pg_listen;
+mod publisher;
 mod relay;
 mod retry;
 mod topology;
@@ -58,6 +59,7 @@ pub use consumer::Consumer;
 pub use error::{Error, Result};
 pub use events::EventConsumer;
 pub use metrics::{ConsumerMetrics, RelayMetrics};
+pub use publisher::Publisher;
 pub use relay::Relay;
 pub use unroutable::{Replayed, replay as replay_unroutable};
 

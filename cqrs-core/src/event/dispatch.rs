@@ -49,6 +49,9 @@ pub struct HandlerEntry<C: 'static> {
     pub kind: HandlerKind,
     /// Whether its effect is deduplicated by event id (the `cqrs_inbox` table).
     pub inbox: bool,
+    /// Whether a command or call that expired while it ran is rolled back (no effect, no
+    /// answer): the Python package's `check_expired_time_after_handel`.
+    pub check_expired_after: bool,
     /// Runs it; `Some(answer)` for a call.
     pub run: fn(&mut C, &Incoming) -> Result<Option<Value>, HandlerError>,
 }
@@ -61,6 +64,7 @@ impl<C> fmt::Debug for HandlerEntry<C> {
             .field("routing_key", &self.routing_key)
             .field("kind", &self.kind)
             .field("inbox", &self.inbox)
+            .field("check_expired_after", &self.check_expired_after)
             .finish_non_exhaustive()
     }
 }
@@ -141,22 +145,25 @@ pub enum Handled {
 
 /// Runs `entry` on `incoming` in one database transaction: the inbox row (when the handler
 /// asks for one), the handler's writes, what it publishes and a call's answer commit together,
-/// or nothing does. An expired command or call is not run.
+/// or nothing does. An expired command or call is not run; with `check_expired_after`, one
+/// that expired while it ran is rolled back.
 pub fn dispatch<C: CqrsConnection>(
     conn: &mut C,
     entry: &HandlerEntry<C>,
     incoming: &Incoming,
 ) -> Result<Handled, HandlerError> {
-    if matches!(entry.kind, HandlerKind::Command | HandlerKind::Call)
-        && incoming.expires()?.is_some_and(|t| t < Utc::now())
-    {
+    let expires = match entry.kind {
+        HandlerKind::Command | HandlerKind::Call => incoming.expires()?,
+        _ => None,
+    };
+    if expires.is_some_and(|t| t < Utc::now()) {
         return Ok(Handled::Expired);
     }
     let route = match entry.kind {
         HandlerKind::Call => Some(CallRoute::of(incoming)?),
         _ => None,
     };
-    crate::master::transaction(conn, |conn| {
+    let result = crate::master::transaction(conn, |conn| {
         if entry.inbox
             && let Some(id) = incoming.event_id()
             && !conn.inbox_insert(entry.name, &id)?
@@ -164,11 +171,37 @@ pub fn dispatch<C: CqrsConnection>(
             return Ok(Handled::Duplicate);
         }
         let answer = (entry.run)(conn, incoming)?;
+        if entry.check_expired_after && expires.is_some_and(|t| t < Utc::now()) {
+            return Err(Abort::ExpiredWhileRunning);
+        }
         if let Some(route) = &route {
             super::send_call_response(conn, route, answer.unwrap_or(Value::Null))?;
         }
         Ok(Handled::Done)
-    })
+    });
+    match result {
+        Ok(handled) => Ok(handled),
+        Err(Abort::ExpiredWhileRunning) => {
+            tracing::warn!(
+                handler = entry.name,
+                "the command expired while its handler ran: rolled back"
+            );
+            Ok(Handled::Expired)
+        }
+        Err(Abort::Failed(error)) => Err(error),
+    }
+}
+
+/// Why a handler's transaction rolls back.
+enum Abort {
+    Failed(HandlerError),
+    ExpiredWhileRunning,
+}
+
+impl<E: Into<HandlerError>> From<E> for Abort {
+    fn from(error: E) -> Self {
+        Self::Failed(error.into())
+    }
 }
 
 #[doc(hidden)]
@@ -208,6 +241,7 @@ mod tests {
             routing_key,
             kind: HandlerKind::Raw,
             inbox: false,
+            check_expired_after: false,
             run,
         }))
     }

@@ -137,18 +137,7 @@ fn enqueue<C: CqrsConnection>(
     not_before: Option<DateTime<Utc>>,
     tags: Option<String>,
 ) -> Result<(), EventError> {
-    let message = OutboxMessage {
-        cqrs_id: exchange.to_owned(),
-        routing_key: routing_key.to_owned(),
-        body: body.to_string(),
-        exchange: Some(exchange.to_owned()),
-        properties: Some(properties(id, None)),
-        not_before: not_before.map(|t| t.timestamp_micros()),
-        tags,
-    };
-    crate::master::transaction(conn, |conn| {
-        conn.outbox_insert(std::slice::from_ref(&message))
-    })?;
+    Outgoing::new(exchange, routing_key, body, id.to_owned()).write(conn, not_before, tags)?;
     Ok(())
 }
 
@@ -288,9 +277,86 @@ fn with_meta(
     Ok(body)
 }
 
-/// Sends a command to `service` (its exchange) through the outbox: `command_name` is the
-/// routing key, `arguments` (a struct or map) the body, with `meta.expiredTime` when it
-/// expires. A consumer never executes it after that time.
+/// A message built for publishing: what [`send_command`] and [`send_call`] write to the
+/// outbox, and what `cqrs_rabbit::Publisher` publishes at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The command's or call's id (the AMQP `message_id`; a call's answer carries it).
+    pub id: String,
+    /// The exchange (the service).
+    pub exchange: String,
+    /// The routing key (the command name or method).
+    pub routing_key: String,
+    /// The JSON body.
+    pub body: String,
+    /// The AMQP properties, as JSON (content type, app id, message id).
+    pub properties: String,
+}
+
+impl Outgoing {
+    fn new(exchange: &str, routing_key: &str, body: &Value, id: String) -> Self {
+        Self {
+            properties: properties(&id, None),
+            id,
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            body: body.to_string(),
+        }
+    }
+
+    /// Writes it to the outbox in the caller's transaction; returns its id.
+    fn enqueue<C: CqrsConnection>(self, conn: &mut C) -> Result<String, EventError> {
+        self.write(conn, None, None)
+    }
+
+    /// Writes it to the outbox, to be sent not before `not_before`; returns its id.
+    fn write<C: CqrsConnection>(
+        self,
+        conn: &mut C,
+        not_before: Option<DateTime<Utc>>,
+        tags: Option<String>,
+    ) -> Result<String, EventError> {
+        let message = OutboxMessage {
+            cqrs_id: self.exchange.clone(),
+            routing_key: self.routing_key,
+            body: self.body,
+            exchange: Some(self.exchange),
+            properties: Some(self.properties),
+            not_before: not_before.map(|t| t.timestamp_micros()),
+            tags,
+        };
+        crate::master::transaction(conn, |conn| {
+            conn.outbox_insert(std::slice::from_ref(&message))
+        })?;
+        Ok(self.id)
+    }
+}
+
+/// A command to `service` (its exchange): `command_name` is the routing key, `arguments` (a
+/// struct or map) the body, with `meta.expiredTime` when it expires. A consumer never
+/// executes it after that time.
+pub fn command(
+    service: &str,
+    command_name: &str,
+    arguments: &impl Serialize,
+    expiry: Expiry,
+) -> Result<Outgoing, EventError> {
+    check_name("the service", service)?;
+    check_name("the command name", command_name)?;
+    let mut meta = Map::new();
+    if let Some(t) = expiry.time(Utc::now())? {
+        meta.insert("expired_time".into(), Value::String(format_time(t)));
+    }
+    let body = case::camelize(with_meta("the command arguments", arguments, meta)?);
+    Ok(Outgoing::new(
+        service,
+        command_name,
+        &body,
+        uuid::Uuid::new_v4().to_string(),
+    ))
+}
+
+/// Sends a [`command`] through the outbox, in the caller's transaction; returns its id.
 pub fn send_command<C: CqrsConnection>(
     conn: &mut C,
     service: &str,
@@ -298,29 +364,20 @@ pub fn send_command<C: CqrsConnection>(
     arguments: &impl Serialize,
     expiry: Expiry,
 ) -> Result<String, EventError> {
-    check_name("the service", service)?;
-    let now = Utc::now();
-    let mut meta = Map::new();
-    if let Some(t) = expiry.time(now)? {
-        meta.insert("expired_time".into(), Value::String(format_time(t)));
-    }
-    let body = case::camelize(with_meta("the command arguments", arguments, meta)?);
-    let id = uuid::Uuid::new_v4().to_string();
-    enqueue(conn, service, command_name, &body, &id, None, None)?;
-    Ok(id)
+    command(service, command_name, arguments, expiry)?.enqueue(conn)
 }
 
-/// Calls `method` of `service` through the outbox; the answer comes to the exchange
-/// `reply_to` with routing key `call-response.<service>.<method>` and the returned call id.
-pub fn send_call<C: CqrsConnection>(
-    conn: &mut C,
+/// A call of `method` of `service`; the answer comes to the exchange `reply_to` with routing
+/// key `call-response.<service>.<method>` and the call's id.
+pub fn call(
     service: &str,
     method: &str,
     data: &impl Serialize,
     reply_to: &str,
     expiry: Expiry,
-) -> Result<String, EventError> {
+) -> Result<Outgoing, EventError> {
     check_name("the service", service)?;
+    check_name("the method", method)?;
     check_name("the reply exchange", reply_to)?;
     let now = Utc::now();
     let id = uuid::Uuid::new_v4().to_string();
@@ -330,8 +387,19 @@ pub fn send_call<C: CqrsConnection>(
     }
     let body =
         case::camelize(json!({ "id": id, "meta": meta, "data": to_value("the call data", data)? }));
-    enqueue(conn, service, method, &body, &id, None, None)?;
-    Ok(id)
+    Ok(Outgoing::new(service, method, &body, id))
+}
+
+/// Sends a [`call`] through the outbox, in the caller's transaction; returns the call id.
+pub fn send_call<C: CqrsConnection>(
+    conn: &mut C,
+    service: &str,
+    method: &str,
+    data: &impl Serialize,
+    reply_to: &str,
+    expiry: Expiry,
+) -> Result<String, EventError> {
+    call(service, method, data, reply_to, expiry)?.enqueue(conn)
 }
 
 /// The answer to a call, written in the handler's transaction.
