@@ -104,6 +104,17 @@ fn on_price(_conn: &mut SqliteConnection, call: Call<PriceRequest>) -> Result<Va
     Ok(json!({ "book_id": call.data.book_id, "unit_price": 12.5 }))
 }
 
+/// Writes, then takes longer than the call's expiry: `check_expired_after` rolls it back.
+#[cqrs_core::handler(exchange = "test_sms", routing_key = "slow_price", check_expired_after)]
+fn on_slow_price(
+    conn: &mut SqliteConnection,
+    call: Call<PriceRequest>,
+) -> Result<Value, HandlerError> {
+    record(conn, "slow", &call.data.book_id.to_string(), &json!({}))?;
+    std::thread::sleep(Duration::from_millis(600));
+    Ok(json!({ "book_id": call.data.book_id }))
+}
+
 #[cqrs_core::handler(exchange = "test_replies")]
 fn on_price_answer(
     conn: &mut SqliteConnection,
@@ -363,6 +374,56 @@ async fn events_commands_and_calls_end_to_end() {
         "the expired command was not executed"
     );
 
+    // 3b. an immediate command (no outbox, publisher confirms) is run; a call that expires
+    // while its `check_expired_after` handler runs is rolled back and never answered
+    let publisher = cqrs_rabbit::Publisher::connect(config.clone())
+        .await
+        .unwrap();
+    let id = publisher
+        .send_command(
+            "test_sms",
+            "send_sms",
+            &SendSms {
+                phone_number: "+300".into(),
+                text: "now".into(),
+            },
+            Expiry::After(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert!(!id.is_empty());
+    eventually(WAIT, "the immediate command", || {
+        count(&handlers, "sms", "+300") == 1
+    })
+    .await;
+    let ignored = metrics.ignored.load(Ordering::Relaxed);
+    publisher
+        .send_call(
+            "test_sms",
+            "slow_price",
+            &PriceRequest { book_id: 77 },
+            "test_replies",
+            Expiry::After(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    eventually(WAIT, "the slow call ignored", || {
+        metrics.ignored.load(Ordering::Relaxed) > ignored
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        count(&handlers, "slow", "77"),
+        0,
+        "the slow call's writes were rolled back"
+    );
+    assert_eq!(
+        count(&handlers, "answer", "test_sms.slow_price"),
+        0,
+        "an expired call is not answered"
+    );
+    publisher.close().await.unwrap();
+
     // 4. a handler's failure rolls back its writes and what it published; dead-lettered once
     let published_before = handler_published.published.load(Ordering::Relaxed);
     cqrs_core::transaction(&mut conn, |c| {
@@ -452,6 +513,7 @@ async fn events_commands_and_calls_end_to_end() {
     .await;
 
     // 7. the inbox: the same event delivered twice has its effect once
+    let ignored_before = metrics.ignored.load(Ordering::Relaxed);
     let twice = json!({"eventId": "dup-1", "event_time": "2026-12-02T10:00:00.000Z", "aggregate": "test_book", "event_type": "published", "payload": {"bookId": 7, "title": "twice", "authorName": "a"}});
     for _ in 0..2 {
         channel
