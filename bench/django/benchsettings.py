@@ -11,6 +11,9 @@ if os.environ.get('BENCH_DB_ENGINE') == 'postgres':
     DATABASES = {'default': {
         'ENGINE': 'django.db.backends.postgresql', 'NAME': os.environ['BENCH_DB_NAME'],
         'USER': pg.username or 'postgres', 'PASSWORD': pg.password or '', 'HOST': pg.hostname, 'PORT': pg.port,
+        # one schema: django-microservices-communication's LISTEN publisher splits `SHOW
+        # search_path` on ',' without trimming, so the default `"$user", public` finds no table
+        'OPTIONS': {'options': '-c search_path=public'},
     }}
 else:
     # the same SQLite settings as the framework's: WAL, synchronous=NORMAL, a busy timeout

@@ -328,9 +328,7 @@ impl Report {
         }
     }
 
-    fn markdown(&self, runs: &[Run], event_runs: &[EventRun], with_targets: bool) -> String {
-        let mut md = String::new();
-        let _ = writeln!(md, "# Replication benchmark ({} mode)\n", self.mode);
+    fn rows_markdown(&self, md: &mut String, runs: &[Run]) {
         let _ = writeln!(md, "Machine: {}.  ", self.machine);
         let _ = writeln!(
             md,
@@ -387,6 +385,14 @@ impl Report {
                 "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
                 l.writes, l.p50_ms, l.p99_ms, l.max_ms
             );
+        }
+    }
+
+    fn markdown(&self, runs: &[Run], event_runs: &[EventRun], with_targets: bool) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Replication benchmark ({} mode)\n", self.mode);
+        if !runs.is_empty() {
+            self.rows_markdown(&mut md, runs);
         }
         if !event_runs.is_empty() {
             let _ = writeln!(
