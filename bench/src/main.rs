@@ -357,7 +357,7 @@ fn rows(
 ) -> anyhow::Result<()> {
     for &backend in backends {
         eprintln!("== {backend}: master writes and the messages they produce");
-        let (messages, write_rate) = master_messages(&env, backend, sizes.rows)?;
+        let (messages, write_rate) = master_messages(env, backend, sizes.rows)?;
         report
             .master_write
             .insert(backend.name().to_owned(), write_rate);
@@ -373,10 +373,10 @@ fn rows(
         for repeat in 0..sizes.repeats {
             eprintln!("== {backend}: baselines (run {})", repeat + 1);
             report.runs.push(
-                runtime.block_on(baseline_run(&env, backend, "plain", None, &messages, 500))?,
+                runtime.block_on(baseline_run(env, backend, "plain", None, &messages, 500))?,
             );
             report.runs.push(runtime.block_on(baseline_run(
-                &env,
+                env,
                 backend,
                 "ideal",
                 Some(1),
@@ -384,7 +384,7 @@ fn rows(
                 1,
             ))?);
             report.runs.push(runtime.block_on(baseline_run(
-                &env,
+                env,
                 backend,
                 "ideal",
                 Some(500),
@@ -398,11 +398,11 @@ fn rows(
                 );
                 let run = if backend.is_postgres() {
                     runtime.block_on(ours::<PgConnection>(
-                        &env, backend, sizes.rows, batch, workers, false,
+                        env, backend, sizes.rows, batch, workers, false,
                     ))?
                 } else {
                     runtime.block_on(ours::<SqliteConnection>(
-                        &env, backend, sizes.rows, batch, workers, false,
+                        env, backend, sizes.rows, batch, workers, false,
                     ))?
                 };
                 report.runs.push(run);
@@ -412,11 +412,11 @@ fn rows(
             );
             let run = if backend.is_postgres() {
                 runtime.block_on(ours::<PgConnection>(
-                    &env, backend, sizes.rows, 500, 1, true,
+                    env, backend, sizes.rows, 500, 1, true,
                 ))?
             } else {
                 runtime.block_on(ours::<SqliteConnection>(
-                    &env, backend, sizes.rows, 500, 1, true,
+                    env, backend, sizes.rows, 500, 1, true,
                 ))?
             };
             report.runs.push(run);
@@ -424,7 +424,7 @@ fn rows(
                 eprintln!("== {backend}: django-cqrs 3.1.0 (run {})", repeat + 1);
                 report
                     .runs
-                    .push(runtime.block_on(django_run(&env, backend, sizes.django_rows))?);
+                    .push(runtime.block_on(django_run(env, backend, sizes.django_rows))?);
             }
         }
         eprintln!(
@@ -432,10 +432,10 @@ fn rows(
             sizes.latency_secs
         );
         let latency = if backend.is_postgres() {
-            runtime.block_on(latency::<PgConnection>(&env, backend, sizes.latency_secs))?
+            runtime.block_on(latency::<PgConnection>(env, backend, sizes.latency_secs))?
         } else {
             runtime.block_on(latency::<SqliteConnection>(
-                &env,
+                env,
                 backend,
                 sizes.latency_secs,
             ))?
@@ -448,14 +448,14 @@ fn rows(
             );
             let ryw = if backend.is_postgres() {
                 runtime.block_on(read_your_writes::<PgConnection>(
-                    &env,
+                    env,
                     backend,
                     rate,
                     sizes.latency_secs,
                 ))?
             } else {
                 runtime.block_on(read_your_writes::<SqliteConnection>(
-                    &env,
+                    env,
                     backend,
                     rate,
                     sizes.latency_secs,

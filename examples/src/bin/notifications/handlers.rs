@@ -4,8 +4,6 @@
 //!
 //! The handlers are generic over the connection, so one function serves SQLite and
 //! PostgreSQL; the one database write they share is the [`Store`] trait.
-#![deny(warnings, unused_qualifications)]
-#![deny(clippy::all, clippy::pedantic)]
 
 use cqrs_core::db::CqrsConnection;
 use cqrs_core::event::{Command, Event, HandlerError};
