@@ -372,9 +372,9 @@ fn rows(
         );
         for repeat in 0..sizes.repeats {
             eprintln!("== {backend}: baselines (run {})", repeat + 1);
-            report.runs.push(
-                runtime.block_on(baseline_run(env, backend, "plain", None, &messages, 500))?,
-            );
+            report
+                .runs
+                .push(runtime.block_on(baseline_run(env, backend, "plain", None, &messages, 500))?);
             report.runs.push(runtime.block_on(baseline_run(
                 env,
                 backend,
@@ -411,9 +411,7 @@ fn rows(
                 "== {backend}: framework, outbox drain only (the master wrote first), batch 500, 1 worker"
             );
             let run = if backend.is_postgres() {
-                runtime.block_on(ours::<PgConnection>(
-                    env, backend, sizes.rows, 500, 1, true,
-                ))?
+                runtime.block_on(ours::<PgConnection>(env, backend, sizes.rows, 500, 1, true))?
             } else {
                 runtime.block_on(ours::<SqliteConnection>(
                     env, backend, sizes.rows, 500, 1, true,
