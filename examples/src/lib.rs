@@ -79,6 +79,26 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A page's or API's catch-all error: HTTP 500 with the error's chain.
+#[derive(Debug)]
+pub struct ServerError(pub anyhow::Error);
+
+impl axum::response::IntoResponse for ServerError {
+    fn into_response(self) -> axum::response::Response {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{:#}", self.0),
+        )
+            .into_response()
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for ServerError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (for the demo and the tests).
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

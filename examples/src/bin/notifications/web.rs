@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use cqrs_examples::{esc, page};
@@ -19,19 +18,7 @@ struct AppState {
     database_url: Arc<String>,
 }
 
-struct AppError(anyhow::Error);
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        (StatusCode::INTERNAL_SERVER_ERROR, format!("{:#}", self.0)).into_response()
-    }
-}
-
-impl<E: Into<anyhow::Error>> From<E> for AppError {
-    fn from(error: E) -> Self {
-        Self(error.into())
-    }
-}
+use cqrs_examples::ServerError as AppError;
 
 pub fn serve(database_url: String, port: u16) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
