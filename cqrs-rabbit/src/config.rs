@@ -19,6 +19,7 @@
 //! | batch size | `CQRS_BATCH_SIZE` | 500 |
 //! | quorum queues | `CQRS_QUORUM_QUEUES` | false |
 //! | tombstone TTL (s) | `CQRS_TOMBSTONE_TTL` | 2592000 (30 days) |
+//! | event inbox TTL (s) | `CQRS_INBOX_TTL` | 2592000 (30 days) |
 //! | relay batch | `CQRS_RELAY_BATCH` | 500 |
 //! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
 //! | relay linger (ms) after a partial batch | `CQRS_RELAY_LINGER_MS` | 5 |
@@ -90,6 +91,9 @@ pub struct Config {
     pub quorum_queues: bool,
     /// Age after which replica tombstones are purged.
     pub tombstone_ttl: Duration,
+    /// Age after which the event consumer forgets the event ids its `inbox` handlers took
+    /// (a redelivery older than this would run again).
+    pub inbox_ttl: Duration,
     /// Messages the relay publishes per batch.
     pub relay_batch: usize,
     /// The relay's fallback poll interval; `None` picks per backend.
@@ -125,6 +129,7 @@ impl Default for Config {
             batch_size: 500,
             quorum_queues: false,
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
+            inbox_ttl: DEFAULT_TOMBSTONE_TTL,
             relay_batch: 500,
             relay_poll: None,
             relay_linger: Duration::from_millis(5),
@@ -267,6 +272,9 @@ impl Config {
         }
         if let Some(Some(v)) = env.seconds("CQRS_TOMBSTONE_TTL")? {
             config.tombstone_ttl = v;
+        }
+        if let Some(Some(v)) = env.seconds("CQRS_INBOX_TTL")? {
+            config.inbox_ttl = v;
         }
         if let Some(v) = env.parse("CQRS_RELAY_BATCH", "a count")? {
             config.relay_batch = v;

@@ -55,8 +55,13 @@ pub struct EventConsumer<C> {
     binds: Vec<(String, String)>,
     declare: bool,
     metrics: Arc<ConsumerMetrics>,
+    /// When the inbox was last purged (seconds since the epoch).
+    inbox_purged: Arc<std::sync::atomic::AtomicI64>,
     _connection: PhantomData<fn() -> C>,
 }
+
+/// How often the event consumer purges its inbox of entries older than `CQRS_INBOX_TTL`.
+const INBOX_PURGE_EVERY_SECS: i64 = 3600;
 
 impl<C: Registered> EventConsumer<C> {
     /// A consumer of `queue` into the database at `database_url`.
@@ -68,6 +73,7 @@ impl<C: Registered> EventConsumer<C> {
             binds: Vec::new(),
             declare: true,
             metrics: Arc::default(),
+            inbox_purged: Arc::default(),
             _connection: PhantomData,
         }
     }
@@ -393,6 +399,17 @@ impl<C: Registered> EventConsumer<C> {
 
     /// Runs a handler on the blocking pool. `Err` only when the database cannot be reached
     /// (the caller waits and retries); a handler's own failure is `Ok(Err(..))`.
+    /// The cut-off of an inbox purge when one is due (at most once an hour).
+    fn inbox_purge_due(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let now = chrono::Utc::now();
+        let last = self.inbox_purged.load(Ordering::Relaxed);
+        if now.timestamp().saturating_sub(last) < INBOX_PURGE_EVERY_SECS {
+            return None;
+        }
+        self.inbox_purged.store(now.timestamp(), Ordering::Relaxed);
+        now.checked_sub_signed(chrono::Duration::from_std(self.config.inbox_ttl).ok()?)
+    }
+
     async fn run_handler(
         &self,
         db: &mut Option<C>,
@@ -412,9 +429,17 @@ impl<C: Registered> EventConsumer<C> {
             }
         };
         let incoming = incoming.clone();
+        let purge = self.inbox_purge_due();
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let mut conn = conn;
             let result = dispatch(&mut conn, entry, &incoming);
+            if let Some(before) = purge {
+                match conn.inbox_purge(before) {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "old inbox entries purged"),
+                    Err(error) => tracing::warn!(%error, "inbox purge failed"),
+                }
+            }
             (conn, result)
         })
         .await

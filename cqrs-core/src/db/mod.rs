@@ -344,6 +344,9 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// Records that `handler` took event `event_id`; `false` if it already had.
     fn inbox_insert(&mut self, handler: &str, event_id: &str) -> QueryResult<bool>;
 
+    /// Forgets the inbox entries recorded before `before`; returns how many.
+    fn inbox_purge(&mut self, before: DateTime<Utc>) -> QueryResult<usize>;
+
     /// The tombstone of a deleted replica row.
     fn tombstone_get(&mut self, cqrs_id: &str, pk: &str) -> QueryResult<Option<Version>>;
 
@@ -509,6 +512,16 @@ macro_rules! common_impl {
                 .on_conflict_do_nothing()
                 .execute(self)?;
             Ok(inserted == 1)
+        }
+
+        fn inbox_purge(
+            &mut self,
+            before: ::chrono::DateTime<::chrono::Utc>,
+        ) -> ::diesel::QueryResult<usize> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_inbox::dsl;
+            ::diesel::delete(dsl::cqrs_inbox.filter(dsl::received_at.lt(before.timestamp_micros())))
+                .execute(self)
         }
 
         fn tombstone_get(

@@ -642,6 +642,24 @@ where
         1
     );
     assert!(replica.tombstone_get("book", "3").unwrap().is_none());
+
+    // so are the event inbox's entries: a purged event id is taken again
+    assert!(replica.inbox_insert("h", "ev-1").unwrap());
+    assert!(!replica.inbox_insert("h", "ev-1").unwrap());
+    assert_eq!(
+        replica
+            .inbox_purge(Utc::now() - Duration::hours(1))
+            .unwrap(),
+        0,
+        "a fresh entry is kept"
+    );
+    assert_eq!(
+        replica
+            .inbox_purge(Utc::now() + Duration::seconds(1))
+            .unwrap(),
+        1
+    );
+    assert!(replica.inbox_insert("h", "ev-1").unwrap());
 }
 
 /// Bad payloads are typed, permanent errors naming the model, the pk and the field; nothing
