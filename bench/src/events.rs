@@ -15,7 +15,7 @@ use diesel::query_dsl::methods::ExecuteDsl;
 use serde::{Deserialize, Serialize};
 
 use crate::report::EventRun;
-use crate::{Env, group_peak_rss_kb, spawn, wait_consumer};
+use crate::{Aggregate, Child2, Env, group_peak_rss_kb, spawn, wait_consumer};
 
 /// The aggregate (exchange) and event type (routing key) of the workload, on both sides.
 const AGGREGATE: &str = "bench_order";
@@ -66,21 +66,13 @@ fn happened<C: Store>(conn: &mut C, event: Event<Happened>) -> Result<(), Handle
     Ok(())
 }
 
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    s: i64,
-}
-
 /// How many events the handler wrote, and the sum of their numbers (1..=N exactly once each
 /// when the sum is N(N+1)/2 and the count N).
 fn handled(url: &str) -> anyhow::Result<(i64, i64)> {
     let query = diesel::sql_query(
         "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(n), 0) AS BIGINT) AS s FROM bench_events",
     );
-    let row: Count = cqrs_core::with_connection!(url, |conn| query.get_result(conn)?);
+    let row: Aggregate = cqrs_core::with_connection!(url, |conn| query.get_result(conn)?);
     Ok((row.n, row.s))
 }
 
@@ -118,6 +110,32 @@ async fn delete_queues(amqp: &str, queues: &[String]) -> anyhow::Result<()> {
     }
     let _ = conn.close(200, "".into()).await;
     Ok(())
+}
+
+/// The end of a run: the two processes' peak RSS, then they are stopped and the run's queues
+/// deleted. `what`: backend, pipeline, events, microseconds from the first write to the last
+/// handled.
+async fn finish(
+    env: &Env,
+    what: (Backend, &str, i32, i64),
+    handlers: Child2,
+    relay: Child2,
+    queues: &[String],
+) -> anyhow::Result<EventRun> {
+    let (backend, pipeline, events, micros) = what;
+    let consumer_rss_mb = group_peak_rss_kb(handlers.0.id()) as f64 / 1024.0;
+    let publisher_rss_mb = group_peak_rss_kb(relay.0.id()) as f64 / 1024.0;
+    drop(handlers);
+    drop(relay);
+    delete_queues(&env.amqp, queues).await?;
+    Ok(EventRun {
+        backend: backend.name().to_owned(),
+        pipeline: pipeline.to_owned(),
+        events: usize::try_from(events)?,
+        seconds: micros as f64 / 1e6,
+        consumer_rss_mb,
+        publisher_rss_mb,
+    })
 }
 
 /// This binary's `relay` and `events` commands on `publisher` and `consumer`; the events
@@ -165,12 +183,11 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
     });
     let done = wait_handled(&consumer, i64::from(events), "cqrs-rs").await?;
     let write_rate = writer.await??;
-    let consumer_rss = group_peak_rss_kb(handlers.0.id()) as f64 / 1024.0;
-    let publisher_rss = group_peak_rss_kb(relay.0.id()) as f64 / 1024.0;
-    drop(handlers);
-    drop(relay);
-    delete_queues(
-        &env.amqp,
+    let run = finish(
+        env,
+        (backend, "cqrs-rs", events, done - start),
+        handlers,
+        relay,
         &[
             queue.clone(),
             format!("{queue}.delay"),
@@ -178,14 +195,7 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
         ],
     )
     .await?;
-    let run = EventRun {
-        backend: backend.name().to_owned(),
-        pipeline: "cqrs-rs".to_owned(),
-        events: usize::try_from(events)?,
-        seconds: (done - start) as f64 / 1e6,
-        consumer_rss_mb: consumer_rss,
-        publisher_rss_mb: publisher_rss,
-    };
+    let (consumer_rss, publisher_rss) = (run.consumer_rss_mb, run.publisher_rss_mb);
     eprintln!(
         "   {events} events in {:.2} s = {:.0} events/s (written at {write_rate:.0}/s), consumer peak RSS {consumer_rss:.1} MB, relay {publisher_rss:.1} MB",
         run.seconds,
@@ -241,19 +251,20 @@ pub async fn python(env: &Env, events: i32) -> anyhow::Result<EventRun> {
         "django-microservices-communication",
     )
     .await?;
-    let consumer_rss = group_peak_rss_kb(handlers.0.id()) as f64 / 1024.0;
-    let publisher_rss = group_peak_rss_kb(relay.0.id()) as f64 / 1024.0;
-    drop(handlers);
-    drop(relay);
-    delete_queues(&env.amqp, &[queue]).await?;
-    let run = EventRun {
-        backend: Backend::Postgres.name().to_owned(),
-        pipeline: "django-microservices-communication".to_owned(),
-        events: usize::try_from(events)?,
-        seconds: (done - start) as f64 / 1e6,
-        consumer_rss_mb: consumer_rss,
-        publisher_rss_mb: publisher_rss,
-    };
+    let run = finish(
+        env,
+        (
+            Backend::Postgres,
+            "django-microservices-communication",
+            events,
+            done - start,
+        ),
+        handlers,
+        relay,
+        &[queue],
+    )
+    .await?;
+    let (consumer_rss, publisher_rss) = (run.consumer_rss_mb, run.publisher_rss_mb);
     eprintln!(
         "   {events} events in {:.2} s = {:.0} events/s (written at {:.0}/s), runconsumer peak RSS {consumer_rss:.1} MB, runpublisher {publisher_rss:.1} MB",
         run.seconds,

@@ -537,7 +537,7 @@ where
     Ok((writes, elapsed, messages))
 }
 
-struct Child2(Child);
+pub struct Child2(Child);
 
 impl Drop for Child2 {
     fn drop(&mut self) {
@@ -1099,12 +1099,13 @@ async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Ru
     })
 }
 
+/// A count and a sum (`n`, `s`) read back from a benchmark table.
 #[derive(QueryableByName)]
-struct Aggregate {
+pub struct Aggregate {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
+    pub n: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    s: i64,
+    pub s: i64,
 }
 
 fn django_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
