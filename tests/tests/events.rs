@@ -72,6 +72,9 @@ fn on_book_published(
         event::publish_aggregate_event(conn, "test_book", "echo", &json!({"x": 1}))?;
         return Err(HandlerError::permanent("refused after writing"));
     }
+    if event.payload.title == "panic" {
+        panic!("the handler panicked on purpose");
+    }
     if event.payload.title == "flaky" && FLAKY_FAILURES.fetch_add(1, Ordering::SeqCst) < 2 {
         return Err(HandlerError::transient("not yet"));
     }
@@ -626,6 +629,87 @@ async fn events_commands_and_calls_end_to_end() {
         "the cancelled event never came"
     );
     assert_eq!(common::outbox(&mut conn).len(), 0);
+
+    // 10. a backlog is taken in batches (one transaction, a savepoint per message): a failing
+    // handler, a panicking one and a bad body in the middle of it cost only themselves
+    consuming.stop().await;
+    let mut bodies: Vec<Vec<u8>> = (100..120)
+        .map(|book_id| {
+            let title = match book_id {
+                105 => "fail after writing",
+                110 => "panic",
+                _ => "backlog",
+            };
+            json!({"eventId": format!("backlog-{book_id}"), "event_time": "2026-12-02T10:00:00.000Z",
+                "aggregate": "test_book", "event_type": "published",
+                "payload": {"bookId": book_id, "title": title, "authorName": "b"}})
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    bodies.insert(12, b"{not json".to_vec());
+    for body in &bodies {
+        channel
+            .basic_publish(
+                "test_book".into(),
+                "published".into(),
+                BasicPublishOptions::default(),
+                body,
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let backlog =
+        EventConsumer::<SqliteConnection>::new(config.clone(), handlers.clone(), queue.clone());
+    let taken = backlog.metrics();
+    let consuming = spawn(|stop| {
+        backlog.run(async move {
+            let _ = stop.await;
+        })
+    });
+    eventually(WAIT, "the backlog taken", || {
+        taken.applied.load(Ordering::Relaxed) + taken.dead_lettered.load(Ordering::Relaxed) == 21
+    })
+    .await;
+    assert_eq!(taken.applied.load(Ordering::Relaxed), 18);
+    assert_eq!(
+        taken.dead_lettered.load(Ordering::Relaxed),
+        3,
+        "the failure, the panic, the bad body"
+    );
+    for book_id in 100..120 {
+        let want = usize::from(book_id != 105 && book_id != 110);
+        assert_eq!(
+            count(&handlers, "published", &book_id.to_string()),
+            want,
+            "book {book_id}"
+        );
+    }
+    let batches = taken.batches.load(Ordering::Relaxed);
+    assert!(
+        batches < 21,
+        "{batches} batches for 21 messages: not batched"
+    );
+    let mut reasons = Vec::new();
+    while let Some(dead) = channel
+        .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        let headers = dead.properties.headers().clone().unwrap_or_default();
+        if let Some(lapin::types::AMQPValue::LongString(reason)) =
+            headers.inner().get("x-cqrs-reason")
+        {
+            reasons.push(reason.to_string());
+        }
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("panicked on purpose")),
+        "the panic is the dead letter's reason: {reasons:?}"
+    );
 
     relaying.stop().await;
     handler_relaying.stop().await;

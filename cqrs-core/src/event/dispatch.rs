@@ -1,14 +1,12 @@
-//! Handler registration and the handling of one message in a database transaction.
+//! Handler registration and routing: which handler takes a message.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use chrono::Utc;
 use serde_json::Value;
 
 use super::error::HandlerError;
-use super::incoming::{CallRoute, Incoming};
-use crate::db::CqrsConnection;
+use super::incoming::Incoming;
 
 /// What a handler takes, which decides what the consumer does around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,78 +127,6 @@ impl<C: 'static> Router<C> {
                 (e.exchange, key)
             })
             .collect()
-    }
-}
-
-/// What [`dispatch`] did with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
-    /// The handler ran and its transaction committed.
-    Done,
-    /// An expired command or call: not executed.
-    Expired,
-    /// The inbox already holds this handler's effect of this event id.
-    Duplicate,
-}
-
-/// Runs `entry` on `incoming` in one database transaction: the inbox row (when the handler
-/// asks for one), the handler's writes, what it publishes and a call's answer commit together,
-/// or nothing does. An expired command or call is not run; with `check_expired_after`, one
-/// that expired while it ran is rolled back.
-pub fn dispatch<C: CqrsConnection>(
-    conn: &mut C,
-    entry: &HandlerEntry<C>,
-    incoming: &Incoming,
-) -> Result<Handled, HandlerError> {
-    let expires = match entry.kind {
-        HandlerKind::Command | HandlerKind::Call => incoming.expires()?,
-        _ => None,
-    };
-    if expires.is_some_and(|t| t < Utc::now()) {
-        return Ok(Handled::Expired);
-    }
-    let route = match entry.kind {
-        HandlerKind::Call => Some(CallRoute::of(incoming)?),
-        _ => None,
-    };
-    let result = crate::master::transaction(conn, |conn| {
-        if entry.inbox
-            && let Some(id) = incoming.event_id()
-            && !conn.inbox_insert(entry.name, &id)?
-        {
-            return Ok(Handled::Duplicate);
-        }
-        let answer = (entry.run)(conn, incoming)?;
-        if entry.check_expired_after && expires.is_some_and(|t| t < Utc::now()) {
-            return Err(Abort::ExpiredWhileRunning);
-        }
-        if let Some(route) = &route {
-            super::send_call_response(conn, route, answer.unwrap_or(Value::Null))?;
-        }
-        Ok(Handled::Done)
-    });
-    match result {
-        Ok(handled) => Ok(handled),
-        Err(Abort::ExpiredWhileRunning) => {
-            tracing::warn!(
-                handler = entry.name,
-                "the command expired while its handler ran: rolled back"
-            );
-            Ok(Handled::Expired)
-        }
-        Err(Abort::Failed(error)) => Err(error),
-    }
-}
-
-/// Why a handler's transaction rolls back.
-enum Abort {
-    Failed(HandlerError),
-    ExpiredWhileRunning,
-}
-
-impl<E: Into<HandlerError>> From<E> for Abort {
-    fn from(error: E) -> Self {
-        Self::Failed(error.into())
     }
 }
 

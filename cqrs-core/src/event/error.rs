@@ -1,5 +1,7 @@
 //! What publishing and handling events can fail with.
 
+use crate::error::{ErrorClass, classify_diesel};
+
 /// A publish refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -51,6 +53,17 @@ impl HandlerError {
             Self::Transient(_) | Self::Database(_) | Self::Publish(EventError::Database(_)) => {
                 false
             }
+        }
+    }
+
+    /// Whether the database is gone (the message is kept for later, not retried as its own
+    /// failure).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(error) | Self::Publish(EventError::Database(error)) => {
+                classify_diesel(error) == ErrorClass::Unavailable
+            }
+            _ => false,
         }
     }
 

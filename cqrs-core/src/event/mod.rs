@@ -31,6 +31,7 @@
 pub mod case;
 mod dispatch;
 mod error;
+mod handling;
 mod incoming;
 
 use chrono::{DateTime, Utc};
@@ -41,8 +42,9 @@ use crate::db::{CqrsConnection, OutboxMessage};
 
 #[doc(hidden)]
 pub use dispatch::__private;
-pub use dispatch::{DEFAULT_EXCHANGE, Handled, HandlerEntry, HandlerKind, Router, dispatch};
+pub use dispatch::{DEFAULT_EXCHANGE, HandlerEntry, HandlerKind, Router};
 pub use error::{EventError, HandlerError};
+pub use handling::{BatchItem, Handled, dispatch, dispatch_batch};
 pub use incoming::{Call, CallResponse, CallRoute, Command, Event, FromIncoming, Incoming};
 
 /// A typed domain event: its aggregate (the exchange) and event type (the routing key) are

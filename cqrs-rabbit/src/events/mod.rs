@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cqrs_core::event::{Handled, HandlerError, Incoming, Router, dispatch};
+use cqrs_core::event::{Handled, Router};
 use cqrs_core::registry::Registered;
+use futures_util::FutureExt;
 use futures_util::StreamExt;
+use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
@@ -27,6 +29,12 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::ConsumerMetrics;
 use crate::{broker, topology};
+
+mod received;
+mod work;
+
+use received::Received;
+use work::{DatabaseAway, HandlerResult, Work};
 
 /// Header of a retried message: how many times it was retried.
 const RETRIES: &str = "x-cqrs-retries";
@@ -219,33 +227,59 @@ impl<C: Registered> EventConsumer<C> {
             };
             backoff.reset();
             let error = loop {
-                let delivery = tokio::select! {
+                let first = tokio::select! {
                     () = &mut shutdown => {
                         let _ = connection.close(200, "event consumer stopped".into()).await;
                         return Ok(());
                     }
                     d = deliveries.next() => d,
                 };
-                let delivery = match delivery {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => break self.config.url.error("receive a delivery", e),
-                    None => {
-                        break Error::ConsumerCancelled {
-                            url: self.config.url.to_string(),
-                            queue: self.queue.clone(),
-                        };
-                    }
-                };
-                if let Err(error) = self
-                    .handle(&channel, &router, &mut db, delivery, &mut shutdown)
-                    .await
+                let (batch, ended) = self.gather(first, &mut deliveries);
+                if !batch.is_empty()
+                    && let Err(error) = self
+                        .handle(&channel, &router, &mut db, batch, &mut shutdown)
+                        .await
                 {
+                    break error;
+                }
+                if let Some(error) = ended {
                     break error;
                 }
             };
             tracing::warn!(%error, "event consumer: broker connection lost; reconnecting");
             self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The first delivery and what else is already here, up to `CQRS_BATCH_SIZE`; and the
+    /// error that ended the stream, if it ended.
+    fn gather(
+        &self,
+        first: Option<lapin::Result<Delivery>>,
+        deliveries: &mut lapin::Consumer,
+    ) -> (Vec<Delivery>, Option<Error>) {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(delivery) = next {
+            match delivery {
+                Some(Ok(d)) => batch.push(d),
+                Some(Err(e)) => {
+                    return (batch, Some(self.config.url.error("receive a delivery", e)));
+                }
+                None => {
+                    let cancelled = Error::ConsumerCancelled {
+                        url: self.config.url.to_string(),
+                        queue: self.queue.clone(),
+                    };
+                    return (batch, Some(cancelled));
+                }
+            }
+            if batch.len() >= self.config.batch_size {
+                break;
+            }
+            next = deliveries.next().now_or_never();
+        }
+        (batch, None)
     }
 
     async fn open_session(
@@ -260,124 +294,142 @@ impl<C: Registered> EventConsumer<C> {
         Ok((connection, channel, consumer))
     }
 
-    /// One delivery: handled, retried or dead-lettered, then acknowledged. A broker error
-    /// comes back (the delivery stays unacknowledged and returns); a database that is away
-    /// is waited for.
+    /// A batch of deliveries: handled in one database transaction (a savepoint each),
+    /// retried or dead-lettered, then acknowledged with one `multiple` ack. A broker error
+    /// comes back (the deliveries stay unacknowledged and return); a database that is away is
+    /// waited for.
     async fn handle<F: Future<Output = ()>>(
         &self,
         channel: &Channel,
         router: &Arc<Router<C>>,
         db: &mut Option<C>,
-        delivery: lapin::message::Delivery,
+        batch: Vec<Delivery>,
         shutdown: &mut std::pin::Pin<&mut F>,
     ) -> Result<()> {
-        let headers = delivery.properties.headers().clone().unwrap_or_default();
-        let header = |key: &str| match headers.inner().get(key) {
-            Some(AMQPValue::LongString(s)) => Some(s.to_string()),
-            _ => None,
-        };
-        let retries = match headers.inner().get(RETRIES) {
-            Some(AMQPValue::LongUInt(n)) => *n,
-            _ => 0,
-        };
-        // a retry comes back from the delay queue through the default exchange
-        let (exchange, routing_key) = match (header(EXCHANGE), header(ROUTING_KEY)) {
-            (Some(e), Some(k)) if delivery.exchange.as_str().is_empty() => (e, k),
-            _ => (
-                delivery.exchange.to_string(),
-                delivery.routing_key.to_string(),
-            ),
-        };
-        let correlation_id = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(ToString::to_string);
-        let verdict = match Incoming::parse(&exchange, &routing_key, &delivery.data, correlation_id)
-        {
-            Err(error) => Err(error),
-            Ok(incoming) => match router.find(&exchange, &routing_key) {
-                None => {
-                    tracing::warn!(%exchange, %routing_key, "no handler for this message; acknowledged and dropped");
-                    self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
-                    Ok(Handled::Duplicate)
-                }
-                Some(entry) => loop {
-                    match self.run_handler(db, entry, &incoming).await {
-                        Ok(result) => break result,
-                        Err(wait) => {
-                            // the database is away: keep the message, try again
-                            tracing::warn!(error = %wait, retry_in = ?Duration::from_secs(1), "event consumer: database unavailable");
-                            tokio::select! {
-                                () = shutdown.as_mut() => return Ok(()),
-                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            }
-                        }
+        let mut received: Vec<Received> = batch.into_iter().map(Received::of).collect();
+        let mut work = Vec::new();
+        let mut verdicts: Vec<Option<HandlerResult>> = Vec::with_capacity(received.len());
+        for (index, message) in received.iter_mut().enumerate() {
+            match message.parse() {
+                Err(error) => verdicts.push(Some(Err(error))),
+                Ok(incoming) => match router.find(&message.exchange, &message.routing_key) {
+                    None => {
+                        tracing::warn!(exchange = %message.exchange, routing_key = %message.routing_key,
+                            "no handler for this message; acknowledged and dropped");
+                        verdicts.push(Some(Ok(Handled::Duplicate)));
+                    }
+                    Some(entry) => {
+                        verdicts.push(None);
+                        work.push((index, entry, incoming));
                     }
                 },
-            },
-        };
-        match verdict {
+            }
+        }
+        if !work.is_empty() {
+            let mut pending = work;
+            let results = loop {
+                match self.run_handlers(db, pending).await? {
+                    Ok(results) => break results,
+                    Err((error, back)) => {
+                        // the database is away: keep the messages, try again
+                        tracing::warn!(%error, messages = back.len(), retry_in = ?Duration::from_secs(1),
+                            "event consumer: database unavailable");
+                        pending = back;
+                        tokio::select! {
+                            () = shutdown.as_mut() => return Ok(()),
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            };
+            for (index, result) in results {
+                verdicts[index] = Some(result);
+            }
+        }
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for (message, verdict) in received.iter().zip(verdicts) {
+            self.settle(channel, message, verdict.unwrap_or(Ok(Handled::Duplicate)))
+                .await?;
+            last = Some(message.delivery.delivery_tag);
+        }
+        match last {
+            Some(tag) => channel
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await
+                .map_err(|e| self.config.url.error("acknowledge", e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a message's verdict; a failure goes to the delay queue or the dead-letter queue
+    /// (confirmed) before the message is acknowledged.
+    async fn settle(
+        &self,
+        channel: &Channel,
+        message: &Received,
+        verdict: HandlerResult,
+    ) -> Result<()> {
+        let (exchange, routing_key, retries) =
+            (&message.exchange, &message.routing_key, message.retries);
+        let error = match verdict {
             Ok(Handled::Done) => {
                 self.metrics.applied.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
             }
             Ok(handled) => {
                 tracing::debug!(%exchange, %routing_key, ?handled, "message not executed");
                 self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
             }
-            Err(error) => {
-                let policy = self.config.retry_policy();
-                let may_retry =
-                    !error.is_permanent() && policy.max_retries.is_none_or(|max| retries < max);
-                let mut out = FieldTable::default();
-                out.insert(
-                    EXCHANGE.into(),
-                    AMQPValue::LongString(exchange.clone().into()),
-                );
-                out.insert(
-                    ROUTING_KEY.into(),
-                    AMQPValue::LongString(routing_key.clone().into()),
-                );
-                let base = delivery.properties.clone().with_delivery_mode(2);
-                if may_retry {
-                    tracing::warn!(%exchange, %routing_key, retries, %error, "handler failed; will retry");
-                    out.insert(
-                        RETRIES.into(),
-                        AMQPValue::LongUInt(retries.saturating_add(1)),
-                    );
-                    let ttl = policy.delay.as_millis().max(1).to_string();
-                    let props = base
-                        .with_headers(out)
-                        .with_expiration(ShortString::from(ttl));
-                    self.publish(channel, &self.delay_queue(), &delivery.data, props)
-                        .await?;
-                    self.metrics.retried.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    let reason = if error.is_permanent() {
-                        "permanent error"
-                    } else {
-                        "retries exhausted"
-                    };
-                    tracing::error!(%exchange, %routing_key, retries, %error, "message moved to the dead-letter queue ({reason})");
-                    out.insert(
-                        REASON.into(),
-                        AMQPValue::LongString(format!("{reason}: {error}").into()),
-                    );
-                    let mut props = base.with_headers(out);
-                    if let Some(ttl) = self.config.dead_message_ttl {
-                        props =
-                            props.with_expiration(ShortString::from(ttl.as_millis().to_string()));
-                    }
-                    self.publish(channel, &self.dead_letter_queue(), &delivery.data, props)
-                        .await?;
-                    self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                }
+            Err(error) => error,
+        };
+        let policy = self.config.retry_policy();
+        let may_retry = !error.is_permanent() && policy.max_retries.is_none_or(|max| retries < max);
+        let mut out = FieldTable::default();
+        out.insert(
+            EXCHANGE.into(),
+            AMQPValue::LongString(exchange.clone().into()),
+        );
+        out.insert(
+            ROUTING_KEY.into(),
+            AMQPValue::LongString(routing_key.clone().into()),
+        );
+        let delivery = &message.delivery;
+        let base = delivery.properties.clone().with_delivery_mode(2);
+        if may_retry {
+            tracing::warn!(%exchange, %routing_key, retries, %error, "handler failed; will retry");
+            out.insert(
+                RETRIES.into(),
+                AMQPValue::LongUInt(retries.saturating_add(1)),
+            );
+            let ttl = policy.delay.as_millis().max(1).to_string();
+            let props = base
+                .with_headers(out)
+                .with_expiration(ShortString::from(ttl));
+            self.publish(channel, &self.delay_queue(), &delivery.data, props)
+                .await?;
+            self.metrics.retried.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let reason = if error.is_permanent() {
+                "permanent error"
+            } else {
+                "retries exhausted"
+            };
+            tracing::error!(%exchange, %routing_key, retries, %error, "message moved to the dead-letter queue ({reason})");
+            out.insert(
+                REASON.into(),
+                AMQPValue::LongString(format!("{reason}: {error}").into()),
+            );
+            let mut props = base.with_headers(out);
+            if let Some(ttl) = self.config.dead_message_ttl {
+                props = props.with_expiration(ShortString::from(ttl.as_millis().to_string()));
             }
+            self.publish(channel, &self.dead_letter_queue(), &delivery.data, props)
+                .await?;
+            self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }
-        channel
-            .basic_ack(delivery.delivery_tag, BasicAckOptions::default())
-            .await
-            .map_err(|e| self.config.url.error("acknowledge", e))
+        Ok(())
     }
 
     async fn publish(
@@ -397,8 +449,6 @@ impl<C: Registered> EventConsumer<C> {
         }
     }
 
-    /// Runs a handler on the blocking pool. `Err` only when the database cannot be reached
-    /// (the caller waits and retries); a handler's own failure is `Ok(Err(..))`.
     /// The cut-off of an inbox purge when one is due (at most once an hour).
     fn inbox_purge_due(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let now = chrono::Utc::now();
@@ -410,49 +460,37 @@ impl<C: Registered> EventConsumer<C> {
         now.checked_sub_signed(chrono::Duration::from_std(self.config.inbox_ttl).ok()?)
     }
 
-    async fn run_handler(
+    /// Runs the handlers of a batch on the blocking pool, on the consumer's connection.
+    /// `Err` only when the database cannot be reached: nothing was committed, the work comes
+    /// back to be tried again.
+    async fn run_handlers(
         &self,
         db: &mut Option<C>,
-        entry: &'static cqrs_core::event::HandlerEntry<C>,
-        incoming: &Incoming,
-    ) -> std::result::Result<std::result::Result<Handled, HandlerError>, cqrs_core::Error> {
-        let conn = match db.take() {
-            Some(conn) => conn,
-            None => {
-                let url = self.database_url.clone();
-                tokio::task::spawn_blocking(move || C::cqrs_connect(&url))
-                    .await
-                    .map_err(|e| cqrs_core::Error::Io {
-                        context: "the event consumer's database connection".into(),
-                        source: std::io::Error::other(e),
-                    })??
-            }
-        };
-        let incoming = incoming.clone();
+        work: Vec<Work<C>>,
+    ) -> Result<std::result::Result<Vec<(usize, HandlerResult)>, (DatabaseAway, Vec<Work<C>>)>>
+    {
+        let url = self.database_url.clone();
+        let conn = db.take();
         let purge = self.inbox_purge_due();
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let mut conn = conn;
-            let result = dispatch(&mut conn, entry, &incoming);
-            if let Some(before) = purge {
-                match conn.inbox_purge(before) {
-                    Ok(0) => {}
-                    Ok(purged) => tracing::debug!(purged, "old inbox entries purged"),
-                    Err(error) => tracing::warn!(%error, "inbox purge failed"),
-                }
-            }
-            (conn, result)
+        let joined = tokio::task::spawn_blocking(move || {
+            let (conn, result) = work::run(conn, &url, &work, purge);
+            (conn, result, work)
         })
-        .await
-        .map_err(|e| cqrs_core::Error::Io {
-            context: "an event handler".into(),
-            source: std::io::Error::other(e),
+        .await;
+        // the handlers run under catch_unwind: this fails only when the runtime stops (the
+        // messages are not acknowledged and come again)
+        let (conn, result, work) = joined.map_err(|source| Error::Task {
+            what: "the event handlers",
+            source,
         })?;
-        if let Err(HandlerError::Database(error)) = &result {
-            // a broken connection is reopened for the next message
-            tracing::debug!(%error, handler = entry.name, "handler database error");
-            return Ok(result);
-        }
-        *db = Some(conn);
-        Ok(result)
+        *db = conn;
+        Ok(match result {
+            Ok(results) => Ok(work
+                .iter()
+                .map(|(index, _, _)| *index)
+                .zip(results)
+                .collect()),
+            Err(error) => Err((error, work)),
+        })
     }
 }
