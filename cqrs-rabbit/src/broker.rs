@@ -21,18 +21,32 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// the consumer log it and reconnect.
 pub const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 
-/// The URL lapin connects to: the broker URL with the default heartbeat when it sets none.
+/// The largest AMQP frame asked for when the URL sets none (`?frame_max=N` sets it). lapin
+/// keeps a receive and a send buffer of 32 frames per connection, zero-filled: at RabbitMQ's
+/// default of 128 KiB that is 8 MiB of resident memory per connection, most of a relay's or a
+/// consumer's heap. At 32 KiB the buffers take 2 MiB; a larger message is carried in several
+/// body frames, as the protocol does for any message above the frame size.
+pub const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
+
+/// The URL lapin connects to: the broker URL with the default heartbeat and frame size where
+/// it sets none.
 fn connect_uri(url: &BrokerUrl) -> String {
-    let raw = url.expose();
-    let has_heartbeat = raw
-        .split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("heartbeat=")));
-    if has_heartbeat {
-        raw.to_owned()
-    } else {
-        let sep = if raw.contains('?') { '&' } else { '?' };
-        format!("{raw}{sep}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+    let mut uri = url.expose().to_owned();
+    for (key, value) in [
+        ("heartbeat", DEFAULT_HEARTBEAT_SECS.to_string()),
+        ("frame_max", DEFAULT_FRAME_MAX.to_string()),
+    ] {
+        let set = uri.split_once('?').is_some_and(|(_, query)| {
+            query
+                .split('&')
+                .any(|p| p.split_once('=').is_some_and(|(k, _)| k == key))
+        });
+        if !set {
+            let sep = if uri.contains('?') { '&' } else { '?' };
+            uri = format!("{uri}{sep}{key}={value}");
+        }
     }
+    uri
 }
 
 /// Opens a connection, or fails at once (the callers retry with their backoff).
@@ -284,14 +298,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_heartbeat_is_asked_for_unless_the_url_sets_one() {
+    fn a_heartbeat_and_a_frame_size_are_asked_for_unless_the_url_sets_them() {
         let uri =
             |u: &str| connect_uri(&BrokerUrl::parse(u).unwrap_or_else(|_| BrokerUrl::localhost()));
         assert_eq!(
             uri("amqp://guest:guest@localhost:5672/%2f"),
-            "amqp://guest:guest@localhost:5672/%2f?heartbeat=10"
+            "amqp://guest:guest@localhost:5672/%2f?heartbeat=10&frame_max=32768"
         );
-        assert!(uri("amqp://h/%2f?heartbeat=30").ends_with("?heartbeat=30"));
+        assert!(uri("amqp://h/%2f?heartbeat=30").ends_with("?heartbeat=30&frame_max=32768"));
         assert!(uri("amqp://h/%2f?frame_max=8192").ends_with("?frame_max=8192&heartbeat=10"));
     }
 }
