@@ -150,6 +150,22 @@ impl Running {
     }
 }
 
+/// Publishes `body` to `test_book` / `published` as another service would, confirmed.
+async fn publish_raw(channel: &lapin::Channel, body: &[u8]) {
+    channel
+        .basic_publish(
+            "test_book".into(),
+            "published".into(),
+            BasicPublishOptions::default(),
+            body,
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
 fn spawn<F>(run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
 where
     F: std::future::Future<Output = Result<(), cqrs_rabbit::Error>> + Send + 'static,
@@ -497,18 +513,7 @@ async fn events_commands_and_calls_end_to_end() {
         &b"not json{"[..],
         br#"{"eventId": 9, "aggregate": "test_book"}"#,
     ] {
-        channel
-            .basic_publish(
-                "test_book".into(),
-                "published".into(),
-                BasicPublishOptions::default(),
-                body,
-                lapin::BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_raw(&channel, body).await;
     }
     eventually(WAIT, "two more dead letters", || {
         metrics.dead_lettered.load(Ordering::Relaxed) == 3
@@ -519,18 +524,7 @@ async fn events_commands_and_calls_end_to_end() {
     let ignored_before = metrics.ignored.load(Ordering::Relaxed);
     let twice = json!({"eventId": "dup-1", "event_time": "2026-12-02T10:00:00.000Z", "aggregate": "test_book", "event_type": "published", "payload": {"bookId": 7, "title": "twice", "authorName": "a"}});
     for _ in 0..2 {
-        channel
-            .basic_publish(
-                "test_book".into(),
-                "published".into(),
-                BasicPublishOptions::default(),
-                twice.to_string().as_bytes(),
-                lapin::BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_raw(&channel, twice.to_string().as_bytes()).await;
     }
     eventually(WAIT, "both copies taken", || {
         metrics.ignored.load(Ordering::Relaxed) > ignored_before
@@ -649,18 +643,7 @@ async fn events_commands_and_calls_end_to_end() {
         .collect();
     bodies.insert(12, b"{not json".to_vec());
     for body in &bodies {
-        channel
-            .basic_publish(
-                "test_book".into(),
-                "published".into(),
-                BasicPublishOptions::default(),
-                body,
-                lapin::BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        publish_raw(&channel, body).await;
     }
     let backlog =
         EventConsumer::<SqliteConnection>::new(config.clone(), handlers.clone(), queue.clone());
