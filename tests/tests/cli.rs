@@ -900,11 +900,14 @@ async fn dead_letter_tools() {
 }
 
 /// The `events` command runs the binary's `#[handler]` functions (found through `inventory`,
-/// no wiring), `handlers` lists them, and `outbox check` fails while events wait too long.
+/// no wiring), `handlers` lists them, and `outbox check` fails while events wait too long;
+/// then `consume --events-queue` runs the handlers and the replicas in one process.
 fn events_command<C>(database_url: &str, master_url: &str)
 where
     C: cqrs_core::Registered,
     for<'a> diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'a, C, Greeted>,
+    Book: MasterStore<C>,
+    BookRef: ReplicaStore<C>,
 {
     use cqrs_core::event;
     use cqrs_tests::handlers::{GREETINGS_DDL, Greeting};
@@ -993,6 +996,30 @@ where
         .args(["-TERM", &events.id().to_string()])
         .status();
     assert!(events.wait().unwrap().success(), "stops cleanly on SIGTERM");
+
+    // one process for both: a book reaches the replica and a greeting its handler
+    let fails_alone = fails(&run(&env, &["consume", "--bind", "a:b"], None));
+    assert!(fails_alone.contains("need --events-queue"), "{fails_alone}");
+    let both = Process::spawn(&env, &["consume", "--events-queue", &queue]);
+    wait_for_consumer(&config);
+    wait_for_queue_consumer(&queue);
+    let carol = format!("carol-{}", C::BACKEND);
+    event::publish(
+        &mut master,
+        &Greeting {
+            said_by: carol.clone(),
+        },
+    )
+    .unwrap();
+    Book::new(7, "Both").cqrs_insert(&mut master).unwrap();
+    ok(&run(&master_env, &["relay", "--once"], None));
+    eventually_blocking(|| {
+        greetings::<C>(database_url).contains(&carol)
+            && replica_rows::<C>(database_url)
+                .iter()
+                .any(|(id, name, _)| *id == 7 && name == "Both")
+    });
+    assert!(both.terminate().success(), "both stop on one SIGTERM");
 }
 
 #[derive(diesel::QueryableByName)]

@@ -49,6 +49,10 @@ pub enum Command {
         /// Consume only these cqrs_ids (default: every replica model).
         #[arg(long = "cqrs-id", short = 'c', num_args = 1..)]
         cqrs_ids: Vec<String>,
+        /// Also run this binary's event, command and call handlers, on this queue, in the
+        /// same process (what the `events` subcommand runs on its own).
+        #[command(flatten)]
+        handlers: HandlerArgs,
     },
     /// Publish the outbox to the broker (until SIGINT/SIGTERM, or until empty with --once).
     Relay {
@@ -167,12 +171,9 @@ pub enum Command {
         /// The queue of this service's handlers.
         #[arg(long = "events-queue", env = "CQRS_EVENTS_QUEUE")]
         queue: String,
-        /// Extra bindings, `exchange:routing_key` (the Python package's `BINDS`).
-        #[arg(long = "bind", value_parser = bind)]
-        binds: Vec<(String, String)>,
-        /// Declare nothing: queues, exchanges and bindings belong to the infrastructure.
-        #[arg(long)]
-        no_declare: bool,
+        /// Where the handlers' messages come from.
+        #[command(flatten)]
+        topology: HandlerTopology,
     },
     /// Look at the outbox.
     Outbox {
@@ -184,6 +185,32 @@ pub enum Command {
     /// cqrs_master_revisions) for the database's backend, to put in a migration. The relay,
     /// the consumer and `cqrs_setup` create them when missing.
     Schema,
+}
+
+/// The handlers' queue of `consume`: none unless `--events-queue` names one (no environment
+/// variable, so that a service whose `events` process reads `CQRS_EVENTS_QUEUE` does not get
+/// a second one inside `consume`).
+#[derive(Debug, Clone, Args)]
+pub struct HandlerArgs {
+    /// The queue of this service's handlers (`CQRS_EVENTS_QUEUE` is not read here).
+    #[arg(long = "events-queue")]
+    pub queue: Option<String>,
+    /// Where the handlers' messages come from.
+    #[command(flatten)]
+    pub topology: HandlerTopology,
+}
+
+/// Bindings and declarations of a handlers' queue, as the Python package configures them.
+#[derive(Debug, Clone, Args)]
+pub struct HandlerTopology {
+    /// Extra bindings of the handlers' queue, `exchange:routing_key` (the Python package's
+    /// `BINDS`).
+    #[arg(long = "bind", value_parser = bind)]
+    pub binds: Vec<(String, String)>,
+    /// Declare nothing for the handlers: their queue, exchanges and bindings belong to the
+    /// infrastructure.
+    #[arg(long)]
+    pub no_declare: bool,
 }
 
 /// What `outbox` does.

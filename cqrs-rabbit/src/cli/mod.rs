@@ -213,6 +213,23 @@ async fn shutdown_signal() {
     tracing::info!("signal received: stopping");
 }
 
+/// The handlers' consumer of `events` and `consume --events-queue`.
+fn event_consumer<C: Registered>(
+    config: Config,
+    database_url: &str,
+    queue: String,
+    topology: args::HandlerTopology,
+) -> crate::EventConsumer<C> {
+    let mut consumer = crate::EventConsumer::<C>::new(config, database_url, queue);
+    for (exchange, key) in topology.binds {
+        consumer = consumer.bind(exchange, key);
+    }
+    if topology.no_declare {
+        consumer = consumer.no_declare();
+    }
+    consumer
+}
+
 async fn run<C: Registered>(
     command: Command,
     mut config: Config,
@@ -223,6 +240,7 @@ async fn run<C: Registered>(
             workers,
             batch_size,
             cqrs_ids,
+            handlers,
         } => {
             if let Some(workers) = workers {
                 config.workers = workers;
@@ -231,9 +249,47 @@ async fn run<C: Registered>(
                 config.batch_size = batch_size;
             }
             config.validate()?;
+            let events = match handlers.queue {
+                Some(queue) => Some(event_consumer::<C>(
+                    config.clone(),
+                    database_url,
+                    queue,
+                    handlers.topology,
+                )),
+                None if handlers.topology.no_declare || !handlers.topology.binds.is_empty() => {
+                    return Err(Error::Input(
+                        "--bind and --no-declare need --events-queue: they configure the handlers' queue"
+                            .to_owned(),
+                    ));
+                }
+                None => None,
+            };
             let consumer = Consumer::<C>::new(config, database_url).only(cqrs_ids);
             consumer.check().await?;
-            consumer.run(shutdown_signal()).await
+            let Some(events) = events else {
+                return consumer.run(shutdown_signal()).await;
+            };
+            events.check().await?;
+            // one signal stops both; the first to fail stops the other (the process exits
+            // with its error and the supervisor restarts the pair)
+            let (stop, stopped) = tokio::sync::watch::channel(());
+            let until_stopped = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
+                let _ = stopped.changed().await;
+            };
+            let signal = async move {
+                shutdown_signal().await;
+                let _ = stop.send(());
+                std::future::pending::<Result<()>>().await
+            };
+            tokio::select! {
+                done = async {
+                    tokio::try_join!(
+                        consumer.run(until_stopped(stopped.clone())),
+                        events.run(until_stopped(stopped)),
+                    )
+                } => done.map(|_| ()),
+                never = signal => never,
+            }
         }
         Command::Relay { once } => {
             let relay = Relay::<C>::new(config, database_url);
@@ -267,18 +323,8 @@ async fn run<C: Registered>(
         Command::Models => list_models(),
         Command::Schema => print_schema::<C>(),
         Command::Handlers => list_handlers::<C>(),
-        Command::Events {
-            queue,
-            binds,
-            no_declare,
-        } => {
-            let mut consumer = crate::EventConsumer::<C>::new(config, database_url, queue);
-            for (exchange, key) in binds {
-                consumer = consumer.bind(exchange, key);
-            }
-            if no_declare {
-                consumer = consumer.no_declare();
-            }
+        Command::Events { queue, topology } => {
+            let consumer = event_consumer::<C>(config, database_url, queue, topology);
             consumer.check().await?;
             consumer.run(shutdown_signal()).await
         }
