@@ -205,11 +205,11 @@ pub struct HandlerArgs {
 pub struct HandlerTopology {
     /// Extra bindings of the handlers' queue, `exchange:routing_key` (the Python package's
     /// `BINDS`).
-    #[arg(long = "bind", value_parser = bind)]
+    #[arg(long = "bind", value_parser = bind, requires = "queue")]
     pub binds: Vec<(String, String)>,
     /// Declare nothing for the handlers: their queue, exchanges and bindings belong to the
     /// infrastructure.
-    #[arg(long)]
+    #[arg(long, requires = "queue")]
     pub no_declare: bool,
 }
 

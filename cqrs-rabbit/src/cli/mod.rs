@@ -249,47 +249,17 @@ async fn run<C: Registered>(
                 config.batch_size = batch_size;
             }
             config.validate()?;
-            let events = match handlers.queue {
-                Some(queue) => Some(event_consumer::<C>(
-                    config.clone(),
-                    database_url,
-                    queue,
-                    handlers.topology,
-                )),
-                None if handlers.topology.no_declare || !handlers.topology.binds.is_empty() => {
-                    return Err(Error::Input(
-                        "--bind and --no-declare need --events-queue: they configure the handlers' queue"
-                            .to_owned(),
-                    ));
-                }
-                None => None,
-            };
-            let consumer = Consumer::<C>::new(config, database_url).only(cqrs_ids);
+            let consumer = Consumer::<C>::new(config.clone(), database_url).only(cqrs_ids);
             consumer.check().await?;
-            let Some(events) = events else {
+            let Some(queue) = handlers.queue else {
                 return consumer.run(shutdown_signal()).await;
             };
+            let events = event_consumer::<C>(config, database_url, queue, handlers.topology);
             events.check().await?;
-            // one signal stops both; the first to fail stops the other (the process exits
-            // with its error and the supervisor restarts the pair)
-            let (stop, stopped) = tokio::sync::watch::channel(());
-            let until_stopped = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
-                let _ = stopped.changed().await;
-            };
-            let signal = async move {
-                shutdown_signal().await;
-                let _ = stop.send(());
-                std::future::pending::<Result<()>>().await
-            };
-            tokio::select! {
-                done = async {
-                    tokio::try_join!(
-                        consumer.run(until_stopped(stopped.clone())),
-                        events.run(until_stopped(stopped)),
-                    )
-                } => done.map(|_| ()),
-                never = signal => never,
-            }
+            // one signal stops both; the first to fail ends the process with its error (the
+            // supervisor restarts the pair)
+            let stop = futures_util::FutureExt::shared(Box::pin(shutdown_signal()));
+            tokio::try_join!(consumer.run(stop.clone()), events.run(stop)).map(|_| ())
         }
         Command::Relay { once } => {
             let relay = Relay::<C>::new(config, database_url);
