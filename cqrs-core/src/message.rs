@@ -125,6 +125,13 @@ pub enum MessageError {
 }
 
 impl Message {
+    /// The master's `cqrs_updated` of this version (when the master committed it), if the
+    /// message carries a readable one: the start of the replication lag.
+    pub fn updated_at(&self) -> Option<DateTime<Utc>> {
+        use crate::value::CqrsValue;
+        DateTime::<Utc>::from_cqrs(self.instance_data.get("cqrs_updated")?).ok()
+    }
+
     /// Builds a message with django-cqrs's defaults: no correlation id, 0 retries, the given
     /// expiry and `meta` = `{}`.
     pub fn new(

@@ -24,6 +24,8 @@
 //! * `sqlite`: SQLite databases (`diesel::SqliteConnection`); turns on `cqrs-core/sqlite`.
 //! * `postgres`: PostgreSQL databases (`diesel::PgConnection`), with `LISTEN`/`NOTIFY`
 //!   wake-ups of the relay; turns on `cqrs-core/postgres`.
+//! * `prometheus` (with `cli`): the Prometheus recorder and the `/metrics` and `/health`
+//!   endpoint ([`telemetry::serve`]).
 //!
 //! # Modules
 //! The relay ([`Relay`]), the consumer ([`Consumer`]) and their settings ([`Config`]) are the
@@ -41,12 +43,12 @@ mod config;
 mod consumer;
 mod error;
 mod events;
-mod metrics;
 #[cfg(feature = "postgres")]
 mod pg_listen;
 mod publisher;
 mod relay;
 mod retry;
+pub mod telemetry;
 mod topology;
 mod unroutable;
 
@@ -58,9 +60,9 @@ pub use config::{
 pub use consumer::Consumer;
 pub use error::{Error, Result};
 pub use events::EventConsumer;
-pub use metrics::{ConsumerMetrics, RelayMetrics};
 pub use publisher::Publisher;
 pub use relay::Relay;
+pub use telemetry::{ConsumerMetrics, RelayMetrics};
 pub use unroutable::{Replayed, replay as replay_unroutable};
 
 /// Connects to the database and creates the framework's tables, off the async runtime: the

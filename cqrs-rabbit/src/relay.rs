@@ -6,11 +6,10 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use cqrs_core::db::{CqrsConnection, OutboxRecord};
+use cqrs_core::db::{CqrsConnection, OutboxRecord, OutboxStats};
 use cqrs_core::outbox::{OutboxWaker, RelayedBatch, relay_batch};
 use lapin::Channel;
 use tokio::sync::Notify;
@@ -19,7 +18,7 @@ use crate::backoff::Backoff;
 use crate::broker::{self, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::RelayMetrics;
+use crate::telemetry::{Cause, Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
 
@@ -38,6 +37,9 @@ pub struct Relay<C> {
     config: Config,
     database_url: String,
     metrics: Arc<RelayMetrics>,
+    health: Health,
+    /// When the outbox gauges were last read.
+    stats_read: Arc<Mutex<Option<Instant>>>,
     unroutable: Arc<UnroutablePolicy>,
     /// The event exchanges declared on the current channel.
     declared: Arc<Mutex<HashSet<String>>>,
@@ -52,6 +54,8 @@ impl<C: CqrsConnection> Relay<C> {
             config,
             database_url: database_url.into(),
             metrics: Arc::default(),
+            health: Health::new(),
+            stats_read: Arc::default(),
             declared: Arc::default(),
             _connection: PhantomData,
         }
@@ -60,6 +64,13 @@ impl<C: CqrsConnection> Relay<C> {
     /// The relay's counters (shared; read them while it runs).
     pub fn metrics(&self) -> Arc<RelayMetrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// Reports to `health` (what `/health/ready` answers) instead of a private one.
+    #[must_use]
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     fn poll_interval(&self) -> Duration {
@@ -84,7 +95,7 @@ impl<C: CqrsConnection> Relay<C> {
         let (connection, channel) = self.open_channel().await?;
         let mut total = 0;
         loop {
-            let (back, result) = self.batch(conn, &channel).await?;
+            let (back, result, _) = self.batch(conn, &channel).await?;
             conn = back;
             let batch = result?;
             total += batch.published as u64;
@@ -116,6 +127,7 @@ impl<C: CqrsConnection> Relay<C> {
         let mut broker_conn: Option<(lapin::Connection, Channel)> = None;
         let poll = self.poll_interval();
         let mut early_wakes = 0u32;
+        let health = self.health.register("relay");
         tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
         let result = loop {
             if broker_conn
@@ -127,10 +139,14 @@ impl<C: CqrsConnection> Relay<C> {
                     c = self.open_channel() => c,
                 };
                 match connected {
-                    Ok(pair) => broker_conn = Some(pair),
+                    Ok(pair) => {
+                        health.broker(true);
+                        broker_conn = Some(pair);
+                    }
                     Err(error) => {
+                        health.broker(false);
                         tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: broker unavailable");
-                        self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.reconnect(Cause::Broker);
                         tokio::select! {
                             () = &mut shutdown => break Ok(()),
                             () = backoff.wait() => continue,
@@ -143,8 +159,12 @@ impl<C: CqrsConnection> Relay<C> {
             } else {
                 let url = self.database_url.clone();
                 match tokio::task::spawn_blocking(move || C::cqrs_connect(&url)).await {
-                    Ok(Ok(conn)) => conn,
+                    Ok(Ok(conn)) => {
+                        health.database(true);
+                        conn
+                    }
                     Ok(Err(error)) => {
+                        health.database(false);
                         tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database unavailable");
                         tokio::select! {
                             () = &mut shutdown => break Ok(()),
@@ -158,11 +178,14 @@ impl<C: CqrsConnection> Relay<C> {
                 continue;
             };
             let cycle = tokio::time::Instant::now();
-            let (conn, result) = match self.batch(conn, channel).await {
-                Ok(pair) => pair,
+            let (conn, result, stats) = match self.batch(conn, channel).await {
+                Ok(done) => done,
                 Err(join) => break Err(join),
             };
             db = Some(conn);
+            if let Some(stats) = stats {
+                health.outbox_age(stats.oldest_due_micros);
+            }
             match result {
                 Ok(batch) if batch.fetched >= self.config.relay_batch => {
                     backoff.reset();
@@ -202,7 +225,8 @@ impl<C: CqrsConnection> Relay<C> {
                 Err(error) if error.is_broker() => {
                     tracing::warn!(%error, "relay: broker connection lost; reconnecting");
                     broker_conn = None;
-                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    health.broker(false);
+                    self.metrics.reconnect(Cause::Broker);
                     tokio::select! {
                         () = &mut shutdown => break Ok(()),
                         () = backoff.wait() => {}
@@ -211,7 +235,8 @@ impl<C: CqrsConnection> Relay<C> {
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database error; reconnecting");
                     db = None;
-                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    health.database(false);
+                    self.metrics.reconnect(Cause::Database);
                     tokio::select! {
                         () = &mut shutdown => break Ok(()),
                         () = backoff.wait() => {}
@@ -244,7 +269,13 @@ impl<C: CqrsConnection> Relay<C> {
     }
 
     /// One outbox batch on a blocking thread; the database connection goes there and back.
-    async fn batch(&self, mut conn: C, channel: &Channel) -> Result<(C, Result<RelayedBatch>)> {
+    /// Every few seconds it also reads the outbox's depth and age (for the gauges and the
+    /// readiness probe).
+    async fn batch(
+        &self,
+        mut conn: C,
+        channel: &Channel,
+    ) -> Result<(C, Result<RelayedBatch>, Option<OutboxStats>)> {
         let handle = tokio::runtime::Handle::current();
         let channel = channel.clone();
         let config = self.config.clone();
@@ -252,6 +283,7 @@ impl<C: CqrsConnection> Relay<C> {
         let limit = i64::try_from(self.config.relay_batch).unwrap_or(500);
         let metrics = Arc::clone(&self.metrics);
         let unroutable = Arc::clone(&self.unroutable);
+        let stats_read = Arc::clone(&self.stats_read);
         tokio::task::spawn_blocking(move || {
             let mut declared = declared
                 .lock()
@@ -266,7 +298,8 @@ impl<C: CqrsConnection> Relay<C> {
                     &unroutable,
                 ))
             });
-            (conn, result)
+            let stats = read_stats(&mut conn, &stats_read, &metrics);
+            (conn, result, stats)
         })
         .await
         .map_err(Error::task("a relay batch"))
@@ -289,6 +322,34 @@ impl<C: CqrsConnection> Relay<C> {
     #[allow(clippy::unused_self, reason = "the postgres variant uses it")]
     fn spawn_listener(&self, _notified: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
         None
+    }
+}
+
+/// How often the relay reads the outbox's depth and age.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// The outbox's depth and age, when the last reading is older than [`STATS_EVERY`].
+fn read_stats<C: CqrsConnection>(
+    conn: &mut C,
+    read: &Mutex<Option<Instant>>,
+    metrics: &RelayMetrics,
+) -> Option<OutboxStats> {
+    let mut last = read
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_some_and(|t| t.elapsed() < STATS_EVERY) {
+        return None;
+    }
+    *last = Some(Instant::now());
+    match conn.outbox_stats() {
+        Ok(stats) => {
+            metrics.outbox(&stats);
+            Some(stats)
+        }
+        Err(error) => {
+            tracing::debug!(%error, "relay: cannot read the outbox's depth");
+            None
+        }
     }
 }
 
@@ -336,15 +397,30 @@ async fn publish_records(
                 .await?
             }
         };
-        pending.push((record, confirm));
+        pending.push((record, confirm, Instant::now()));
     }
     let mut confirmed = Vec::with_capacity(records.len());
     let mut returned = Vec::new();
-    for (record, confirm) in pending {
-        match broker::confirmed(confirm, &record.routing_key).await? {
-            Confirmed::Routed => confirmed.push(record.id),
+    // (exchange, cqrs_id, count) of the confirmed: one counter update per stream and batch
+    let mut published: Vec<(&str, &str, u64)> = Vec::new();
+    for (record, confirm, sent) in pending {
+        let answer = broker::confirmed(confirm, &record.routing_key).await?;
+        metrics.confirm_latency(sent.elapsed());
+        match answer {
+            Confirmed::Routed => {
+                confirmed.push(record.id);
+                let (exchange, cqrs_id) = labels(record, exchange);
+                match published
+                    .iter_mut()
+                    .find(|(e, c, _)| *e == exchange && *c == cqrs_id)
+                {
+                    Some((_, _, count)) => *count += 1,
+                    None => published.push((exchange, cqrs_id, 1)),
+                }
+            }
             Confirmed::Unroutable => returned.push(record),
             Confirmed::Refused => {
+                metrics.refused();
                 tracing::warn!(routing_key = %record.routing_key, "broker refused a message; it stays in the outbox");
             }
         }
@@ -354,14 +430,23 @@ async fn publish_records(
             .handle(channel, &record.routing_key, record.body.as_bytes())
             .await?;
         if fate != Fate::Held {
-            metrics.unroutable.fetch_add(1, Ordering::Relaxed);
+            let (exchange, cqrs_id) = labels(record, exchange);
+            metrics.unroutable(exchange, cqrs_id);
             confirmed.push(record.id);
         }
     }
-    metrics
-        .published
-        .fetch_add(confirmed.len() as u64, Ordering::Relaxed);
-    metrics.batches.fetch_add(1, Ordering::Relaxed);
+    for (exchange, cqrs_id, count) in published {
+        metrics.published(exchange, cqrs_id, count);
+    }
+    metrics.batch(records.len());
     tracing::trace!(count = confirmed.len(), "relay batch confirmed");
     Ok(confirmed)
+}
+
+/// The `exchange` and `cqrs_id` labels of a record (an event has no `cqrs_id`).
+fn labels<'a>(record: &'a OutboxRecord, replication: &'a str) -> (&'a str, &'a str) {
+    match &record.exchange {
+        None => (replication, record.cqrs_id.as_str()),
+        Some(exchange) => (exchange.as_str(), ""),
+    }
 }

@@ -21,7 +21,7 @@ use lapin::Channel;
 use crate::broker;
 use crate::config::Config;
 use crate::error::Result;
-use crate::metrics::ConsumerMetrics;
+use crate::telemetry::{ConsumerMetrics, DeadReason};
 
 /// What to do with a delivery once its work is done.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub(crate) enum Verdict {
         /// into the dead-letter queue (unknown model or unreadable body).
         cqrs_id: Option<String>,
         body: Vec<u8>,
+        /// Why (the metric's `reason`).
+        reason: DeadReason,
     },
 }
 
@@ -56,7 +58,7 @@ pub(crate) fn verdict<C>(
     let correlation_id = message.correlation_id.as_deref().unwrap_or("");
     let error = match result {
         Ok(outcome) => {
-            metrics.count_outcome(outcome);
+            metrics.count_outcome(outcome, &message.cqrs_id);
             tracing::trace!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
                 retries = message.retries, signal = %message.signal_type, outcome = %outcome,
                 "message handled");
@@ -70,24 +72,25 @@ pub(crate) fn verdict<C>(
         retry.retries = message.retries.saturating_add(1);
         tracing::warn!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
             retries = retry.retries, ?delay, %error, "message failed; will retry");
-        metrics.count_retry();
+        metrics.count_retry(&message.cqrs_id);
         Verdict::Retry {
             cqrs_id: message.cqrs_id.clone(),
             delay,
             body: retry.to_json(),
         }
     } else {
-        let reason = if error.is_permanent() {
-            "permanent error"
+        let (reason, why) = if error.is_permanent() {
+            (DeadReason::Permanent, "permanent error")
         } else {
-            "retries exhausted"
+            (DeadReason::RetriesExhausted, "retries exhausted")
         };
         tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk, correlation_id,
-            retries = message.retries, %error,
-            "message moved to the dead-letter queue ({reason})");
+            retries = message.retries, %error, reason = reason.as_str(),
+            "message moved to the dead-letter queue ({why})");
         Verdict::Dead {
             cqrs_id: Some(message.cqrs_id.clone()),
             body: message.to_json().into_bytes(),
+            reason,
         }
     }
 }
@@ -131,12 +134,16 @@ pub(crate) async fn publish_verdict(
                 .await
             }
         }
-        Verdict::Dead { cqrs_id, body } => {
+        Verdict::Dead {
+            cqrs_id,
+            body,
+            reason,
+        } => {
             let dlq = config.dead_letter_queue()?;
             let ttl = config.dead_message_ttl;
-            match cqrs_id {
+            match &cqrs_id {
                 Some(cqrs_id) => {
-                    let key = routing_key(&cqrs_id, Some(&dlq));
+                    let key = routing_key(cqrs_id, Some(&dlq));
                     broker::publish_confirmed(
                         channel,
                         &config.exchange,
@@ -149,7 +156,7 @@ pub(crate) async fn publish_verdict(
                 }
                 None => broker::publish_confirmed(channel, "", &dlq, &body, ttl, None).await?,
             }
-            metrics.count_dead_letter();
+            metrics.count_dead_letter(cqrs_id.as_deref().unwrap_or("unknown"), reason);
             Ok(())
         }
     }

@@ -157,6 +157,32 @@ diesel::table! {
     }
 }
 
+/// Up to how many outbox rows [`CqrsConnection::outbox_stats`] counts one by one; past it,
+/// the depth is the span of the waiting ids.
+pub const OUTBOX_COUNT_CAP: i64 = 10_000;
+
+/// What waits in the outbox, read cheaply (for gauges and readiness): a bounded count and
+/// the first due message, both through the primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxStats {
+    /// Messages waiting (due or future). Exact up to [`OUTBOX_COUNT_CAP`]; past it, the span
+    /// `max(id) - min(id) + 1`, an upper bound (ids a rolled-back transaction took are counted).
+    pub depth: u64,
+    /// Whether `depth` was counted rather than estimated from the ids.
+    pub exact: bool,
+    /// How long the first due message has waited, in microseconds (since it was written, or
+    /// for a future event since it became due); `None` when nothing is due.
+    pub oldest_due_micros: Option<i64>,
+}
+
+/// A row count of a raw query.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct CountRow {
+    /// The count.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub n: i64,
+}
+
 /// One message waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
 pub struct OutboxRecord {
@@ -328,6 +354,9 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// How many messages wait.
     fn outbox_pending(&mut self) -> QueryResult<i64>;
 
+    /// Depth and age of the outbox without a full scan (see [`OutboxStats`]).
+    fn outbox_stats(&mut self) -> QueryResult<OutboxStats>;
+
     /// Removes the future events to `exchange` with `routing_key` that carry every one of
     /// `tags` and are not yet published; returns how many.
     fn outbox_cancel(
@@ -498,6 +527,46 @@ macro_rules! common_impl {
         fn outbox_pending(&mut self) -> ::diesel::QueryResult<i64> {
             use ::diesel::prelude::*;
             $crate::db::cqrs_outbox::table.count().get_result(self)
+        }
+
+        fn outbox_stats(&mut self) -> ::diesel::QueryResult<$crate::db::OutboxStats> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            let now = ::chrono::Utc::now().timestamp_micros();
+            let head: Option<(i64, Option<i64>)> = dsl::cqrs_outbox
+                .filter(dsl::not_before.is_null().or(dsl::not_before.le(now)))
+                .order(dsl::id)
+                .select((dsl::created_at, dsl::not_before))
+                .first(self)
+                .optional()?;
+            let oldest_due_micros = head.map(|(created, not_before)| {
+                now.saturating_sub(not_before.map_or(created, |due| due.max(created)))
+                    .max(0)
+            });
+            let cap = $crate::db::OUTBOX_COUNT_CAP;
+            let counted = ::diesel::sql_query(format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM cqrs_outbox LIMIT {}) AS t",
+                cap + 1
+            ))
+            .get_result::<$crate::db::CountRow>(self)?
+            .n;
+            let (depth, exact) = if counted <= cap {
+                (counted, true)
+            } else {
+                let (low, high): (Option<i64>, Option<i64>) = dsl::cqrs_outbox
+                    .select((::diesel::dsl::min(dsl::id), ::diesel::dsl::max(dsl::id)))
+                    .first(self)?;
+                let span = match (low, high) {
+                    (Some(low), Some(high)) => high.saturating_sub(low).saturating_add(1),
+                    _ => counted,
+                };
+                (span.max(counted), false)
+            };
+            Ok($crate::db::OutboxStats {
+                depth: u64::try_from(depth).unwrap_or(0),
+                exact,
+                oldest_due_micros,
+            })
         }
 
         fn inbox_insert(&mut self, handler: &str, event_id: &str) -> ::diesel::QueryResult<bool> {

@@ -1,6 +1,8 @@
 //! The command line's arguments (clap).
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::dead_letters::DeadLetterAction;
 
@@ -32,6 +34,28 @@ pub struct Global {
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+    /// Log lines as text, or as one JSON object per line (with the fields cqrs_id, pk,
+    /// revision, correlation_id, reason as keys).
+    #[arg(long, global = true, env = "CQRS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve /metrics (Prometheus), /health/live and /health/ready on this address while
+    /// `consume`, `relay` or `events` runs (for example 0.0.0.0:9464). Off by default.
+    #[arg(long, global = true, env = "CQRS_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// /health/ready fails while the relay's first due outbox message is older than this
+    /// (seconds; the same rule as `outbox check --max-delay`).
+    #[arg(long, global = true, env = "CQRS_READY_MAX_OUTBOX_AGE", default_value_t = 60.0,
+        value_parser = seconds)]
+    pub ready_max_outbox_age: f64,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.

@@ -35,7 +35,7 @@ use cqrs_core::registry::{self, Registered};
 use crate::broker_url::BrokerUrl;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::{Consumer, Relay};
+use crate::{Consumer, Relay, telemetry};
 
 mod args;
 mod dead_letters;
@@ -45,7 +45,7 @@ mod progress;
 mod stream;
 mod sync;
 
-pub use args::{Cli, Command, Global};
+pub use args::{Cli, Command, Global, LogFormat};
 pub use dead_letters::DeadLetterAction;
 
 /// Parses the process arguments and runs; `default_database_url` is used when neither
@@ -76,7 +76,7 @@ where
 
 /// Runs one subcommand; prints a one-line reason and returns non-zero on failure.
 pub fn execute(command: Command, global: &Global, default_database_url: &str) -> ExitCode {
-    init_logs(&global.log);
+    init_logs(&global.log, global.log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +105,7 @@ pub fn execute(command: Command, global: &Global, default_database_url: &str) ->
     }
 }
 
-fn init_logs(filter: &str) {
+fn init_logs(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // lapin logs every returned (unroutable) message at WARN with its whole body; the relay
@@ -114,12 +114,14 @@ fn init_logs(filter: &str) {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(colour())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => logs.with_ansi(colour()).try_init(),
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Colour in logs only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>).
@@ -150,10 +152,22 @@ async fn dispatch(command: Command, global: &Global, database_url: &str) -> Resu
         _ => {}
     }
     let config = config(global)?;
+    let health = telemetry::Health::with_max_outbox_age(std::time::Duration::from_secs_f64(
+        global.ready_max_outbox_age,
+    ));
+    if matches!(
+        command,
+        Command::Consume { .. } | Command::Relay { once: false } | Command::Events { .. }
+    ) && let Some(addr) = global.metrics_addr
+    {
+        let recorder = telemetry::install_recorder()?;
+        telemetry::serve(addr, health.clone(), Some(recorder), std::future::pending()).await?;
+    }
     cqrs_core::with_backend!(database_url, |Conn| run::<Conn>(
         command,
         config,
-        database_url
+        database_url,
+        health
     )
     .await)
 }
@@ -234,6 +248,7 @@ async fn run<C: Registered>(
     command: Command,
     mut config: Config,
     database_url: &str,
+    health: telemetry::Health,
 ) -> Result<()> {
     match command {
         Command::Consume {
@@ -249,12 +264,15 @@ async fn run<C: Registered>(
                 config.batch_size = batch_size;
             }
             config.validate()?;
-            let consumer = Consumer::<C>::new(config.clone(), database_url).only(cqrs_ids);
+            let consumer = Consumer::<C>::new(config.clone(), database_url)
+                .only(cqrs_ids)
+                .with_health(health.clone());
             consumer.check().await?;
             let Some(queue) = handlers.queue else {
                 return consumer.run(shutdown_signal()).await;
             };
-            let events = event_consumer::<C>(config, database_url, queue, handlers.topology);
+            let events = event_consumer::<C>(config, database_url, queue, handlers.topology)
+                .with_health(health);
             events.check().await?;
             // one signal stops both; the first to fail ends the process with its error (the
             // supervisor restarts the pair)
@@ -262,7 +280,7 @@ async fn run<C: Registered>(
             tokio::try_join!(consumer.run(stop.clone()), events.run(stop)).map(|_| ())
         }
         Command::Relay { once } => {
-            let relay = Relay::<C>::new(config, database_url);
+            let relay = Relay::<C>::new(config, database_url).with_health(health);
             relay.check().await?;
             if once {
                 let published = relay.drain().await?;
@@ -294,7 +312,8 @@ async fn run<C: Registered>(
         Command::Schema => print_schema::<C>(),
         Command::Handlers => list_handlers::<C>(),
         Command::Events { queue, topology } => {
-            let consumer = event_consumer::<C>(config, database_url, queue, topology);
+            let consumer =
+                event_consumer::<C>(config, database_url, queue, topology).with_health(health);
             consumer.check().await?;
             consumer.run(shutdown_signal()).await
         }

@@ -39,8 +39,8 @@ use tokio::sync::mpsc;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::ConsumerMetrics;
 use crate::retry::{self, Verdict};
+use crate::telemetry::{ConsumerMetrics, DeadReason, Health};
 use crate::{broker, topology};
 
 mod ack;
@@ -66,6 +66,7 @@ pub struct Consumer<C> {
     database_url: String,
     only: Option<Vec<String>>,
     metrics: Arc<ConsumerMetrics>,
+    health: Health,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -77,6 +78,7 @@ impl<C: Registered> Consumer<C> {
             database_url: database_url.into(),
             only: None,
             metrics: Arc::default(),
+            health: Health::new(),
             _connection: PhantomData,
         }
     }
@@ -85,6 +87,13 @@ impl<C: Registered> Consumer<C> {
     #[must_use]
     pub fn only(mut self, cqrs_ids: Vec<String>) -> Self {
         self.only = (!cqrs_ids.is_empty()).then_some(cqrs_ids);
+        self
+    }
+
+    /// Reports to `health` (what `/health/ready` answers) instead of a private one.
+    #[must_use]
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
         self
     }
 
@@ -154,6 +163,7 @@ impl<C: Registered> Consumer<C> {
             result => result?,
         }
         tokio::pin!(shutdown);
+        let health = Arc::new(self.health.register("consumer"));
 
         let generation = Arc::new(AtomicU64::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
@@ -173,6 +183,7 @@ impl<C: Registered> Consumer<C> {
                 generation: Arc::clone(&generation),
                 stopping: Arc::clone(&stopping),
                 metrics: Arc::clone(&self.metrics),
+                health: Arc::clone(&health),
                 done: done_tx.clone(),
                 _connection: PhantomData,
             };
@@ -190,6 +201,8 @@ impl<C: Registered> Consumer<C> {
 
         let mut backoff = Backoff::default();
         let mut session: Option<(Connection, Channel, lapin::Consumer)> = None;
+        let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
+        let watched = self.watched_queues(&ids)?;
         let mut tracker = AckTracker::new();
         tracing::info!(queue = %queue, models = ?ids, workers = self.config.workers,
             batch = self.config.batch_size, "consumer started");
@@ -204,10 +217,19 @@ impl<C: Registered> Consumer<C> {
                         generation.fetch_add(1, Ordering::SeqCst);
                         tracker = AckTracker::new();
                         backoff.reset();
+                        health.broker(true);
+                        if let Some(old) = watcher.take() {
+                            old.abort();
+                        }
+                        if let Ok(channel) = s.0.create_channel().await {
+                            watcher =
+                                Some(crate::telemetry::watch_queues(channel, watched.clone()));
+                        }
                         session = Some(s);
                         tracing::debug!(queue = %queue, "consuming");
                     }
                     Err(error) => {
+                        health.broker(false);
                         tracing::warn!(%error, retry_in = ?backoff.delay(), "consumer: broker unavailable");
                         tokio::select! {
                             () = &mut shutdown => break Ok(()),
@@ -262,7 +284,8 @@ impl<C: Registered> Consumer<C> {
             };
             if let Err(error) = result {
                 tracing::warn!(%error, "consumer: broker connection lost; reconnecting");
-                self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reconnect();
+                health.broker(false);
                 session = None;
             }
         };
@@ -291,6 +314,9 @@ impl<C: Registered> Consumer<C> {
         for worker in workers {
             let _ = worker.join();
         }
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Some((connection, channel, _)) = session {
             let _ = channel.close(200, "consumer stopped".into()).await;
             let _ = connection.close(200, "consumer stopped".into()).await;
@@ -303,6 +329,18 @@ impl<C: Registered> Consumer<C> {
             "consumer stopped"
         );
         outcome
+    }
+
+    /// The queues whose depth the gauges show: this service's queue, its delay queues and its
+    /// dead-letter queue.
+    fn watched_queues(&self, ids: &[&str]) -> Result<Vec<String>> {
+        let queue = self.config.queue()?;
+        let mut queues = vec![queue.to_owned(), self.config.dead_letter_queue()?];
+        queues.extend(
+            ids.iter()
+                .map(|id| cqrs_core::message::delay_queue(queue, id)),
+        );
+        Ok(queues)
     }
 
     async fn open_session(&self, ids: &[&str]) -> Result<(Connection, Channel, lapin::Consumer)> {
@@ -327,9 +365,11 @@ impl<C: Registered> Consumer<C> {
             tracing::error!(routing_key = %delivery.routing_key, bytes = delivery.data.len(),
                 max = self.config.max_message_bytes, body = %preview(&delivery.data),
                 "message larger than CQRS_MAX_MESSAGE_BYTES moved to the dead-letter queue unread");
+            ConsumerMetrics::received("unknown");
             return Routed::Verdict(Verdict::Dead {
                 cqrs_id: None,
                 body: delivery.data,
+                reason: DeadReason::TooLarge,
             });
         }
         let message = match Message::parse(&delivery.data, self.config.message_ttl) {
@@ -337,20 +377,25 @@ impl<C: Registered> Consumer<C> {
             Err(error) => {
                 tracing::error!(%error, routing_key = %delivery.routing_key, bytes = delivery.data.len(),
                     body = %preview(&delivery.data), "malformed message moved to the dead-letter queue");
+                ConsumerMetrics::received("unknown");
                 return Routed::Verdict(Verdict::Dead {
                     cqrs_id: None,
                     body: delivery.data,
+                    reason: DeadReason::Malformed,
                 });
             }
         };
         let Some(entry) = entries.get(message.cqrs_id.as_str()).copied() else {
             tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk_key(&message.instance_pk),
                 "no replica model consumes this cqrs_id here; message moved to the dead-letter queue");
+            ConsumerMetrics::received("unknown");
             return Routed::Verdict(Verdict::Dead {
                 cqrs_id: None,
                 body: delivery.data,
+                reason: DeadReason::UnknownModel,
             });
         };
+        ConsumerMetrics::received(entry.cqrs_id);
         if message.is_expired(Utc::now()) {
             tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk_key(&message.instance_pk),
                 correlation_id = message.correlation_id.as_deref().unwrap_or(""),
@@ -358,6 +403,7 @@ impl<C: Registered> Consumer<C> {
             return Routed::Verdict(Verdict::Dead {
                 cqrs_id: Some(message.cqrs_id.clone()),
                 body: message.to_json().into_bytes(),
+                reason: DeadReason::Expired,
             });
         }
         let direct = is_direct_to(delivery.routing_key.as_str(), queue, &message.cqrs_id);

@@ -15,8 +15,8 @@ use cqrs_core::{ApplyError, Outcome};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::metrics::ConsumerMetrics;
 use crate::retry::{self, Verdict};
+use crate::telemetry::{ConsumerMetrics, Reporter};
 
 /// How often the first worker purges old tombstones.
 const PURGE_EVERY: Duration = Duration::from_hours(1);
@@ -49,6 +49,7 @@ pub(super) struct Worker<C: 'static> {
     pub(super) generation: Arc<AtomicU64>,
     pub(super) stopping: Arc<AtomicBool>,
     pub(super) metrics: Arc<ConsumerMetrics>,
+    pub(super) health: Arc<Reporter>,
     pub(super) done: mpsc::UnboundedSender<Done>,
     pub(super) _connection: PhantomData<fn() -> C>,
 }
@@ -74,14 +75,19 @@ impl<C: CqrsConnection> Worker<C> {
             if batch.is_empty() {
                 continue;
             }
+            let started = Instant::now();
             let Some(results) = self.apply(&mut conn, &batch) else {
                 continue; // stopping while the database was down
             };
-            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+            self.metrics.batch(batch.len(), started.elapsed());
+            let committed = Utc::now();
             let items = batch
                 .into_iter()
                 .zip(results)
                 .map(|(job, result)| {
+                    if let Ok(outcome) = &result {
+                        lag(&job.message, *outcome, committed);
+                    }
                     let verdict = retry::verdict(
                         &job.message,
                         result,
@@ -127,6 +133,7 @@ impl<C: CqrsConnection> Worker<C> {
                 }) {
                     Ok(c) => *conn = Some(c),
                     Err(error) => {
+                        self.health.database(false);
                         tracing::warn!(worker = self.index, %error, retry_in = ?backoff.delay(),
                             "database unreachable; keeping the batch unacknowledged");
                     }
@@ -142,11 +149,15 @@ impl<C: CqrsConnection> Worker<C> {
                     })
                     .collect();
                 match apply_batch(c, &items) {
-                    Ok(results) => return Some(results),
+                    Ok(results) => {
+                        self.health.database(true);
+                        return Some(results);
+                    }
                     Err(error) => {
                         tracing::warn!(worker = self.index, %error, retry_in = ?backoff.delay(),
                             "batch not applied; keeping it unacknowledged and retrying");
                         if error.is_unavailable() {
+                            self.health.database(false);
                             *conn = None;
                         }
                     }
@@ -172,4 +183,20 @@ impl<C: CqrsConnection> Worker<C> {
             Err(error) => tracing::warn!(%error, "tombstone purge failed"),
         }
     }
+}
+
+/// Records the replication lag of an applied message: from the master's `cqrs_updated` to the
+/// replica's commit (clocks of two machines: a negative lag counts as 0).
+fn lag(message: &Message, outcome: Outcome, committed: chrono::DateTime<Utc>) {
+    if matches!(outcome, Outcome::Ignored(_)) {
+        return;
+    }
+    let Some(updated) = message.updated_at() else {
+        return;
+    };
+    let micros = committed
+        .signed_duration_since(updated)
+        .num_microseconds()
+        .unwrap_or(i64::MAX);
+    ConsumerMetrics::lag(&message.cqrs_id, micros as f64 / 1e6);
 }

@@ -27,7 +27,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::metrics::ConsumerMetrics;
+use crate::telemetry::{ConsumerMetrics, Health, Reporter};
 use crate::{broker, topology};
 
 mod received;
@@ -63,6 +63,7 @@ pub struct EventConsumer<C> {
     binds: Vec<(String, String)>,
     declare: bool,
     metrics: Arc<ConsumerMetrics>,
+    health: Health,
     /// When the inbox was last purged (seconds since the epoch).
     inbox_purged: Arc<std::sync::atomic::AtomicI64>,
     _connection: PhantomData<fn() -> C>,
@@ -81,6 +82,7 @@ impl<C: Registered> EventConsumer<C> {
             binds: Vec::new(),
             declare: true,
             metrics: Arc::default(),
+            health: Health::new(),
             inbox_purged: Arc::default(),
             _connection: PhantomData,
         }
@@ -99,6 +101,13 @@ impl<C: Registered> EventConsumer<C> {
     #[must_use]
     pub fn no_declare(mut self) -> Self {
         self.declare = false;
+        self
+    }
+
+    /// Reports to `health` (what `/health/ready` answers) instead of a private one.
+    #[must_use]
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
         self
     }
 
@@ -208,6 +217,8 @@ impl<C: Registered> EventConsumer<C> {
         tokio::pin!(shutdown);
         let mut backoff = Backoff::default();
         let mut db: Option<C> = None;
+        let health = self.health.register("handlers");
+        health.database(true);
         tracing::info!(queue = %self.queue, handlers = router.entries().count(), "event consumer started");
         loop {
             let session = tokio::select! {
@@ -217,8 +228,9 @@ impl<C: Registered> EventConsumer<C> {
             let (connection, channel, mut deliveries) = match session {
                 Ok(s) => s,
                 Err(error) => {
+                    health.broker(false);
                     tracing::warn!(%error, retry_in = ?backoff.delay(), "event consumer: broker unavailable");
-                    self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.reconnect();
                     tokio::select! {
                         () = &mut shutdown => return Ok(()),
                         () = backoff.wait() => continue,
@@ -226,6 +238,7 @@ impl<C: Registered> EventConsumer<C> {
                 }
             };
             backoff.reset();
+            health.broker(true);
             let error = loop {
                 let first = tokio::select! {
                     () = &mut shutdown => {
@@ -237,7 +250,7 @@ impl<C: Registered> EventConsumer<C> {
                 let (batch, ended) = self.gather(first, &mut deliveries);
                 if !batch.is_empty()
                     && let Err(error) = self
-                        .handle(&channel, &router, &mut db, batch, &mut shutdown)
+                        .handle(&channel, &router, &mut db, batch, &mut shutdown, &health)
                         .await
                 {
                     break error;
@@ -247,7 +260,8 @@ impl<C: Registered> EventConsumer<C> {
                 }
             };
             tracing::warn!(%error, "event consumer: broker connection lost; reconnecting");
-            self.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+            health.broker(false);
+            self.metrics.reconnect();
         }
     }
 
@@ -305,7 +319,9 @@ impl<C: Registered> EventConsumer<C> {
         db: &mut Option<C>,
         batch: Vec<Delivery>,
         shutdown: &mut std::pin::Pin<&mut F>,
+        health: &Reporter,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let mut received: Vec<Received> = batch.into_iter().map(Received::of).collect();
         let mut work = Vec::new();
         let mut verdicts: Vec<Option<HandlerResult>> = Vec::with_capacity(received.len());
@@ -329,8 +345,12 @@ impl<C: Registered> EventConsumer<C> {
             let mut pending = work;
             let results = loop {
                 match self.run_handlers(db, pending).await? {
-                    Ok(results) => break results,
+                    Ok(results) => {
+                        health.database(true);
+                        break results;
+                    }
                     Err((error, back)) => {
+                        health.database(false);
                         // the database is away: keep the messages, try again
                         tracing::warn!(%error, messages = back.len(), retry_in = ?Duration::from_secs(1),
                             "event consumer: database unavailable");
@@ -346,7 +366,7 @@ impl<C: Registered> EventConsumer<C> {
                 verdicts[index] = Some(result);
             }
         }
-        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.handler_batch(started.elapsed());
         let mut last = None;
         for (message, verdict) in received.iter().zip(verdicts) {
             self.settle(channel, message, verdict.unwrap_or(Ok(Handled::Duplicate)))
@@ -374,12 +394,17 @@ impl<C: Registered> EventConsumer<C> {
             (&message.exchange, &message.routing_key, message.retries);
         let error = match verdict {
             Ok(Handled::Done) => {
-                self.metrics.applied.fetch_add(1, Ordering::Relaxed);
+                self.metrics.handler(exchange, routing_key, "handled");
                 return Ok(());
             }
             Ok(handled) => {
                 tracing::debug!(%exchange, %routing_key, ?handled, "message not executed");
-                self.metrics.ignored.fetch_add(1, Ordering::Relaxed);
+                let outcome = if handled == Handled::Expired {
+                    "expired"
+                } else {
+                    "ignored"
+                };
+                self.metrics.handler(exchange, routing_key, outcome);
                 return Ok(());
             }
             Err(error) => error,
@@ -409,7 +434,7 @@ impl<C: Registered> EventConsumer<C> {
                 .with_expiration(ShortString::from(ttl));
             self.publish(channel, &self.delay_queue(), &delivery.data, props)
                 .await?;
-            self.metrics.retried.fetch_add(1, Ordering::Relaxed);
+            self.metrics.handler(exchange, routing_key, "retried");
         } else {
             let reason = if error.is_permanent() {
                 "permanent error"
@@ -427,7 +452,7 @@ impl<C: Registered> EventConsumer<C> {
             }
             self.publish(channel, &self.dead_letter_queue(), &delivery.data, props)
                 .await?;
-            self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            self.metrics.handler(exchange, routing_key, "dead_lettered");
         }
         Ok(())
     }

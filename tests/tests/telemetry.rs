@@ -1,0 +1,276 @@
+//! Observability end to end, against the real broker (the chaos node, which this test stops
+//! and starts): `/metrics` counts what happened, parsed by a Prometheus text parser, and
+//! `/health/ready` turns unready while the broker is away and ready when it returns.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Book, BookRef};
+use cqrs_core::prelude::*;
+use cqrs_rabbit::telemetry::{self, Health};
+use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
+use diesel::SqliteConnection;
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
+
+fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
+    let url = dir.path().join(name).to_str().unwrap().to_owned();
+    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
+    conn.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
+    url
+}
+
+/// GET on the endpoint: (status, body).
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = agent.get(&format!("http://{addr}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+/// The scrape, parsed by a Prometheus text-format parser: value by `name{label=value,...}`
+/// (labels sorted; histograms as `_count` and `_sum`).
+fn scrape(addr: std::net::SocketAddr) -> HashMap<String, f64> {
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
+    let mut out = HashMap::new();
+    for sample in scrape.samples {
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let key = |name: &str| format!("{name}{{{}}}", labels.join(","));
+        match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => {
+                out.insert(key(&sample.metric), v);
+            }
+            prometheus_parse::Value::Histogram(buckets) => {
+                let count = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                out.insert(key(&format!("{}_count", sample.metric)), count);
+            }
+            prometheus_parse::Value::Summary(_) => {}
+        }
+    }
+    out
+}
+
+fn value(scrape: &HashMap<String, f64>, key: &str) -> f64 {
+    scrape.get(key).copied().unwrap_or(0.0)
+}
+
+fn rabbitmqctl(node: &str, action: &str) {
+    let status = Command::new("rabbitmqctl")
+        .args(["-q", "-n", node, action])
+        .status()
+        .unwrap();
+    assert!(status.success(), "rabbitmqctl {action}");
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the chaos RabbitMQ node (AMQP_ADDR_CHAOS, RABBITMQ_CHAOS_NODE): run scripts/test"]
+async fn metrics_count_what_happened_and_ready_follows_the_broker() {
+    common::logs();
+    let node = std::env::var("RABBITMQ_CHAOS_NODE").expect("RABBITMQ_CHAOS_NODE");
+    let amqp = std::env::var("AMQP_ADDR_CHAOS").expect("AMQP_ADDR_CHAOS");
+    let mut config = common::rabbit::config("telemetry");
+    config.url = BrokerUrl::parse(&amqp).unwrap();
+    let dlq = config.dead_letter_queue().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
+
+    // the endpoint, as `CQRS_METRICS_ADDR` starts it in the CLI
+    let recorder = telemetry::install_recorder().unwrap();
+    let health = Health::new();
+    let endpoint = telemetry::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        health.clone(),
+        Some(recorder),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let addr = endpoint.local_addr();
+    assert_eq!(get(addr, "/health/ready").0, 503, "nothing runs yet");
+
+    // book 1's first version, kept to be sent again later (stale by then)
+    let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
+    Book::new(1, "Book 1").cqrs_insert(&mut conn).unwrap();
+    let (_, first_version) = common::outbox(&mut conn).remove(0);
+
+    let consumer =
+        Consumer::<SqliteConnection>::new(config.clone(), &replica).with_health(health.clone());
+    consumer.check().await.unwrap();
+    let relay = Relay::<SqliteConnection>::new(config.clone(), &master).with_health(health.clone());
+    let consumer_metrics = consumer.metrics();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tasks = [
+        tokio::spawn(consumer.run(stopped(stop_rx.clone()))),
+        tokio::spawn(relay.run(stopped(stop_rx))),
+    ];
+
+    // N master writes: 19 more creates and one update of book 1
+    const N: u64 = 21;
+    for id in 2..=20 {
+        Book::new(id, &format!("Book {id}"))
+            .cqrs_insert(&mut conn)
+            .unwrap();
+    }
+    Book::cqrs_update(&mut conn, &1, |b| b.title.push('+')).unwrap();
+    wait_for(
+        "the replica has every write",
+        Duration::from_secs(60),
+        || consumer_metrics.handled() >= N,
+    )
+    .await;
+    let mut rconn = SqliteConnection::cqrs_connect(&replica).unwrap();
+    assert_eq!(
+        BookRef::db_pks(&mut rconn, None, i64::MAX).unwrap().len(),
+        20
+    );
+
+    // one stale message and one malformed one, straight to the queue's routing key
+    let broker = lapin::Connection::connect(&amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = broker.create_channel().await.unwrap();
+    for body in [first_version.to_string(), "{not json".to_owned()] {
+        channel
+            .basic_publish(
+                config.exchange.as_str().into(),
+                "book".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let _ = broker.close(200, "done".into()).await;
+    wait_for("the consumer took both", Duration::from_secs(30), || {
+        consumer_metrics.handled() >= N + 2
+    })
+    .await;
+
+    let exchange = &config.exchange;
+    let scraped = scrape(addr);
+    let published = value(
+        &scraped,
+        &format!("cqrs_relay_published_total{{cqrs_id=book,exchange={exchange}}}"),
+    );
+    assert_eq!(published, N as f64, "{scraped:#?}");
+    let applied = value(
+        &scraped,
+        "cqrs_consumer_applied_total{cqrs_id=book,outcome=created}",
+    ) + value(
+        &scraped,
+        "cqrs_consumer_applied_total{cqrs_id=book,outcome=updated}",
+    );
+    assert_eq!(applied, N as f64, "{scraped:#?}");
+    assert_eq!(
+        value(
+            &scraped,
+            "cqrs_consumer_ignored_total{cqrs_id=book,reason=stale}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "cqrs_consumer_dead_lettered_total{cqrs_id=unknown,reason=malformed}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&scraped, "cqrs_consumer_received_total{cqrs_id=book}"),
+        (N + 1) as f64
+    );
+    assert_eq!(
+        value(&scraped, "cqrs_replication_lag_seconds_count{cqrs_id=book}"),
+        N as f64,
+        "one lag sample per applied message"
+    );
+    assert!(scraped.contains_key("cqrs_replication_lag_last_seconds{cqrs_id=book}"));
+    assert!(value(&scraped, "cqrs_relay_confirm_seconds_count{}") >= N as f64);
+    assert!(value(&scraped, "cqrs_consumer_batch_messages_count{}") >= 1.0);
+    // the dead-letter queue's depth and the outbox's, refreshed every few seconds
+    let dlq_key = format!("cqrs_queue_messages{{queue={dlq}}}");
+    let mut scraped = scraped;
+    let start = Instant::now();
+    while value(&scraped, &dlq_key) != 1.0 || !scraped.contains_key("cqrs_outbox_messages{}") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "queue and outbox gauges: {scraped:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        scraped = scrape(addr);
+    }
+    assert_eq!(value(&scraped, "cqrs_outbox_messages{}"), 0.0);
+    assert_eq!(value(&scraped, "cqrs_outbox_oldest_age_seconds{}"), 0.0);
+
+    // readiness follows the broker
+    let (status, body) = get(addr, "/health/ready");
+    assert_eq!(status, 200, "{body}");
+    rabbitmqctl(&node, "stop_app");
+    let mut seen = String::new();
+    wait_for(
+        "/health/ready turns unready",
+        Duration::from_secs(30),
+        || {
+            let (status, body) = get(addr, "/health/ready");
+            seen = body;
+            status == 503
+        },
+    )
+    .await;
+    assert!(seen.contains("\"check\":\"broker\""), "{seen}");
+    assert_eq!(get(addr, "/health/live").0, 200, "the loops still run");
+    rabbitmqctl(&node, "start_app");
+    wait_for(
+        "/health/ready is ready again",
+        Duration::from_secs(90),
+        || get(addr, "/health/ready").0 == 200,
+    )
+    .await;
+    let reconnects = value(&scrape(addr), "cqrs_relay_reconnects_total{cause=broker}")
+        + value(&scrape(addr), "cqrs_consumer_reconnects_total{}");
+    assert!(reconnects >= 1.0, "the outage was counted");
+
+    stop_tx.send(true).unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let (status, body) = get(addr, "/health/live");
+    assert_eq!(status, 503, "stopped components are not live: {body}");
+}
