@@ -17,6 +17,7 @@
 mod baseline;
 mod events;
 mod models;
+mod recorder;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -304,6 +305,7 @@ impl Env {
 
 fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::Result<()> {
     let sizes = sizes(mode);
+    recorder::install()?;
     std::fs::create_dir_all(out)?;
     let tmp = out.join("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
@@ -396,28 +398,40 @@ fn rows(
                     "== {backend}: framework, batch {batch}, {workers} worker(s) (run {})",
                     repeat + 1
                 );
-                let run = if backend.is_postgres() {
-                    runtime.block_on(ours::<PgConnection>(
-                        env, backend, sizes.rows, batch, workers, false,
-                    ))?
-                } else {
-                    runtime.block_on(ours::<SqliteConnection>(
-                        env, backend, sizes.rows, batch, workers, false,
-                    ))?
-                };
-                report.runs.push(run);
+                report.runs.push(runtime.block_on(ours_on(
+                    env,
+                    backend,
+                    sizes.rows,
+                    batch,
+                    workers,
+                    Extra::None,
+                ))?);
+                if (batch, workers) == (500, 1) {
+                    eprintln!(
+                        "== {backend}: the same with metrics on (Prometheus recorder in the relay and the consumer; run {})",
+                        repeat + 1
+                    );
+                    report.runs.push(runtime.block_on(ours_on(
+                        env,
+                        backend,
+                        sizes.rows,
+                        batch,
+                        workers,
+                        Extra::Metrics,
+                    ))?);
+                }
             }
             eprintln!(
                 "== {backend}: framework, outbox drain only (the master wrote first), batch 500, 1 worker"
             );
-            let run = if backend.is_postgres() {
-                runtime.block_on(ours::<PgConnection>(env, backend, sizes.rows, 500, 1, true))?
-            } else {
-                runtime.block_on(ours::<SqliteConnection>(
-                    env, backend, sizes.rows, 500, 1, true,
-                ))?
-            };
-            report.runs.push(run);
+            report.runs.push(runtime.block_on(ours_on(
+                env,
+                backend,
+                sizes.rows,
+                500,
+                1,
+                Extra::Drain,
+            ))?);
             if env.python.is_some() {
                 eprintln!("== {backend}: django-cqrs 3.1.0 (run {})", repeat + 1);
                 report
@@ -665,13 +679,39 @@ where
 /// The framework: master writes with an in-process relay, a consumer process. With `drain`,
 /// the master writes first and the clock starts when the relay starts: the relay, broker and
 /// consumer alone, comparable with the ideal pipeline (which publishes ready-made messages).
+/// What a framework run does besides the plain end-to-end run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    None,
+    /// The master writes first; the relay and the consumer then drain the outbox.
+    Drain,
+    /// Metrics on: the Prometheus recorder records in the relay and in the consumer.
+    Metrics,
+}
+
+/// [`ours`] on the backend's connection type.
+async fn ours_on(
+    env: &Env,
+    backend: Backend,
+    rows: i32,
+    batch: usize,
+    workers: usize,
+    extra: Extra,
+) -> anyhow::Result<Run> {
+    if backend.is_postgres() {
+        ours::<PgConnection>(env, backend, rows, batch, workers, extra).await
+    } else {
+        ours::<SqliteConnection>(env, backend, rows, batch, workers, extra).await
+    }
+}
+
 async fn ours<C: CqrsConnection>(
     env: &Env,
     backend: Backend,
     rows: i32,
     batch: usize,
     workers: usize,
-    drain: bool,
+    extra: Extra,
 ) -> anyhow::Result<Run>
 where
     BenchItem: MasterStore<C>,
@@ -684,6 +724,11 @@ where
     let mut cmd = consumer_command(env, &replica, &exchange, &queue);
     cmd.env("CQRS_BATCH_SIZE", batch.to_string())
         .env("CQRS_WORKERS", workers.to_string());
+    let drain = extra == Extra::Drain;
+    if extra == Extra::Metrics {
+        cmd.env("CQRS_METRICS_ADDR", "127.0.0.1:0");
+    }
+    recorder::set(extra == Extra::Metrics);
     let child = spawn(cmd)?;
     wait_consumer(&env.amqp, &queue).await?;
     let config = env.config(&exchange, &queue)?;
@@ -748,7 +793,12 @@ where
         writes as f64 / seconds,
         writes as f64 / batches as f64
     );
-    let pipeline = if drain { "ours-drain" } else { "ours" };
+    recorder::set(false);
+    let pipeline = match extra {
+        Extra::None => "ours",
+        Extra::Drain => "ours-drain",
+        Extra::Metrics => "ours-metrics",
+    };
     Ok(Run {
         backend: backend.name().to_owned(),
         pipeline: pipeline.to_owned(),

@@ -35,6 +35,10 @@ impl Run {
                 if self.workers > 1 { "s" } else { "" }
             ),
             "ours-drain" => format!("cqrs-rs outbox drain only, batch {}", self.batch),
+            "ours-metrics" => format!(
+                "cqrs-rs, batch {}, {} worker, metrics on",
+                self.batch, self.workers
+            ),
             other => other.to_owned(),
         }
     }
@@ -173,8 +177,9 @@ impl Report {
             "plain" => 0,
             "ideal" => 1,
             "ours" => 2,
-            "ours-drain" => 3,
-            _ => 4,
+            "ours-metrics" => 3,
+            "ours-drain" => 4,
+            _ => 5,
         };
         let mut out: Vec<Run> = groups
             .into_values()
@@ -278,6 +283,16 @@ impl Report {
                     what: "(for reference) outbox drain vs the ideal pipeline (b)".into(),
                     value: format!("{:.0}%", 100.0 * drain / ideal),
                     met: drain >= 0.7 * ideal,
+                });
+            }
+            if let (Some(ours), Some(on)) =
+                (ours, Self::rate_of(runs, &backend, "ours-metrics", 500, 1))
+            {
+                self.targets.push(Target {
+                    backend: backend.clone(),
+                    what: "metrics on cost <= 3% of end-to-end throughput".into(),
+                    value: format!("{:+.1}%", 100.0 * (on / ours - 1.0)),
+                    met: on >= 0.97 * ours,
                 });
             }
             if let (Some(ours), Some(django)) = (ours, django) {

@@ -95,6 +95,7 @@ pub mod outbox;
 pub mod pool;
 mod signal;
 pub mod split;
+pub mod trace;
 mod written;
 
 pub use db::CqrsConnection;

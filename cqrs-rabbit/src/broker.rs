@@ -106,7 +106,7 @@ pub async fn inspect_queue(channel: &Channel, queue: &str) -> lapin::Result<lapi
 
 /// django-cqrs's message properties: `text/plain`, persistent, and an `expiration` in
 /// milliseconds when given.
-fn properties(expiration: Option<Duration>) -> BasicProperties {
+pub(crate) fn properties(expiration: Option<Duration>) -> BasicProperties {
     let properties = BasicProperties::default()
         .with_content_type(ShortString::from("text/plain"))
         .with_delivery_mode(2);
@@ -160,7 +160,43 @@ pub(crate) fn record_properties(json: &str) -> BasicProperties {
     if let Some(v) = text("correlation_id") {
         properties = properties.with_correlation_id(v);
     }
+    if let Some(headers) = map.get("headers").and_then(headers_of) {
+        properties = properties.with_headers(headers);
+    }
     properties
+}
+
+/// The string-valued `headers` of a record's properties JSON (a row message's trace context),
+/// as AMQP headers.
+pub(crate) fn record_headers(json: &str) -> Option<FieldTable> {
+    let value = serde_json::from_str::<serde_json::Value>(json).ok()?;
+    headers_of(value.get("headers")?)
+}
+
+fn headers_of(headers: &serde_json::Value) -> Option<FieldTable> {
+    let mut table = FieldTable::default();
+    for (key, value) in headers.as_object()? {
+        if let Some(text) = value.as_str() {
+            table.insert(
+                ShortString::from(key.clone()),
+                lapin::types::AMQPValue::LongString(text.to_owned().into()),
+            );
+        }
+    }
+    Some(table)
+}
+
+/// The trace context in AMQP headers (`traceparent`), when they carry a valid one.
+pub(crate) fn traceparent(headers: Option<&FieldTable>) -> Option<cqrs_core::trace::TraceParent> {
+    let value = headers?.inner().get(cqrs_core::trace::HEADER)?;
+    let text = match value {
+        lapin::types::AMQPValue::LongString(s) => {
+            String::from_utf8_lossy(s.as_bytes()).into_owned()
+        }
+        lapin::types::AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        _ => return None,
+    };
+    cqrs_core::trace::TraceParent::parse(&text)
 }
 
 /// Starts a publish with these properties; await the returned confirm. `mandatory`: the

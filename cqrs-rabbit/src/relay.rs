@@ -366,14 +366,29 @@ async fn publish_records(
     let exchange = config.exchange.as_str();
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
+        let headers = record
+            .properties
+            .as_deref()
+            .and_then(broker::record_headers);
+        // lasts from the publish to the confirm
+        let span = cqrs_core::trace::relay_span(
+            &record.cqrs_id,
+            &record.routing_key,
+            broker::traceparent(headers.as_ref()).as_ref(),
+        );
         let confirm = match &record.exchange {
             None => {
-                broker::publish(
+                let mut properties = broker::properties(None);
+                if let Some(headers) = headers {
+                    properties = properties.with_headers(headers);
+                }
+                broker::publish_with(
                     channel,
                     exchange,
                     &record.routing_key,
                     record.body.as_bytes(),
-                    None,
+                    properties,
+                    true,
                 )
                 .await?
             }
@@ -397,13 +412,13 @@ async fn publish_records(
                 .await?
             }
         };
-        pending.push((record, confirm, Instant::now()));
+        pending.push((record, confirm, Instant::now(), span));
     }
     let mut confirmed = Vec::with_capacity(records.len());
     let mut returned = Vec::new();
     // (exchange, cqrs_id, count) of the confirmed: one counter update per stream and batch
     let mut published: Vec<(&str, &str, u64)> = Vec::new();
-    for (record, confirm, sent) in pending {
+    for (record, confirm, sent, _span) in pending {
         let answer = broker::confirmed(confirm, &record.routing_key).await?;
         metrics.confirm_latency(sent.elapsed());
         match answer {

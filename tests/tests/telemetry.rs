@@ -239,6 +239,36 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     assert_eq!(value(&scraped, "cqrs_outbox_messages{}"), 0.0);
     assert_eq!(value(&scraped, "cqrs_outbox_oldest_age_seconds{}"), 0.0);
 
+    // `status` shows the same numbers: the outbox, the queues, the consumer's counts and lag
+    let output = Command::new(env!("CARGO_BIN_EXE_cqrs-test-service"))
+        .args(["status", "--metrics-url", &format!("http://{addr}/metrics")])
+        .env("DATABASE_URL", &master)
+        .env("CQRS_BROKER_URL", &amqp)
+        .env("CQRS_EXCHANGE", &config.exchange)
+        .env("CQRS_QUEUE", config.queue.as_deref().unwrap())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    eprintln!("status:\n{text}");
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("outbox: 0 message(s) waiting"), "{text}");
+    assert!(text.contains(&format!("dead letters ({dlq}): 1")), "{text}");
+    let book = text
+        .lines()
+        .find(|l| l.starts_with("book "))
+        .unwrap_or_else(|| panic!("no book row: {text}"));
+    let cells: Vec<&str> = book.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..5],
+        ["21", "1", "0", "0"],
+        "applied, ignored, retried, dead: {text}"
+    );
+    assert_eq!(cells[7], "0", "no retry waits: {text}");
+
     // readiness follows the broker
     let (status, body) = get(addr, "/health/ready");
     assert_eq!(status, 200, "{body}");
@@ -273,4 +303,68 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     }
     let (status, body) = get(addr, "/health/live");
     assert_eq!(status, 503, "stopped components are not live: {body}");
+}
+
+/// The Grafana dashboard in docs/ is a dashboard Grafana imports (its `__inputs` data source,
+/// panels with unique ids, positions and queries) and asks only for metrics the framework
+/// exports.
+#[test]
+fn the_dashboard_uses_only_exported_metrics() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/cqrs-rs.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(dashboard["__inputs"][0]["pluginId"], "prometheus");
+    assert!(dashboard["uid"].is_string() && dashboard["title"].is_string());
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    let mut ids = std::collections::HashSet::new();
+    let mut used = std::collections::BTreeSet::new();
+    for panel in panels {
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "unique panel ids"
+        );
+        for key in ["x", "y", "w", "h"] {
+            assert!(panel["gridPos"][key].is_u64(), "{panel}");
+        }
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert_eq!(
+                expr.matches('(').count(),
+                expr.matches(')').count(),
+                "balanced: {expr}"
+            );
+            let mut rest = expr;
+            while let Some(at) = rest.find("cqrs_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                used.insert(name);
+            }
+        }
+    }
+    for name in &used {
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| telemetry::names::ALL.contains(base))
+            .unwrap_or(name);
+        assert!(
+            telemetry::names::ALL.contains(&base),
+            "the dashboard asks for {name}, which is not exported"
+        );
+    }
+    for needed in [
+        telemetry::names::REPLICATION_LAG,
+        telemetry::names::OUTBOX_OLDEST_AGE,
+        telemetry::names::CONSUMER_RETRIED,
+        telemetry::names::QUEUE_MESSAGES,
+    ] {
+        assert!(
+            used.iter().any(|u| u.starts_with(needed)),
+            "the dashboard shows {needed}"
+        );
+    }
 }

@@ -241,15 +241,23 @@ pub struct OutboxMessage {
 }
 
 impl OutboxMessage {
-    /// A row message of `cqrs_id` to the replication exchange.
+    /// A row message of `cqrs_id` to the replication exchange, carrying the trace context of
+    /// this write ([`crate::trace::for_message`]) in its headers.
     pub fn row(cqrs_id: String, routing_key: String, body: String) -> Self {
         Self {
             cqrs_id,
             routing_key,
             body,
+            properties: Some(trace_properties(&crate::trace::for_message())),
             ..Self::default()
         }
     }
+}
+
+/// The AMQP properties (JSON) of a row message: only the trace header; the relay adds
+/// django-cqrs's content type and persistence.
+pub fn trace_properties(trace: &crate::trace::TraceParent) -> String {
+    format!(r#"{{"headers":{{"{}":"{trace}"}}}}"#, crate::trace::HEADER)
 }
 
 /// A diesel connection the framework can use: SQLite or PostgreSQL.

@@ -108,6 +108,7 @@ fn properties(message_id: &str, correlation_id: Option<&str>) -> String {
         "content_type": "text/json",
         "app_id": app_id(),
         "message_id": message_id,
+        "headers": { crate::trace::HEADER: crate::trace::for_message().to_string() },
     });
     if let (Some(id), Some(map)) = (correlation_id, p.as_object_mut()) {
         map.insert("correlation_id".into(), Value::String(id.to_owned()));

@@ -199,6 +199,14 @@ pub enum Command {
         #[command(flatten)]
         topology: HandlerTopology,
     },
+    /// What replication looks like now: the outbox's depth and age, this service's queues,
+    /// and per cqrs_id a running consumer's applied, ignored, retried and dead-lettered
+    /// messages and its lag (from its /metrics).
+    Status {
+        /// A running consumer's metrics endpoint (http://HOST:PORT/metrics).
+        #[arg(long)]
+        metrics_url: Option<String>,
+    },
     /// Look at the outbox.
     Outbox {
         /// check

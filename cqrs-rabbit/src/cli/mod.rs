@@ -22,6 +22,7 @@
 //! | `dead-letters dump\|retry\|purge` | `cqrs_dead_letters` |
 //! | `replay-unroutable` | (re-sends messages kept while no queue was bound; django-cqrs drops them) |
 //! | `models` | (lists the models of the binary) |
+//! | `status` | (outbox depth and age, queues, per-model counts and lag) |
 
 use std::ffi::OsString;
 use std::io;
@@ -42,6 +43,7 @@ mod dead_letters;
 mod diff;
 mod dump;
 mod progress;
+mod status;
 mod stream;
 mod sync;
 
@@ -76,7 +78,7 @@ where
 
 /// Runs one subcommand; prints a one-line reason and returns non-zero on failure.
 pub fn execute(command: Command, global: &Global, default_database_url: &str) -> ExitCode {
-    init_logs(&global.log, global.log_format);
+    let _exporter = init_logs(&global.log, global.log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +107,12 @@ pub fn execute(command: Command, global: &Global, default_database_url: &str) ->
     }
 }
 
-fn init_logs(filter: &str, format: LogFormat) {
+/// Installs the log subscriber: text or JSON lines on stderr, and with the feature `otel` the
+/// OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (its guard flushes at exit).
+fn init_logs(filter: &str, format: LogFormat) -> Option<Box<dyn std::any::Any>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // lapin logs every returned (unroutable) message at WARN with its whole body; the relay
@@ -114,14 +121,35 @@ fn init_logs(filter: &str, format: LogFormat) {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(io::stderr)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => logs.with_ansi(colour()).try_init(),
-        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+    let logs = match format {
+        LogFormat::Text => logs.with_ansi(colour()).boxed(),
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
     };
+    let registry = tracing_subscriber::registry().with(filter).with(logs);
+    #[cfg(feature = "otel")]
+    {
+        let service = std::env::args()
+            .next()
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "cqrs-rs".to_owned());
+        match telemetry::otlp_layer(&service) {
+            Ok(Some((layer, guard))) => {
+                let _ = registry.with(layer).try_init();
+                return Some(Box::new(guard));
+            }
+            Ok(None) => {}
+            Err(error) => eprintln!("warning: {error}; spans are not exported"),
+        }
+    }
+    let _ = registry.try_init();
+    None
 }
 
 /// Colour in logs only on a terminal, and never with `NO_COLOR` set (<https://no-color.org>).
@@ -291,6 +319,9 @@ async fn run<C: Registered>(
             }
         }
         Command::DeadLetters { action } => dead_letters::run(&config, action).await,
+        Command::Status { metrics_url } => {
+            status::run::<C>(&config, database_url, metrics_url.as_deref()).await
+        }
         Command::ReplayUnroutable => {
             let done = crate::replay_unroutable(&config).await?;
             eprintln!(

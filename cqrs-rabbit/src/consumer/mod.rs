@@ -425,6 +425,7 @@ impl<C: Registered> Consumer<C> {
                 message,
                 direct,
                 entry,
+                trace: broker::traceparent(delivery.properties.headers().as_ref()),
             },
         )
     }

@@ -30,6 +30,8 @@ pub(super) struct Job<C: 'static> {
     pub(super) message: Message,
     pub(super) direct: bool,
     pub(super) entry: &'static ReplicaEntry<C>,
+    /// The master write's trace context (the `traceparent` header).
+    pub(super) trace: Option<cqrs_core::trace::TraceParent>,
 }
 
 /// The verdicts of a finished batch.
@@ -76,6 +78,7 @@ impl<C: CqrsConnection> Worker<C> {
                 continue;
             }
             let started = Instant::now();
+            let spans: Vec<tracing::Span> = batch.iter().map(span).collect();
             let Some(results) = self.apply(&mut conn, &batch) else {
                 continue; // stopping while the database was down
             };
@@ -84,9 +87,16 @@ impl<C: CqrsConnection> Worker<C> {
             let items = batch
                 .into_iter()
                 .zip(results)
-                .map(|(job, result)| {
-                    if let Ok(outcome) = &result {
-                        lag(&job.message, *outcome, committed);
+                .zip(spans)
+                .map(|((job, result), span)| {
+                    match &result {
+                        Ok(outcome) => {
+                            lag(&job.message, *outcome, committed);
+                            span.record("outcome", outcome.as_str());
+                        }
+                        Err(_) => {
+                            span.record("outcome", "failed");
+                        }
                     }
                     let verdict = retry::verdict(
                         &job.message,
@@ -199,4 +209,19 @@ fn lag(message: &Message, outcome: Outcome, committed: chrono::DateTime<Utc>) {
         .num_microseconds()
         .unwrap_or(i64::MAX);
     ConsumerMetrics::lag(&message.cqrs_id, micros as f64 / 1e6);
+}
+
+/// The span of one message's apply, in the trace of its master write.
+fn span<C>(job: &Job<C>) -> tracing::Span {
+    let message = &job.message;
+    cqrs_core::trace::apply_span(
+        &message.cqrs_id,
+        &cqrs_core::value::pk_key(&message.instance_pk),
+        message
+            .instance_data
+            .get("cqrs_revision")
+            .and_then(serde_json::Value::as_i64),
+        message.correlation_id.as_deref(),
+        job.trace.as_ref(),
+    )
 }

@@ -395,6 +395,7 @@ impl<C: Registered> EventConsumer<C> {
         let error = match verdict {
             Ok(Handled::Done) => {
                 self.metrics.handler(exchange, routing_key, "handled");
+                message.span.record("outcome", "handled");
                 return Ok(());
             }
             Ok(handled) => {
@@ -405,6 +406,7 @@ impl<C: Registered> EventConsumer<C> {
                     "ignored"
                 };
                 self.metrics.handler(exchange, routing_key, outcome);
+                message.span.record("outcome", outcome);
                 return Ok(());
             }
             Err(error) => error,
@@ -435,6 +437,7 @@ impl<C: Registered> EventConsumer<C> {
             self.publish(channel, &self.delay_queue(), &delivery.data, props)
                 .await?;
             self.metrics.handler(exchange, routing_key, "retried");
+            message.span.record("outcome", "retried");
         } else {
             let reason = if error.is_permanent() {
                 "permanent error"
@@ -453,6 +456,7 @@ impl<C: Registered> EventConsumer<C> {
             self.publish(channel, &self.dead_letter_queue(), &delivery.data, props)
                 .await?;
             self.metrics.handler(exchange, routing_key, "dead_lettered");
+            message.span.record("outcome", "dead_lettered");
         }
         Ok(())
     }

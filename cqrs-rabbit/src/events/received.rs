@@ -12,6 +12,8 @@ pub(super) struct Received {
     pub(super) exchange: String,
     pub(super) routing_key: String,
     pub(super) retries: u32,
+    /// The handling's span, in the trace of the sender (its `traceparent` header).
+    pub(super) span: tracing::Span,
 }
 
 impl Received {
@@ -33,11 +35,14 @@ impl Received {
                 delivery.routing_key.to_string(),
             ),
         };
+        let trace = crate::broker::traceparent(Some(&headers));
+        let span = cqrs_core::trace::handle_span(&exchange, &routing_key, trace.as_ref());
         Self {
             delivery,
             exchange,
             routing_key,
             retries,
+            span,
         }
     }
 

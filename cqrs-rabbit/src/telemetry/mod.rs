@@ -10,6 +10,8 @@
 mod counters;
 mod health;
 pub mod names;
+#[cfg(feature = "otel")]
+mod otel;
 mod queues;
 #[cfg(feature = "prometheus")]
 mod server;
@@ -17,6 +19,8 @@ mod server;
 pub(crate) use counters::{Cause, DeadReason, queue_depth};
 pub use counters::{ConsumerMetrics, RelayMetrics};
 pub use health::{Check, DEFAULT_MAX_OUTBOX_AGE, Health, Report, Reporter};
+#[cfg(feature = "otel")]
+pub use otel::{OtelGuard, otlp_layer};
 pub(crate) use queues::watch as watch_queues;
 #[cfg(feature = "prometheus")]
 pub use server::{Endpoint, install_recorder, serve};

@@ -59,6 +59,32 @@ pub const HANDLER_MESSAGES: &str = "cqrs_handler_messages_total";
 /// Handlers: seconds of one batch's database transaction.
 pub const HANDLER_BATCH_SECONDS: &str = "cqrs_handler_batch_seconds";
 
+/// Every metric name above (for tools and tests that check a dashboard or a scrape).
+pub const ALL: &[&str] = &[
+    RELAY_PUBLISHED,
+    RELAY_REFUSED,
+    RELAY_UNROUTABLE,
+    RELAY_RECONNECTS,
+    RELAY_CONFIRM_SECONDS,
+    RELAY_BATCH_SIZE,
+    OUTBOX_DEPTH,
+    OUTBOX_OLDEST_AGE,
+    CONSUMER_RECEIVED,
+    CONSUMER_APPLIED,
+    CONSUMER_IGNORED,
+    CONSUMER_RETRIED,
+    CONSUMER_DEAD_LETTERED,
+    CONSUMER_RECONNECTS,
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_BATCH_SIZE,
+    REPLICATION_LAG,
+    REPLICATION_LAG_LAST,
+    QUEUE_MESSAGES,
+    QUEUE_CONSUMERS,
+    HANDLER_MESSAGES,
+    HANDLER_BATCH_SECONDS,
+];
+
 /// Buckets of the `_seconds` histograms: 0.5 ms to 5 min.
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
