@@ -128,12 +128,12 @@ async fn the_master_writes_traceparent_reaches_the_replica_apply_span() {
     }
 }
 
+/// What the collector received: (path, body) of each request.
+type Received = std::sync::Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A stand-in OTLP/HTTP collector on loopback: answers 200 to every request and keeps
 /// (path, body).
-fn collector() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<Mutex<Vec<(String, Vec<u8>)>>>,
-) {
+fn collector() -> (std::net::SocketAddr, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
