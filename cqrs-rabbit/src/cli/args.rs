@@ -49,6 +49,22 @@ pub struct Global {
     pub ready_max_outbox_age: f64,
 }
 
+impl Default for Global {
+    /// What the command line gives with no option and no environment: for a service that
+    /// builds its own `Global` (`Global { database_url, ..Global::default() }`).
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            broker_url: None,
+            queue_name: None,
+            log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            metrics_addr: None,
+            ready_max_outbox_age: crate::telemetry::DEFAULT_MAX_OUTBOX_AGE.as_secs_f64(),
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {

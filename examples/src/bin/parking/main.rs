@@ -134,6 +134,7 @@ fn global(cli: &Cli, database_url: &str) -> Global {
         broker_url: cli.broker_url.clone(),
         queue_name: Some(cli.queue_name.clone()),
         log: cli.log.clone(),
+        ..Global::default()
     }
 }
 
