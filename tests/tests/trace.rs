@@ -205,9 +205,11 @@ async fn a_consumer_exports_its_spans_by_otlp() {
         .env("CQRS_EXCHANGE", &config.exchange)
         .env("CQRS_QUEUE", config.queue.as_ref().unwrap())
         .env("RUST_LOG", "info")
+        .env("CQRS_LOG_FORMAT", "json")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
         .env("OTEL_SERVICE_NAME", "otlp-test-replica")
         .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     common::rabbit::wait_for_consumer(config.queue.as_ref().unwrap()).await;
@@ -237,7 +239,20 @@ async fn a_consumer_exports_its_spans_by_otlp() {
             .unwrap()
             .success()
     );
-    assert!(consumer.wait().unwrap().success());
+    let output = consumer.wait_with_output().unwrap();
+    assert!(output.status.success());
+    // the logs were JSON lines, with the stable fields as keys
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "consumer started")
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert_eq!(started["queue"], config.queue.clone().unwrap().as_str());
+    assert_eq!(started["level"], "INFO");
     let trace_id = request.trace_id.to_be_bytes();
     let got = received.lock().unwrap().clone();
     let traces: Vec<&Vec<u8>> = got
@@ -262,4 +277,32 @@ async fn a_consumer_exports_its_spans_by_otlp() {
             .iter()
             .any(|body| contains(body, b"otlp-test-replica"))
     );
+}
+
+/// With the feature `otel`, a master write inside an OpenTelemetry span (a request's) carries
+/// that span's trace and span id: the replica's apply becomes the span's child.
+#[test]
+fn a_write_inside_an_opentelemetry_span_continues_its_trace() {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::with_default(subscriber, || {
+        let request = tracing::info_span!("request");
+        let _inside = request.enter();
+        let context = request.context();
+        let span = context.span();
+        let expected = span.span_context();
+        assert!(expected.is_valid());
+        let carried = cqrs_core::trace::for_message();
+        assert_eq!(
+            carried.trace_id.to_be_bytes(),
+            expected.trace_id().to_bytes()
+        );
+        assert_eq!(
+            carried.parent_id.to_be_bytes(),
+            expected.span_id().to_bytes()
+        );
+    });
 }
