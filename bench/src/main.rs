@@ -188,6 +188,27 @@ pub fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (USER_HZ is 100
+/// on Linux).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // the fields after the command name, which may hold spaces: state is the 3rd field
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15; `rest` starts at field 3
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 /// Peak resident memory of every process of a group (django-cqrs's consumer forks).
 fn group_peak_rss_kb(pgid: u32) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -656,6 +677,7 @@ async fn baseline_run(
         messages: messages.len(),
         seconds,
         rss_mb: done["rss_kb"].as_u64().unwrap_or_default() as f64 / 1024.0,
+        consumer_cpu_s: 0.0,
         equal: true,
     })
 }
@@ -784,6 +806,7 @@ where
     let seconds = start.elapsed().as_secs_f64();
     let (writes, write_seconds) = writer.await??;
     let rss_mb = peak_rss_kb(child.0.id()) as f64 / 1024.0;
+    let consumer_cpu_s = cpu_seconds(child.0.id());
     let _ = stop.send(());
     relay.await??;
     drop(child);
@@ -794,9 +817,10 @@ where
         .load(std::sync::atomic::Ordering::Relaxed)
         .max(1);
     eprintln!(
-        "   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s; {:.1} messages per relay batch), consumer peak RSS {rss_mb:.1} MB, replica equal",
+        "   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s; {:.1} messages per relay batch), consumer peak RSS {rss_mb:.1} MB, consumer CPU {:.1} us/message, replica equal",
         writes as f64 / seconds,
-        writes as f64 / batches as f64
+        writes as f64 / batches as f64,
+        1e6 * consumer_cpu_s / writes.max(1) as f64
     );
     recorder::set(false);
     let pipeline = match extra {
@@ -812,6 +836,7 @@ where
         messages: writes,
         seconds,
         rss_mb,
+        consumer_cpu_s,
         equal,
     })
 }
@@ -1150,6 +1175,7 @@ async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Ru
         messages,
         seconds,
         rss_mb,
+        consumer_cpu_s: 0.0,
         equal: true,
     })
 }

@@ -16,6 +16,8 @@ pub struct Run {
     pub messages: usize,
     pub seconds: f64,
     pub rss_mb: f64,
+    /// CPU seconds (user + system) of the consumer process; 0 when not measured.
+    pub consumer_cpu_s: f64,
     pub equal: bool,
 }
 
@@ -187,6 +189,7 @@ impl Report {
                 let mut first = runs[0].clone();
                 first.seconds = median(runs.iter().map(|r| r.seconds).collect());
                 first.rss_mb = median(runs.iter().map(|r| r.rss_mb).collect());
+                first.consumer_cpu_s = median(runs.iter().map(|r| r.consumer_cpu_s).collect());
                 first.equal = runs.iter().all(|r| r.equal);
                 first
             })
@@ -294,6 +297,26 @@ impl Report {
                     value: format!("{:+.1}%", 100.0 * (on / ours - 1.0)),
                     met: on >= 0.97 * ours,
                 });
+                let cpu = |pipeline: &str| {
+                    runs.iter()
+                        .find(|r| {
+                            r.backend == backend
+                                && r.pipeline == pipeline
+                                && (r.batch, r.workers) == (500, 1)
+                        })
+                        .filter(|r| r.messages > 0 && r.consumer_cpu_s > 0.0)
+                        .map(|r| 1e6 * r.consumer_cpu_s / r.messages as f64)
+                };
+                if let (Some(off), Some(on)) = (cpu("ours"), cpu("ours-metrics")) {
+                    self.targets.push(Target {
+                        backend: backend.clone(),
+                        what: format!(
+                            "(for reference) consumer CPU per message, metrics off -> on: {off:.1} -> {on:.1} us"
+                        ),
+                        value: format!("{:+.1}%", 100.0 * (on / off - 1.0)),
+                        met: on <= 1.03 * off,
+                    });
+                }
             }
             if let (Some(ours), Some(django)) = (ours, django) {
                 self.targets.push(Target {

@@ -87,15 +87,22 @@ pub fn apply_one<C: CqrsConnection>(
     message: &Message,
     direct: bool,
 ) -> Result<Outcome, ApplyError> {
+    let nested = conn.cqrs_in_transaction();
     let outcome = conn
         .cqrs_transaction(|conn| {
             conn.lock_rows(&lock_keys(std::iter::once(message)))?;
             ops.apply(conn, message, direct).map_err(TxError::Message)
         })
         .map_err(TxError::into_apply)?;
-    // wake this process's read-your-writes waits of this row (inside a caller's transaction
-    // this is early: the wait looks, finds nothing new yet, and waits again)
-    crate::applied::committed(std::iter::once(message));
+    // wake this process's read-your-writes waits of this row; inside a caller's transaction
+    // nothing is committed yet, so the wake vouches for nothing (the wait looks, finds
+    // nothing new yet, and waits again)
+    let revision = if nested {
+        None
+    } else {
+        crate::applied::vouched(message, Some(&outcome))
+    };
+    crate::applied::committed(std::iter::once((message, revision)));
     Ok(outcome)
 }
 
@@ -110,6 +117,7 @@ pub fn apply_batch<C: CqrsConnection>(
     conn: &mut C,
     items: &[BatchItem<'_, C>],
 ) -> Result<Vec<Result<Outcome, ApplyError>>, ApplyError> {
+    let nested = conn.cqrs_in_transaction();
     if items.len() == 1 {
         // A batch of one needs no savepoint: its own transaction rolls back on failure.
         // Its transaction failing (at COMMIT, say) is its own result, retried or
@@ -127,7 +135,16 @@ pub fn apply_batch<C: CqrsConnection>(
         }
         result => result.map_err(TxError::into_apply),
     }?;
-    crate::applied::committed(items.iter().map(|item| item.message));
+    crate::applied::committed(items.iter().zip(&results).map(|(item, result)| {
+        (
+            item.message,
+            result
+                .as_ref()
+                .ok()
+                .filter(|_| !nested)
+                .and_then(|outcome| crate::applied::vouched(item.message, Some(outcome))),
+        )
+    }));
     Ok(results)
 }
 

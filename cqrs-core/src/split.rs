@@ -245,6 +245,13 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
             if !woken {
                 interval = (interval * 2).min(self.poll * 8);
             }
+            // this process's consumer committed the revision or a later one: no look needed
+            if waiter
+                .seen()
+                .is_some_and(|seen| seen >= i64::from(written.revision))
+            {
+                return Ok(start.elapsed());
+            }
             // the look is a blocking query: off the async threads, which the consumer of this
             // process may need to make progress
             let (this, look) = (self.clone(), written.clone());
