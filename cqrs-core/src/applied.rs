@@ -139,7 +139,10 @@ mod tests {
         committed([(&m5, vouched(&m5, Some(&Outcome::Updated)))]);
         assert_eq!(waiter.seen(), Some(5));
         // an older one, a failure, a broadcast SYNC ignored: the newest vouched stays
-        committed([(&m3, vouched(&m3, Some(&Outcome::Ignored(IgnoreReason::Stale))))]);
+        committed([(
+            &m3,
+            vouched(&m3, Some(&Outcome::Ignored(IgnoreReason::Stale))),
+        )]);
         committed([(&m3, vouched(&m3, None))]);
         assert_eq!(
             vouched(&m5, Some(&Outcome::Ignored(IgnoreReason::BroadcastSync))),

@@ -49,22 +49,52 @@ fn connect_uri(url: &BrokerUrl) -> String {
     uri
 }
 
-/// Opens a connection, or fails at once (the callers retry with their backoff).
+/// How long a connection attempt to one node of a cluster may take before the next is tried.
+const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens a connection, or fails at once (the callers retry with their backoff). A cluster's
+/// nodes are tried in turn, from the one that answered last; the error is the last node's.
 pub(crate) async fn connect(url: &BrokerUrl, name: &str) -> Result<Connection> {
+    let nodes: Vec<&BrokerUrl> = url.nodes().collect();
+    let timeout = if nodes.len() > 1 {
+        CLUSTER_CONNECT_TIMEOUT
+    } else {
+        CONNECT_TIMEOUT
+    };
+    let start = url.preferred();
+    let mut last = None;
+    for k in 0..nodes.len() {
+        let index = (start + k) % nodes.len();
+        let node = nodes[index];
+        match connect_node(node, name, timeout).await {
+            Ok(connection) => {
+                if index != start {
+                    tracing::info!(node = %node, "connected to another node of the cluster");
+                }
+                url.set_preferred(index);
+                return Ok(connection);
+            }
+            Err(error) => {
+                if nodes.len() > 1 {
+                    tracing::debug!(node = %node, %error, "node unreachable; trying the next");
+                }
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Input("the broker URL names no node".to_owned())))
+}
+
+async fn connect_node(node: &BrokerUrl, name: &str, timeout: Duration) -> Result<Connection> {
     let properties =
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        Connection::connect(&connect_uri(url), properties),
-    )
-    .await
-    {
+    match tokio::time::timeout(timeout, Connection::connect(&connect_uri(node), properties)).await {
         Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(e)) => Err(url.error("connect", e)),
+        Ok(Err(e)) => Err(node.error("connect", e)),
         Err(_) => Err(Error::BrokerTimeout {
-            url: url.to_string(),
+            url: node.to_string(),
             action: "connect",
-            seconds: CONNECT_TIMEOUT.as_secs(),
+            seconds: timeout.as_secs(),
         }),
     }
 }

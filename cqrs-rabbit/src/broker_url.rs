@@ -1,13 +1,28 @@
-//! The broker URL, parsed and checked, that never shows its password.
+//! The broker URL, parsed and checked, that never shows its password; for a RabbitMQ cluster,
+//! several nodes' URLs, comma-separated.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use percent_encoding::percent_decode_str;
 
 use crate::error::{Error, Result};
 
 /// A broker URL. Its `Display` and the errors built from it never show the password.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// `amqp://u:p@node1:5672/%2f,amqp://u:p@node2:5672/%2f` names the nodes of a cluster: a
+/// connection goes to the node that last answered, else to the next one that does.
+///
+/// ```
+/// let url = cqrs_rabbit::BrokerUrl::parse(
+///     "amqp://app:secret@10.0.0.1:5672/%2f,amqp://app:secret@10.0.0.2:5672/%2f",
+/// )?;
+/// assert_eq!(url.nodes().count(), 2);
+/// assert_eq!(url.to_string(), "amqp://app:****@10.0.0.1:5672/%2f,amqp://app:****@10.0.0.2:5672/%2f");
+/// # Ok::<(), cqrs_rabbit::Error>(())
+/// ```
+#[derive(Clone)]
 pub struct BrokerUrl {
     raw: String,
     password: Option<String>,
@@ -15,7 +30,19 @@ pub struct BrokerUrl {
     port: u16,
     vhost: String,
     tls: bool,
+    /// A cluster's nodes, this one first, each a URL of one node; empty for one broker.
+    others: Vec<BrokerUrl>,
+    /// Which node answered last (an index into [`BrokerUrl::nodes`]), shared by the clones.
+    preferred: Arc<AtomicUsize>,
 }
+
+impl PartialEq for BrokerUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw && self.others == other.others
+    }
+}
+
+impl Eq for BrokerUrl {}
 
 impl BrokerUrl {
     /// `amqp://localhost:5672/%2f`, built without parsing.
@@ -27,11 +54,36 @@ impl BrokerUrl {
             port: 5672,
             vhost: "/".to_owned(),
             tls: false,
+            others: Vec::new(),
+            preferred: Arc::default(),
         }
     }
 
-    /// Parses and checks an `amqp://` or `amqps://` URL.
+    /// Parses and checks an `amqp://` or `amqps://` URL, or several, comma-separated: the
+    /// nodes of a cluster.
     pub fn parse(raw: &str) -> Result<Self> {
+        if !raw.contains(',') {
+            return Self::parse_one(raw);
+        }
+        let mut nodes = Vec::new();
+        for node in raw.split(',').map(str::trim) {
+            if node.is_empty() {
+                return Err(Error::config(
+                    "CQRS_BROKER_URL",
+                    "an empty node in the comma-separated list",
+                ));
+            }
+            nodes.push(Self::parse_one(node)?);
+        }
+        let mut first = nodes
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::config("CQRS_BROKER_URL", "names no node"))?;
+        first.others = nodes;
+        Ok(first)
+    }
+
+    fn parse_one(raw: &str) -> Result<Self> {
         const SETTING: &str = "CQRS_BROKER_URL";
         let url = url::Url::parse(raw.trim()).map_err(|e| {
             Error::config(
@@ -72,7 +124,25 @@ impl BrokerUrl {
             port,
             vhost,
             tls,
+            others: Vec::new(),
+            preferred: Arc::default(),
         })
+    }
+
+    /// Every node, the first one first (one for a single broker). Each is a URL of one node.
+    pub fn nodes(&self) -> impl Iterator<Item = &BrokerUrl> {
+        let single = self.others.is_empty().then_some(self);
+        single.into_iter().chain(&self.others)
+    }
+
+    /// The index (in [`BrokerUrl::nodes`]) of the node that answered last.
+    pub(crate) fn preferred(&self) -> usize {
+        self.preferred.load(Ordering::Relaxed) % self.others.len().max(1)
+    }
+
+    /// Remembers the node that answered.
+    pub(crate) fn set_preferred(&self, index: usize) {
+        self.preferred.store(index, Ordering::Relaxed);
     }
 
     /// Builds a URL from its parts (the vhost is percent-encoded).
@@ -95,7 +165,7 @@ impl BrokerUrl {
         ))
     }
 
-    /// The URL to hand to the AMQP client (with the password).
+    /// The URL of the first node to hand to the AMQP client (with the password).
     pub fn expose(&self) -> &str {
         &self.raw
     }
@@ -130,26 +200,37 @@ impl BrokerUrl {
         }
     }
 
-    /// Replaces the password in `text` (an error message, say) by `****`.
+    /// Replaces the password (of every node) in `text` (an error message, say) by `****`.
     pub fn redact(&self, text: &str) -> String {
-        match &self.password {
-            Some(password) if password.len() >= 2 => text.replace(password.as_str(), "****"),
-            _ => text.to_owned(),
+        let mut text = text.to_owned();
+        for node in self.nodes() {
+            if let Some(password) = &node.password
+                && password.len() >= 2
+            {
+                text = text.replace(password.as_str(), "****");
+            }
         }
+        text
     }
 }
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match url::Url::parse(&self.raw) {
-            Ok(mut url) => {
-                if url.password().is_some() {
-                    let _ = url.set_password(Some("****"));
-                }
-                f.write_str(url.as_str())
+        for (i, node) in self.nodes().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
             }
-            Err(_) => f.write_str("(invalid URL)"),
+            match url::Url::parse(&node.raw) {
+                Ok(mut url) => {
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("****"));
+                    }
+                    f.write_str(url.as_str())?;
+                }
+                Err(_) => f.write_str("(invalid URL)")?,
+            }
         }
+        Ok(())
     }
 }
 

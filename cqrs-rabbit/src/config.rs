@@ -3,7 +3,7 @@
 //!
 //! | setting | environment variable | default |
 //! |---|---|---|
-//! | broker URL (`amqp://` or `amqps://`) | `CQRS_BROKER_URL` (or `AMQP_ADDR`) | `amqp://guest:guest@localhost:5672/%2f` |
+//! | broker URL (`amqp://` or `amqps://`; a cluster's nodes comma-separated) | `CQRS_BROKER_URL` (or `AMQP_ADDR`) | `amqp://guest:guest@localhost:5672/%2f` |
 //! | or its parts | `CQRS_BROKER_HOST`, `_PORT`, `_USER`, `_PASSWORD`, `_VHOST` | `localhost`, 5672, `guest`, `guest`, `/` |
 //! | TLS with the parts (`amqps`) | `CQRS_BROKER_TLS` | false |
 //! | exchange | `CQRS_EXCHANGE` | `cqrs` |

@@ -135,6 +135,20 @@ async fn declare_delay_queue(channel: &Channel, config: &Config, cqrs_id: &str) 
         ShortString::from("x-dead-letter-routing-key"),
         AMQPValue::LongString(LongString::from(routing_key(cqrs_id, Some(queue)))),
     );
+    if config.quorum_queues {
+        // A quorum queue dead-letters at most once by default: a leader change while a retry
+        // moves back could drop it. At least once needs `reject-publish` overflow (RabbitMQ
+        // 3.10+); the queue has no length limit, so nothing is rejected.
+        for (key, value) in [
+            ("x-dead-letter-strategy", "at-least-once"),
+            ("x-overflow", "reject-publish"),
+        ] {
+            args.insert(
+                ShortString::from(key),
+                AMQPValue::LongString(LongString::from(value)),
+            );
+        }
+    }
     channel
         .queue_declare(ShortString::from(delay.clone()), durable(), args)
         .await

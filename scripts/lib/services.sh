@@ -100,6 +100,45 @@ stop_rabbitmq() {
     kill_by_pid_file "$SERVICES_DIR/rabbitmq-$name/pid"
 }
 
+# start_rabbitmq_cluster NAME: a 3-node RabbitMQ cluster on loopback, nodes NAME-1@localhost,
+# NAME-2@localhost and NAME-3@localhost (each a private node as start_rabbitmq starts it, all
+# sharing this user's Erlang cookie); the 2nd and 3rd join the 1st. A node restarted later with
+# start_rabbitmq NAME-i PORT rejoins by itself (its data dir remembers the cluster).
+# Exports CLUSTER_AMQP_ADDRS (the three URLs, comma-separated) and CLUSTER_NODES.
+start_rabbitmq_cluster() {
+    local name=$1 i node urls=() nodes=()
+    for i in 1 2 3; do
+        start_rabbitmq "$name-$i"
+        urls+=("$AMQP_ADDR")
+        nodes+=("$name-$i@localhost")
+    done
+    for i in 2 3; do
+        node="$name-$i@localhost"
+        if ! rabbitmqctl -q -n "$node" cluster_status 2>/dev/null | grep -q "$name-1@localhost"; then
+            log "joining $node to $name-1@localhost"
+            rabbitmqctl -q -n "$node" stop_app >/dev/null 2>&1
+            rabbitmqctl -q -n "$node" reset >/dev/null 2>&1
+            rabbitmqctl -q -n "$node" join_cluster "$name-1@localhost" >/dev/null \
+                || die "$node could not join the cluster"
+            rabbitmqctl -q -n "$node" start_app >/dev/null 2>&1
+        fi
+    done
+    rabbitmqctl -q -n "$name-1@localhost" await_startup --timeout 60 >/dev/null
+    local running
+    running=$(rabbitmqctl -q -n "$name-1@localhost" eval \
+        'length(rabbit_nodes:all_running()).' 2>/dev/null | tr -dc '0-9')
+    [ "$running" = 3 ] || die "the cluster $name runs ${running:-no} node(s), not 3"
+    CLUSTER_AMQP_ADDRS=$(IFS=,; echo "${urls[*]}")
+    CLUSTER_NODES=$(IFS=,; echo "${nodes[*]}")
+    export CLUSTER_AMQP_ADDRS CLUSTER_NODES
+    log "RabbitMQ cluster $name: ${nodes[*]}"
+}
+
+stop_rabbitmq_cluster() {
+    local name=$1 i
+    for i in 3 2 1; do stop_rabbitmq "$name-$i"; done
+}
+
 # kill_by_pid_file FILE: stops the process whose pid FILE holds (the node's own pid file), if
 # it still runs; never a process found by a name pattern, which could be another user's node.
 kill_by_pid_file() {
