@@ -239,3 +239,67 @@ impl fmt::Debug for BrokerUrl {
         write!(f, "BrokerUrl({self})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BrokerUrl;
+
+    #[test]
+    fn a_cluster_is_its_nodes_comma_separated() {
+        let url = BrokerUrl::parse(
+            " amqp://u:secret@n1:5672/%2f , amqp://u:other@n2:5673/%2f,amqps://u:secret@n3/v",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let nodes: Vec<(&str, u16, bool)> =
+            url.nodes().map(|n| (n.host(), n.port(), n.tls())).collect();
+        assert_eq!(
+            nodes,
+            [("n1", 5672, false), ("n2", 5673, false), ("n3", 5671, true)]
+        );
+        assert_eq!(url.host(), "n1");
+        let shown = url.to_string();
+        assert!(
+            !shown.contains("secret") && !shown.contains("other"),
+            "{shown}"
+        );
+        assert_eq!(url.redact("bad secret, bad other"), "bad ****, bad ****");
+        // each node on its own shows only itself
+        assert_eq!(
+            url.nodes().nth(1).map(ToString::to_string).as_deref(),
+            Some("amqp://u:****@n2:5673/%2f")
+        );
+        // one broker is one node
+        assert_eq!(
+            BrokerUrl::parse("amqp://localhost")
+                .map(|u| u.nodes().count())
+                .ok(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_bad_node_is_a_clear_error() {
+        for bad in [
+            "amqp://n1,,amqp://n2",
+            "amqp://n1,",
+            "amqp://n1,http://n2",
+            "amqp://n1,nonsense",
+        ] {
+            let error = BrokerUrl::parse(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(error.contains("CQRS_BROKER_URL"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_preferred_node_is_shared_by_clones() {
+        let url =
+            BrokerUrl::parse("amqp://n1,amqp://n2,amqp://n3").unwrap_or_else(|e| panic!("{e}"));
+        let clone = url.clone();
+        clone.set_preferred(2);
+        assert_eq!(url.preferred(), 2);
+        assert_eq!(url, clone);
+    }
+}
