@@ -262,7 +262,7 @@ fn sizes(mode: Mode) -> Sizes {
             repeats: 1,
             latency_secs: 3,
             configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
-            metrics_pairs: 5,
+            metrics_pairs: 7,
         },
         Mode::Full => Sizes {
             rows: 20000,
@@ -272,7 +272,7 @@ fn sizes(mode: Mode) -> Sizes {
             repeats: 3,
             latency_secs: 10,
             configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
-            metrics_pairs: 5,
+            metrics_pairs: 7,
         },
     }
 }
@@ -441,11 +441,15 @@ fn rows(
                     pair + 1,
                     sizes.metrics_pairs
                 );
-                for extra in [Extra::None, Extra::Metrics] {
-                    report
-                        .runs
-                        .push(runtime.block_on(ours_on(env, backend, sizes.rows, 500, 1, extra))?);
-                }
+                let off =
+                    runtime.block_on(ours_on(env, backend, sizes.rows, 500, 1, Extra::None))?;
+                let on =
+                    runtime.block_on(ours_on(env, backend, sizes.rows, 500, 1, Extra::Metrics))?;
+                report.runs.push(off.clone());
+                report.runs.push(on.clone());
+                report
+                    .metrics_pairs
+                    .push((backend.name().to_owned(), off, on));
             }
             eprintln!(
                 "== {backend}: framework, outbox drain only (the master wrote first), batch 500, 1 worker"
