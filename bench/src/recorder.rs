@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusRecorder;
 
 struct Switch {
     on: AtomicBool,
@@ -19,7 +19,8 @@ static SWITCH: OnceLock<&'static Switch> = OnceLock::new();
 pub fn install() -> anyhow::Result<()> {
     let switch: &'static Switch = Box::leak(Box::new(Switch {
         on: AtomicBool::new(false),
-        inner: PrometheusBuilder::new().build_recorder(),
+        // the framework's own configuration (its histogram buckets), as the CLI installs it
+        inner: cqrs_rabbit::telemetry::prometheus_builder()?.build_recorder(),
     }));
     metrics::set_global_recorder(switch)
         .map_err(|e| anyhow::anyhow!("cannot install the bench's recorder: {e}"))?;
@@ -35,6 +36,41 @@ pub fn set(on: bool) {
             switch.inner.handle().run_upkeep();
         }
     }
+}
+
+/// The recorder's metrics in Prometheus text format (and their histograms then start again).
+pub fn render() -> String {
+    SWITCH
+        .get()
+        .map(|s| s.inner.handle().render())
+        .unwrap_or_default()
+}
+
+/// The `q` quantile of a histogram in a rendering, from its cumulative buckets (the upper
+/// bound of the bucket it falls in), over every label set; `None` without samples.
+pub fn quantile(text: &str, metric: &str, q: f64) -> Option<f64> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).ok()?;
+    let mut buckets: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for sample in scrape.samples.iter().filter(|s| s.metric == metric) {
+        if let prometheus_parse::Value::Histogram(hist) = &sample.value {
+            for b in hist {
+                *buckets.entry(b.less_than.to_bits()).or_default() += b.count;
+            }
+        }
+    }
+    let mut bounds: Vec<(f64, f64)> = buckets
+        .into_iter()
+        .map(|(b, c)| (f64::from_bits(b), c))
+        .collect();
+    bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = bounds.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    bounds
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map(|(b, _)| *b)
 }
 
 impl Recorder for Switch {

@@ -23,4 +23,4 @@ pub use health::{Check, DEFAULT_MAX_OUTBOX_AGE, Health, Report, Reporter};
 pub use otel::{OtelGuard, otlp_layer};
 pub(crate) use queues::watch as watch_queues;
 #[cfg(feature = "prometheus")]
-pub use server::{Endpoint, install_recorder, serve};
+pub use server::{Endpoint, install_recorder, prometheus_builder, serve};

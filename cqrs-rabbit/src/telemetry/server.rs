@@ -34,10 +34,21 @@ pub fn install_recorder() -> Result<PrometheusHandle> {
     if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
+    let handle = prometheus_builder()?
+        .install_recorder()
+        .map_err(|e| Error::Input(format!("cannot install the Prometheus recorder: {e}")))?;
+    names::describe();
+    *installed = Some(handle.clone());
+    Ok(handle)
+}
+
+/// The Prometheus exporter's builder with the framework's histogram buckets (seconds from
+/// 0.5 ms to 5 min, batch sizes from 1 to 1000), for a service that builds its own recorder.
+pub fn prometheus_builder() -> Result<PrometheusBuilder> {
     let failed = |e: metrics_exporter_prometheus::BuildError| {
-        Error::Input(format!("cannot install the Prometheus recorder: {e}"))
+        Error::Input(format!("cannot configure the Prometheus recorder: {e}"))
     };
-    let handle = PrometheusBuilder::new()
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".to_owned()),
             names::SECONDS_BUCKETS,
@@ -47,12 +58,7 @@ pub fn install_recorder() -> Result<PrometheusHandle> {
             Matcher::Suffix("_messages".to_owned()),
             names::BATCH_BUCKETS,
         )
-        .map_err(failed)?
-        .install_recorder()
-        .map_err(failed)?;
-    names::describe();
-    *installed = Some(handle.clone());
-    Ok(handle)
+        .map_err(failed)
 }
 
 /// A running endpoint.
