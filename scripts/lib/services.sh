@@ -118,8 +118,8 @@ start_rabbitmq_cluster() {
             log "joining $node to $name-1@localhost"
             rabbitmqctl -q -n "$node" stop_app >/dev/null 2>&1
             rabbitmqctl -q -n "$node" reset >/dev/null 2>&1
-            rabbitmqctl -q -n "$node" join_cluster "$name-1@localhost" >/dev/null \
-                || die "$node could not join the cluster"
+            rabbitmqctl -q -n "$node" join_cluster "$name-1@localhost" >"$SERVICES_DIR/join.out" 2>&1 \
+                || { cat "$SERVICES_DIR/join.out" >&2; die "$node could not join the cluster"; }
             rabbitmqctl -q -n "$node" start_app >/dev/null 2>&1
         fi
     done
