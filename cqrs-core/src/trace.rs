@@ -155,11 +155,7 @@ pub fn apply_span(
         trace_id = traceparent.map(|t| tracing::field::display(t.trace_id_hex())),
         outcome = tracing::field::Empty,
     );
-    #[cfg(feature = "otel")]
-    if let Some(parent) = traceparent {
-        otel::set_remote_parent(&span, parent);
-    }
-    span
+    parented(span, traceparent)
 }
 
 /// The span a relay publishes a message in (debug level: one per message).
@@ -174,11 +170,7 @@ pub fn relay_span(
         routing_key,
         traceparent = traceparent.map(tracing::field::display),
     );
-    #[cfg(feature = "otel")]
-    if let Some(parent) = traceparent {
-        otel::set_remote_parent(&span, parent);
-    }
-    span
+    parented(span, traceparent)
 }
 
 /// The span a handler runs an event, command or call in (see [`apply_span`]).
@@ -195,10 +187,17 @@ pub fn handle_span(
         trace_id = traceparent.map(|t| tracing::field::display(t.trace_id_hex())),
         outcome = tracing::field::Empty,
     );
+    parented(span, traceparent)
+}
+
+/// `span`, with the feature `otel` made a child of the remote span of `traceparent`.
+fn parented(span: tracing::Span, traceparent: Option<&TraceParent>) -> tracing::Span {
     #[cfg(feature = "otel")]
     if let Some(parent) = traceparent {
         otel::set_remote_parent(&span, parent);
     }
+    #[cfg(not(feature = "otel"))]
+    let _ = traceparent;
     span
 }
 

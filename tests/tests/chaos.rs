@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::books::{rows_master, rows_replica, sqlite_db, wait_equal};
 use common::rabbit;
 use common::{Book, BookRef};
 use cqrs_core::master::MasterTable;
@@ -71,50 +72,6 @@ fn chaos_config(name: &str) -> cqrs_rabbit::Config {
     config
 }
 
-fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
-    let url = dir.path().join(name).to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
-    url
-}
-
-fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
-    Book::db_page(&mut conn, vec![], None, i64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|b| (b.id, b.title, b.cqrs_revision))
-        .collect()
-}
-
-fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
-    let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
-    pks.iter()
-        .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
-        .map(|b| (b.id, b.name, b.cqrs_revision))
-        .collect()
-}
-
-async fn wait_equal(master: &str, replica: &str, timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let (m, r) = (rows_master(master), rows_replica(replica));
-        if m == r {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "replica differs from master after {timeout:?}: {} vs {} rows, first difference {:?}",
-            m.len(),
-            r.len(),
-            m.iter().zip(&r).find(|(a, b)| a != b)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// After a broker outage: the replica ends equal, the outbox drains, the relay and the
 /// consumer both saw the outage and every write was published at least once.
 async fn recovered(pipeline: &Pipeline, master: &str, replica: &str, writes: u64) {
@@ -141,14 +98,6 @@ async fn recovered(pipeline: &Pipeline, master: &str, replica: &str, writes: u64
         relay.published.load(Ordering::Relaxed) >= writes,
         "every write was published at least once"
     );
-}
-
-fn rabbitmqctl(node: &str, action: &str) {
-    let status = Command::new("rabbitmqctl")
-        .args(["-q", "-n", node, action])
-        .status()
-        .unwrap();
-    assert!(status.success(), "rabbitmqctl {action}");
 }
 
 /// The broker stops while the master keeps writing and the relay runs; it comes back: every
@@ -197,9 +146,9 @@ async fn broker_restart_loses_nothing() {
         published_before > 0,
         "the relay published before the outage"
     );
-    rabbitmqctl(&node, "stop_app");
+    common::rabbit::rabbitmqctl(&node, "stop_app");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    rabbitmqctl(&node, "start_app");
+    common::rabbit::rabbitmqctl(&node, "start_app");
     let writes = writer.await.unwrap();
 
     recovered(&pipeline, &master, &replica, writes).await;

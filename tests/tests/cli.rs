@@ -7,6 +7,7 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::books::sqlite_db;
 use common::rabbit;
 use common::{Book, BookRef};
 use cqrs_core::master::MasterTable;
@@ -65,14 +66,6 @@ fn fails(output: &Output) -> String {
         "one-line reason expected, got: {stderr}"
     );
     last
-}
-
-fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
-    let url = dir.path().join(name).to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
-    url
 }
 
 fn pg_db() -> String {

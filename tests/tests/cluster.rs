@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Book, BookRef};
-use cqrs_core::master::MasterTable;
+use common::Book;
+use common::books::{Running, rows_master, rows_replica, sqlite_db};
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
 use diesel::SqliteConnection;
@@ -97,32 +97,6 @@ fn running_nodes(node: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
-    let url = dir.path().join(name).to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
-    url
-}
-
-fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
-    Book::db_page(&mut conn, vec![], None, i64::MAX)
-        .unwrap()
-        .into_iter()
-        .map(|b| (b.id, b.title, b.cqrs_revision))
-        .collect()
-}
-
-fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
-    let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
-    pks.iter()
-        .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
-        .map(|b| (b.id, b.name, b.cqrs_revision))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the 3-node RabbitMQ cluster (CLUSTER_AMQP_ADDRS): run scripts/test"]
 async fn node_failures_lose_nothing() {
@@ -144,14 +118,9 @@ async fn node_failures_lose_nothing() {
     consumer.check().await.unwrap();
     let relay = Relay::<SqliteConnection>::new(relay_config, &master);
     let (consumer_metrics, relay_metrics) = (consumer.metrics(), relay.metrics());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let tasks = [
-        tokio::spawn(consumer.run(stopped(stop_rx.clone()))),
-        tokio::spawn(relay.run(stopped(stop_rx))),
-    ];
+    let mut running = Running::new();
+    running.spawn(|stop| consumer.run(stop));
+    running.spawn(|stop| relay.run(stop));
 
     // 10,000 writes at about 1,000/s: creates, updates, and deletes of every 10th row
     let writer_url = master.clone();
@@ -211,21 +180,7 @@ async fn node_failures_lose_nothing() {
     }
 
     // the replica converges to the master, and the outbox drains
-    let start = Instant::now();
-    loop {
-        let (m, r) = (rows_master(&master), rows_replica(&replica));
-        if m == r {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_mins(3),
-            "replica differs from master: {} vs {} rows, first difference {:?}",
-            m.len(),
-            r.len(),
-            m.iter().zip(&r).find(|(a, b)| a != b)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    common::books::wait_equal(&master, &replica, Duration::from_mins(3)).await;
     let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
     assert_eq!(conn.outbox_pending().unwrap(), 0, "the outbox drained");
     assert!(
@@ -243,8 +198,5 @@ async fn node_failures_lose_nothing() {
         consumer_metrics.handled(),
         rows_master(&master).len()
     );
-    stop_tx.send(true).unwrap();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    running.stop().await;
 }

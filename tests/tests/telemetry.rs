@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::books::{Running, sqlite_db};
 use common::{Book, BookRef};
 use cqrs_core::prelude::*;
 use cqrs_rabbit::telemetry::{self, Health};
@@ -16,14 +17,6 @@ use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
 use diesel::SqliteConnection;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
-
-fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
-    let url = dir.path().join(name).to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
-    url
-}
 
 /// GET on the endpoint: (status, body).
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -73,25 +66,6 @@ fn value(scrape: &HashMap<String, f64>, key: &str) -> f64 {
     scrape.get(key).copied().unwrap_or(0.0)
 }
 
-fn rabbitmqctl(node: &str, action: &str) {
-    let status = Command::new("rabbitmqctl")
-        .args(["-q", "-n", node, action])
-        .status()
-        .unwrap();
-    assert!(status.success(), "rabbitmqctl {action}");
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the chaos RabbitMQ node (AMQP_ADDR_CHAOS, RABBITMQ_CHAOS_NODE): run scripts/test"]
 async fn metrics_count_what_happened_and_ready_follows_the_broker() {
@@ -129,14 +103,9 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     consumer.check().await.unwrap();
     let relay = Relay::<SqliteConnection>::new(config.clone(), &master).with_health(health.clone());
     let consumer_metrics = consumer.metrics();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let tasks = [
-        tokio::spawn(consumer.run(stopped(stop_rx.clone()))),
-        tokio::spawn(relay.run(stopped(stop_rx))),
-    ];
+    let mut running = Running::new();
+    running.spawn(|stop| consumer.run(stop));
+    running.spawn(|stop| relay.run(stop));
 
     // N master writes: 19 more creates and one update of book 1
     const N: u64 = 21;
@@ -146,9 +115,9 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
             .unwrap();
     }
     Book::cqrs_update(&mut conn, &1, |b| b.title.push('+')).unwrap();
-    wait_for(
-        "the replica has every write",
+    common::rabbit::eventually(
         Duration::from_secs(60),
+        "the replica has every write",
         || consumer_metrics.handled() >= N,
     )
     .await;
@@ -178,7 +147,7 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
             .unwrap();
     }
     let _ = broker.close(200, "done".into()).await;
-    wait_for("the consumer took both", Duration::from_secs(30), || {
+    common::rabbit::eventually(Duration::from_secs(30), "the consumer took both", || {
         consumer_metrics.handled() >= N + 2
     })
     .await;
@@ -272,11 +241,11 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     // readiness follows the broker
     let (status, body) = get(addr, "/health/ready");
     assert_eq!(status, 200, "{body}");
-    rabbitmqctl(&node, "stop_app");
+    common::rabbit::rabbitmqctl(&node, "stop_app");
     let mut seen = String::new();
-    wait_for(
-        "/health/ready turns unready",
+    common::rabbit::eventually(
         Duration::from_secs(30),
+        "/health/ready turns unready",
         || {
             let (status, body) = get(addr, "/health/ready");
             seen = body;
@@ -286,10 +255,10 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     .await;
     assert!(seen.contains("\"check\":\"broker\""), "{seen}");
     assert_eq!(get(addr, "/health/live").0, 200, "the loops still run");
-    rabbitmqctl(&node, "start_app");
-    wait_for(
-        "/health/ready is ready again",
+    common::rabbit::rabbitmqctl(&node, "start_app");
+    common::rabbit::eventually(
         Duration::from_secs(90),
+        "/health/ready is ready again",
         || get(addr, "/health/ready").0 == 200,
     )
     .await;
@@ -297,10 +266,7 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
         + value(&scrape(addr), "cqrs_consumer_reconnects_total{}");
     assert!(reconnects >= 1.0, "the outage was counted");
 
-    stop_tx.send(true).unwrap();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    running.stop().await;
     let (status, body) = get(addr, "/health/live");
     assert_eq!(status, 503, "stopped components are not live: {body}");
 }

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::Book;
+use common::books::{Running, sqlite_db};
 use cqrs_core::prelude::*;
 use cqrs_core::trace::{TraceParent, with_parent};
 use cqrs_rabbit::{Consumer, Relay};
@@ -50,14 +51,6 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<
     }
 }
 
-fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
-    let url = dir.path().join(name).to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
-    url
-}
-
 fn apply_span_of(pk: &str) -> Option<HashMap<String, String>> {
     APPLY_SPANS
         .lock()
@@ -78,14 +71,9 @@ async fn the_master_writes_traceparent_reaches_the_replica_apply_span() {
     let consumer = Consumer::<SqliteConnection>::new(config.clone(), &replica);
     consumer.check().await.unwrap();
     let relay = Relay::<SqliteConnection>::new(config.clone(), &master);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let tasks = [
-        tokio::spawn(consumer.run(stopped(stop_rx.clone()))),
-        tokio::spawn(relay.run(stopped(stop_rx))),
-    ];
+    let mut running = Running::new();
+    running.spawn(|stop| consumer.run(stop));
+    running.spawn(|stop| relay.run(stop));
 
     // an incoming request's context (as a web framework hands it over), and a write without
     let request =
@@ -122,10 +110,7 @@ async fn the_master_writes_traceparent_reaches_the_replica_apply_span() {
         TraceParent::parse(&untraced["traceparent"]).expect("a write outside any trace starts one");
     assert_ne!(own.trace_id, request.trace_id);
 
-    stop_tx.send(true).unwrap();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    running.stop().await;
 }
 
 /// What the collector received: (path, body) of each request.

@@ -154,6 +154,7 @@ pub fn logs() {
         .with_test_writer()
         .try_init();
 }
+pub mod books;
 pub mod faults;
 pub mod ordering;
 pub mod rabbit;

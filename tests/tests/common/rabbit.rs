@@ -37,6 +37,15 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut c
     }
 }
 
+/// `rabbitmqctl -n NODE ACTION` (stop_app, start_app), which must succeed.
+pub fn rabbitmqctl(node: &str, action: &str) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "-n", node, action])
+        .status()
+        .unwrap();
+    assert!(status.success(), "rabbitmqctl {action}");
+}
+
 /// A channel on the test broker.
 pub async fn channel() -> (lapin::Connection, lapin::Channel) {
     let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
