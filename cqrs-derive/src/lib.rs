@@ -32,7 +32,8 @@ use internals::attr::Kind;
 /// * `fields(id, title, ...)`: the fields sent (default: all); must include the primary key.
 /// * `produce = false`: keep the revision bookkeeping, send nothing.
 /// * `sync_filter = path`: `fn(&Self) -> bool`; rows for which it is false send nothing.
-/// * `tracked_fields(title, ...)`: send the old values of these fields as `previous_data`.
+/// * `tracked_fields(title, ...)`: send the old values of these fields as `previous_data`;
+///   `tracked_fields = "__all__"`: of every field but the skipped ones.
 /// * `serializer = path`: `fn(&Self) -> serde_json::Value` (or a `Map`, or a `Result` of
 ///   either) replacing the generated serialization; `cqrs_revision`/`cqrs_updated` are added.
 /// * `meta = path`: `fn(&Self, &MetaContext) -> impl Into<Value>`, the message `meta`.

@@ -6,7 +6,7 @@ use quote::quote;
 use crate::dummy;
 use crate::emit::{self, Store};
 use crate::internals::ast::{Decimal, Model, unraw};
-use crate::internals::attr::Kind;
+use crate::internals::attr::{Kind, Tracked};
 use crate::internals::{check, ctxt::Ctxt};
 
 pub(crate) fn expand(input: &syn::DeriveInput) -> syn::Result<TokenStream> {
@@ -67,12 +67,12 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             .filter(|f| f.filterable)
             .map(|f| f.json_name.clone()),
     );
-    let tracked: Vec<_> = model
-        .attrs
-        .tracked_fields
-        .as_ref()
-        .map(|(_, list)| list.iter().filter_map(|i| model.field(i)).collect())
-        .unwrap_or_default();
+    let tracked: Vec<_> = match model.attrs.tracked_fields.as_ref() {
+        None => Vec::new(),
+        // every field, as django-cqrs's ALL_BASIC_FIELDS tracks every concrete field
+        Some((_, Tracked::All)) => model.fields.iter().filter(|f| !f.skipped()).collect(),
+        Some((_, Tracked::List(list))) => list.iter().filter_map(|i| model.field(i)).collect(),
+    };
     let tracked_names = tracked.iter().map(|f| f.json_name.clone());
     let tracked_inserts = tracked.iter().map(|f| {
         let name = &f.json_name;

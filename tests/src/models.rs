@@ -219,6 +219,18 @@ pub struct Counter {
     pub cqrs_updated: NaiveDateTime,
 }
 
+/// Every field tracked (django-cqrs's `CQRS_TRACKED_FIELDS = ALL_BASIC_FIELDS`), on the
+/// counters' table.
+#[derive(Debug, Clone, PartialEq, CqrsMaster)]
+#[diesel(table_name = counters)]
+#[cqrs(cqrs_id = "gauge", tracked_fields = "__all__")]
+pub struct Gauge {
+    pub id: i32,
+    pub value: i32,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
 /// A custom serializer and a primary key not called `id`.
 #[derive(Debug, Clone, PartialEq, CqrsMaster)]
 #[diesel(table_name = reviews, primary_key(review_id))]

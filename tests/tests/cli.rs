@@ -469,7 +469,7 @@ fn bad_input_fails_with_one_line() {
     let reason = fails(&run(&e, &["bulk-dump", "-c", "spaceship", "-o", "-"], None));
     assert!(
         reason.contains(
-            "unknown cqrs_id `spaceship`; registered master models: author, book, counter, review"
+            "unknown cqrs_id `spaceship`; registered master models: author, book, counter, gauge, review"
         ),
         "{reason}"
     );

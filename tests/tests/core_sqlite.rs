@@ -32,6 +32,7 @@ fn registry_lists_every_model() {
             (ModelKind::Master, "author"),
             (ModelKind::Master, "book"),
             (ModelKind::Master, "counter"),
+            (ModelKind::Master, "gauge"),
             (ModelKind::Master, "review"),
             (ModelKind::Replica, "author"),
             (ModelKind::Replica, "book"),

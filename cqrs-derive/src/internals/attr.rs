@@ -77,7 +77,7 @@ pub(crate) struct Container {
     pub(crate) fields: Option<(syn::Path, Vec<Ident>)>,
     pub(crate) produce: Option<Flag>,
     pub(crate) sync_filter: Option<syn::ExprPath>,
-    pub(crate) tracked_fields: Option<(syn::Path, Vec<Ident>)>,
+    pub(crate) tracked_fields: Option<(syn::Path, Tracked)>,
     pub(crate) serializer: Option<(syn::Path, syn::ExprPath)>,
     pub(crate) meta_fn: Option<syn::ExprPath>,
     pub(crate) correlation_id: Option<syn::ExprPath>,
@@ -94,6 +94,15 @@ pub(crate) struct Container {
     pub(crate) primary_key: Option<Vec<Ident>>,
     /// An attribute failed to parse: later "missing" errors would only be noise.
     pub(crate) had_error: bool,
+}
+
+/// What `tracked_fields` names.
+pub(crate) enum Tracked {
+    /// `tracked_fields = "__all__"`: every field of the struct but the skipped ones
+    /// (django-cqrs's `ALL_BASIC_FIELDS`).
+    All,
+    /// `tracked_fields(a, b)`.
+    List(Vec<Ident>),
 }
 
 /// Field attributes.
@@ -308,9 +317,20 @@ impl Container {
                 }
             }
             sym::TRACKED_FIELDS => {
-                let idents = parse_idents(meta, sym::TRACKED_FIELDS)?;
+                let tracked = if meta.input.peek(Token![=]) {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    if lit.value() != "__all__" {
+                        return Err(syn::Error::new_spanned(
+                            lit,
+                            "`tracked_fields = \"...\"` takes only \"__all__\" (every field)\nhelp: list fields as `#[cqrs(tracked_fields(title, price))]`",
+                        ));
+                    }
+                    Tracked::All
+                } else {
+                    Tracked::List(parse_idents(meta, sym::TRACKED_FIELDS)?)
+                };
                 if fresh {
-                    self.tracked_fields = Some((meta.path.clone(), idents));
+                    self.tracked_fields = Some((meta.path.clone(), tracked));
                 }
             }
             sym::PRODUCE => {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use syn::Ident;
 
 use super::ast::Model;
-use super::attr::{Container, Kind};
+use super::attr::{Container, Kind, Tracked};
 use super::ctxt::Ctxt;
 use super::symbol as sym;
 
@@ -91,7 +91,7 @@ fn check_master(cx: &Ctxt, model: &Model<'_>) {
             }
         }
     }
-    if let Some((_, idents)) = &attrs.tracked_fields {
+    if let Some((_, Tracked::List(idents))) = &attrs.tracked_fields {
         check_field_list(cx, model, sym::TRACKED_FIELDS, idents);
     }
     if let Some((serializer, _)) = &attrs.serializer {

@@ -292,8 +292,40 @@ where
     Book: MasterStore<C>,
     Author: MasterStore<C>,
     Counter: MasterStore<C>,
+    Gauge: MasterStore<C>,
     Review: MasterStore<C>,
 {
+    // tracked_fields = "__all__": every field's old value, the bookkeeping ones included, as
+    // django-cqrs's ALL_BASIC_FIELDS
+    let created = Gauge {
+        id: 9,
+        value: 1,
+        cqrs_revision: 0,
+        cqrs_updated: Utc::now().naive_utc(),
+    }
+    .cqrs_insert(master)
+    .unwrap();
+    Gauge::cqrs_update(master, &9, |g| g.value = 2).unwrap();
+    let out = outbox(master);
+    assert_eq!(
+        out[0].1["previous_data"],
+        json!({"id": null, "value": null, "cqrs_revision": null, "cqrs_updated": null}),
+        "a create: every tracked field, as null"
+    );
+    let previous = out[1].1["previous_data"].as_object().unwrap();
+    assert_eq!(previous["value"], json!(1));
+    assert_eq!(previous["cqrs_revision"], json!(0));
+    assert_eq!(
+        previous["cqrs_updated"], out[0].1["instance_data"]["cqrs_updated"],
+        "the old cqrs_updated"
+    );
+    assert!(
+        !previous.contains_key("id"),
+        "unchanged fields are left out"
+    );
+    drop(created);
+    clear_outbox(master);
+
     let counter = Counter {
         id: 1,
         value: 1,
