@@ -297,7 +297,7 @@ where
 {
     // tracked_fields = "__all__": every field's old value, the bookkeeping ones included, as
     // django-cqrs's ALL_BASIC_FIELDS
-    let created = Gauge {
+    Gauge {
         id: 9,
         value: 1,
         cqrs_revision: 0,
