@@ -323,7 +323,6 @@ where
         !previous.contains_key("id"),
         "unchanged fields are left out"
     );
-    drop(created);
     clear_outbox(master);
 
     let counter = Counter {
