@@ -365,7 +365,7 @@ impl<C: Registered> Consumer<C> {
             tracing::error!(routing_key = %delivery.routing_key, bytes = delivery.data.len(),
                 max = self.config.max_message_bytes, body = %preview(&delivery.data),
                 "message larger than CQRS_MAX_MESSAGE_BYTES moved to the dead-letter queue unread");
-            ConsumerMetrics::received("unknown");
+            self.metrics.received("unknown");
             return Routed::Verdict(Verdict::Dead {
                 cqrs_id: None,
                 body: delivery.data,
@@ -377,7 +377,7 @@ impl<C: Registered> Consumer<C> {
             Err(error) => {
                 tracing::error!(%error, routing_key = %delivery.routing_key, bytes = delivery.data.len(),
                     body = %preview(&delivery.data), "malformed message moved to the dead-letter queue");
-                ConsumerMetrics::received("unknown");
+                self.metrics.received("unknown");
                 return Routed::Verdict(Verdict::Dead {
                     cqrs_id: None,
                     body: delivery.data,
@@ -388,14 +388,14 @@ impl<C: Registered> Consumer<C> {
         let Some(entry) = entries.get(message.cqrs_id.as_str()).copied() else {
             tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk_key(&message.instance_pk),
                 "no replica model consumes this cqrs_id here; message moved to the dead-letter queue");
-            ConsumerMetrics::received("unknown");
+            self.metrics.received("unknown");
             return Routed::Verdict(Verdict::Dead {
                 cqrs_id: None,
                 body: delivery.data,
                 reason: DeadReason::UnknownModel,
             });
         };
-        ConsumerMetrics::received(entry.cqrs_id);
+        self.metrics.received(entry.cqrs_id);
         if message.is_expired(Utc::now()) {
             tracing::error!(cqrs_id = %message.cqrs_id, pk = %pk_key(&message.instance_pk),
                 correlation_id = message.correlation_id.as_deref().unwrap_or(""),

@@ -91,7 +91,7 @@ impl<C: CqrsConnection> Worker<C> {
                 .map(|((job, result), span)| {
                     match &result {
                         Ok(outcome) => {
-                            lag(&job.message, *outcome, committed);
+                            lag(&self.metrics, &job.message, *outcome, committed);
                             span.record("outcome", outcome.as_str());
                         }
                         Err(_) => {
@@ -197,7 +197,12 @@ impl<C: CqrsConnection> Worker<C> {
 
 /// Records the replication lag of an applied message: from the master's `cqrs_updated` to the
 /// replica's commit (clocks of two machines: a negative lag counts as 0).
-fn lag(message: &Message, outcome: Outcome, committed: chrono::DateTime<Utc>) {
+fn lag(
+    metrics: &ConsumerMetrics,
+    message: &Message,
+    outcome: Outcome,
+    committed: chrono::DateTime<Utc>,
+) {
     if matches!(outcome, Outcome::Ignored(_)) {
         return;
     }
@@ -208,7 +213,7 @@ fn lag(message: &Message, outcome: Outcome, committed: chrono::DateTime<Utc>) {
         .signed_duration_since(updated)
         .num_microseconds()
         .unwrap_or(i64::MAX);
-    ConsumerMetrics::lag(&message.cqrs_id, micros as f64 / 1e6);
+    metrics.lag(&message.cqrs_id, micros as f64 / 1e6);
 }
 
 /// The span of one message's apply, in the trace of its master write.

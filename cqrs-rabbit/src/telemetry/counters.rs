@@ -6,12 +6,14 @@
     reason = "metric values are f64: counts past 2^52 lose precision harmlessly"
 )]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use cqrs_core::Outcome;
 use cqrs_core::rules::IgnoreReason;
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
 use super::names;
 
@@ -27,11 +29,17 @@ pub struct RelayMetrics {
     pub reconnects: AtomicU64,
     /// Outbox batches published.
     pub batches: AtomicU64,
+    /// The publish-to-confirm histogram, registered once (recorded per message).
+    confirm: std::sync::OnceLock<Histogram>,
 }
 
 /// Counters of a running consumer.
 #[derive(Debug, Default)]
 pub struct ConsumerMetrics {
+    /// The per-message metrics' handles, by `cqrs_id`: registered once with the recorder, so
+    /// that a message costs one map lookup and a few atomic adds, not a key built, hashed and
+    /// registered per metric.
+    handles: HandleCache,
     /// Messages applied (created, updated, deleted).
     pub applied: AtomicU64,
     /// Messages acknowledged without change (stale, duplicate, filtered).
@@ -44,6 +52,70 @@ pub struct ConsumerMetrics {
     pub batches: AtomicU64,
     /// Broker reconnections.
     pub reconnects: AtomicU64,
+}
+
+const APPLIED: [&str; 4] = ["created", "updated", "deleted", "already_absent"];
+const IGNORED: [&str; 5] = [
+    "stale",
+    "duplicate",
+    "older_than_delete",
+    "stale_delete",
+    "broadcast_sync",
+];
+
+/// One model's per-message metrics.
+struct ModelHandles {
+    received: Counter,
+    applied: [Counter; 4],
+    ignored: [Counter; 5],
+    lag: Histogram,
+    lag_last: Gauge,
+}
+
+impl ModelHandles {
+    fn register(cqrs_id: &str) -> Self {
+        let id = || cqrs_id.to_owned();
+        Self {
+            received: counter!(names::CONSUMER_RECEIVED, "cqrs_id" => id()),
+            applied: APPLIED
+                .map(|outcome| counter!(names::CONSUMER_APPLIED, "cqrs_id" => id(), "outcome" => outcome)),
+            ignored: IGNORED
+                .map(|reason| counter!(names::CONSUMER_IGNORED, "cqrs_id" => id(), "reason" => reason)),
+            lag: histogram!(names::REPLICATION_LAG, "cqrs_id" => id()),
+            lag_last: gauge!(names::REPLICATION_LAG_LAST, "cqrs_id" => id()),
+        }
+    }
+}
+
+/// The handles by `cqrs_id` (bounded: the binary's models and `unknown`).
+#[derive(Default)]
+struct HandleCache {
+    models: RwLock<HashMap<String, Arc<ModelHandles>>>,
+}
+
+impl std::fmt::Debug for HandleCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandleCache")
+    }
+}
+
+impl HandleCache {
+    fn of(&self, cqrs_id: &str) -> Arc<ModelHandles> {
+        if let Some(found) = self
+            .models
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(cqrs_id)
+        {
+            return Arc::clone(found);
+        }
+        let mut models = self.models.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            models
+                .entry(cqrs_id.to_owned())
+                .or_insert_with(|| Arc::new(ModelHandles::register(cqrs_id))),
+        )
+    }
 }
 
 /// Why a message went to the dead-letter queue (the `reason` label).
@@ -110,7 +182,9 @@ impl RelayMetrics {
     }
 
     pub(crate) fn confirm_latency(&self, waited: Duration) {
-        histogram!(names::RELAY_CONFIRM_SECONDS).record(waited.as_secs_f64());
+        self.confirm
+            .get_or_init(|| histogram!(names::RELAY_CONFIRM_SECONDS))
+            .record(waited.as_secs_f64());
     }
 
     pub(crate) fn outbox(&self, stats: &cqrs_core::db::OutboxStats) {
@@ -121,34 +195,33 @@ impl RelayMetrics {
 }
 
 impl ConsumerMetrics {
-    pub(crate) fn received(cqrs_id: &str) {
-        counter!(names::CONSUMER_RECEIVED, "cqrs_id" => cqrs_id.to_owned()).increment(1);
+    pub(crate) fn received(&self, cqrs_id: &str) {
+        self.handles.of(cqrs_id).received.increment(1);
     }
 
     pub(crate) fn count_outcome(&self, outcome: Outcome, cqrs_id: &str) {
-        let id = cqrs_id.to_owned();
+        let handles = self.handles.of(cqrs_id);
         match outcome {
             Outcome::Ignored(reason) => {
                 self.ignored.fetch_add(1, Ordering::Relaxed);
-                let reason = match reason {
-                    IgnoreReason::Stale => "stale",
-                    IgnoreReason::Duplicate => "duplicate",
-                    IgnoreReason::Deleted => "older_than_delete",
-                    IgnoreReason::StaleDelete => "stale_delete",
-                    IgnoreReason::BroadcastSync => "broadcast_sync",
+                let index = match reason {
+                    IgnoreReason::Stale => 0,
+                    IgnoreReason::Duplicate => 1,
+                    IgnoreReason::Deleted => 2,
+                    IgnoreReason::StaleDelete => 3,
+                    IgnoreReason::BroadcastSync => 4,
                 };
-                counter!(names::CONSUMER_IGNORED, "cqrs_id" => id, "reason" => reason).increment(1);
+                handles.ignored[index].increment(1);
             }
             applied => {
                 self.applied.fetch_add(1, Ordering::Relaxed);
-                let outcome = match applied {
-                    Outcome::Created => "created",
-                    Outcome::Updated => "updated",
-                    Outcome::Deleted => "deleted",
-                    _ => "already_absent",
+                let index = match applied {
+                    Outcome::Created => 0,
+                    Outcome::Updated => 1,
+                    Outcome::Deleted => 2,
+                    _ => 3,
                 };
-                counter!(names::CONSUMER_APPLIED, "cqrs_id" => id, "outcome" => outcome)
-                    .increment(1);
+                handles.applied[index].increment(1);
             }
         }
     }
@@ -176,10 +249,11 @@ impl ConsumerMetrics {
     }
 
     /// Master commit to replica commit, for one applied message.
-    pub(crate) fn lag(cqrs_id: &str, seconds: f64) {
+    pub(crate) fn lag(&self, cqrs_id: &str, seconds: f64) {
         let seconds = seconds.max(0.0);
-        histogram!(names::REPLICATION_LAG, "cqrs_id" => cqrs_id.to_owned()).record(seconds);
-        gauge!(names::REPLICATION_LAG_LAST, "cqrs_id" => cqrs_id.to_owned()).set(seconds);
+        let handles = self.handles.of(cqrs_id);
+        handles.lag.record(seconds);
+        handles.lag_last.set(seconds);
     }
 
     /// A handler's message: `outcome` is `handled`, `duplicate`, `expired`, `retried` or
