@@ -437,14 +437,21 @@ fn rows(
             // differs by the machine's noise (about 10% at this size)
             for pair in 0..sizes.metrics_pairs {
                 eprintln!(
-                    "== {backend}: batch 500, 1 worker, metrics off then on (Prometheus recorder in the relay and the consumer; pair {} of {})",
+                    "== {backend}: batch 500, 1 worker, metrics off and on, in alternating order (Prometheus recorder in the relay and the consumer; pair {} of {})",
                     pair + 1,
                     sizes.metrics_pairs
                 );
-                let off =
-                    runtime.block_on(ours_on(env, backend, sizes.rows, 500, 1, Extra::None))?;
-                let on =
-                    runtime.block_on(ours_on(env, backend, sizes.rows, 500, 1, Extra::Metrics))?;
+                // the order alternates, so that what one run leaves behind (dirty pages, the
+                // broker's and the database's housekeeping) weighs on both sides alike
+                let run =
+                    |extra| runtime.block_on(ours_on(env, backend, sizes.rows, 500, 1, extra));
+                let (off, on) = if pair % 2 == 0 {
+                    let off = run(Extra::None)?;
+                    (off, run(Extra::Metrics)?)
+                } else {
+                    let on = run(Extra::Metrics)?;
+                    (run(Extra::None)?, on)
+                };
                 report.runs.push(off.clone());
                 report.runs.push(on.clone());
                 report
@@ -1021,6 +1028,9 @@ where
     let replica = env.database(backend, &env.name("rreplica"))?;
     let config = env.config(&exchange, &queue)?;
     let db = ReadWrite::<C>::connect(&master, &replica, &cqrs_core::pool::PoolConfig::default())?;
+    // the stages' own figures (the framework's metrics), to see where a tail comes from: on
+    // before the consumer and the relay register their handles
+    recorder::set(true);
     let consumer = cqrs_rabbit::Consumer::<C>::new(config.clone(), replica.as_str())
         .only(vec!["bench_latency".to_owned()]);
     consumer.check().await?;
@@ -1045,8 +1055,6 @@ where
     // steady state only: one write through the whole pipeline before the clock starts
     let warm = write(&db, 0)?;
     db.wait_applied(&warm, Duration::from_mins(1)).await?;
-    // the stages' own figures (the framework's metrics), to see where a tail comes from
-    recorder::set(true);
     let _ = recorder::render();
 
     let total = i32::try_from(seconds * u64::from(rate))?;
