@@ -138,19 +138,17 @@ pub fn for_message() -> TraceParent {
 /// The span a replica applies a message in (not entered: a batch's messages commit together,
 /// so each span lasts the batch). With the feature `otel` its parent is the remote span of
 /// `traceparent`, so that the apply appears in the master's trace.
-pub fn apply_span(
-    cqrs_id: &str,
-    pk: &str,
-    revision: Option<i64>,
-    correlation_id: Option<&str>,
-    traceparent: Option<&TraceParent>,
-) -> tracing::Span {
+pub fn apply_span(message: &crate::Message, traceparent: Option<&TraceParent>) -> tracing::Span {
+    // the field values are computed only when a subscriber wants the span
     let span = tracing::info_span!(
         "cqrs.apply",
-        cqrs_id,
-        pk,
-        revision,
-        correlation_id,
+        cqrs_id = %message.cqrs_id,
+        pk = %crate::value::pk_key(&message.instance_pk),
+        revision = message
+            .instance_data
+            .get("cqrs_revision")
+            .and_then(serde_json::Value::as_i64),
+        correlation_id = message.correlation_id.as_deref(),
         traceparent = traceparent.map(tracing::field::display),
         trace_id = traceparent.map(|t| tracing::field::display(t.trace_id_hex())),
         outcome = tracing::field::Empty,

@@ -366,31 +366,19 @@ async fn publish_records(
     let exchange = config.exchange.as_str();
     let mut pending = Vec::with_capacity(records.len());
     for record in records {
-        let headers = record
-            .properties
-            .as_deref()
-            .and_then(broker::record_headers);
-        // lasts from the publish to the confirm
-        let span = cqrs_core::trace::relay_span(
-            &record.cqrs_id,
-            &record.routing_key,
-            broker::traceparent(headers.as_ref()).as_ref(),
-        );
-        let confirm = match &record.exchange {
+        // the record's properties, read once: django-cqrs's for a row message (plus its trace
+        // header), the stored ones for an event
+        let (target, properties, mandatory) = match &record.exchange {
             None => {
                 let mut properties = broker::properties(None);
-                if let Some(headers) = headers {
+                if let Some(headers) = record
+                    .properties
+                    .as_deref()
+                    .and_then(broker::record_headers)
+                {
                     properties = properties.with_headers(headers);
                 }
-                broker::publish_with(
-                    channel,
-                    exchange,
-                    &record.routing_key,
-                    record.body.as_bytes(),
-                    properties,
-                    true,
-                )
-                .await?
+                (exchange, properties, true)
             }
             Some(event_exchange) => {
                 // A domain event, command or call: news to whoever listens, published as
@@ -401,17 +389,24 @@ async fn publish_records(
                 }
                 let properties =
                     broker::record_properties(record.properties.as_deref().unwrap_or("{}"));
-                broker::publish_with(
-                    channel,
-                    event_exchange,
-                    &record.routing_key,
-                    record.body.as_bytes(),
-                    properties,
-                    false,
-                )
-                .await?
+                (event_exchange.as_str(), properties, false)
             }
         };
+        // lasts from the publish to the confirm
+        let span = cqrs_core::trace::relay_span(
+            &record.cqrs_id,
+            &record.routing_key,
+            broker::traceparent(properties.headers().as_ref()).as_ref(),
+        );
+        let confirm = broker::publish_with(
+            channel,
+            target,
+            &record.routing_key,
+            record.body.as_bytes(),
+            properties,
+            mandatory,
+        )
+        .await?;
         pending.push((record, confirm, Instant::now(), span));
     }
     let mut confirmed = Vec::with_capacity(records.len());

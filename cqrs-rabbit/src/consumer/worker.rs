@@ -218,15 +218,5 @@ fn lag(
 
 /// The span of one message's apply, in the trace of its master write.
 fn span<C>(job: &Job<C>) -> tracing::Span {
-    let message = &job.message;
-    cqrs_core::trace::apply_span(
-        &message.cqrs_id,
-        &cqrs_core::value::pk_key(&message.instance_pk),
-        message
-            .instance_data
-            .get("cqrs_revision")
-            .and_then(serde_json::Value::as_i64),
-        message.correlation_id.as_deref(),
-        job.trace.as_ref(),
-    )
+    cqrs_core::trace::apply_span(&job.message, job.trace.as_ref())
 }
