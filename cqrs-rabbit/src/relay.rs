@@ -134,6 +134,12 @@ impl<C: CqrsConnection> Relay<C> {
                 .as_ref()
                 .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
             {
+                if broker_conn.take().is_some() {
+                    // lost while idle (a node died between batches): a reconnection too
+                    tracing::warn!("relay: broker connection lost; reconnecting");
+                    health.broker(false);
+                    self.metrics.reconnect(Cause::Broker);
+                }
                 let connected = tokio::select! {
                     () = &mut shutdown => break Ok(()),
                     c = self.open_channel() => c,
