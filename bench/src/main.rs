@@ -61,6 +61,8 @@ enum Mode {
 enum Part {
     /// Row replication (master → replica), with its baselines and django-cqrs.
     Rows,
+    /// Commit-to-applied latency and read-your-writes at paced write rates.
+    Latency,
     /// Domain events (publish → handler), with django-microservices-communication.
     Events,
 }
@@ -77,8 +79,8 @@ enum Cmd {
         /// Backends to measure.
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         backends: Vec<Backend>,
-        /// What to measure: row replication, domain events, or both.
-        #[arg(long, value_delimiter = ',', default_value = "rows,events")]
+        /// What to measure: row replication, latencies, domain events.
+        #[arg(long, value_delimiter = ',', default_value = "rows,latency,events")]
         parts: Vec<Part>,
     },
     /// (internal) a baseline consumer: plain, or the ideal pipeline with --database.
@@ -350,6 +352,9 @@ fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::
     if parts.contains(&Part::Rows) {
         rows(&env, &runtime, &sizes, backends, &mut report)?;
     }
+    if parts.contains(&Part::Latency) {
+        latencies(&env, &runtime, &sizes, backends, &mut report)?;
+    }
     if parts.contains(&Part::Events) {
         for repeat in 0..sizes.repeats {
             for &backend in backends {
@@ -476,6 +481,20 @@ fn rows(
                     .push(runtime.block_on(django_run(env, backend, sizes.django_rows))?);
             }
         }
+    }
+    Ok(())
+}
+
+/// Commit-to-applied latency at 1,000 writes/s, and read-your-writes at 100 and 1,000 writes/s,
+/// per backend.
+fn latencies(
+    env: &Env,
+    runtime: &tokio::runtime::Runtime,
+    sizes: &Sizes,
+    backends: &[Backend],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    for &backend in backends {
         eprintln!(
             "== {backend}: commit-to-applied latency at 1,000 writes/s for {} s",
             sizes.latency_secs

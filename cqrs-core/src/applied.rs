@@ -69,6 +69,53 @@ pub fn committed<'m>(messages: impl IntoIterator<Item = (&'m Message, Option<i64
     }
 }
 
+static APPLYING: LazyLock<Mutex<HashMap<String, usize>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn applying() -> std::sync::MutexGuard<'static, HashMap<String, usize>> {
+    APPLYING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Says, while it lives, that a consumer of this process applies these `cqrs_id`s and wakes
+/// their waits at every commit ([`committed`]): a wait for one of them then looks at the
+/// database only as a safety net (see [`applies_here`]). Held by a running consumer.
+#[derive(Debug)]
+pub struct Applying {
+    cqrs_ids: Vec<String>,
+}
+
+impl Applying {
+    /// Registers the `cqrs_id`s a consumer of this process applies.
+    pub fn new<'a>(cqrs_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let cqrs_ids: Vec<String> = cqrs_ids.into_iter().map(str::to_owned).collect();
+        let mut map = applying();
+        for id in &cqrs_ids {
+            *map.entry(id.clone()).or_default() += 1;
+        }
+        Self { cqrs_ids }
+    }
+}
+
+impl Drop for Applying {
+    fn drop(&mut self) {
+        let mut map = applying();
+        for id in &self.cqrs_ids {
+            if let Some(count) = map.get_mut(id) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    map.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a consumer of this process applies `cqrs_id` ([`Applying`]), so that its commits
+/// wake the waits of its rows.
+pub fn applies_here(cqrs_id: &str) -> bool {
+    applying().contains_key(cqrs_id)
+}
+
 /// A registered wait for one row: woken when a commit of this process touched it. Registered
 /// from creation to drop; a commit between the two is not lost (it leaves a permit).
 #[derive(Debug)]
@@ -129,6 +176,18 @@ mod tests {
             unreachable!()
         };
         Message::new(SignalType::Save, "applied_test", map, json!(1))
+    }
+
+    #[test]
+    fn a_running_consumer_says_which_streams_it_applies() {
+        assert!(!applies_here("applied_test_here"));
+        let first = Applying::new(["applied_test_here"]);
+        let second = Applying::new(["applied_test_here", "applied_test_other"]);
+        assert!(applies_here("applied_test_here") && applies_here("applied_test_other"));
+        drop(first);
+        assert!(applies_here("applied_test_here"));
+        drop(second);
+        assert!(!applies_here("applied_test_here") && !applies_here("applied_test_other"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use chrono::Utc;
 use diesel::QueryResult;
 use diesel::r2d2::R2D2Connection;
 
-use crate::applied::RowWaiter;
+use crate::applied::{self, RowWaiter};
 use crate::db::CqrsConnection;
 use crate::error::Error;
 use crate::pool::{Pool, PoolConfig, Pooled};
@@ -30,6 +30,10 @@ use crate::written::Written;
 /// How often a read-your-writes wait looks at the replica when no in-process commit woke it
 /// (the consumer runs in another process), by default.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(5);
+
+/// The longest interval between two looks of a wait, in polls; also the first one when a
+/// consumer of this process applies the stream (its commits wake the wait).
+const SAFETY_POLLS: u32 = 8;
 
 /// Which database a read went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,8 +231,16 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
         // The first look comes after a wake or one poll interval: an apply takes longer than
         // that, and a wake is not lost (the waiter is registered already). Without wakes (the
         // consumer is another process) the interval doubles up to 8 times `poll`, so that many
-        // waits on a slow replica do not load it with looks.
-        let mut interval = self.poll;
+        // waits on a slow replica do not load it with looks. When a consumer of this process
+        // applies the stream, its commits wake the wait: a look is then only the safety net
+        // (another process's consumer took the message), at 8 times `poll`. Looking every
+        // `poll` there made a busy replica slower (measured on PostgreSQL at 1,000 writes/s:
+        // p99 from 40-67 ms down to 20-32 ms with the looks deferred).
+        let mut interval = if applied::applies_here(written.cqrs_id) {
+            self.poll * SAFETY_POLLS
+        } else {
+            self.poll
+        };
         loop {
             let waited = start.elapsed();
             let Some(left) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
@@ -243,7 +255,7 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
                 .await
                 .is_ok();
             if !woken {
-                interval = (interval * 2).min(self.poll * 8);
+                interval = (interval * 2).min(self.poll * SAFETY_POLLS);
             }
             // this process's consumer committed the revision or a later one: no look needed
             if waiter

@@ -22,7 +22,7 @@
 //! | event inbox TTL (s) | `CQRS_INBOX_TTL` | 2592000 (30 days) |
 //! | relay batch | `CQRS_RELAY_BATCH` | 500 |
 //! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
-//! | relay linger (ms) after a partial batch | `CQRS_RELAY_LINGER_MS` | 5 |
+//! | relay linger (ms) after a partial batch, while the master writes fast | `CQRS_RELAY_LINGER_MS` | 5 |
 //! | largest message (bytes), both sides | `CQRS_MAX_MESSAGE_BYTES` | 4194304 (4 MiB) |
 //! | a message no queue is bound for: `keep` it in a queue, or `drop` it (counted) | `CQRS_UNROUTABLE` | `keep` |
 //! | where kept unroutable messages wait (`replay-unroutable` re-sends them) | `CQRS_UNROUTABLE_QUEUE` | `<exchange>_unroutable` |
@@ -98,9 +98,10 @@ pub struct Config {
     pub relay_batch: usize,
     /// The relay's fallback poll interval; `None` picks per backend.
     pub relay_poll: Option<Duration>,
-    /// After a partial batch that shows a busy master (2+ messages on PostgreSQL, 8+ on
-    /// SQLite), how long the relay lets messages gather before the next one (fewer, fuller
-    /// batches under load; at most this much added latency; zero turns it off).
+    /// After a partial batch, while the master writes fast enough that this wait gathers 16
+    /// messages or more (3,200 messages/s at the default 5 ms), how long the relay lets
+    /// messages gather before the next batch (fewer, fuller batches under load; at most this
+    /// much added latency; zero turns it off). A slower master's messages go out at once.
     pub relay_linger: Duration,
     /// The largest message body, in bytes: a consumer dead-letters a larger delivery without
     /// parsing it, and a master write refuses to produce one (see

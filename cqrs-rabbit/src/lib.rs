@@ -43,6 +43,7 @@ mod config;
 mod consumer;
 mod error;
 mod events;
+mod linger;
 #[cfg(feature = "postgres")]
 mod pg_listen;
 mod publisher;

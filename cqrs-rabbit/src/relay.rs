@@ -18,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::broker::{self, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::linger;
 use crate::telemetry::{Cause, Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
@@ -127,6 +128,8 @@ impl<C: CqrsConnection> Relay<C> {
         let mut broker_conn: Option<(lapin::Connection, Channel)> = None;
         let poll = self.poll_interval();
         let mut early_wakes = 0u32;
+        // when the previous cycle began, if it took messages (the arrival rate's clock)
+        let mut previous_cycle: Option<tokio::time::Instant> = None;
         let health = self.health.register("relay");
         tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
         let result = loop {
@@ -184,6 +187,7 @@ impl<C: CqrsConnection> Relay<C> {
                 continue;
             };
             let cycle = tokio::time::Instant::now();
+            let since_previous = previous_cycle.take().map(|p| cycle - p);
             let (conn, result, stats) = match self.batch(conn, channel).await {
                 Ok(done) => done,
                 Err(join) => break Err(join),
@@ -196,16 +200,23 @@ impl<C: CqrsConnection> Relay<C> {
                 Ok(batch) if batch.fetched >= self.config.relay_batch => {
                     backoff.reset();
                     early_wakes = 0;
+                    previous_cycle = Some(cycle);
                 }
                 Ok(batch) => {
                     backoff.reset();
                     if batch.fetched > 0 {
-                        // A partial batch: more is coming. Under load (a batch of several
-                        // messages), let the next one gather for the linger, so that a busy
-                        // master's messages go out many per round trip; a quiet master's
-                        // single messages go out at once.
+                        // A partial batch: more is coming. When the master writes fast enough
+                        // (see `linger`), let the next batch gather for the linger, so that
+                        // its messages go out many per round trip; a quiet or moderate
+                        // master's messages go out at once.
                         early_wakes = 0;
-                        if batch.fetched >= C::RELAY_LINGER_FROM {
+                        previous_cycle = Some(cycle);
+                        if linger::pays(
+                            batch.fetched,
+                            since_previous,
+                            self.config.relay_linger,
+                            C::RELAY_LINGER_FROM,
+                        ) {
                             tokio::select! {
                                 () = &mut shutdown => break Ok(()),
                                 () = tokio::time::sleep_until(cycle + self.config.relay_linger) => {}

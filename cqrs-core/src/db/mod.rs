@@ -280,12 +280,12 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// with `NOTIFY`, so its poll is only a safety net; SQLite has no cross-process signal.
     const RELAY_POLL: Duration;
 
-    /// A relay batch at least this big means the master is busy: the relay lets the next batch
-    /// gather for its linger. On PostgreSQL every relay cycle costs round trips to the server
-    /// the master's writes share, so it gathers as soon as messages come two at a time
-    /// (measured: end to end +19%, p99 latency lower at 1,000 writes/s). On SQLite a cycle is
-    /// in-process and cheap: lingering there added latency without more throughput, so it
-    /// waits for a clearly busy master.
+    /// The relay lets the next batch gather for its linger when the master writes fast
+    /// enough that the linger brings at least this many messages (at the arrival rate the
+    /// last cycle saw): then fewer, fuller batches save more round trips than the linger
+    /// costs in latency. 16 on both backends: with the default 5 ms linger, from 3,200
+    /// messages/s; a master writing 1,000/s has each message published at once (measured on
+    /// PostgreSQL at 1,000 writes/s: commit-to-applied p50 from 6-7 ms to 3-4 ms).
     const RELAY_LINGER_FROM: usize;
 
     /// Opens a connection configured for the framework (SQLite: WAL, `synchronous=NORMAL`,

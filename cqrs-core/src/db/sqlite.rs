@@ -45,7 +45,7 @@ impl CqrsConnection for SqliteConnection {
     const BACKEND: &'static str = "sqlite";
     const CONCURRENT_TAKE: bool = false;
     const RELAY_POLL: Duration = Duration::from_millis(25);
-    const RELAY_LINGER_FROM: usize = 8;
+    const RELAY_LINGER_FROM: usize = 16;
 
     fn cqrs_connect(url: &str) -> crate::Result<Self> {
         let mut conn = SqliteConnection::establish(path_of(url))?;

@@ -164,6 +164,8 @@ impl<C: Registered> Consumer<C> {
         }
         tokio::pin!(shutdown);
         let health = Arc::new(self.health.register("consumer"));
+        // this process's read-your-writes waits on these streams are woken by our commits
+        let _applying = cqrs_core::applied::Applying::new(ids.iter().copied());
 
         let generation = Arc::new(AtomicU64::new(0));
         let stopping = Arc::new(AtomicBool::new(false));
