@@ -24,6 +24,7 @@
 //! | relay poll (ms) | `CQRS_RELAY_POLL_MS` | 25 on SQLite, 1000 on PostgreSQL |
 //! | relay linger (ms) after a partial batch, while the master writes fast | `CQRS_RELAY_LINGER_MS` | 5 |
 //! | largest message (bytes), both sides | `CQRS_MAX_MESSAGE_BYTES` | 4194304 (4 MiB) |
+//! | after SIGTERM, how long (s, `none` = as long as it takes) the consumers finish the batches in hand | `CQRS_SHUTDOWN_TIMEOUT` | 25 |
 //! | a message no queue is bound for: `keep` it in a queue, or `drop` it (counted) | `CQRS_UNROUTABLE` | `keep` |
 //! | where kept unroutable messages wait (`replay-unroutable` re-sends them) | `CQRS_UNROUTABLE_QUEUE` | `<exchange>_unroutable` |
 
@@ -44,6 +45,11 @@ pub const DEFAULT_DELAY_QUEUE_MAX_SIZE: u32 = 1000;
 
 /// The default age after which replica tombstones are purged: 30 days.
 pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_hours(720);
+
+/// The default time the consumers take after a stop signal to finish the batches in hand:
+/// 25 s, within Kubernetes' default 30 s grace period, so that the process exits by itself
+/// before it is killed.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The default broker.
 const DEFAULT_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
@@ -111,6 +117,10 @@ pub struct Config {
     pub unroutable: Unroutable,
     /// The queue of kept unroutable messages; default `<exchange>_unroutable`.
     pub unroutable_queue: Option<String>,
+    /// After a stop signal, how long the consumers finish the batches in hand (apply, commit,
+    /// acknowledge) before they give up on them and return; what is left unacknowledged the
+    /// broker delivers again. `None`: as long as they take. django-cqrs's `--sigint-timeout`.
+    pub shutdown_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -137,6 +147,7 @@ impl Default for Config {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             unroutable: Unroutable::Keep,
             unroutable_queue: None,
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
         }
     }
 }
@@ -285,6 +296,9 @@ impl Config {
         }
         if let Some(ms) = env.parse::<u64>("CQRS_RELAY_LINGER_MS", "a number of milliseconds")? {
             config.relay_linger = Duration::from_millis(ms);
+        }
+        if let Some(v) = env.seconds("CQRS_SHUTDOWN_TIMEOUT")? {
+            config.shutdown_timeout = v;
         }
         if let Some(v) = env.parse("CQRS_MAX_MESSAGE_BYTES", "a number of bytes")? {
             config.max_message_bytes = v;

@@ -55,8 +55,8 @@ mod unroutable;
 
 pub use broker_url::BrokerUrl;
 pub use config::{
-    Config, DEFAULT_DEAD_MESSAGE_TTL, DEFAULT_DELAY_QUEUE_MAX_SIZE, DEFAULT_TOMBSTONE_TTL,
-    Unroutable,
+    Config, DEFAULT_DEAD_MESSAGE_TTL, DEFAULT_DELAY_QUEUE_MAX_SIZE, DEFAULT_SHUTDOWN_TIMEOUT,
+    DEFAULT_TOMBSTONE_TTL, Unroutable,
 };
 pub use consumer::Consumer;
 pub use error::{Error, Result};

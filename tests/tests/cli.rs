@@ -183,6 +183,11 @@ fn dump_and_load<M: cqrs_core::Registered, R: cqrs_core::Registered>(
         stderr.contains("bulk-dump: processed 50000, succeeded 50000, failed 0"),
         "{stderr}"
     );
+    // django-cqrs's closing lines, last, for the scripts that parse them
+    assert!(
+        stderr.ends_with("Done!\n50000 instance(s) saved.\n50000 instance(s) processed.\n"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(file).unwrap();
     assert!(text.starts_with("book\n{"));
     assert!(
@@ -210,6 +215,10 @@ fn dump_and_load<M: cqrs_core::Registered, R: cqrs_core::Registered>(
     ));
     assert!(
         stderr.contains("bulk-load: processed 50000, succeeded 50000, failed 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("Done!\n50000 instance(s) loaded.\n"),
         "{stderr}"
     );
     assert_eq!(replica_rows::<R>(replica), master_rows::<M>(master));
@@ -267,7 +276,7 @@ where
     let consumer = Process::spawn(&replica_env, &["consume"]);
     wait_for_consumer(&config);
     // initial state: a full sync
-    let (_, stderr) = ok(&run(
+    let (stdout, stderr) = ok(&run(
         &master_env,
         &["sync", "--cqrs-id", "book", "--filter", "{}"],
         None,
@@ -275,6 +284,11 @@ where
     assert!(
         stderr.contains("sync: processed 30, succeeded 30, failed 0"),
         "{stderr}"
+    );
+    // django-cqrs's cqrs_sync closes on its standard output
+    assert!(
+        stdout.ends_with("Done!\n30 instance(s) synced.\n30 instance(s) processed.\n"),
+        "{stdout}"
     );
     assert!(stderr.contains("outbox drained"), "{stderr}");
     let mut r = R::cqrs_connect(replica).unwrap();
@@ -1051,4 +1065,52 @@ fn events_command_sqlite() {
 #[ignore = "needs RabbitMQ (AMQP_ADDR) and PostgreSQL (DATABASE_URL_PG): run scripts/test"]
 fn events_command_postgres() {
     events_command::<diesel::PgConnection>(&pg_db(), &pg_db());
+}
+
+/// `consume --shutdown-timeout` (django-cqrs's `--sigint-timeout`): after SIGTERM the consumer
+/// gives up on a batch its database blocks, exits 0 within the timeout, and leaves the message
+/// unacknowledged, so that the next consumer applies it; `--reload` is refused with the reason.
+#[test]
+#[ignore = "needs RabbitMQ and PostgreSQL: run scripts/test"]
+fn consume_stops_within_its_shutdown_timeout() {
+    use diesel::connection::SimpleConnection;
+    let (master, replica) = (pg_db(), pg_db());
+    let config = rabbit::config("shutdown");
+    let master_env = env(&config, &master);
+    let replica_env = env(&config, &replica);
+
+    let reason = fails(&run(&replica_env, &["consume", "--reload"], None));
+    assert!(reason.contains("--reload has no meaning here"), "{reason}");
+
+    let consumer = Process::spawn(&replica_env, &["consume", "--sigint-timeout", "1"]);
+    wait_for_consumer(&config);
+    // the replica's table is locked: the consumer's apply waits on it
+    let mut locker = diesel::PgConnection::cqrs_connect(&replica).unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE book_refs IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    {
+        let mut conn = diesel::PgConnection::cqrs_connect(&master).unwrap();
+        let _ = Book::new(1, "Blocked").cqrs_insert(&mut conn).unwrap();
+    }
+    ok(&run(&master_env, &["relay", "--once"], None));
+    // the message reached the consumer (nothing ready in the queue: it is unacknowledged)
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let status = consumer.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "stopped after {took:?}, expected about the 1 s shutdown timeout"
+    );
+    locker.batch_execute("ROLLBACK;").unwrap();
+    // the message was left to the broker: the next consumer applies it
+    let consumer = Process::spawn(&replica_env, &["consume"]);
+    eventually_blocking(|| replica_rows::<diesel::PgConnection>(&replica).len() == 1);
+    assert_eq!(
+        replica_rows::<diesel::PgConnection>(&replica),
+        master_rows::<diesel::PgConnection>(&master)
+    );
+    assert!(consumer.terminate().success());
 }

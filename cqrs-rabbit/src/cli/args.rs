@@ -93,6 +93,19 @@ pub enum Command {
         /// same process (what the `events` subcommand runs on its own).
         #[command(flatten)]
         handlers: HandlerArgs,
+        /// After SIGINT/SIGTERM, how long (seconds) to finish the batches in hand before
+        /// exiting without acknowledging the rest (default: CQRS_SHUTDOWN_TIMEOUT, or 25).
+        /// `--sigint-timeout` is django-cqrs's name for it.
+        #[arg(long, visible_alias = "sigint-timeout", value_parser = seconds)]
+        shutdown_timeout: Option<f64>,
+        /// django-cqrs's wait after its SIGKILL: added to --shutdown-timeout (one process
+        /// here, nothing to kill).
+        #[arg(long, value_parser = seconds)]
+        sigkill_timeout: Option<f64>,
+        /// Not supported: django-cqrs reloads changed Python files; a compiled service is
+        /// restarted with its new build instead. Given, the command stops with this reason.
+        #[arg(long, short = 'r')]
+        reload: bool,
     },
     /// Publish the outbox to the broker (until SIGINT/SIGTERM, or until empty with --once).
     Relay {

@@ -11,7 +11,7 @@ use cqrs_core::registry::{self, Registered};
 use serde_json::Value;
 
 use super::connect;
-use super::progress::{Progress, summary};
+use super::progress::{DjangoDone, Progress, summary};
 use super::stream::{open_input, text_lines};
 use crate::error::{Error, Result};
 
@@ -77,6 +77,11 @@ pub(super) fn bulk_dump<C: Registered>(
         eprintln!("bulk-dump: {filtered} row(s) left out by the model's sync filter");
     }
     summary("bulk-dump", processed, processed - failed, failed);
+    DjangoDone::Dump {
+        saved: processed - failed,
+        processed,
+    }
+    .print();
     Ok(0)
 }
 
@@ -192,6 +197,7 @@ pub(super) fn bulk_load<C: Registered>(
     flush(&mut conn, &mut pending, &mut succeeded, &mut failed)?;
     bar.finish();
     summary("bulk-load", processed, succeeded, failed);
+    DjangoDone::Load { loaded: succeeded }.print();
     if failed > 0 && !allow_bad_lines {
         return Err(Error::Input(format!(
             "bulk-load: {failed} line(s) could not be loaded (the {succeeded} others were; --allow-bad-lines exits 0)"

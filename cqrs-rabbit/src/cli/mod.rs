@@ -284,7 +284,24 @@ async fn run<C: Registered>(
             batch_size,
             cqrs_ids,
             handlers,
+            shutdown_timeout,
+            sigkill_timeout,
+            reload,
         } => {
+            if reload {
+                return Err(Error::Input(
+                    "--reload has no meaning here: django-cqrs reloads changed Python files, \
+                     a compiled service is restarted with its new build"
+                        .to_owned(),
+                ));
+            }
+            // django-cqrs waits up to sigint + sigkill timeouts before giving up on a worker
+            let base = shutdown_timeout.or(config.shutdown_timeout.map(|d| d.as_secs_f64()));
+            if let Some(base) = base {
+                config.shutdown_timeout =
+                    std::time::Duration::try_from_secs_f64(base + sigkill_timeout.unwrap_or(0.0))
+                        .ok();
+            }
             if let Some(workers) = workers {
                 config.workers = workers;
             }

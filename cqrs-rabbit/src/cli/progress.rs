@@ -76,7 +76,80 @@ impl Tally {
     }
 }
 
-/// The last line of every tool: django-cqrs's counts.
+/// The summary line of every tool: what it processed, what succeeded, what failed.
 pub(super) fn summary(command: &str, processed: u64, succeeded: u64, failed: u64) {
     eprintln!("{command}: processed {processed}, succeeded {succeeded}, failed {failed}");
+}
+
+/// The closing lines of django-cqrs's `cqrs_bulk_dump`, `cqrs_bulk_load` and `cqrs_sync`,
+/// word for word and on the same stream, after ours: scripts written against django-cqrs parse
+/// them (`Done!`, then `N instance(s) saved.` and the like).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum DjangoDone {
+    /// `cqrs_bulk_dump`, on standard error.
+    Dump { saved: u64, processed: u64 },
+    /// `cqrs_bulk_load`, on standard error.
+    Load { loaded: u64 },
+    /// `cqrs_sync`, on standard output.
+    Sync { synced: u64, processed: u64 },
+}
+
+impl DjangoDone {
+    /// The lines, as django-cqrs prints them.
+    pub(super) fn text(self) -> String {
+        match self {
+            Self::Dump { saved, processed } => {
+                format!("Done!\n{saved} instance(s) saved.\n{processed} instance(s) processed.")
+            }
+            Self::Load { loaded } => format!("Done!\n{loaded} instance(s) loaded."),
+            Self::Sync { synced, processed } => {
+                format!("Done!\n{synced} instance(s) synced.\n{processed} instance(s) processed.")
+            }
+        }
+    }
+
+    /// Prints the lines where django-cqrs does.
+    pub(super) fn print(self) {
+        let text = self.text();
+        if matches!(self, Self::Sync { .. }) {
+            #[allow(
+                clippy::print_stdout,
+                reason = "django-cqrs's cqrs_sync prints on stdout"
+            )]
+            {
+                println!("{text}");
+            }
+        } else {
+            eprintln!("{text}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DjangoDone;
+
+    #[test]
+    fn closing_lines_are_django_cqrs_s() {
+        assert_eq!(
+            DjangoDone::Dump {
+                saved: 9,
+                processed: 10
+            }
+            .text(),
+            "Done!\n9 instance(s) saved.\n10 instance(s) processed."
+        );
+        assert_eq!(
+            DjangoDone::Load { loaded: 3 }.text(),
+            "Done!\n3 instance(s) loaded."
+        );
+        assert_eq!(
+            DjangoDone::Sync {
+                synced: 0,
+                processed: 0
+            }
+            .text(),
+            "Done!\n0 instance(s) synced.\n0 instance(s) processed."
+        );
+    }
 }

@@ -2,7 +2,7 @@
 
 use cqrs_core::registry::{self, Registered};
 
-use super::progress::{Progress, summary};
+use super::progress::{DjangoDone, Progress, summary};
 use super::{connect, filter};
 use crate::error::Result;
 
@@ -22,6 +22,14 @@ pub(super) fn sync<C: Registered>(
     if total == 0 {
         eprintln!("sync: no rows match the filter");
         summary("sync", 0, 0, 0);
+        // django-cqrs's words, on its stream (it prints no `Done!` then)
+        #[allow(
+            clippy::print_stdout,
+            reason = "django-cqrs's cqrs_sync prints on stdout"
+        )]
+        {
+            println!("No objects found for filter!");
+        }
         return Ok(0);
     }
     let mut bar = Progress::new("sync", total, progress);
@@ -31,12 +39,17 @@ pub(super) fn sync<C: Registered>(
             bar.set(done);
         })?;
     bar.finish();
-    summary("sync", total, sent, 0);
     if sent < total {
         eprintln!(
             "sync: {} row(s) are excluded by the model's sync filter",
             total - sent
         );
     }
+    summary("sync", total, sent, 0);
+    DjangoDone::Sync {
+        synced: sent,
+        processed: total,
+    }
+    .print();
     Ok(sent)
 }

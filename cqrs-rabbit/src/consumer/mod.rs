@@ -305,16 +305,34 @@ impl<C: Registered> Consumer<C> {
         }
         drop(job_senders);
         let current = generation.load(Ordering::SeqCst);
-        while let Some(done) = done_rx.recv().await {
-            if let Some((_, channel, _)) = session.as_ref()
-                && done.generation == current
-                && let Err(error) = self.settle(channel, &mut tracker, done).await
-            {
-                tracing::warn!(%error, "consumer: could not acknowledge while stopping");
+        let finish = async {
+            while let Some(done) = done_rx.recv().await {
+                if let Some((_, channel, _)) = session.as_ref()
+                    && done.generation == current
+                    && let Err(error) = self.settle(channel, &mut tracker, done).await
+                {
+                    tracing::warn!(%error, "consumer: could not acknowledge while stopping");
+                }
             }
-        }
-        for worker in workers {
-            let _ = worker.join();
+        };
+        let finished = match self.config.shutdown_timeout {
+            Some(limit) => tokio::time::timeout(limit, finish).await.is_ok(),
+            None => {
+                finish.await;
+                true
+            }
+        };
+        if finished {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        } else {
+            // A worker still busy (a slow or blocked database) is left to end by itself: what
+            // it commits now is not acknowledged, so the broker delivers it again, and the
+            // revision rules make the second apply a no-op.
+            tracing::warn!(timeout = ?self.config.shutdown_timeout,
+                "consumer: the batches in hand did not finish within the shutdown timeout; \
+                 leaving them unacknowledged (the broker delivers them again)");
         }
         if let Some(watcher) = watcher {
             watcher.abort();
