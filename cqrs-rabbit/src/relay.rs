@@ -130,6 +130,7 @@ impl<C: CqrsConnection> Relay<C> {
         let mut early_wakes = 0u32;
         // when the previous cycle began, if it took messages (the arrival rate's clock)
         let mut previous_cycle: Option<tokio::time::Instant> = None;
+        let mut arrivals = linger::ArrivalRate::default();
         let health = self.health.register("relay");
         tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
         let result = loop {
@@ -211,12 +212,8 @@ impl<C: CqrsConnection> Relay<C> {
                         // master's messages go out at once.
                         early_wakes = 0;
                         previous_cycle = Some(cycle);
-                        if linger::pays(
-                            batch.fetched,
-                            since_previous,
-                            self.config.relay_linger,
-                            C::RELAY_LINGER_FROM,
-                        ) {
+                        arrivals.observe(batch.fetched, since_previous);
+                        if arrivals.pays(self.config.relay_linger, C::RELAY_LINGER_FROM) {
                             tokio::select! {
                                 () = &mut shutdown => break Ok(()),
                                 () = tokio::time::sleep_until(cycle + self.config.relay_linger) => {}

@@ -283,9 +283,11 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// The relay lets the next batch gather for its linger when the master writes fast
     /// enough that the linger brings at least this many messages (at the arrival rate the
     /// last cycle saw): then fewer, fuller batches save more round trips than the linger
-    /// costs in latency. 16 on both backends: with the default 5 ms linger, from 3,200
-    /// messages/s; a master writing 1,000/s has each message published at once (measured on
-    /// PostgreSQL at 1,000 writes/s: commit-to-applied p50 from 6-7 ms to 3-4 ms).
+    /// costs in latency. With the default 5 ms linger: PostgreSQL 8, from 1,600 messages/s
+    /// (about where the pipeline saturates this machine, and every relay cycle's round trips
+    /// to the server compete with the master's writes); SQLite 16, from 3,200/s (its cycles
+    /// are in-process and cheap). A master writing 1,000/s has each message published at once
+    /// (measured on PostgreSQL at 1,000 writes/s: commit-to-applied p50 from 6-7 ms to 3-4 ms).
     const RELAY_LINGER_FROM: usize;
 
     /// Opens a connection configured for the framework (SQLite: WAL, `synchronous=NORMAL`,

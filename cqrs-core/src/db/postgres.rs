@@ -52,7 +52,7 @@ impl CqrsConnection for PgConnection {
     const BACKEND: &'static str = "postgres";
     const CONCURRENT_TAKE: bool = true;
     const RELAY_POLL: Duration = Duration::from_secs(1);
-    const RELAY_LINGER_FROM: usize = 16;
+    const RELAY_LINGER_FROM: usize = 8;
 
     fn cqrs_connect(url: &str) -> crate::Result<Self> {
         Ok(PgConnection::establish(url)?)
