@@ -379,8 +379,8 @@ fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::
     Ok(())
 }
 
-/// Row replication: the master's writes, the baselines, the framework's configurations,
-/// django-cqrs, latency and read-your-writes, per backend.
+/// Row replication: the master's writes, the baselines, the framework's configurations and
+/// django-cqrs, per backend (the latencies are [`latencies`]).
 fn rows(
     env: &Env,
     runtime: &tokio::runtime::Runtime,
