@@ -169,6 +169,8 @@ impl<T: InvalidReplica> ReplicaModel for T {
     reason = "never runs: the crate that uses these impls does not compile"
 )]
 impl<T: InvalidReplica, C: CqrsConnection> ReplicaStore<C> for T {
+    type Table = ();
+
     fn db_get(_: &mut C, _: &Self::Pk, _: bool) -> QueryResult<Option<Self>> {
         never!()
     }
@@ -190,7 +192,15 @@ impl<T: InvalidReplica, C: CqrsConnection> ReplicaStore<C> for T {
     fn db_versions(_: &mut C, _: &[Self::Pk]) -> QueryResult<Vec<(Self::Pk, Version)>> {
         never!()
     }
-    fn db_pks(_: &mut C, _: Option<&Self::Pk>, _: i64) -> QueryResult<Vec<Self::Pk>> {
+    fn db_pks_where(
+        _: &mut C,
+        _: Vec<BoxedFilter<Self::Table, C::Backend>>,
+        _: Option<&Self::Pk>,
+        _: i64,
+    ) -> QueryResult<Vec<Self::Pk>> {
+        never!()
+    }
+    fn db_lookup(_: &Lookup) -> Result<BoxedFilter<Self::Table, C::Backend>, FilterError> {
         never!()
     }
     fn db_delete_many(_: &mut C, _: &[Self::Pk]) -> QueryResult<usize> {

@@ -312,8 +312,14 @@ pub trait ReplicaOps<C>: Sync {
     fn only_direct_syncs(&self) -> bool;
     /// Stored revisions of these primary keys (absent rows are left out).
     fn versions(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<(Value, Version)>>;
-    /// Primary keys after `after`, in order.
-    fn pks(&self, conn: &mut C, after: Option<&Value>, limit: usize) -> Result<Vec<Value>>;
+    /// Primary keys of the rows matching `lookups`, after `after`, in order.
+    fn pks(
+        &self,
+        conn: &mut C,
+        lookups: &[Lookup],
+        after: Option<&Value>,
+        limit: usize,
+    ) -> Result<Vec<Value>>;
     /// Deletes rows by primary key, leaving a tombstone for each (as a DELETE message would);
     /// how many existed.
     fn delete(&self, conn: &mut C, pks: &[Value]) -> Result<u64>;
@@ -493,13 +499,23 @@ where
         Ok(out)
     }
 
-    fn pks(&self, conn: &mut C, after: Option<&Value>, limit: usize) -> Result<Vec<Value>> {
+    fn pks(
+        &self,
+        conn: &mut C,
+        lookups: &[Lookup],
+        after: Option<&Value>,
+        limit: usize,
+    ) -> Result<Vec<Value>> {
         let after = after
             .map(|pk| pks_of::<M::Pk>(std::slice::from_ref(pk)))
             .transpose()?
             .and_then(|mut v| v.pop());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(M::db_pks(conn, after.as_ref(), limit)?
+        let filters = lookups
+            .iter()
+            .map(M::db_lookup)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(M::db_pks_where(conn, filters, after.as_ref(), limit)?
             .iter()
             .map(CqrsValue::to_cqrs)
             .collect())

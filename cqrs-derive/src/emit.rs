@@ -4,7 +4,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned as _;
 
-use crate::internals::ast::Model;
+use crate::internals::ast::{Decimal, Model, unraw};
 use crate::internals::attr::Backend;
 
 /// What one backend's store impl is built from, as tokens.
@@ -282,6 +282,75 @@ pub(crate) fn register_info(model: &Model<'_>, kind: &TokenStream) -> TokenStrea
                 cqrs_id: #cqrs_id,
                 type_name: #type_name,
             }
+        }
+    }
+}
+
+/// `fn db_lookup`: one Django lookup (`price__gt`) on a filterable field, as a boxed diesel
+/// filter of `boxed`'s type; an unknown field is an error naming the valid ones. Masters
+/// filter `sync`/`diff-master`, replicas `deleted-diff-replica`.
+pub(crate) fn lookup_fn(model: &Model<'_>, store: &Store<'_>, boxed: &TokenStream) -> TokenStream {
+    let Store {
+        krate,
+        private,
+        table,
+        ..
+    } = store;
+    let pk_name = model.pk_field().json_name.clone();
+    let valid: Vec<String> = std::iter::once("pk".to_owned())
+        .chain(
+            model
+                .fields
+                .iter()
+                .filter(|f| f.filterable)
+                .map(|f| f.json_name.clone()),
+        )
+        .collect();
+    let arms = model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.filterable)
+        .map(|(i, f)| {
+            let col = column(model, i);
+            let name = &f.json_name;
+            let names = if f.json_name == pk_name {
+                quote!(#name | "pk")
+            } else {
+                quote!(#name)
+            };
+            let text = if f.is_text {
+                quote!(text)
+            } else {
+                quote!(plain)
+            };
+            // decimals compare as numbers: on SQLite always (a double or a text column), on
+            // PostgreSQL for a text column
+            let numeric = match (f.decimal, store.is_pg) {
+                (Some(_), false) => Some(quote!(sqlite)),
+                (Some(Decimal::Text), true) => Some(quote!(postgres)),
+                _ => None,
+            };
+            if let Some(backend) = numeric {
+                let column = unraw(&f.column);
+                return quote!(#names => #krate::filter::decimal::#backend::<#table::table>(lookup, #column)?,);
+            }
+            if let Some(inner) = f.option_inner {
+                quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),)
+            } else {
+                let ty = f.ty;
+                quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
+            }
+        });
+    quote! {
+        fn db_lookup(lookup: &#krate::filter::Lookup) -> ::core::result::Result<#boxed, #krate::filter::FilterError> {
+            let filter: #boxed = match lookup.field.as_str() {
+                #(#arms)*
+                other => {
+                    return ::core::result::Result::Err(#krate::filter::FilterError::unknown_field(other, &[#(#valid),*]));
+                }
+            };
+            ::core::result::Result::Ok(filter)
         }
     }
 }

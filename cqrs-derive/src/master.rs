@@ -5,7 +5,7 @@ use quote::quote;
 
 use crate::dummy;
 use crate::emit::{self, Store};
-use crate::internals::ast::{Decimal, Model, unraw};
+use crate::internals::ast::Model;
 use crate::internals::attr::{Kind, Tracked};
 use crate::internals::{check, ctxt::Ctxt};
 
@@ -222,52 +222,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
     let backend = quote!(<#conn as #private::diesel::Connection>::Backend);
     let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
     let lock = store.locked(&quote!(first(conn)));
-    let pk_name = model.pk_field().json_name.clone();
-    let valid: Vec<String> = std::iter::once("pk".to_owned())
-        .chain(
-            model
-                .fields
-                .iter()
-                .filter(|f| f.filterable)
-                .map(|f| f.json_name.clone()),
-        )
-        .collect();
-    let lookup_arms = model
-        .fields
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.filterable)
-        .map(|(i, f)| {
-            let col = emit::column(model, i);
-            let name = &f.json_name;
-            let names = if f.json_name == pk_name {
-                quote!(#name | "pk")
-            } else {
-                quote!(#name)
-            };
-            let text = if f.is_text {
-                quote!(text)
-            } else {
-                quote!(plain)
-            };
-            // decimals compare as numbers: on SQLite always (a double or a text column), on
-            // PostgreSQL for a text column
-            let numeric = match (f.decimal, store.is_pg) {
-                (Some(_), false) => Some(quote!(sqlite)),
-                (Some(Decimal::Text), true) => Some(quote!(postgres)),
-                _ => None,
-            };
-            if let Some(backend) = numeric {
-                let column = unraw(&f.column);
-                return quote!(#names => #krate::filter::decimal::#backend::<#table::table>(lookup, #column)?,);
-            }
-            if let Some(inner) = f.option_inner {
-                quote!(#names => #private::lookup!(nullable lookup, #col, #inner, #text),)
-            } else {
-                let ty = f.ty;
-                quote!(#names => #private::lookup!(lookup, #col, #ty, #text),)
-            }
-        });
+    let lookup = emit::lookup_fn(model, store, &boxed);
 
     quote! {
         #[automatically_derived]
@@ -372,15 +327,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 ::core::result::Result::Ok(found)
             }
 
-            fn db_lookup(lookup: &#krate::filter::Lookup) -> ::core::result::Result<#boxed, #krate::filter::FilterError> {
-                let filter: #boxed = match lookup.field.as_str() {
-                    #(#lookup_arms)*
-                    other => {
-                        return ::core::result::Result::Err(#krate::filter::FilterError::unknown_field(other, &[#(#valid),*]));
-                    }
-                };
-                ::core::result::Result::Ok(filter)
-            }
+            #lookup
         }
     }
 }

@@ -198,6 +198,9 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             quote!(#col.eq(&row.#field))
         });
     let lock = store.locked(&quote!(first(conn)));
+    let backend = quote!(<#conn as #private::diesel::Connection>::Backend);
+    let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
+    let lookup = emit::lookup_fn(model, store, &boxed);
     let lock_many = store.locked(&quote!(load(conn)?));
     let excluded = model
         .fields
@@ -212,6 +215,8 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
     quote! {
         #[automatically_derived]
         impl #krate::replica::ReplicaStore<#conn> for #ident {
+            type Table = #table::table;
+
             fn db_get(conn: &mut #conn, pk: &Self::Pk, lock: bool) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
                 #traits
                 let query = #table::table.find(pk).select(#select);
@@ -291,18 +296,24 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 )
             }
 
-            fn db_pks(
+            fn db_pks_where(
                 conn: &mut #conn,
+                filters: ::std::vec::Vec<#boxed>,
                 after: ::core::option::Option<&Self::Pk>,
                 limit: i64,
             ) -> #private::diesel::QueryResult<::std::vec::Vec<Self::Pk>> {
                 #traits
                 let mut query = #table::table.select(#pk_col).order(#pk_col.asc()).limit(limit).into_boxed();
+                for filter in filters {
+                    query = query.filter(filter);
+                }
                 if let ::core::option::Option::Some(after) = after {
                     query = query.filter(#pk_col.gt(after));
                 }
                 query.load(conn)
             }
+
+            #lookup
 
             fn db_delete_many(conn: &mut #conn, pks: &[Self::Pk]) -> #private::diesel::QueryResult<usize> {
                 #traits

@@ -346,6 +346,46 @@ where
         "{stderr}"
     );
 
+    // replica -> master, only the rows a filter on the replica's fields picks (django-cqrs's
+    // `cqrs_deleted_diff_replica --filter`)
+    let filtered = pipe(
+        (
+            &replica_env,
+            &[
+                "deleted-diff-replica",
+                "-c",
+                "book",
+                "-f",
+                r#"{"id__gte": 21}"#,
+            ],
+        ),
+        &[(&master_env, &["deleted-diff-master"])],
+    );
+    assert_eq!(
+        filtered
+            .lines()
+            .skip(1)
+            .flat_map(|l| serde_json::from_str::<Vec<i64>>(l).unwrap())
+            .collect::<Vec<_>>(),
+        [21],
+        "{filtered}"
+    );
+    let reason = fails(&run(
+        &replica_env,
+        &[
+            "deleted-diff-replica",
+            "-c",
+            "book",
+            "-f",
+            r#"{"shelf": 1}"#,
+        ],
+        None,
+    ));
+    assert!(
+        reason.contains("shelf") && reason.contains("name"),
+        "{reason}"
+    );
+
     // replica -> master -> replica
     let deleted = pipe(
         (

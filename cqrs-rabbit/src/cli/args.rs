@@ -197,6 +197,10 @@ pub enum Command {
         /// The replica model.
         #[arg(long, short = 'c')]
         cqrs_id: String,
+        /// Django lookups as JSON on the replica's fields, e.g. '{"id__gt": 100}' (default:
+        /// every row).
+        #[arg(long, short = 'f')]
+        filter: Option<String>,
         /// Pks per batch line.
         #[arg(long, short = 'b', default_value_t = 10_000, value_parser = batch_size)]
         batch: usize,

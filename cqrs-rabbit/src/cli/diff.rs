@@ -143,20 +143,22 @@ pub(super) fn diff_sync<C: Registered>(
     Ok(sent)
 }
 
-/// Prints the replica's pks.
+/// Prints the replica's pks (those matching `text`'s lookups, if given).
 pub(super) fn deleted_diff_replica<C: Registered>(
     cqrs_id: &str,
+    text: Option<&str>,
     batch: usize,
     database_url: &str,
 ) -> Result<u64> {
     let entry = registry::replica::<C>(cqrs_id)?;
+    let lookups = filter(text)?;
     let mut conn = connect::<C>(database_url)?;
     let mut out = Stdout::new();
     out.line(format_args!("{cqrs_id},{}", format_datetime(&now_micros())))?;
     let mut after: Option<Value> = None;
     let mut total = 0u64;
     loop {
-        let pks = entry.ops.pks(&mut conn, after.as_ref(), batch)?;
+        let pks = entry.ops.pks(&mut conn, &lookups, after.as_ref(), batch)?;
         let Some(last) = pks.last().cloned() else {
             break;
         };

@@ -464,9 +464,13 @@ async fn run<C: Registered>(
             })
             .await
         }
-        Command::DeletedDiffReplica { cqrs_id, batch } => {
+        Command::DeletedDiffReplica {
+            cqrs_id,
+            filter,
+            batch,
+        } => {
             blocking::<C>(config, database_url, move |url, _| {
-                diff::deleted_diff_replica::<C>(&cqrs_id, batch, url)
+                diff::deleted_diff_replica::<C>(&cqrs_id, filter.as_deref(), batch, url)
             })
             .await
         }

@@ -35,7 +35,7 @@ pub(super) async fn check_database<C: CqrsConnection>(
 
 /// Reads one key of the model's table, and that row whole (every column the model maps).
 fn probe<C: CqrsConnection>(conn: &mut C, entry: &ReplicaEntry<C>) -> cqrs_core::Result<()> {
-    let pks = entry.ops.pks(conn, None, 1)?;
+    let pks = entry.ops.pks(conn, &[], None, 1)?;
     entry.ops.versions(conn, &pks)?;
     Ok(())
 }
