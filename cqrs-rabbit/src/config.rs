@@ -25,6 +25,7 @@
 //! | relay linger (ms) after a partial batch, while the master writes fast | `CQRS_RELAY_LINGER_MS` | 5 |
 //! | largest message (bytes), both sides | `CQRS_MAX_MESSAGE_BYTES` | 4194304 (4 MiB) |
 //! | after SIGTERM, how long (s, `none` = as long as it takes) the consumers finish the batches in hand | `CQRS_SHUTDOWN_TIMEOUT` | 25 |
+//! | longest replica statement (ms, PostgreSQL; 0 = no limit) | `CQRS_QUERY_TIMEOUT` | 0 |
 //! | a message no queue is bound for: `keep` it in a queue, or `drop` it (counted) | `CQRS_UNROUTABLE` | `keep` |
 //! | where kept unroutable messages wait (`replay-unroutable` re-sends them) | `CQRS_UNROUTABLE_QUEUE` | `<exchange>_unroutable` |
 
@@ -122,6 +123,11 @@ pub struct Config {
     /// acknowledge) before they give up on them and return; what is left unacknowledged the
     /// broker delivers again. `None`: as long as they take. django-cqrs's `--sigint-timeout`.
     pub shutdown_timeout: Option<Duration>,
+    /// The longest a replica statement may run before PostgreSQL cancels it: the message
+    /// then fails like any other (retried, then dead-lettered) and the timeout is logged.
+    /// django-cqrs's `CQRS_QUERY_TIMEOUT` (milliseconds; 0 or unset: no limit). SQLite has
+    /// no statement timeout: a consumer on SQLite refuses to start with one.
+    pub query_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -149,6 +155,7 @@ impl Default for Config {
             unroutable: Unroutable::Keep,
             unroutable_queue: None,
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
+            query_timeout: None,
         }
     }
 }
@@ -300,6 +307,9 @@ impl Config {
         }
         if let Some(v) = env.seconds("CQRS_SHUTDOWN_TIMEOUT")? {
             config.shutdown_timeout = v;
+        }
+        if let Some(ms) = env.parse::<u64>("CQRS_QUERY_TIMEOUT", "a number of milliseconds")? {
+            config.query_timeout = (ms > 0).then(|| Duration::from_millis(ms));
         }
         if let Some(v) = env.parse("CQRS_MAX_MESSAGE_BYTES", "a number of bytes")? {
             config.max_message_bytes = v;

@@ -1154,3 +1154,61 @@ fn consume_stops_within_its_shutdown_timeout() {
     );
     assert!(consumer.terminate().success());
 }
+
+/// `CQRS_QUERY_TIMEOUT` (django-cqrs's, in ms): PostgreSQL cancels a replica statement that
+/// runs past it; the message fails, is logged with its row and retried, and applies once the
+/// database is free again. A consumer on SQLite refuses the setting at start-up.
+#[test]
+#[ignore = "needs RabbitMQ and PostgreSQL: run scripts/test"]
+fn query_timeout_cancels_a_blocked_apply_and_retries() {
+    use diesel::connection::SimpleConnection;
+    let dir = tempfile::tempdir().unwrap();
+    let config = rabbit::config("query_timeout");
+    let mut sqlite_env = env(&config, &sqlite_db(&dir, "r.sqlite3"));
+    sqlite_env.push(("CQRS_QUERY_TIMEOUT".into(), "300".into()));
+    let reason = fails(&run(&sqlite_env, &["consume"], None));
+    assert!(
+        reason.contains("CQRS_QUERY_TIMEOUT") && reason.contains("not supported on sqlite"),
+        "{reason}"
+    );
+
+    let (master, replica) = (pg_db(), pg_db());
+    let master_env = env(&config, &master);
+    let mut replica_env = env(&config, &replica);
+    replica_env.push(("CQRS_QUERY_TIMEOUT".into(), "300".into()));
+    let log = dir.path().join("consumer.log");
+    let consumer = Process(
+        service(&replica_env)
+            .arg("consume")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_consumer(&config);
+    let mut locker = diesel::PgConnection::cqrs_connect(&replica).unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE book_refs IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    {
+        let mut conn = diesel::PgConnection::cqrs_connect(&master).unwrap();
+        let _ = Book::new(7, "Slow").cqrs_insert(&mut conn).unwrap();
+    }
+    ok(&run(&master_env, &["relay", "--once"], None));
+    eventually_blocking(|| {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("CQRS_QUERY_TIMEOUT"))
+    });
+    locker.batch_execute("ROLLBACK;").unwrap();
+    eventually_blocking(|| replica_rows::<diesel::PgConnection>(&replica).len() == 1);
+    assert_eq!(
+        replica_rows::<diesel::PgConnection>(&replica),
+        master_rows::<diesel::PgConnection>(&master)
+    );
+    assert!(consumer.terminate().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("cancelled") && text.contains("pk=7"),
+        "the log names the row: {text}"
+    );
+}

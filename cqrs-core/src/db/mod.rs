@@ -276,6 +276,17 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// database.
     const CONCURRENT_TAKE: bool;
 
+    /// Whether the backend can cancel a statement that runs longer than a limit
+    /// ([`CqrsConnection::cqrs_statement_timeout`]): PostgreSQL's `statement_timeout`; SQLite
+    /// has no such setting.
+    const STATEMENT_TIMEOUT: bool;
+
+    /// From now on, cancels every statement of this connection that runs longer than
+    /// `timeout` (django-cqrs's `CQRS_QUERY_TIMEOUT`; the consumer sets it on its workers'
+    /// connections, which do nothing but apply). Does nothing where
+    /// [`CqrsConnection::STATEMENT_TIMEOUT`] is false.
+    fn cqrs_statement_timeout(&mut self, timeout: Duration) -> QueryResult<()>;
+
     /// How often a relay looks at the outbox when nothing wakes it. PostgreSQL wakes relays
     /// with `NOTIFY`, so its poll is only a safety net; SQLite has no cross-process signal.
     const RELAY_POLL: Duration;

@@ -53,6 +53,13 @@ impl CqrsConnection for PgConnection {
     const CONCURRENT_TAKE: bool = true;
     const RELAY_POLL: Duration = Duration::from_secs(1);
     const RELAY_LINGER_FROM: usize = 8;
+    const STATEMENT_TIMEOUT: bool = true;
+
+    fn cqrs_statement_timeout(&mut self, timeout: Duration) -> QueryResult<()> {
+        // milliseconds, at least 1 (0 would turn the limit off), at most what the setting takes
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        self.batch_execute(&format!("SET statement_timeout = {ms}"))
+    }
 
     fn cqrs_connect(url: &str) -> crate::Result<Self> {
         Ok(PgConnection::establish(url)?)

@@ -46,6 +46,11 @@ impl CqrsConnection for SqliteConnection {
     const CONCURRENT_TAKE: bool = false;
     const RELAY_POLL: Duration = Duration::from_millis(25);
     const RELAY_LINGER_FROM: usize = 16;
+    const STATEMENT_TIMEOUT: bool = false;
+
+    fn cqrs_statement_timeout(&mut self, _timeout: Duration) -> QueryResult<()> {
+        Ok(())
+    }
 
     fn cqrs_connect(url: &str) -> crate::Result<Self> {
         let mut conn = SqliteConnection::establish(path_of(url))?;

@@ -104,6 +104,15 @@ impl<C: Registered> Consumer<C> {
 
     fn entries(&self) -> Result<HashMap<&'static str, &'static ReplicaEntry<C>>> {
         registry::check()?;
+        if self.config.query_timeout.is_some() && !C::STATEMENT_TIMEOUT {
+            return Err(Error::config(
+                "CQRS_QUERY_TIMEOUT",
+                format!(
+                    "not supported on {}: it has no statement timeout (unset it for this replica)",
+                    C::BACKEND
+                ),
+            ));
+        }
         let all = C::replica_entries();
         let entries: Vec<_> = match &self.only {
             None => all,
@@ -182,6 +191,7 @@ impl<C: Registered> Consumer<C> {
                 batch_size: self.config.batch_size,
                 policy: self.config.retry_policy(),
                 tombstone_ttl: self.config.tombstone_ttl,
+                query_timeout: self.config.query_timeout,
                 generation: Arc::clone(&generation),
                 stopping: Arc::clone(&stopping),
                 metrics: Arc::clone(&self.metrics),

@@ -48,6 +48,8 @@ pub(super) struct Worker<C: 'static> {
     pub(super) batch_size: usize,
     pub(super) policy: RetryPolicy,
     pub(super) tombstone_ttl: Duration,
+    /// `CQRS_QUERY_TIMEOUT`, set on the worker's connection.
+    pub(super) query_timeout: Option<Duration>,
     pub(super) generation: Arc<AtomicU64>,
     pub(super) stopping: Arc<AtomicBool>,
     pub(super) metrics: Arc<ConsumerMetrics>,
@@ -94,8 +96,14 @@ impl<C: CqrsConnection> Worker<C> {
                             lag(&self.metrics, &job.message, *outcome, committed);
                             span.record("outcome", outcome.as_str());
                         }
-                        Err(_) => {
+                        Err(error) => {
                             span.record("outcome", "failed");
+                            if self.query_timeout.is_some() && timed_out(error) {
+                                tracing::warn!(cqrs_id = %job.message.cqrs_id,
+                                    pk = %job.message.row_pk().unwrap_or_default(), timeout = ?self.query_timeout,
+                                    %error, "a replica statement ran past CQRS_QUERY_TIMEOUT \
+                                    and was cancelled; the message is retried");
+                            }
                         }
                     }
                     let verdict = retry::verdict(
@@ -139,6 +147,9 @@ impl<C: CqrsConnection> Worker<C> {
                 match C::cqrs_connect(&self.database_url).and_then(|mut c| {
                     // nothing is acknowledged before its commit is durable
                     c.cqrs_durable()?;
+                    if let Some(timeout) = self.query_timeout {
+                        c.cqrs_statement_timeout(timeout)?;
+                    }
                     Ok(c)
                 }) {
                     Ok(c) => *conn = Some(c),
@@ -214,6 +225,14 @@ fn lag(
         .num_microseconds()
         .unwrap_or(i64::MAX);
     metrics.lag(&message.cqrs_id, micros as f64 / 1e6);
+}
+
+/// Whether an apply failed because PostgreSQL cancelled a statement at `statement_timeout`
+/// (SQLSTATE 57014, which diesel reports by its message only).
+fn timed_out(error: &ApplyError) -> bool {
+    error
+        .to_string()
+        .contains("canceling statement due to statement timeout")
 }
 
 /// The span of one message's apply, in the trace of its master write.
