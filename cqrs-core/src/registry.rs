@@ -256,6 +256,8 @@ pub type Sink<'a, T> = &'a mut dyn FnMut(T) -> Result<()>;
 pub trait MasterOps<C>: Sync {
     /// The fields a filter may name.
     fn fields(&self) -> &'static [&'static str];
+    /// Whether the model sends messages (`false`: `produce = false`, SYNC included).
+    fn produces(&self) -> bool;
     /// Counts rows matching `lookups`.
     fn count(&self, conn: &mut C, lookups: &[Lookup]) -> Result<u64>;
     /// The `instance_data` of every row that passes the sync filter, in primary-key order,
@@ -375,6 +377,10 @@ where
 {
     fn fields(&self) -> &'static [&'static str] {
         M::FIELDS
+    }
+
+    fn produces(&self) -> bool {
+        M::PRODUCE
     }
 
     fn count(&self, conn: &mut C, lookups: &[Lookup]) -> Result<u64> {

@@ -330,8 +330,12 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         Self::cqrs_sync_pks(conn, std::slice::from_ref(self.cqrs_pk()), target).map(|n| n > 0)
     }
 
-    /// Sends SYNC for the rows with these primary keys; returns how many were sent.
+    /// Sends SYNC for the rows with these primary keys; returns how many were sent. A model
+    /// with `produce = false` sends none, as django-cqrs's `cqrs_sync` sends none for it.
     fn cqrs_sync_pks(conn: &mut C, pks: &[Self::Pk], target: SyncTarget<'_>) -> Result<usize> {
+        if !Self::PRODUCE {
+            return Ok(0);
+        }
         let queue = target.queue();
         write(conn, |conn| {
             let mut messages = Vec::with_capacity(pks.len());
@@ -348,7 +352,8 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
     }
 
     /// Sends SYNC for every row matching `lookups` (Django lookups; `{}` for all), in
-    /// transactions of `batch` rows; `progress` is called with the number of rows done.
+    /// transactions of `batch` rows; `progress` is called with the number of rows done. A
+    /// model with `produce = false` sends none.
     fn cqrs_sync_where(
         conn: &mut C,
         lookups: &[Lookup],
@@ -356,6 +361,9 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         batch: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
+        if !Self::PRODUCE {
+            return Ok(0);
+        }
         let queue = target.queue();
         let mut sent = 0;
         let mut done = 0;

@@ -39,7 +39,10 @@ pub(super) fn sync<C: Registered>(
             bar.set(done);
         })?;
     bar.finish();
-    if sent < total {
+    if !entry.ops.produces() {
+        // django-cqrs's cqrs_sync counts such rows as synced and sends nothing
+        eprintln!("sync: {cqrs_id} has produce = false: no SYNC message is sent");
+    } else if sent < total {
         eprintln!(
             "sync: {} row(s) are excluded by the model's sync filter",
             total - sent
@@ -47,7 +50,7 @@ pub(super) fn sync<C: Registered>(
     }
     summary("sync", total, sent, 0);
     DjangoDone::Sync {
-        synced: sent,
+        synced: if entry.ops.produces() { sent } else { total },
         processed: total,
     }
     .print();

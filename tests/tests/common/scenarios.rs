@@ -338,6 +338,13 @@ where
         counter.cqrs_revision, 1,
         "produce = false keeps the bookkeeping"
     );
+    // SYNC sends nothing either, as django-cqrs's cqrs_sync (its post_save returns at once)
+    assert!(!counter.cqrs_sync(master, SyncTarget::Broadcast).unwrap());
+    assert_eq!(
+        Counter::cqrs_sync_where(master, &[], SyncTarget::Queue("q"), 10, &mut |_| {}).unwrap(),
+        0
+    );
+    assert!(!registry::master::<C>("counter").unwrap().ops.produces());
     Counter::cqrs_delete_pk(master, &1).unwrap();
     assert_eq!(
         master.outbox_pending().unwrap(),
