@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::db::{CqrsConnection, KEY_CHUNK};
 use crate::error::{ApplyError, Error, Result};
 use crate::filter::Lookup;
-use crate::master::{MasterStore, SyncTarget, build_filters, for_each_page};
+use crate::master::{MasterStore, SyncReport, SyncTarget, build_filters, for_each_page};
 use crate::message::Message;
 use crate::replica::{ReplicaHooks, apply, apply_many};
 use crate::retry::RetryPolicy;
@@ -288,6 +288,14 @@ pub trait MasterOps<C>: Sync {
     ) -> Result<u64>;
     /// Writes SYNC messages for these primary keys; returns how many rows were sent.
     fn sync_pks(&self, conn: &mut C, pks: &[Value], target: SyncTarget<'_>) -> Result<u64>;
+    /// SYNC for rows an operator picked, with what was sent and why the rest was not
+    /// ([`MasterStore::cqrs_sync_selected`]).
+    fn sync_selected(
+        &self,
+        conn: &mut C,
+        pks: &[Value],
+        target: SyncTarget<'_>,
+    ) -> Result<SyncReport>;
     /// Which of these primary keys no longer exist.
     fn missing(&self, conn: &mut C, pks: &[Value]) -> Result<Vec<Value>>;
     /// The newest `cqrs_updated` of the table.
@@ -434,6 +442,15 @@ where
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64> {
         M::cqrs_sync_where(conn, lookups, target, batch, progress)
+    }
+
+    fn sync_selected(
+        &self,
+        conn: &mut C,
+        pks: &[Value],
+        target: SyncTarget<'_>,
+    ) -> Result<SyncReport> {
+        M::cqrs_sync_selected(conn, &pks_of::<M::Pk>(pks)?, target)
     }
 
     fn sync_pks(&self, conn: &mut C, pks: &[Value], target: SyncTarget<'_>) -> Result<u64> {

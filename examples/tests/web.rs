@@ -151,6 +151,37 @@ fn catalogue_api_to_recommendations_page() {
             .get_json("/api/books")
             .is_ok_and(|b| b[0]["name"] == "Solaris (2nd ed.)" && b[0]["cqrs_revision"] == 1)
     });
+    // django-cqrs's admin action "Synchronize selected": the API and the page's form
+    let report = catalogue
+        .send_json("POST", "/api/books/sync", &json!({"ids": [id, 4242]}))
+        .unwrap();
+    assert_eq!(report["synced"], json!([id.to_string()]));
+    assert_eq!(
+        report["failed"],
+        json!([{"id": "4242", "reason": "does not exist"}])
+    );
+    assert_eq!(report["message"], "1 successfully synced. 1 failed: [4242]");
+    let response = agent
+        .post(format!("http://127.0.0.1:{cport}/books/sync"))
+        .send_form([("id", id.to_string().as_str()), ("id", "4242")])
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.into_body().read_to_string().unwrap();
+    assert!(
+        page.contains("1 successfully synced. 1 failed: [4242]"),
+        "{page}"
+    );
+    assert!(
+        catalogue
+            .get_text("/")
+            .unwrap()
+            .contains("Synchronize selected books")
+    );
+    let response = agent
+        .post(format!("http://127.0.0.1:{cport}/api/books/sync"))
+        .send_json(json!({"ids": []}))
+        .unwrap();
+    assert_eq!(response.status(), 400);
     // bad input is a 400 with a reason, and nothing is sent
     let response = agent
         .post(format!("http://127.0.0.1:{cport}/api/books"))

@@ -22,11 +22,13 @@ use crate::value::{CqrsValue, now_micros};
 
 mod envelope;
 mod page;
+mod selected;
 
 use envelope::{changed_tracked, created_previous_data};
 pub use envelope::{delete_message, message};
 pub(crate) use page::for_each_page;
 pub use page::{Filters, build_filters};
+pub use selected::{NotSynced, SyncReport};
 
 /// The backend-independent part of a master model. Implemented by `#[derive(CqrsMaster)]`.
 pub trait MasterModel: Sized + Send + 'static {
@@ -348,6 +350,38 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             }
             outbox::enqueue(conn, &messages)?;
             Ok(messages.len())
+        })
+    }
+
+    /// Sends SYNC for the rows an operator picked, in one transaction, and says which were
+    /// sent and why the others were not (django-cqrs's admin action "Synchronize selected",
+    /// whose reply is the report's `Display`). A `produce = false` model sends nothing and
+    /// reports every existing row as synced, as django-cqrs does.
+    fn cqrs_sync_selected(
+        conn: &mut C,
+        pks: &[Self::Pk],
+        target: SyncTarget<'_>,
+    ) -> Result<SyncReport> {
+        let queue = target.queue();
+        write(conn, |conn| {
+            let mut report = SyncReport::default();
+            let mut messages = Vec::with_capacity(pks.len());
+            for pk in pks {
+                let key = pk_text(pk);
+                match Self::db_get(conn, pk, false)? {
+                    None => report.failed.push((key, NotSynced::Missing)),
+                    Some(_) if !Self::PRODUCE => report.synced.push(key),
+                    Some(row) if !row.cqrs_is_sync_instance() => {
+                        report.failed.push((key, NotSynced::Filtered));
+                    }
+                    Some(row) => {
+                        messages.push(message(&row, SignalType::Sync, None, queue)?);
+                        report.synced.push(key);
+                    }
+                }
+            }
+            outbox::enqueue(conn, &messages)?;
+            Ok(report)
         })
     }
 

@@ -355,6 +355,28 @@ where
     let draft = Book::new(1, "draft: secret").cqrs_insert(master).unwrap();
     Book::cqrs_update(master, &1, |b| b.isbn = "2".into()).unwrap();
     assert!(!draft.cqrs_sync(master, SyncTarget::Broadcast).unwrap());
+    // picked rows (the admin action): one sent, one filtered out, one missing, with reasons
+    let _ = Book::new(2, "Solaris").cqrs_insert(master).unwrap();
+    clear_outbox(master);
+    let report = Book::cqrs_sync_selected(master, &[2, 1, 404], SyncTarget::Queue("q")).unwrap();
+    assert_eq!(report.synced, ["2"]);
+    assert_eq!(
+        report.failed,
+        [
+            ("1".to_owned(), cqrs_core::master::NotSynced::Filtered),
+            ("404".to_owned(), cqrs_core::master::NotSynced::Missing)
+        ]
+    );
+    assert_eq!(
+        report.to_string(),
+        "1 successfully synced. 2 failed: [1, 404]"
+    );
+    let sent = outbox(master);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1["signal_type"], json!("SYNC"));
+    assert_eq!(sent[0].1["instance_pk"], json!(2));
+    Book::cqrs_delete_pk(master, &2).unwrap();
+    clear_outbox(master);
     Book::cqrs_delete_pk(master, &1).unwrap();
     assert_eq!(
         master.outbox_pending().unwrap(),

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use bigdecimal::BigDecimal;
 use chrono::NaiveDate;
 use cqrs_core::event;
-use cqrs_core::master::MasterTable;
+use cqrs_core::master::{MasterTable, SyncReport};
 use cqrs_core::prelude::*;
 use cqrs_examples::{esc, page};
 use diesel::prelude::*;
@@ -109,6 +109,8 @@ pub fn serve(database_url: String, port: u16, relay: bool) -> anyhow::Result<()>
                 get(api_book).put(api_update_book).delete(api_delete_book),
             )
             .route("/api/books/{id}/sync", post(api_sync_book))
+            .route("/api/books/sync", post(api_sync_selected))
+            .route("/books/sync", post(sync_selected_form))
             .route("/api/books/{id}/notify", post(api_notify_reader))
             .route("/api/authors", get(api_authors).post(api_create_author))
             .route(
@@ -388,10 +390,11 @@ async fn index(State(state): State<AppState>) -> AppResult<Html<String>> {
     let mut body = String::from(
         "<p>The catalogue owns these rows; every change is written to the outbox in the same transaction and replicated to <em>recommendations</em>. Unpublished books are never replicated.</p>",
     );
-    body.push_str("<h2>Books</h2><table><tr><th>id</th><th>title</th><th>author</th><th>price</th><th>published</th><th>revision</th><th>edit</th><th></th></tr>");
+    body.push_str("<h2>Books</h2><form id=\"sync\" method=\"post\" action=\"/books/sync\"></form>\
+        <table><tr><th>sync</th><th>id</th><th>title</th><th>author</th><th>price</th><th>published</th><th>revision</th><th>edit</th><th></th></tr>");
     for b in &books {
         body.push_str(&format!(
-            "<tr><td>{id}</td><td>{title}</td><td>{author}</td><td>{price}</td><td>{published}</td><td>{rev}</td>\
+            "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" form=\"sync\"></td><td>{id}</td><td>{title}</td><td>{author}</td><td>{price}</td><td>{published}</td><td>{rev}</td>\
              <td><form class=\"inline\" method=\"post\" action=\"/books/{id}\"><input name=\"title\" value=\"{title}\">\
              <input name=\"price\" size=\"6\" value=\"{price}\"><input type=\"hidden\" name=\"author_id\" value=\"{author_id}\">\
              <label><input type=\"checkbox\" name=\"published\"{checked}>published</label><button>save</button></form></td>\
@@ -406,7 +409,9 @@ async fn index(State(state): State<AppState>) -> AppResult<Html<String>> {
             rev = b.cqrs_revision,
         ));
     }
-    body.push_str("</table>");
+    body.push_str(
+        "</table><p><button form=\"sync\">Synchronize selected books via CQRS</button></p>",
+    );
     body.push_str(&format!(
         "<form method=\"post\" action=\"/books\"><input name=\"title\" placeholder=\"title\" required>\
          <select name=\"author_id\">{options}</select><input name=\"isbn\" placeholder=\"isbn\">\
@@ -532,6 +537,70 @@ async fn api_sync_book(
     })
     .await?;
     Ok(Json(json!({"sent": sent})))
+}
+
+/// Books an operator picked for a SYNC (django-cqrs's admin action "Synchronize selected").
+#[derive(Debug, Deserialize)]
+struct SyncInput {
+    ids: Vec<i32>,
+    /// Only to the replica service consuming this queue (default: every replica).
+    queue: Option<String>,
+}
+
+fn sync_selected(url: &str, ids: &[i32], queue: Option<&str>) -> AppResult<SyncReport> {
+    if ids.is_empty() {
+        return Err(AppError::Invalid("no book was selected".to_owned()));
+    }
+    Ok((|| -> anyhow::Result<SyncReport> {
+        cqrs_core::with_connection!(url, |conn| Ok(Book::cqrs_sync_selected(
+            conn,
+            ids,
+            queue.into()
+        )?))
+    })()?)
+}
+
+fn report_json(report: &SyncReport) -> Value {
+    json!({
+        "synced": report.synced,
+        "failed": report.failed.iter().map(|(pk, why)| json!({"id": pk, "reason": why.to_string()})).collect::<Vec<_>>(),
+        "message": report.to_string(),
+    })
+}
+
+/// `POST /api/books/sync {"ids": [...], "queue": null}`: what was synced, what failed and why.
+async fn api_sync_selected(
+    State(state): State<AppState>,
+    Json(input): Json<SyncInput>,
+) -> AppResult<Json<Value>> {
+    let report = db(&state, move |url| {
+        sync_selected(url, &input.ids, input.queue.as_deref())
+    })
+    .await?;
+    Ok(Json(report_json(&report)))
+}
+
+/// The page's "sync selected" form: the checked rows' `id`s; answers with django-cqrs's reply.
+async fn sync_selected_form(
+    State(state): State<AppState>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> AppResult<Html<String>> {
+    let ids = fields
+        .iter()
+        .filter(|(name, _)| name == "id")
+        .map(|(_, value)| {
+            value
+                .trim()
+                .parse::<i32>()
+                .map_err(|_| AppError::Invalid(format!("book `{value}` is not a number")))
+        })
+        .collect::<AppResult<Vec<i32>>>()?;
+    let report = db(&state, move |url| sync_selected(url, &ids, None)).await?;
+    let body = format!(
+        "<p id=\"sync-report\">{}</p><p><a href=\"/\">back to the catalogue</a></p>",
+        esc(&report.to_string())
+    );
+    Ok(Html(page("Synchronize selected books", None, &body)))
 }
 
 #[derive(Debug, Deserialize)]
