@@ -114,6 +114,16 @@ pub enum Error {
         /// What it must be.
         expected: String,
     },
+    /// A partial save named a field the model cannot write that way.
+    #[error("{model} has no field `{field}` a partial save can write (those it can: {valid})")]
+    UnknownUpdateField {
+        /// The model's Rust type.
+        model: &'static str,
+        /// The name given.
+        field: String,
+        /// The fields a partial save can write.
+        valid: String,
+    },
     /// The database URL names a backend this binary was built without. Enable the feature
     /// of `cqrs-core` (or of `cqrs-rabbit`, which forwards it) and rebuild.
     #[error(

@@ -93,6 +93,16 @@ impl<T: InvalidMaster> MasterModel for T {
 )]
 impl<T: InvalidMaster, C: CqrsConnection> MasterTable<C> for T {
     type Table = T::Table;
+    const WRITABLE: &'static [&'static str] = &[];
+
+    fn db_update_fields(
+        _: &mut C,
+        _: &Self,
+        _: &[&str],
+        _: Option<DateTime<Utc>>,
+    ) -> QueryResult<Option<Self>> {
+        never!()
+    }
 
     fn db_insert(_: &mut C, _: &[Self]) -> QueryResult<Vec<Self>> {
         never!()

@@ -55,6 +55,10 @@ pub struct MasterSettings {
     /// (`CQRS_MAX_MESSAGE_BYTES`); a larger one fails the write with
     /// [`crate::Error::MessageTooLarge`], and nothing is written. Default 4 MiB.
     pub max_message_bytes: usize,
+    /// Whether a partial save ([`crate::master::MasterStore::cqrs_save_fields`]) that does not
+    /// say otherwise bumps `cqrs_revision` and sets `cqrs_updated` (django-cqrs's
+    /// `CQRS_AUTO_UPDATE_FIELDS`; default `false`, as there).
+    pub auto_update_fields: bool,
 }
 
 /// The default largest message body: 4 MiB (replicas dead-letter larger ones unread).
@@ -70,6 +74,7 @@ impl Default for MasterSettings {
             correlation_id: None,
             meta: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            auto_update_fields: false,
         }
     }
 }
@@ -79,6 +84,7 @@ static SETTINGS: RwLock<MasterSettings> = RwLock::new(MasterSettings {
     correlation_id: None,
     meta: None,
     max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+    auto_update_fields: false,
 });
 
 /// Replaces the master settings of this process.

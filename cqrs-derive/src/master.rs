@@ -223,11 +223,47 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
     let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
     let lock = store.locked(&quote!(first(conn)));
     let lookup = emit::lookup_fn(model, store, &boxed);
+    // a partial save: each writable column only when named (diesel skips a `None` changeset)
+    let writable: Vec<(String, TokenStream)> = model
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != model.pk && *i != model.revision && *i != model.updated)
+        .map(|(i, f)| {
+            let col = emit::column(model, i);
+            let field = f.ident;
+            let name = crate::internals::ast::unraw(field);
+            let set = quote!(fields.contains(&#name).then(|| #col.eq(&row.#field)));
+            (name, set)
+        })
+        .collect();
+    let writable_names = writable.iter().map(|(name, _)| name);
+    let partial_set = writable.iter().map(|(_, set)| set);
 
     quote! {
         #[automatically_derived]
         impl #krate::master::MasterTable<#conn> for #ident {
             type Table = #table::table;
+            const WRITABLE: &'static [&'static str] = &[#(#writable_names),*];
+
+            fn db_update_fields(
+                conn: &mut #conn,
+                row: &Self,
+                fields: &[&str],
+                updated: ::core::option::Option<#private::chrono::DateTime<#private::chrono::Utc>>,
+            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                #traits
+                let bump = updated.map(|updated| {
+                    let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
+                    (#rev_col.eq(#rev_col + 1), #upd_col.eq(updated))
+                });
+                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
+                    .set((#(#partial_set,)* bump,))
+                    .returning(#select)
+                    .get_result(conn)
+                    .optional()?;
+                ::core::result::Result::Ok(stored.map(#from_tuple))
+            }
 
             fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
                 #traits

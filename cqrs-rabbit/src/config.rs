@@ -26,6 +26,7 @@
 //! | largest message (bytes), both sides | `CQRS_MAX_MESSAGE_BYTES` | 4194304 (4 MiB) |
 //! | after SIGTERM, how long (s, `none` = as long as it takes) the consumers finish the batches in hand | `CQRS_SHUTDOWN_TIMEOUT` | 25 |
 //! | longest replica statement (ms, PostgreSQL; 0 = no limit) | `CQRS_QUERY_TIMEOUT` | 0 |
+//! | a master's partial save bumps the revision unless told otherwise | `CQRS_AUTO_UPDATE_FIELDS` | false |
 //! | a message no queue is bound for: `keep` it in a queue, or `drop` it (counted) | `CQRS_UNROUTABLE` | `keep` |
 //! | where kept unroutable messages wait (`replay-unroutable` re-sends them) | `CQRS_UNROUTABLE_QUEUE` | `<exchange>_unroutable` |
 
@@ -128,6 +129,9 @@ pub struct Config {
     /// django-cqrs's `CQRS_QUERY_TIMEOUT` (milliseconds; 0 or unset: no limit). SQLite has
     /// no statement timeout: a consumer on SQLite refuses to start with one.
     pub query_timeout: Option<Duration>,
+    /// Whether a master's partial save bumps the revision unless it says otherwise
+    /// (django-cqrs's `CQRS_AUTO_UPDATE_FIELDS`; see [`Config::apply_master_settings`]).
+    pub auto_update_fields: bool,
 }
 
 impl Default for Config {
@@ -156,6 +160,7 @@ impl Default for Config {
             unroutable_queue: None,
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
             query_timeout: None,
+            auto_update_fields: false,
         }
     }
 }
@@ -308,6 +313,9 @@ impl Config {
         if let Some(v) = env.seconds("CQRS_SHUTDOWN_TIMEOUT")? {
             config.shutdown_timeout = v;
         }
+        if let Some(v) = env.flag("CQRS_AUTO_UPDATE_FIELDS")? {
+            config.auto_update_fields = v;
+        }
         if let Some(ms) = env.parse::<u64>("CQRS_QUERY_TIMEOUT", "a number of milliseconds")? {
             config.query_timeout = (ms > 0).then(|| Duration::from_millis(ms));
         }
@@ -453,6 +461,7 @@ impl Config {
         let mut settings = cqrs_core::settings::master();
         settings.message_ttl = self.message_ttl;
         settings.max_message_bytes = self.max_message_bytes;
+        settings.auto_update_fields = self.auto_update_fields;
         cqrs_core::settings::configure_master(settings);
     }
 }
@@ -544,6 +553,15 @@ pub(crate) mod tests {
             ),
             (vec![("CQRS_UNROUTABLE", "lose")], "CQRS_UNROUTABLE"),
             (
+                vec![("CQRS_SHUTDOWN_TIMEOUT", "-1")],
+                "CQRS_SHUTDOWN_TIMEOUT",
+            ),
+            (vec![("CQRS_QUERY_TIMEOUT", "1.5")], "CQRS_QUERY_TIMEOUT"),
+            (
+                vec![("CQRS_AUTO_UPDATE_FIELDS", "sometimes")],
+                "CQRS_AUTO_UPDATE_FIELDS",
+            ),
+            (
                 vec![("CQRS_UNROUTABLE_QUEUE", "a b")],
                 "CQRS_UNROUTABLE_QUEUE",
             ),
@@ -554,6 +572,26 @@ pub(crate) mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn parity_settings() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.shutdown_timeout, Some(DEFAULT_SHUTDOWN_TIMEOUT));
+        assert_eq!(c.query_timeout, None);
+        assert!(!c.auto_update_fields);
+        let c = from(&[
+            ("CQRS_SHUTDOWN_TIMEOUT", "none"),
+            ("CQRS_QUERY_TIMEOUT", "250"),
+            ("CQRS_AUTO_UPDATE_FIELDS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.shutdown_timeout, None);
+        assert_eq!(c.query_timeout, Some(Duration::from_millis(250)));
+        assert!(c.auto_update_fields);
+        // django-cqrs's 0: no limit
+        let c = from(&[("CQRS_QUERY_TIMEOUT", "0")]).unwrap();
+        assert_eq!(c.query_timeout, None);
     }
 
     #[test]

@@ -9,10 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::Book;
 use common::books::{rows_master, rows_replica, sqlite_db, wait_equal};
 use common::rabbit;
-use common::{Book, BookRef};
-use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
 use diesel::SqliteConnection;

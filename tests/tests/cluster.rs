@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::Book;
-use common::books::{Running, rows_master, rows_replica, sqlite_db};
+use common::books::{Running, rows_master, sqlite_db};
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
 use diesel::SqliteConnection;

@@ -183,7 +183,7 @@ async fn a_consumer_exports_its_spans_by_otlp() {
     let dir = tempfile::tempdir().unwrap();
     let master = sqlite_db(&dir, "master.sqlite3");
     let replica = sqlite_db(&dir, "replica.sqlite3");
-    let mut consumer = std::process::Command::new(env!("CARGO_BIN_EXE_cqrs-test-service"))
+    let consumer = std::process::Command::new(env!("CARGO_BIN_EXE_cqrs-test-service"))
         .arg("consume")
         .env("DATABASE_URL", &replica)
         .env("CQRS_BROKER_URL", config.url.expose())

@@ -92,6 +92,18 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
     /// Writes every column of `row` and, in the same statement, `cqrs_revision + 1` and
     /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist.
     fn db_update(conn: &mut C, row: &Self, updated: DateTime<Utc>) -> QueryResult<Option<Self>>;
+    /// The fields a partial save may write ([`MasterStore::cqrs_save_fields`]): every field
+    /// but the primary key and the two bookkeeping fields, by their Rust name.
+    const WRITABLE: &'static [&'static str];
+    /// Writes only the `fields` of `row` (names from [`MasterTable::WRITABLE`]) and, with
+    /// `updated`, `cqrs_revision + 1` and `cqrs_updated = updated`, in one statement; returns
+    /// the stored row, `None` if it does not exist. At least one column must be written.
+    fn db_update_fields(
+        conn: &mut C,
+        row: &Self,
+        fields: &[&str],
+        updated: Option<DateTime<Utc>>,
+    ) -> QueryResult<Option<Self>>;
     /// Sets `cqrs_revision` and `cqrs_updated` on a row just inserted by user code.
     fn db_set_created(conn: &mut C, pk: &Self::Pk, version: Version) -> QueryResult<Option<Self>>;
     /// Reads a row; `lock` takes a row lock on PostgreSQL (`FOR UPDATE`).
@@ -231,6 +243,50 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             };
             let row = Self::db_update(conn, self, now_micros())?
                 .ok_or_else(|| not_found::<Self>(self.cqrs_pk()))?;
+            enqueue_saves(conn, std::slice::from_ref(&row), |row| {
+                before.as_ref().map(|b| changed_tracked(b, row))
+            })?;
+            Ok(row)
+        })
+    }
+
+    /// Writes only `fields` of this row (django-cqrs's `save(update_fields=[...])`, by the
+    /// fields' Rust names) and writes its SAVE message, as django-cqrs does for a partial save.
+    /// `update_cqrs_fields` (django-cqrs's argument of the same name; `None`: the process
+    /// setting [`MasterSettings::auto_update_fields`](crate::settings::MasterSettings), its
+    /// `CQRS_AUTO_UPDATE_FIELDS`, `false` by default) says whether the write also bumps
+    /// `cqrs_revision` and sets `cqrs_updated`. Without the bump the message carries the
+    /// revision the replicas already hold, so they keep their row, exactly as with a Django
+    /// master: use it for columns the replicas do not need, or pass `Some(true)`. A name
+    /// that is not a writable field is [`Error::UnknownUpdateField`], and nothing is written.
+    #[must_use = "the stored row carries the new revision; keep it rather than the old value"]
+    fn cqrs_save_fields(
+        &self,
+        conn: &mut C,
+        fields: &[&str],
+        update_cqrs_fields: Option<bool>,
+    ) -> Result<Self> {
+        if let Some(unknown) = fields.iter().find(|f| !Self::WRITABLE.contains(f)) {
+            return Err(Error::UnknownUpdateField {
+                model: Self::TYPE_NAME,
+                field: (*unknown).to_owned(),
+                valid: Self::WRITABLE.join(", "),
+            });
+        }
+        let bump = update_cqrs_fields.unwrap_or_else(|| settings::master().auto_update_fields);
+        write(conn, |conn| {
+            let before = if Self::TRACKED_FIELDS.is_empty() {
+                None
+            } else {
+                Self::db_get(conn, self.cqrs_pk(), true)?.map(|row| row.cqrs_tracked())
+            };
+            let stored = if fields.is_empty() && !bump {
+                // nothing to write: django-cqrs still sends the row as it is
+                Self::db_get(conn, self.cqrs_pk(), false)?
+            } else {
+                Self::db_update_fields(conn, self, fields, bump.then(now_micros))?
+            };
+            let row = stored.ok_or_else(|| not_found::<Self>(self.cqrs_pk()))?;
             enqueue_saves(conn, std::slice::from_ref(&row), |row| {
                 before.as_ref().map(|b| changed_tracked(b, row))
             })?;

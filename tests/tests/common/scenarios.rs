@@ -352,6 +352,71 @@ where
         "produce = false sends nothing"
     );
 
+    // partial saves (django-cqrs's save(update_fields=...)): only the named columns; the
+    // revision moves only with update_cqrs_fields (its default: CQRS_AUTO_UPDATE_FIELDS, off)
+    clear_outbox(master);
+    let mut book = Book::new(3, "Dune").cqrs_insert(master).unwrap();
+    clear_outbox(master);
+    book.title = "Dune Messiah".to_owned();
+    book.isbn = "not written".to_owned();
+    let stored = book.cqrs_save_fields(master, &["title"], None).unwrap();
+    assert_eq!(
+        (
+            stored.title.as_str(),
+            stored.isbn.as_str(),
+            stored.cqrs_revision
+        ),
+        ("Dune Messiah", "9780441013593", 0),
+        "only the named column; no revision bump by default"
+    );
+    assert_eq!(
+        stored.cqrs_updated, book.cqrs_updated,
+        "cqrs_updated stays too"
+    );
+    let out = outbox(master);
+    assert_eq!(
+        out.len(),
+        1,
+        "a partial save still sends its SAVE, as django-cqrs"
+    );
+    assert_eq!(out[0].1["instance_data"]["cqrs_revision"], json!(0));
+    assert_eq!(out[0].1["instance_data"]["title"], json!("Dune Messiah"));
+    assert_eq!(
+        out[0].1["previous_data"],
+        json!({"title": "Dune"}),
+        "tracked fields as for a full save"
+    );
+    clear_outbox(master);
+    book.title = "Children of Dune".to_owned();
+    let stored = book
+        .cqrs_save_fields(master, &["title", "isbn"], Some(true))
+        .unwrap();
+    assert_eq!(
+        (stored.isbn.as_str(), stored.cqrs_revision),
+        ("not written", 1),
+        "update_cqrs_fields bumps the revision"
+    );
+    assert!(stored.cqrs_updated > book.cqrs_updated);
+    assert_eq!(
+        outbox(master)[0].1["instance_data"]["cqrs_revision"],
+        json!(1)
+    );
+    clear_outbox(master);
+    let error = book
+        .cqrs_save_fields(master, &["title", "nope"], None)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no field `nope`") && error.to_string().contains("isbn"),
+        "{error}"
+    );
+    assert_eq!(master.outbox_pending().unwrap(), 0, "nothing written");
+    assert!(matches!(
+        book.cqrs_save_fields(master, &[], Some(true)),
+        Ok(b) if b.cqrs_revision == 2
+    ));
+    Book::cqrs_delete_pk(master, &3).unwrap();
+    clear_outbox(master);
+
     let draft = Book::new(1, "draft: secret").cqrs_insert(master).unwrap();
     Book::cqrs_update(master, &1, |b| b.isbn = "2".into()).unwrap();
     assert!(!draft.cqrs_sync(master, SyncTarget::Broadcast).unwrap());
