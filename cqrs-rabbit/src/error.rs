@@ -161,6 +161,16 @@ pub enum Error {
     /// Bad input of a tool: an empty file, a bad line format, no model to consume.
     #[error("{0}")]
     Input(String),
+    /// Another relay already publishes this database's outbox, where one relay per database
+    /// is the rule (SQLite).
+    #[error(
+        "another relay already publishes the outbox of this SQLite database (it holds {}): run one relay per SQLite database",
+        lock.display()
+    )]
+    RelayRunning {
+        /// The lock file the other relay holds.
+        lock: std::path::PathBuf,
+    },
 }
 
 impl Error {

@@ -48,6 +48,7 @@ mod linger;
 mod pg_listen;
 mod publisher;
 mod relay;
+mod relay_lock;
 mod retry;
 pub mod telemetry;
 mod topology;

@@ -19,6 +19,7 @@ use crate::broker::{self, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::linger;
+use crate::relay_lock;
 use crate::telemetry::{Cause, Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
@@ -89,6 +90,7 @@ impl<C: CqrsConnection> Relay<C> {
     /// Publishes until the outbox is empty, then returns how many messages were published.
     /// Fails on the first broker or database error (for tools; [`Relay::run`] retries).
     pub async fn drain(&self) -> Result<u64> {
+        let _lock = relay_lock::acquire::<C>(&self.database_url)?;
         let url = self.database_url.clone();
         let mut conn = tokio::task::spawn_blocking(move || C::cqrs_connect(&url))
             .await
@@ -114,11 +116,15 @@ impl<C: CqrsConnection> Relay<C> {
     }
 
     /// Runs until `shutdown` resolves: publishes, then waits for new messages (the in-process
-    /// signal of master writes, PostgreSQL `NOTIFY`, or a short poll).
+    /// signal of master writes, PostgreSQL `NOTIFY`, or a short poll). On SQLite it holds the
+    /// database's relay lock while it runs: a second relay on the same file (here or in
+    /// another process) fails at once with [`Error::RelayRunning`].
     pub async fn run<F>(self, shutdown: F) -> Result<()>
     where
         F: Future<Output = ()>,
     {
+        // one relay per SQLite database: a second one fails here, at once
+        let _lock = relay_lock::acquire::<C>(&self.database_url)?;
         tokio::pin!(shutdown);
         let notified = Arc::new(Notify::new());
         let listener = self.spawn_listener(Arc::clone(&notified));

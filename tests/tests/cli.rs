@@ -1212,3 +1212,44 @@ fn query_timeout_cancels_a_blocked_apply_and_retries() {
         "the log names the row: {text}"
     );
 }
+
+/// One relay per SQLite database: a second relay (`relay --once` here) fails at once with the
+/// reason; a tool that writes SYNC messages leaves them to the running relay; once that relay
+/// stops (killed: the lock goes with the process), another may start.
+#[test]
+#[ignore = "needs RabbitMQ: run scripts/test"]
+fn a_second_relay_on_one_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = sqlite_db(&dir, "m.sqlite3");
+    let config = rabbit::config("relay_lock");
+    let master_env = env(&config, &master);
+    insert_books::<SqliteConnection>(&master, 3);
+    let mut relay = Process::spawn(&master_env, &["relay"]);
+    let lock = format!("{master}.relay-lock");
+    eventually_blocking(|| std::path::Path::new(&lock).exists());
+    // the lock file exists from the relay's start; give it the moment to take the lock
+    let reason = {
+        let start = std::time::Instant::now();
+        loop {
+            let output = run(&master_env, &["relay", "--once"], None);
+            if !output.status.success() {
+                break fails(&output);
+            }
+            assert!(start.elapsed() < WAIT, "the second relay was never refused");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(
+        reason.contains("another relay already publishes") && reason.contains(".relay-lock"),
+        "{reason}"
+    );
+    let (_, stderr) = ok(&run(&master_env, &["sync", "-c", "book"], None));
+    assert!(
+        stderr.contains("the service's running relay publishes these messages"),
+        "{stderr}"
+    );
+    let _ = relay.0.kill();
+    let _ = relay.0.wait();
+    let (_, stderr) = ok(&run(&master_env, &["relay", "--once"], None));
+    assert!(stderr.contains("relay: published"), "{stderr}");
+}

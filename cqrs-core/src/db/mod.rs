@@ -305,6 +305,12 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// a busy timeout and foreign keys; PostgreSQL: as diesel does).
     fn cqrs_connect(url: &str) -> crate::Result<Self>;
 
+    /// The file a relay locks for as long as it runs where one relay per database is the
+    /// rule (see [`CqrsConnection::CONCURRENT_TAKE`]): SQLite `<database file>.relay-lock`.
+    /// `None` where relays share the outbox safely (PostgreSQL) or there is no file (an
+    /// in-memory SQLite database).
+    fn relay_lock_path(url: &str) -> Option<std::path::PathBuf>;
+
     /// The DDL of the framework's own tables on this backend, as [`CqrsConnection::cqrs_setup`]
     /// runs it (idempotent: `IF NOT EXISTS` throughout): `cqrs_outbox` (the messages waiting
     /// for the relay), `cqrs_tombstones` (a replica's applied deletes), `cqrs_master_revisions`

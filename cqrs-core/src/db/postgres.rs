@@ -55,6 +55,10 @@ impl CqrsConnection for PgConnection {
     const RELAY_LINGER_FROM: usize = 8;
     const STATEMENT_TIMEOUT: bool = true;
 
+    fn relay_lock_path(_url: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
     fn cqrs_statement_timeout(&mut self, timeout: Duration) -> QueryResult<()> {
         // milliseconds, at least 1 (0 would turn the limit off), at most what the setting takes
         let ms = timeout.as_millis().clamp(1, i32::MAX as u128);

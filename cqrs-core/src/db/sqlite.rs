@@ -48,6 +48,12 @@ impl CqrsConnection for SqliteConnection {
     const RELAY_LINGER_FROM: usize = 16;
     const STATEMENT_TIMEOUT: bool = false;
 
+    fn relay_lock_path(url: &str) -> Option<std::path::PathBuf> {
+        let path = path_of(url);
+        (!path.is_empty() && !path.contains(":memory:") && !path.contains("mode=memory"))
+            .then(|| std::path::PathBuf::from(format!("{path}.relay-lock")))
+    }
+
     fn cqrs_statement_timeout(&mut self, _timeout: Duration) -> QueryResult<()> {
         Ok(())
     }
