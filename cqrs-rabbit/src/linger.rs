@@ -46,7 +46,7 @@ impl ArrivalRate {
     }
 
     /// Whether lingering `linger` would gather at least `gather_from` messages.
-    pub(crate) fn pays(&self, linger: Duration, gather_from: usize) -> bool {
+    pub(crate) fn pays(self, linger: Duration, gather_from: usize) -> bool {
         #[allow(clippy::cast_precision_loss, reason = "a count of messages")]
         let wanted = gather_from as f64;
         !linger.is_zero() && self.per_second * linger.as_secs_f64() >= wanted
