@@ -99,6 +99,7 @@ impl<T: InvalidMaster, C: CqrsConnection> MasterTable<C> for T {
         _: &mut C,
         _: &Self,
         _: &[&str],
+        _: bool,
         _: Option<DateTime<Utc>>,
     ) -> QueryResult<Option<Self>> {
         never!()

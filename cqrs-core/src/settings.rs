@@ -59,6 +59,11 @@ pub struct MasterSettings {
     /// say otherwise bumps `cqrs_revision` and sets `cqrs_updated` (django-cqrs's
     /// `CQRS_AUTO_UPDATE_FIELDS`; default `false`, as there).
     pub auto_update_fields: bool,
+    /// Whether, inside [`crate::transaction`], a row written several times sends one message
+    /// with its final state and its revision bumped once, as django-cqrs does (default
+    /// `true`; `false`: every write bumps and sends, so replicas see every intermediate
+    /// state). `CQRS_ONE_MESSAGE_PER_TRANSACTION`.
+    pub one_message_per_transaction: bool,
 }
 
 /// The default largest message body: 4 MiB (replicas dead-letter larger ones unread).
@@ -75,6 +80,7 @@ impl Default for MasterSettings {
             meta: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             auto_update_fields: false,
+            one_message_per_transaction: true,
         }
     }
 }
@@ -85,6 +91,7 @@ static SETTINGS: RwLock<MasterSettings> = RwLock::new(MasterSettings {
     meta: None,
     max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
     auto_update_fields: false,
+    one_message_per_transaction: true,
 });
 
 /// Replaces the master settings of this process.

@@ -250,15 +250,17 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 conn: &mut #conn,
                 row: &Self,
                 fields: &[&str],
+                revision: bool,
                 updated: ::core::option::Option<#private::chrono::DateTime<#private::chrono::Utc>>,
             ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
                 #traits
-                let bump = updated.map(|updated| {
+                let bump = revision.then(|| #rev_col.eq(#rev_col + 1));
+                let updated = updated.map(|updated| {
                     let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
-                    (#rev_col.eq(#rev_col + 1), #upd_col.eq(updated))
+                    #upd_col.eq(updated)
                 });
                 let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
-                    .set((#(#partial_set,)* bump,))
+                    .set((#(#partial_set,)* bump, updated))
                     .returning(#select)
                     .get_result(conn)
                     .optional()?;

@@ -27,6 +27,7 @@
 //! | after SIGTERM, how long (s, `none` = as long as it takes) the consumers finish the batches in hand | `CQRS_SHUTDOWN_TIMEOUT` | 25 |
 //! | longest replica statement (ms, PostgreSQL; 0 = no limit) | `CQRS_QUERY_TIMEOUT` | 0 |
 //! | a master's partial save bumps the revision unless told otherwise | `CQRS_AUTO_UPDATE_FIELDS` | false |
+//! | a master transaction sends one message per row, with its final state | `CQRS_ONE_MESSAGE_PER_TRANSACTION` | true |
 //! | a message no queue is bound for: `keep` it in a queue, or `drop` it (counted) | `CQRS_UNROUTABLE` | `keep` |
 //! | where kept unroutable messages wait (`replay-unroutable` re-sends them) | `CQRS_UNROUTABLE_QUEUE` | `<exchange>_unroutable` |
 
@@ -132,6 +133,9 @@ pub struct Config {
     /// Whether a master's partial save bumps the revision unless it says otherwise
     /// (django-cqrs's `CQRS_AUTO_UPDATE_FIELDS`; see [`Config::apply_master_settings`]).
     pub auto_update_fields: bool,
+    /// Whether a master's transaction sends one message per row, with its final state
+    /// (django-cqrs's rule; default `true`; see [`Config::apply_master_settings`]).
+    pub one_message_per_transaction: bool,
 }
 
 impl Default for Config {
@@ -161,6 +165,7 @@ impl Default for Config {
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
             query_timeout: None,
             auto_update_fields: false,
+            one_message_per_transaction: true,
         }
     }
 }
@@ -316,6 +321,9 @@ impl Config {
         if let Some(v) = env.flag("CQRS_AUTO_UPDATE_FIELDS")? {
             config.auto_update_fields = v;
         }
+        if let Some(v) = env.flag("CQRS_ONE_MESSAGE_PER_TRANSACTION")? {
+            config.one_message_per_transaction = v;
+        }
         if let Some(ms) = env.parse::<u64>("CQRS_QUERY_TIMEOUT", "a number of milliseconds")? {
             config.query_timeout = (ms > 0).then(|| Duration::from_millis(ms));
         }
@@ -462,6 +470,7 @@ impl Config {
         settings.message_ttl = self.message_ttl;
         settings.max_message_bytes = self.max_message_bytes;
         settings.auto_update_fields = self.auto_update_fields;
+        settings.one_message_per_transaction = self.one_message_per_transaction;
         cqrs_core::settings::configure_master(settings);
     }
 }
@@ -580,6 +589,7 @@ pub(crate) mod tests {
         assert_eq!(c.shutdown_timeout, Some(DEFAULT_SHUTDOWN_TIMEOUT));
         assert_eq!(c.query_timeout, None);
         assert!(!c.auto_update_fields);
+        assert!(c.one_message_per_transaction);
         let c = from(&[
             ("CQRS_SHUTDOWN_TIMEOUT", "none"),
             ("CQRS_QUERY_TIMEOUT", "250"),

@@ -367,6 +367,14 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// Appends messages to the outbox.
     fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> QueryResult<()>;
 
+    /// Adds one message; returns its id (for a later [`CqrsConnection::outbox_rewrite`] in
+    /// the same transaction).
+    fn outbox_insert_one(&mut self, message: &OutboxMessage) -> QueryResult<i64>;
+
+    /// Replaces the body of a message not yet published; how many rows changed (0: it is
+    /// gone, published or rolled back).
+    fn outbox_rewrite(&mut self, id: i64, body: &str) -> QueryResult<usize>;
+
     /// The oldest `limit` messages, without taking them.
     fn outbox_fetch(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>>;
 
@@ -437,6 +445,35 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
 /// Implements the backend-independent part of [`CqrsConnection`] for a concrete connection.
 macro_rules! common_impl {
     () => {
+        fn outbox_insert_one(
+            &mut self,
+            m: &$crate::db::OutboxMessage,
+        ) -> ::diesel::QueryResult<i64> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            ::diesel::insert_into(dsl::cqrs_outbox)
+                .values((
+                    dsl::cqrs_id.eq(&m.cqrs_id),
+                    dsl::routing_key.eq(&m.routing_key),
+                    dsl::body.eq(&m.body),
+                    dsl::created_at.eq(::chrono::Utc::now().timestamp_micros()),
+                    dsl::exchange.eq(&m.exchange),
+                    dsl::properties.eq(&m.properties),
+                    dsl::not_before.eq(m.not_before),
+                    dsl::tags.eq(&m.tags),
+                ))
+                .returning(dsl::id)
+                .get_result(self)
+        }
+
+        fn outbox_rewrite(&mut self, id: i64, body: &str) -> ::diesel::QueryResult<usize> {
+            use ::diesel::prelude::*;
+            use $crate::db::cqrs_outbox::dsl;
+            ::diesel::update(dsl::cqrs_outbox.filter(dsl::id.eq(id)))
+                .set(dsl::body.eq(body))
+                .execute(self)
+        }
+
         fn outbox_insert(
             &mut self,
             messages: &[$crate::db::OutboxMessage],

@@ -20,6 +20,7 @@ use crate::rules::Version;
 use crate::settings::{self, CorrelationContext, MetaContext};
 use crate::value::{CqrsValue, now_micros};
 
+mod coalesce;
 mod envelope;
 mod page;
 mod selected;
@@ -95,13 +96,15 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
     /// The fields a partial save may write ([`MasterStore::cqrs_save_fields`]): every field
     /// but the primary key and the two bookkeeping fields, by their Rust name.
     const WRITABLE: &'static [&'static str];
-    /// Writes only the `fields` of `row` (names from [`MasterTable::WRITABLE`]) and, with
-    /// `updated`, `cqrs_revision + 1` and `cqrs_updated = updated`, in one statement; returns
-    /// the stored row, `None` if it does not exist. At least one column must be written.
+    /// Writes only the `fields` of `row` (names from [`MasterTable::WRITABLE`]), with
+    /// `revision` `cqrs_revision + 1`, and with `updated` `cqrs_updated = updated`, in one
+    /// statement; returns the stored row, `None` if it does not exist. At least one column
+    /// must be written.
     fn db_update_fields(
         conn: &mut C,
         row: &Self,
         fields: &[&str],
+        revision: bool,
         updated: Option<DateTime<Utc>>,
     ) -> QueryResult<Option<Self>>;
     /// Sets `cqrs_revision` and `cqrs_updated` on a row just inserted by user code.
@@ -241,12 +244,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             } else {
                 Self::db_get(conn, self.cqrs_pk(), true)?.map(|row| row.cqrs_tracked())
             };
-            let row = Self::db_update(conn, self, now_micros())?
-                .ok_or_else(|| not_found::<Self>(self.cqrs_pk()))?;
-            enqueue_saves(conn, std::slice::from_ref(&row), |row| {
-                before.as_ref().map(|b| changed_tracked(b, row))
-            })?;
-            Ok(row)
+            save_changed(conn, self, None, true, before.as_ref())
         })
     }
 
@@ -280,17 +278,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             } else {
                 Self::db_get(conn, self.cqrs_pk(), true)?.map(|row| row.cqrs_tracked())
             };
-            let stored = if fields.is_empty() && !bump {
-                // nothing to write: django-cqrs still sends the row as it is
-                Self::db_get(conn, self.cqrs_pk(), false)?
-            } else {
-                Self::db_update_fields(conn, self, fields, bump.then(now_micros))?
-            };
-            let row = stored.ok_or_else(|| not_found::<Self>(self.cqrs_pk()))?;
-            enqueue_saves(conn, std::slice::from_ref(&row), |row| {
-                before.as_ref().map(|b| changed_tracked(b, row))
-            })?;
-            Ok(row)
+            save_changed(conn, self, Some(fields), bump, before.as_ref())
         })
     }
 
@@ -303,11 +291,9 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
     {
         write(conn, |conn| {
             let mut row = Self::db_get(conn, pk, true)?.ok_or_else(|| not_found::<Self>(pk))?;
-            let before = row.cqrs_tracked();
+            let before = (!Self::TRACKED_FIELDS.is_empty()).then(|| row.cqrs_tracked());
             change(&mut row);
-            let (row, message) = update_loaded(conn, &row, &before)?;
-            outbox::enqueue(conn, message.as_slice())?;
-            Ok(row)
+            save_changed(conn, &row, None, true, before.as_ref())
         })
     }
 
@@ -350,6 +336,8 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
                 let before = row.cqrs_tracked();
                 change(&mut row);
                 let (row, message) = update_loaded(conn, &row, &before)?;
+                // bumped and sent here: a later write of the row in this transaction sends anew
+                coalesce::forget(coalesce::conn_id(conn), &(Self::CQRS_ID, pk_text(pk)));
                 messages.extend(message);
                 rows.push(row);
             }
@@ -369,6 +357,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             let Some(row) = Self::db_delete(conn, pk)? else {
                 return Ok(false);
             };
+            coalesce::forget(coalesce::conn_id(conn), &(Self::CQRS_ID, pk_text(pk)));
             conn.deleted_revision_put(
                 Self::CQRS_ID,
                 &pk_text(pk),
@@ -497,6 +486,9 @@ where
     F: FnOnce(&mut C) -> std::result::Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    // the outermost transaction sends one message per row (see `coalesce`)
+    let _scope = (!conn.cqrs_in_transaction() && settings::master().one_message_per_transaction)
+        .then(|| coalesce::Open::new(coalesce::conn_id(conn)));
     write(conn, f)
 }
 
@@ -509,7 +501,13 @@ where
     E: From<diesel::result::Error>,
 {
     let outermost = !conn.cqrs_in_transaction();
+    let scope = coalesce::conn_id(conn);
+    let mark = coalesce::mark(scope);
     let result = conn.cqrs_transaction(f);
+    if let (Err(_), Some(mark)) = (&result, mark) {
+        // rolled back: the rows first written in it send anew
+        coalesce::roll_back_to(scope, mark);
+    }
     if result.is_ok() || !outermost {
         outbox::notify_local();
     }
@@ -571,6 +569,26 @@ where
     if !M::PRODUCE {
         return Ok(());
     }
+    let scope = coalesce::conn_id(conn);
+    if let [row] = rows
+        && coalesce::active(scope)
+    {
+        // a created row that later writes of this transaction may fold into its message
+        if row.cqrs_is_sync_instance() {
+            let previous = previous(row);
+            let message = message(row, SignalType::Save, previous.clone(), None)?;
+            let outbox_id = conn.outbox_insert_one(&message)?;
+            coalesce::remember(
+                scope,
+                (M::CQRS_ID, pk_text(row.cqrs_pk())),
+                coalesce::Pending {
+                    outbox_id,
+                    previous,
+                },
+            );
+        }
+        return Ok(());
+    }
     let messages = rows
         .iter()
         .filter(|row| row.cqrs_is_sync_instance())
@@ -578,4 +596,87 @@ where
         .collect::<Result<Vec<_>>>()?;
     outbox::enqueue(conn, &messages)?;
     Ok(())
+}
+
+/// Writes a changed row and its SAVE message. Inside a transaction that coalesces and already
+/// sent a message of the row, it writes the row without a second revision bump and rewrites
+/// that message with the row's final state instead. `fields`: a partial save's columns
+/// (`None`: a full save, which bumps); `bump`: a partial save's `update_cqrs_fields`.
+fn save_changed<M, C>(
+    conn: &mut C,
+    row: &M,
+    fields: Option<&[&str]>,
+    bump: bool,
+    before: Option<&Map<String, Value>>,
+) -> Result<M>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    let scope = coalesce::conn_id(conn);
+    let key: coalesce::Key = (M::CQRS_ID, pk_text(row.cqrs_pk()));
+    let bumps = fields.is_none() || bump;
+    if let Some(pending) = coalesce::pending(scope, &key) {
+        // the revision moved at the first write; `cqrs_updated` moves as that write's did
+        let updated = bumps.then(now_micros);
+        let columns = fields.unwrap_or(M::WRITABLE);
+        let stored = if columns.is_empty() && updated.is_none() {
+            M::db_get(conn, row.cqrs_pk(), false)?
+        } else {
+            M::db_update_fields(conn, row, columns, false, updated)?
+        }
+        .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+        let body = message(&stored, SignalType::Save, pending.previous.clone(), None)?.body;
+        if conn.outbox_rewrite(pending.outbox_id, &body)? > 0 {
+            return Ok(stored);
+        }
+        // its message is gone (a savepoint rolled back unseen here): bump and send anew
+        coalesce::forget(scope, &key);
+        let bumped = M::db_update_fields(conn, &stored, &[], true, None)?
+            .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+        return send_saved(conn, key, bumped, before, true);
+    }
+    let stored = match fields {
+        None => M::db_update(conn, row, now_micros())?,
+        Some([]) if !bump => M::db_get(conn, row.cqrs_pk(), false)?,
+        Some(columns) => M::db_update_fields(conn, row, columns, bump, bump.then(now_micros))?,
+    }
+    .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+    send_saved(conn, key, stored, before, bumps)
+}
+
+/// Writes the SAVE message of a stored row, if the model sends it; where this transaction
+/// coalesces and the write bumped the revision, remembers it for the row's later writes (a
+/// partial save without the bump is not folded into: a later full save sends its own).
+fn send_saved<M, C>(
+    conn: &mut C,
+    key: coalesce::Key,
+    row: M,
+    before: Option<&Map<String, Value>>,
+    bumped: bool,
+) -> Result<M>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    if !M::PRODUCE || !row.cqrs_is_sync_instance() {
+        return Ok(row);
+    }
+    let previous = before.map(|b| changed_tracked(b, &row));
+    let message = message(&row, SignalType::Save, previous.clone(), None)?;
+    let scope = coalesce::conn_id(conn);
+    if bumped && coalesce::active(scope) {
+        let outbox_id = conn.outbox_insert_one(&message)?;
+        coalesce::remember(
+            scope,
+            key,
+            coalesce::Pending {
+                outbox_id,
+                previous,
+            },
+        );
+    } else {
+        outbox::enqueue(conn, std::slice::from_ref(&message))?;
+    }
+    Ok(row)
 }

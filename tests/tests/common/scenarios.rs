@@ -1245,3 +1245,118 @@ where
         );
     }
 }
+
+/// One message per row per transaction (django-cqrs's rule): inside `cqrs_core::transaction`
+/// a row written many times sends one message with its final state, its revision bumped
+/// once; a nested transaction that fails forgets its rows; outside a transaction every write
+/// sends. The replica applies each message with no gap.
+pub fn one_message_per_transaction<C>(master: &mut C, replica: &mut C)
+where
+    C: Registered,
+    Book: MasterStore<C>,
+    BookRef: ReplicaStore<C>,
+{
+    let revisions = |out: &[(String, Value)]| -> Vec<(i64, i64, String)> {
+        out.iter()
+            .map(|(_, m)| {
+                (
+                    m["instance_pk"].as_i64().unwrap(),
+                    m["instance_data"]["cqrs_revision"].as_i64().unwrap(),
+                    m["instance_data"]["title"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                )
+            })
+            .collect()
+    };
+    clear_outbox(master);
+    // a create and three updates in one transaction: one message, revision 0, the last title
+    cqrs_core::transaction(master, |conn| {
+        Book::new(1, "Dune").cqrs_insert(conn)?;
+        for title in ["Dune I", "Dune II", "Dune III"] {
+            Book::cqrs_update(conn, &1, |b| title.clone_into(&mut b.title))?;
+        }
+        Ok::<_, cqrs_core::Error>(())
+    })
+    .unwrap();
+    let out = outbox(master);
+    assert_eq!(revisions(&out), [(1, 0, "Dune III".to_owned())]);
+    assert_eq!(
+        out[0].1["previous_data"],
+        json!({"title": null}),
+        "the create's tracked values"
+    );
+    let mut broker = MemoryBroker::new();
+    broker.relay(master).unwrap();
+    // ten updates of an existing row, through three hooks: one message, revision + 1
+    cqrs_core::transaction(master, |conn| {
+        for n in 0..4 {
+            Book::cqrs_update(conn, &1, |b| b.title = format!("update {n}"))?;
+        }
+        let mut row = Book::db_get(conn, &1, false)?.unwrap();
+        for n in 4..7 {
+            row.title = format!("update {n}");
+            row = row.cqrs_save(conn)?;
+        }
+        for n in 7..10 {
+            row.title = format!("update {n}");
+            row = row.cqrs_save_fields(conn, &["title"], Some(true))?;
+        }
+        assert_eq!(row.cqrs_revision, 1, "bumped once");
+        Ok::<_, cqrs_core::Error>(())
+    })
+    .unwrap();
+    let out = outbox(master);
+    assert_eq!(revisions(&out), [(1, 1, "update 9".to_owned())]);
+    assert_eq!(
+        out[0].1["previous_data"],
+        json!({"title": "Dune III"}),
+        "the title before the transaction"
+    );
+    broker.relay(master).unwrap();
+    // a nested transaction that fails: its first write is forgotten with its savepoint, so
+    // the next write sends (and bumps) anew
+    cqrs_core::transaction(master, |conn| {
+        let failed: Result<(), cqrs_core::Error> = cqrs_core::transaction(conn, |conn| {
+            Book::new(2, "Solaris").cqrs_insert(conn)?;
+            Err(cqrs_core::Error::NotFound {
+                model: "test",
+                pk: "rollback".into(),
+            })
+        });
+        assert!(failed.is_err());
+        Book::new(2, "Solaris").cqrs_insert(conn)?;
+        Book::cqrs_update(conn, &2, |b| b.title = "Solaris (2nd ed.)".into())?;
+        // a delete after an update: the update's message stays, the delete follows
+        Book::cqrs_update(conn, &1, |b| b.title = "last".into())?;
+        Book::cqrs_delete_pk(conn, &1)?;
+        Ok::<_, cqrs_core::Error>(())
+    })
+    .unwrap();
+    let out = outbox(master);
+    assert_eq!(
+        revisions(&out),
+        [
+            (2, 0, "Solaris (2nd ed.)".to_owned()),
+            (1, 2, "last".to_owned()),
+            (1, 3, String::new())
+        ],
+        "{out:?}"
+    );
+    broker.relay(master).unwrap();
+    // outside a transaction every write sends
+    Book::cqrs_update(master, &2, |b| b.title = "a".into()).unwrap();
+    Book::cqrs_update(master, &2, |b| b.title = "b".into()).unwrap();
+    assert_eq!(
+        revisions(&outbox(master)),
+        [(2, 1, "a".to_owned()), (2, 2, "b".to_owned())]
+    );
+    broker.relay(master).unwrap();
+    // the replica applies them all, each revision one above the last: no gap
+    let outcomes = broker.deliver(replica, "replica").unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(BookRef::db_get(replica, &1, false).unwrap().is_none());
+    let two = BookRef::db_get(replica, &2, false).unwrap().unwrap();
+    assert_eq!((two.name.as_str(), two.cqrs_revision), ("b", 2));
+}
