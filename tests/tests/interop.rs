@@ -329,13 +329,31 @@ async fn django_and_rust_share_one_exchange() {
     // F() expression stays on the instance) and send one message, so the replica sees a gap
     assert_eq!(lem["cqrs_revision"], 2);
 
-    // ---- Rust master -> Django replica (django-cqrs's own cqrs_consume)
-    let django_consumer = Background::spawn(w.django(
-        "replica",
-        &django_replica,
-        &w.django_queue,
-        &["cqrs_consume"],
-    ));
+    // django-cqrs's partial saves: without update_cqrs_fields the revision stays, with it
+    // the revision moves (The Cyberiad: two partial saves, one bump)
+    let cyberiad = master_state["dj_book"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["title"] == "The Cyberiad")
+        .unwrap();
+    assert_eq!(
+        (cyberiad["pages"].clone(), cyberiad["cqrs_revision"].clone()),
+        (json!(322), json!(1))
+    );
+
+    // ---- Rust master -> Django replica (django-cqrs's own cqrs_consume, its log kept)
+    let django_log = w.path("django_consumer.log");
+    let django_consumer = Background::spawn({
+        let mut cmd = w.django(
+            "replica",
+            &django_replica,
+            &w.django_queue,
+            &["cqrs_consume"],
+        );
+        cmd.stderr(std::fs::File::create(&django_log).unwrap());
+        cmd
+    });
     wait_for_queue(&w.django_queue).await;
     run(
         w.rust(
@@ -354,6 +372,27 @@ async fn django_and_rust_share_one_exchange() {
     wait_until("Django replicas of the Rust masters", || {
         django_replica_equals_rust_master(&w.state_django("replica", &django_replica), &rust_state)
     });
+    // one message per transaction (book 8: five edits, revision 1) and the partial saves'
+    // rule, as the Django master's (book 9: revision 1): a Django replica logs no gap, and
+    // takes the partial save without the bump for a duplicate, as it does a Django one's
+    let rust_book = |id: i64| {
+        rust_state["rs_book"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(rust_book(8)["cqrs_revision"], 1);
+    assert_eq!(rust_book(8)["title"], "Rust book 8, edit 5");
+    assert_eq!(rust_book(9)["cqrs_revision"], cyberiad["cqrs_revision"]);
+    let log = std::fs::read_to_string(&django_log).unwrap();
+    assert!(!log.contains("Lost or filtered out"), "{log}");
+    assert!(
+        log.contains("Received duplicate CQRS data: pk = 9, cqrs_revision = 0"),
+        "{log}"
+    );
 
     // ---- Mixed pipeline, Django master side: cqrs_diff_master | diff-replica | cqrs_diff_sync
     {

@@ -151,6 +151,25 @@ fn scenario(conn: &mut SqliteConnection, direct_queue: &str) {
     .unwrap();
     let filters = RsBook::cqrs_filter(&json!({"id__gte": 20})).unwrap();
     let _ = RsBook::cqrs_bulk_update_filtered(conn, filters, |b| b.in_stock = !b.in_stock).unwrap();
+    // one message per transaction: five edits of a row send one message, revision + 1
+    cqrs_core::transaction(conn, |conn| {
+        for n in 1..=5 {
+            RsBook::cqrs_update(conn, &8, |b| b.title = format!("Rust book 8, edit {n}"))?;
+        }
+        Ok::<_, cqrs_core::Error>(())
+    })
+    .unwrap();
+    // partial saves, django-cqrs's rule: without update_cqrs_fields the revision stays (a
+    // replica takes the message for a duplicate), with it the revision moves
+    let mut nine = RsBook::db_get(conn, &9, false).unwrap().unwrap();
+    nine.in_stock = !nine.in_stock;
+    let mut nine = nine
+        .cqrs_save_fields(conn, &["in_stock"], Some(false))
+        .unwrap();
+    nine.title = "Rust book 9 (partial saves)".into();
+    let _ = nine
+        .cqrs_save_fields(conn, &["title", "in_stock"], Some(true))
+        .unwrap();
     RsBook::db_get(conn, &5, false)
         .unwrap()
         .unwrap()

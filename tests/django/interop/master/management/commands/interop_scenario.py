@@ -59,6 +59,12 @@ class Command(BaseCommand):
             lem.save()
         herbert.publisher = None
         herbert.save()
+        # partial saves: without update_cqrs_fields the revision stays (replicas log a
+        # duplicate), with it the revision moves
+        books[3].pages = 321
+        books[3].save(update_fields=['pages'], update_cqrs_fields=False)
+        books[3].pages = 322
+        books[3].save(update_fields=['pages'], update_cqrs_fields=True)
         # deletes
         books[6].delete()
         defunct.delete()
