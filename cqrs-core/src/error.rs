@@ -114,6 +114,15 @@ pub enum Error {
         /// What it must be.
         expected: String,
     },
+    /// A tool asked a replica without a table ([`crate::replica::RawReplica`]) for what
+    /// only a table has.
+    #[error("{cqrs_id} is a replica without a table: it has no {what}")]
+    NoTable {
+        /// The stream.
+        cqrs_id: &'static str,
+        /// What was asked for.
+        what: String,
+    },
     /// A partial save named a field the model cannot write that way.
     #[error("{model} has no field `{field}` a partial save can write (those it can: {valid})")]
     UnknownUpdateField {

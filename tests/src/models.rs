@@ -413,3 +413,63 @@ where
         Self::db_update(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
     }
 }
+
+/// A replica without a table (django-cqrs's `RawReplicaMixin`): notes kept in memory with
+/// their revisions. A note titled `flaky` fails once (a transient error, retried), one titled
+/// `reject` fails for good (dead-lettered).
+pub struct NoteIndex;
+
+/// What [`NoteIndex`] holds: pk -> (revision, title).
+pub static NOTES: std::sync::Mutex<std::collections::BTreeMap<String, (i32, String)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+static FLAKY_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl cqrs_core::replica::RawReplica for NoteIndex {
+    const CQRS_ID: &'static str = "note";
+
+    fn cqrs_save(
+        message: &cqrs_core::message::Message,
+        pk: &str,
+    ) -> Result<bool, cqrs_core::ApplyError> {
+        let title = message
+            .instance_data
+            .get("title")
+            .and_then(Value::as_str)
+            .ok_or_else(|| cqrs_core::ApplyError::reject("note", pk, "no title"))?;
+        if title == "reject" {
+            return Err(cqrs_core::ApplyError::reject("note", pk, "rejected"));
+        }
+        if title == "flaky" && !FLAKY_FAILED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(cqrs_core::ApplyError::retry(
+                "note",
+                pk,
+                "the index is busy",
+            ));
+        }
+        let revision = message
+            .instance_data
+            .get("cqrs_revision")
+            .and_then(Value::as_i64)
+            .and_then(|r| i32::try_from(r).ok())
+            .unwrap_or_default();
+        Ok(NOTES
+            .lock()
+            .unwrap()
+            .insert(pk.to_owned(), (revision, title.to_owned()))
+            .is_none())
+    }
+
+    fn cqrs_delete(
+        _message: &cqrs_core::message::Message,
+        pk: &str,
+    ) -> Result<bool, cqrs_core::ApplyError> {
+        Ok(NOTES.lock().unwrap().remove(pk).is_some())
+    }
+
+    fn cqrs_revision(pk: &str) -> Result<Option<i32>, cqrs_core::ApplyError> {
+        Ok(NOTES.lock().unwrap().get(pk).map(|(revision, _)| *revision))
+    }
+}
+
+cqrs_core::register_raw_replica!(NoteIndex);

@@ -518,7 +518,7 @@ fn bad_input_fails_with_one_line() {
     ));
     assert_eq!(
         reason,
-        "error: unknown cqrs_id `spaceship`; registered replica models: author, book, review"
+        "error: unknown cqrs_id `spaceship`; registered replica models: author, book, note, review"
     );
     let reason = fails(&run(&e, &["bulk-dump", "-c", "spaceship", "-o", "-"], None));
     assert!(

@@ -17,9 +17,11 @@ use crate::rules::Version;
 use crate::value::CqrsValue;
 
 mod apply;
+mod raw;
 
 pub use crate::rules::{IgnoreReason, Outcome};
 pub(crate) use apply::{apply, apply_many};
+pub use raw::{RawReplica, RawVTable};
 
 /// The backend-independent part of a replica model. Implemented by `#[derive(CqrsReplica)]`.
 pub trait ReplicaModel: Sized + Send + 'static {
