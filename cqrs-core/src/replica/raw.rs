@@ -248,21 +248,24 @@ impl<M: RawReplica, C: 'static> ReplicaOps<C> for RawVTable<M> {
 macro_rules! register_raw_replica {
     ($ty:ty) => {
         $crate::__private::with_sqlite! {
-            $crate::__private::inventory::submit! {
-                $crate::registry::ReplicaEntry::<$crate::__private::SqliteConnection> {
-                    cqrs_id: <$ty as $crate::replica::RawReplica>::CQRS_ID,
-                    type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($ty)),
-                    ops: &$crate::replica::RawVTable::<$ty>::NEW,
-                }
-            }
+            $crate::__cqrs_raw_entry!($ty, $crate::__private::SqliteConnection);
         }
         $crate::__private::with_postgres! {
-            $crate::__private::inventory::submit! {
-                $crate::registry::ReplicaEntry::<$crate::__private::PgConnection> {
-                    cqrs_id: <$ty as $crate::replica::RawReplica>::CQRS_ID,
-                    type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($ty)),
-                    ops: &$crate::replica::RawVTable::<$ty>::NEW,
-                }
+            $crate::__cqrs_raw_entry!($ty, $crate::__private::PgConnection);
+        }
+    };
+}
+
+/// The registry entry of raw replica `$ty` for connection `$conn`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cqrs_raw_entry {
+    ($ty:ty, $conn:ty) => {
+        $crate::__private::inventory::submit! {
+            $crate::registry::ReplicaEntry::<$conn> {
+                cqrs_id: <$ty as $crate::replica::RawReplica>::CQRS_ID,
+                type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($ty)),
+                ops: &$crate::replica::RawVTable::<$ty>::NEW,
             }
         }
     };
