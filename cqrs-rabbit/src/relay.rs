@@ -24,6 +24,9 @@ use crate::telemetry::{Cause, Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
 
+/// How long a starting relay waits for the SQLite relay lock before it fails.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Publishes the outbox of one database.
 ///
 /// ```no_run
@@ -118,13 +121,15 @@ impl<C: CqrsConnection> Relay<C> {
     /// Runs until `shutdown` resolves: publishes, then waits for new messages (the in-process
     /// signal of master writes, PostgreSQL `NOTIFY`, or a short poll). On SQLite it holds the
     /// database's relay lock while it runs: a second relay on the same file (here or in
-    /// another process) fails at once with [`Error::RelayRunning`].
+    /// another process) fails with [`Error::RelayRunning`], after waiting up to 5 s for a
+    /// holder that lets go (a tool's one-shot relay).
     pub async fn run<F>(self, shutdown: F) -> Result<()>
     where
         F: Future<Output = ()>,
     {
-        // one relay per SQLite database: a second one fails here, at once
-        let _lock = relay_lock::acquire::<C>(&self.database_url)?;
+        // one relay per SQLite database: a second one fails here (after a few seconds, in
+        // which a tool's one-shot relay lets go)
+        let _lock = relay_lock::acquire_within::<C>(&self.database_url, LOCK_PATIENCE).await?;
         tokio::pin!(shutdown);
         let notified = Arc::new(Notify::new());
         let listener = self.spawn_listener(Arc::clone(&notified));

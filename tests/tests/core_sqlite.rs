@@ -36,6 +36,7 @@ fn registry_lists_every_model() {
             (ModelKind::Master, "review"),
             (ModelKind::Replica, "author"),
             (ModelKind::Replica, "book"),
+            (ModelKind::Replica, "note"),
             (ModelKind::Replica, "review"),
         ]
     );
@@ -45,7 +46,7 @@ fn registry_lists_every_model() {
         .to_string();
     assert_eq!(
         err,
-        "unknown cqrs_id `nope`; registered replica models: author, book, review"
+        "unknown cqrs_id `nope`; registered replica models: author, book, note, review"
     );
     assert!(registry::master::<diesel::SqliteConnection>("counter").is_ok());
 }

@@ -247,6 +247,13 @@ impl<M: RawReplica, C: 'static> ReplicaOps<C> for RawVTable<M> {
 #[macro_export]
 macro_rules! register_raw_replica {
     ($ty:ty) => {
+        $crate::__private::inventory::submit! {
+            $crate::registry::ModelInfo {
+                kind: $crate::registry::ModelKind::Replica,
+                cqrs_id: <$ty as $crate::replica::RawReplica>::CQRS_ID,
+                type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($ty)),
+            }
+        }
         $crate::__private::with_sqlite! {
             $crate::__cqrs_raw_entry!($ty, $crate::__private::SqliteConnection);
         }
