@@ -9,18 +9,18 @@
 //! use cqrs_core::replica::RawReplica;
 //! use cqrs_core::ApplyError;
 //!
-//! /// Book titles, for a search index kept in memory.
+//! /// Article titles, for a search index kept in memory.
 //! struct TitleIndex;
 //!
 //! static TITLES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 //!
 //! impl RawReplica for TitleIndex {
-//!     const CQRS_ID: &'static str = "book";
+//!     const CQRS_ID: &'static str = "article";
 //!
 //!     fn cqrs_save(message: &Message, pk: &str) -> Result<bool, ApplyError> {
 //!         let title = message.instance_data.get("title").and_then(|t| t.as_str())
-//!             .ok_or_else(|| ApplyError::reject("book", pk, "no title"))?;
-//!         let mut titles = TITLES.lock().map_err(|_| ApplyError::retry("book", pk, "poisoned"))?;
+//!             .ok_or_else(|| ApplyError::reject("article", pk, "no title"))?;
+//!         let mut titles = TITLES.lock().map_err(|_| ApplyError::retry("article", pk, "poisoned"))?;
 //!         let created = !titles.iter().any(|(k, _)| k == pk);
 //!         titles.retain(|(k, _)| k != pk);
 //!         titles.push((pk.to_owned(), title.to_owned()));
@@ -28,13 +28,14 @@
 //!     }
 //!
 //!     fn cqrs_delete(_message: &Message, pk: &str) -> Result<bool, ApplyError> {
-//!         let mut titles = TITLES.lock().map_err(|_| ApplyError::retry("book", pk, "poisoned"))?;
+//!         let mut titles = TITLES.lock().map_err(|_| ApplyError::retry("article", pk, "poisoned"))?;
 //!         let before = titles.len();
 //!         titles.retain(|(k, _)| k != pk);
 //!         Ok(titles.len() < before)
 //!     }
 //! }
 //!
+//! // (a stream of its own here: the other examples of this crate replicate `book`)
 //! cqrs_core::register_raw_replica!(TitleIndex);
 //! ```
 
