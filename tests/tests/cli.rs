@@ -1107,6 +1107,26 @@ fn events_command_postgres() {
     events_command::<diesel::PgConnection>(&pg_db(), &pg_db());
 }
 
+/// Locks the PostgreSQL replica's `book_refs` (in the returned connection's open
+/// transaction: `ROLLBACK` frees it), then writes book `id` on the master and publishes it:
+/// the consumer's apply of it waits on the lock.
+fn send_to_a_locked_replica(
+    master: &str,
+    replica: &str,
+    master_env: &[(String, String)],
+    id: i32,
+) -> diesel::PgConnection {
+    use diesel::connection::SimpleConnection;
+    let mut locker = diesel::PgConnection::cqrs_connect(replica).unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE book_refs IN ACCESS EXCLUSIVE MODE;")
+        .unwrap();
+    let mut conn = diesel::PgConnection::cqrs_connect(master).unwrap();
+    let _ = Book::new(id, "Blocked").cqrs_insert(&mut conn).unwrap();
+    ok(&run(master_env, &["relay", "--once"], None));
+    locker
+}
+
 /// `consume --shutdown-timeout` (django-cqrs's `--sigint-timeout`): after SIGTERM the consumer
 /// gives up on a batch its database blocks, exits 0 within the timeout, and leaves the message
 /// unacknowledged, so that the next consumer applies it; `--reload` is refused with the reason.
@@ -1125,15 +1145,7 @@ fn consume_stops_within_its_shutdown_timeout() {
     let consumer = Process::spawn(&replica_env, &["consume", "--sigint-timeout", "1"]);
     wait_for_consumer(&config);
     // the replica's table is locked: the consumer's apply waits on it
-    let mut locker = diesel::PgConnection::cqrs_connect(&replica).unwrap();
-    locker
-        .batch_execute("BEGIN; LOCK TABLE book_refs IN ACCESS EXCLUSIVE MODE;")
-        .unwrap();
-    {
-        let mut conn = diesel::PgConnection::cqrs_connect(&master).unwrap();
-        let _ = Book::new(1, "Blocked").cqrs_insert(&mut conn).unwrap();
-    }
-    ok(&run(&master_env, &["relay", "--once"], None));
+    let mut locker = send_to_a_locked_replica(&master, &replica, &master_env, 1);
     // the message reached the consumer (nothing ready in the queue: it is unacknowledged)
     std::thread::sleep(Duration::from_millis(500));
     let started = std::time::Instant::now();
@@ -1187,15 +1199,7 @@ fn query_timeout_cancels_a_blocked_apply_and_retries() {
             .unwrap(),
     );
     wait_for_consumer(&config);
-    let mut locker = diesel::PgConnection::cqrs_connect(&replica).unwrap();
-    locker
-        .batch_execute("BEGIN; LOCK TABLE book_refs IN ACCESS EXCLUSIVE MODE;")
-        .unwrap();
-    {
-        let mut conn = diesel::PgConnection::cqrs_connect(&master).unwrap();
-        let _ = Book::new(7, "Slow").cqrs_insert(&mut conn).unwrap();
-    }
-    ok(&run(&master_env, &["relay", "--once"], None));
+    let mut locker = send_to_a_locked_replica(&master, &replica, &master_env, 7);
     eventually_blocking(|| {
         std::fs::read_to_string(&log).is_ok_and(|text| text.contains("CQRS_QUERY_TIMEOUT"))
     });

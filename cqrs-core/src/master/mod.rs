@@ -383,19 +383,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         if !Self::PRODUCE {
             return Ok(0);
         }
-        let queue = target.queue();
-        write(conn, |conn| {
-            let mut messages = Vec::with_capacity(pks.len());
-            for pk in pks {
-                if let Some(row) = Self::db_get(conn, pk, false)?
-                    && row.cqrs_is_sync_instance()
-                {
-                    messages.push(message(&row, SignalType::Sync, None, queue)?);
-                }
-            }
-            outbox::enqueue(conn, &messages)?;
-            Ok(messages.len())
-        })
+        Ok(Self::cqrs_sync_selected(conn, pks, target)?.synced.len())
     }
 
     /// Sends SYNC for the rows an operator picked, in one transaction, and says which were
@@ -614,9 +602,14 @@ where
     C: CqrsConnection,
 {
     let scope = coalesce::conn_id(conn);
-    let key: coalesce::Key = (M::CQRS_ID, pk_text(row.cqrs_pk()));
+    // the row's key only where this transaction folds (a write outside one builds none)
+    let key: Option<coalesce::Key> =
+        coalesce::active(scope).then(|| (M::CQRS_ID, pk_text(row.cqrs_pk())));
     let bumps = fields.is_none() || bump;
-    if let Some(pending) = coalesce::pending(scope, &key) {
+    if let Some((key, pending)) = key
+        .as_ref()
+        .and_then(|key| Some((key, coalesce::pending(scope, key)?)))
+    {
         // the revision moved at the first write; `cqrs_updated` moves as that write's did
         let updated = bumps.then(now_micros);
         let columns = fields.unwrap_or(M::WRITABLE);
@@ -631,10 +624,10 @@ where
             return Ok(stored);
         }
         // its message is gone (a savepoint rolled back unseen here): bump and send anew
-        coalesce::forget(scope, &key);
+        coalesce::forget(scope, key);
         let bumped = M::db_update_fields(conn, &stored, &[], true, None)?
             .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
-        return send_saved(conn, key, bumped, before, true);
+        return send_saved(conn, Some(key.clone()), bumped, before, true);
     }
     let stored = match fields {
         None => M::db_update(conn, row, now_micros())?,
@@ -646,11 +639,12 @@ where
 }
 
 /// Writes the SAVE message of a stored row, if the model sends it; where this transaction
-/// coalesces and the write bumped the revision, remembers it for the row's later writes (a
-/// partial save without the bump is not folded into: a later full save sends its own).
+/// coalesces (`key` is the row's) and the write bumped the revision, remembers it for the
+/// row's later writes (a partial save without the bump is not folded into: a later full save
+/// sends its own).
 fn send_saved<M, C>(
     conn: &mut C,
-    key: coalesce::Key,
+    key: Option<coalesce::Key>,
     row: M,
     before: Option<&Map<String, Value>>,
     bumped: bool,
@@ -664,11 +658,10 @@ where
     }
     let previous = before.map(|b| changed_tracked(b, &row));
     let message = message(&row, SignalType::Save, previous.clone(), None)?;
-    let scope = coalesce::conn_id(conn);
-    if bumped && coalesce::active(scope) {
+    if let (true, Some(key)) = (bumped, key) {
         let outbox_id = conn.outbox_insert_one(&message)?;
         coalesce::remember(
-            scope,
+            coalesce::conn_id(conn),
             key,
             coalesce::Pending {
                 outbox_id,
