@@ -28,6 +28,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A model's `relate` function could not load the related data of its rows; the write
+    /// is rolled back and nothing is sent.
+    #[error("{model}: cannot load the related data of the rows")]
+    Relate {
+        /// The model's type name.
+        model: &'static str,
+        /// The `relate` function's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The row to update or sync does not exist.
     #[error("{model}: no row with primary key {pk}")]
     NotFound {

@@ -79,9 +79,6 @@ impl<T: InvalidMaster> MasterModel for T {
     fn cqrs_set_version(&mut self, _: Version) {
         never!()
     }
-    fn cqrs_instance_data(&self) -> Result<Map<String, Value>> {
-        never!()
-    }
     fn cqrs_tracked(&self) -> Map<String, Value> {
         never!()
     }
@@ -106,6 +103,10 @@ impl<T: InvalidMaster, C: CqrsConnection> MasterTable<C> for T {
     }
 
     fn db_insert(_: &mut C, _: &[Self]) -> QueryResult<Vec<Self>> {
+        never!()
+    }
+
+    fn db_instance_data(_: &mut C, _: &[Self]) -> Result<Vec<Map<String, Value>>> {
         never!()
     }
     fn db_update(_: &mut C, _: &Self, _: DateTime<Utc>) -> QueryResult<Option<Self>> {

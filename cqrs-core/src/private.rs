@@ -122,6 +122,17 @@ pub fn custom_serialized<T: SerializerOutput>(
         .map_err(|reason| Error::Serialize { model, reason })
 }
 
+/// Runs a `relate` function's error conversion.
+pub fn related<R, E>(model: &'static str, output: Result<R, E>) -> Result<R, Error>
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    output.map_err(|e| Error::Relate {
+        model,
+        source: e.into(),
+    })
+}
+
 /// Wraps a meta function's output as the message's `meta`.
 pub fn meta_value<T: Into<Value>>(meta: T) -> Option<Value> {
     Some(meta.into())

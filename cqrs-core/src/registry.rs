@@ -403,15 +403,24 @@ where
         sink: Sink<'_, Result<Map<String, Value>>>,
     ) -> Result<u64> {
         let mut filtered = 0;
-        for_each_page::<M, C>(conn, &[], batch, &mut |_, rows| {
-            rows.iter().try_for_each(|row| {
-                if row.cqrs_is_sync_instance() {
-                    sink(row.cqrs_instance_data())
-                } else {
-                    filtered += 1;
-                    Ok(())
-                }
-            })
+        for_each_page::<M, C>(conn, &[], batch, &mut |conn, rows| {
+            let sent = rows
+                .iter()
+                .filter(|row| row.cqrs_is_sync_instance())
+                .count();
+            filtered += (rows.len() - sent) as u64;
+            if sent == 0 {
+                return Ok(());
+            }
+            // one call per page: a model with `relate` loads the page's related data at once
+            match M::db_instance_data(conn, rows) {
+                Err(error) => sink(Err(error)),
+                Ok(data) => rows
+                    .iter()
+                    .zip(data)
+                    .filter(|(row, _)| row.cqrs_is_sync_instance())
+                    .try_for_each(|(_, data)| sink(Ok(data))),
+            }
         })?;
         Ok(filtered)
     }

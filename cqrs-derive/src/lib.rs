@@ -36,6 +36,10 @@ use internals::attr::Kind;
 ///   `tracked_fields = "__all__"`: of every field but the skipped ones.
 /// * `serializer = path`: `fn(&Self) -> serde_json::Value` (or a `Map`, or a `Result` of
 ///   either) replacing the generated serialization; `cqrs_revision`/`cqrs_updated` are added.
+/// * `relate = path`: `fn(&mut Conn, &[Self]) -> Result<R, E>` (`E` any error type), called
+///   once for the rows a message is built for (one row for a write, a page for a bulk path),
+///   in the write's transaction; the `serializer` then takes `(&Self, &R)`. django-cqrs's
+///   `relate_cqrs_serialization`/`bulk_relate_cqrs_serialization`.
 /// * `meta = path`: `fn(&Self, &MetaContext) -> impl Into<Value>`, the message `meta`.
 /// * `correlation_id = path`: `fn(&Self, &CorrelationContext) -> Option<String>`.
 /// * `delete_data = path`: `fn(&Self) -> Option<Value>`, sent as `custom` in DELETE stubs.

@@ -81,27 +81,6 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
     });
     let tracked_len = tracked.len();
 
-    let serialize = if let Some((_, path)) = &model.attrs.serializer {
-        quote! {
-            let mut map = #private::custom_serialized(
-                <Self as #krate::master::MasterModel>::TYPE_NAME,
-                #path(self),
-            )?;
-        }
-    } else {
-        let sent = sent_fields(model);
-        let len = sent.len() + 2;
-        let inserts = sent.iter().map(|f| {
-            let name = &f.json_name;
-            let field = f.ident;
-            quote!(map.insert(::std::string::String::from(#name), #krate::value::CqrsValue::to_cqrs(&self.#field));)
-        });
-        quote! {
-            let mut map = #private::serde_json::Map::with_capacity(#len);
-            #(#inserts)*
-        }
-    };
-
     let sync_filter = model.attrs.sync_filter.as_ref().map(|path| {
         quote! {
             fn cqrs_is_sync_instance(&self) -> bool {
@@ -153,13 +132,6 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
                 self.#updated = <#updated_ty as #krate::value::CqrsTimestamp>::from_utc(version.updated);
             }
 
-            fn cqrs_instance_data(&self) -> #krate::Result<#private::serde_json::Map<::std::string::String, #private::serde_json::Value>> {
-                #serialize
-                map.insert(::std::string::String::from("cqrs_revision"), #private::serde_json::Value::from(self.#revision));
-                map.insert(::std::string::String::from("cqrs_updated"), #krate::value::CqrsValue::to_cqrs(&self.#updated));
-                ::core::result::Result::Ok(map)
-            }
-
             fn cqrs_tracked(&self) -> #private::serde_json::Map<::std::string::String, #private::serde_json::Value> {
                 let mut map = #private::serde_json::Map::with_capacity(#tracked_len);
                 #(#tracked_inserts)*
@@ -170,6 +142,58 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             #meta
             #correlation
             #delete_data
+        }
+    }
+}
+
+/// `db_instance_data`: the rows' `instance_data`, through the custom serializer (with the data
+/// `relate` loads for all the rows at once) or from the sent fields.
+fn instance_data_fn(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
+    let krate = &model.krate;
+    let private = emit::private(model);
+    let conn = &store.conn;
+    let revision = model.fields[model.revision].ident;
+    let updated = model.fields[model.updated].ident;
+    let map_ty =
+        quote!(#private::serde_json::Map<::std::string::String, #private::serde_json::Value>);
+    let type_name = quote!(<Self as #krate::master::MasterModel>::TYPE_NAME);
+    let (related, serialize) = match (&model.attrs.serializer, &model.attrs.relate) {
+        (Some((_, path)), Some((_, relate))) => (
+            quote!(let related = #private::related(#type_name, #relate(conn, rows))?;),
+            quote!(let mut map = #private::custom_serialized(#type_name, #path(row, &related))?;),
+        ),
+        (Some((_, path)), None) => (
+            quote!(let _ = conn;),
+            quote!(let mut map = #private::custom_serialized(#type_name, #path(row))?;),
+        ),
+        (None, _) => {
+            let sent = sent_fields(model);
+            let len = sent.len() + 2;
+            let inserts = sent.iter().map(|f| {
+                let name = &f.json_name;
+                let field = f.ident;
+                quote!(map.insert(::std::string::String::from(#name), #krate::value::CqrsValue::to_cqrs(&row.#field));)
+            });
+            (
+                quote!(let _ = conn;),
+                quote! {
+                    let mut map = #private::serde_json::Map::with_capacity(#len);
+                    #(#inserts)*
+                },
+            )
+        }
+    };
+    quote! {
+        fn db_instance_data(conn: &mut #conn, rows: &[Self]) -> #krate::Result<::std::vec::Vec<#map_ty>> {
+            #related
+            rows.iter()
+                .map(|row| {
+                    #serialize
+                    map.insert(::std::string::String::from("cqrs_revision"), #private::serde_json::Value::from(row.#revision));
+                    map.insert(::std::string::String::from("cqrs_updated"), #krate::value::CqrsValue::to_cqrs(&row.#updated));
+                    ::core::result::Result::Ok(map)
+                })
+                .collect()
         }
     }
 }
@@ -238,6 +262,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         })
         .collect();
     let writable_names = writable.iter().map(|(name, _)| name);
+    let instance_data = instance_data_fn(model, store);
     let partial_set = writable.iter().map(|(_, set)| set);
 
     quote! {
@@ -364,6 +389,8 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 }
                 ::core::result::Result::Ok(found)
             }
+
+            #instance_data
 
             #lookup
         }

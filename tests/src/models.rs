@@ -231,10 +231,15 @@ pub struct Gauge {
     pub cqrs_updated: NaiveDateTime,
 }
 
-/// A custom serializer and a primary key not called `id`.
+/// A custom serializer with related data (the reviewed book's title, loaded for a page of
+/// reviews in one query) and a primary key not called `id`.
 #[derive(Debug, Clone, PartialEq, CqrsMaster)]
 #[diesel(table_name = reviews, primary_key(review_id))]
-#[cqrs(cqrs_id = "review", serializer = Review::to_json)]
+#[cqrs(
+    cqrs_id = "review",
+    serializer = Review::to_json,
+    relate = Review::book_titles
+)]
 pub struct Review {
     pub review_id: i64,
     pub book_id: i32,
@@ -243,14 +248,60 @@ pub struct Review {
     pub cqrs_updated: NaiveDateTime,
 }
 
+/// What `Review::book_titles` cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum TitlesError {
+    #[error("review {0}: a book id is never negative")]
+    NegativeBook(i64),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+thread_local! {
+    static TITLE_QUERIES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Review {
-    pub fn to_json(&self) -> Value {
+    /// The serializer: the review and the title of its book (`null` if there is none).
+    pub fn to_json(&self, titles: &std::collections::HashMap<i32, String>) -> Value {
         json!({
             "id": self.review_id,
             "book": self.book_id,
+            "book_title": titles.get(&self.book_id),
             "stars": self.stars,
             "summary": format!("{} stars", self.stars),
         })
+    }
+
+    /// `relate`: the titles of the books the `reviews` are about, in one query, on either
+    /// backend. A negative book id is refused (to test that the write then rolls back).
+    pub fn book_titles<C>(
+        conn: &mut C,
+        reviews: &[Review],
+    ) -> Result<std::collections::HashMap<i32, String>, TitlesError>
+    where
+        C: diesel::Connection,
+        for<'a> diesel::dsl::Filter<
+            diesel::dsl::Select<books::table, (books::id, books::title)>,
+            diesel::dsl::EqAny<books::id, Vec<i32>>,
+        >: diesel::query_dsl::LoadQuery<'a, C, (i32, String)>,
+    {
+        use diesel::prelude::*;
+        if let Some(bad) = reviews.iter().find(|r| r.book_id < 0) {
+            return Err(TitlesError::NegativeBook(bad.review_id));
+        }
+        TITLE_QUERIES.with(|n| n.set(n.get() + 1));
+        let ids: Vec<i32> = reviews.iter().map(|r| r.book_id).collect();
+        let titles: Vec<(i32, String)> = books::table
+            .select((books::id, books::title))
+            .filter(books::id.eq_any(ids))
+            .load(conn)?;
+        Ok(titles.into_iter().collect())
+    }
+
+    /// How many title queries this thread ran.
+    pub fn title_queries() -> usize {
+        TITLE_QUERIES.with(std::cell::Cell::get)
     }
 }
 

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use super::MasterModel;
-use crate::db::OutboxMessage;
+use super::{MasterModel, MasterTable};
+use crate::db::{CqrsConnection, OutboxMessage};
 use crate::error::Result;
 use crate::message::{Message, SignalType, routing_key};
 use crate::settings::{self, CorrelationContext, MetaContext};
@@ -33,15 +33,51 @@ pub(super) fn changed_tracked<M: MasterModel>(
         .collect()
 }
 
-/// Builds the SAVE or SYNC message of a row.
-pub fn message<M: MasterModel>(
+/// Builds the SAVE or SYNC message of a row (whatever its sync filter says), reading its
+/// related data through `conn` if the model has `relate`.
+pub fn message<M, C>(
+    conn: &mut C,
     row: &M,
     signal_type: SignalType,
     previous_data: Option<Map<String, Value>>,
     queue: Option<&str>,
-) -> Result<OutboxMessage> {
-    let data = row.cqrs_instance_data()?;
+) -> Result<OutboxMessage>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    let data = M::db_instance_data(conn, std::slice::from_ref(row))?
+        .pop()
+        .ok_or(crate::Error::NotReturned {
+            model: M::TYPE_NAME,
+        })?;
     envelope(row, signal_type, data, previous_data, queue)
+}
+
+/// Builds the SAVE or SYNC messages of the `rows` the sync filter lets through, serialized
+/// together (a model with `relate` loads the related data of them all in one call);
+/// `previous(i, row)` is the `previous_data` of `rows[i]`.
+pub(super) fn messages<M, C>(
+    conn: &mut C,
+    rows: &[M],
+    signal_type: SignalType,
+    previous: impl Fn(usize, &M) -> Option<Map<String, Value>>,
+    queue: Option<&str>,
+) -> Result<Vec<OutboxMessage>>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    if !rows.iter().any(MasterModel::cqrs_is_sync_instance) {
+        return Ok(Vec::new());
+    }
+    let data = M::db_instance_data(conn, rows)?;
+    rows.iter()
+        .zip(data)
+        .enumerate()
+        .filter(|(_, (row, _))| row.cqrs_is_sync_instance())
+        .map(|(i, (row, data))| envelope(row, signal_type, data, previous(i, row), queue))
+        .collect()
 }
 
 /// Builds the DELETE message of a row: the stub `{"id": pk, "cqrs_revision": revision + 1,

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde_json::{Map, Value};
 
-use crate::db::{CqrsConnection, OutboxMessage};
+use crate::db::CqrsConnection;
 use crate::error::{Error, Result};
 use crate::filter::{BoxedFilter, FilterError, Lookup, parse_lookups};
 use crate::message::SignalType;
@@ -25,7 +25,7 @@ mod envelope;
 mod page;
 mod selected;
 
-use envelope::{changed_tracked, created_previous_data};
+use envelope::{changed_tracked, created_previous_data, messages};
 pub use envelope::{delete_message, message};
 pub(crate) use page::for_each_page;
 pub use page::{Filters, build_filters};
@@ -52,9 +52,6 @@ pub trait MasterModel: Sized + Send + 'static {
     fn cqrs_version(&self) -> Version;
     /// Sets `cqrs_revision` and `cqrs_updated` (on insert).
     fn cqrs_set_version(&mut self, version: Version);
-    /// The serialized row (`instance_data`): the configured fields, or the custom serializer's
-    /// object, plus `cqrs_revision` and `cqrs_updated`.
-    fn cqrs_instance_data(&self) -> Result<Map<String, Value>>;
     /// The current values of the tracked fields.
     fn cqrs_tracked(&self) -> Map<String, Value>;
     /// Whether this row is sent at all (`sync_filter`).
@@ -129,6 +126,11 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
     fn db_latest_update(conn: &mut C) -> QueryResult<Option<DateTime<Utc>>>;
     /// Which of `pks` exist.
     fn db_existing(conn: &mut C, pks: &[Self::Pk]) -> QueryResult<Vec<Self::Pk>>;
+    /// The serialized rows (`instance_data`), in order: the configured fields, or the custom
+    /// serializer's object, plus `cqrs_revision` and `cqrs_updated`. A model with `relate`
+    /// loads its related data once for all `rows` (a page of a bulk path, or the one row of
+    /// a write) through `conn`, in the write's transaction.
+    fn db_instance_data(conn: &mut C, rows: &[Self]) -> Result<Vec<Map<String, Value>>>;
     /// One lookup on one field as a diesel predicate.
     fn db_lookup(lookup: &Lookup) -> Result<BoxedFilter<Self::Table, C::Backend>, FilterError>;
 }
@@ -328,20 +330,27 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
                 .map(|row| row.cqrs_pk().clone())
                 .collect();
             let mut rows = Vec::with_capacity(pks.len());
-            let mut messages = Vec::new();
+            let mut befores = Vec::with_capacity(pks.len());
             for pk in &pks {
                 let Some(mut row) = Self::db_get(conn, pk, true)? else {
                     continue;
                 };
-                let before = row.cqrs_tracked();
+                befores.push((!Self::TRACKED_FIELDS.is_empty()).then(|| row.cqrs_tracked()));
                 change(&mut row);
-                let (row, message) = update_loaded(conn, &row, &before)?;
+                let row = Self::db_update(conn, &row, now_micros())?
+                    .ok_or_else(|| not_found::<Self>(pk))?;
                 // bumped and sent here: a later write of the row in this transaction sends anew
                 coalesce::forget(coalesce::conn_id(conn), &(Self::CQRS_ID, pk_text(pk)));
-                messages.extend(message);
                 rows.push(row);
             }
-            outbox::enqueue(conn, &messages)?;
+            if Self::PRODUCE {
+                let previous = |i: usize, row: &Self| {
+                    let before = befores.get(i)?.as_ref()?;
+                    Some(changed_tracked(before, row))
+                };
+                let messages = messages(conn, &rows, SignalType::Save, previous, None)?;
+                outbox::enqueue(conn, &messages)?;
+            }
             Ok(rows)
         })
     }
@@ -398,7 +407,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         let queue = target.queue();
         write(conn, |conn| {
             let mut report = SyncReport::default();
-            let mut messages = Vec::with_capacity(pks.len());
+            let mut rows = Vec::with_capacity(pks.len());
             for pk in pks {
                 let key = pk_text(pk);
                 match Self::db_get(conn, pk, false)? {
@@ -408,11 +417,12 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
                         report.failed.push((key, NotSynced::Filtered));
                     }
                     Some(row) => {
-                        messages.push(message(&row, SignalType::Sync, None, queue)?);
+                        rows.push(row);
                         report.synced.push(key);
                     }
                 }
             }
+            let messages = messages(conn, &rows, SignalType::Sync, |_, _| None, queue)?;
             outbox::enqueue(conn, &messages)?;
             Ok(report)
         })
@@ -435,13 +445,11 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         let mut sent = 0;
         let mut done = 0;
         for_each_page::<Self, C>(conn, lookups, batch, &mut |conn, rows| {
-            let messages = rows
-                .iter()
-                .filter(|row| row.cqrs_is_sync_instance())
-                .map(|row| message(row, SignalType::Sync, None, queue))
-                .collect::<Result<Vec<_>>>()?;
-            write(conn, |conn| outbox::enqueue(conn, &messages))?;
-            sent += messages.len() as u64;
+            sent += write(conn, |conn| {
+                let messages = messages(conn, rows, SignalType::Sync, |_, _| None, queue)?;
+                outbox::enqueue(conn, &messages)?;
+                Ok::<_, Error>(messages.len() as u64)
+            })?;
             done += rows.len() as u64;
             progress(done);
             Ok(())
@@ -524,34 +532,13 @@ fn first_revision(deleted: Option<i32>) -> i32 {
     deleted.map_or(0, |revision| revision.saturating_add(1))
 }
 
-/// Updates a loaded and changed row; returns it as stored and its message (if any).
-fn update_loaded<M, C>(
-    conn: &mut C,
-    row: &M,
-    before: &Map<String, Value>,
-) -> Result<(M, Option<OutboxMessage>)>
-where
-    M: MasterTable<C>,
-    C: CqrsConnection,
-{
-    let row =
-        M::db_update(conn, row, now_micros())?.ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
-    let message = if M::PRODUCE && row.cqrs_is_sync_instance() {
-        let previous = (!M::TRACKED_FIELDS.is_empty()).then(|| changed_tracked(before, &row));
-        Some(message(&row, SignalType::Save, previous, None)?)
-    } else {
-        None
-    };
-    Ok((row, message))
-}
-
 fn enqueue_saves<M, C>(
     conn: &mut C,
     rows: &[M],
     previous: impl Fn(&M) -> Option<Map<String, Value>>,
 ) -> Result<()>
 where
-    M: MasterModel,
+    M: MasterTable<C>,
     C: CqrsConnection,
 {
     if !M::PRODUCE {
@@ -564,7 +551,7 @@ where
         // a created row that later writes of this transaction may fold into its message
         if row.cqrs_is_sync_instance() {
             let previous = previous(row);
-            let message = message(row, SignalType::Save, previous.clone(), None)?;
+            let message = message(conn, row, SignalType::Save, previous.clone(), None)?;
             let outbox_id = conn.outbox_insert_one(&message)?;
             coalesce::remember(
                 scope,
@@ -577,11 +564,7 @@ where
         }
         return Ok(());
     }
-    let messages = rows
-        .iter()
-        .filter(|row| row.cqrs_is_sync_instance())
-        .map(|row| message(row, SignalType::Save, previous(row), None))
-        .collect::<Result<Vec<_>>>()?;
+    let messages = messages(conn, rows, SignalType::Save, |_, row| previous(row), None)?;
     outbox::enqueue(conn, &messages)?;
     Ok(())
 }
@@ -619,7 +602,14 @@ where
             M::db_update_fields(conn, row, columns, false, updated)?
         }
         .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
-        let body = message(&stored, SignalType::Save, pending.previous.clone(), None)?.body;
+        let body = message(
+            conn,
+            &stored,
+            SignalType::Save,
+            pending.previous.clone(),
+            None,
+        )?
+        .body;
         if conn.outbox_rewrite(pending.outbox_id, &body)? > 0 {
             return Ok(stored);
         }
@@ -657,7 +647,7 @@ where
         return Ok(row);
     }
     let previous = before.map(|b| changed_tracked(b, &row));
-    let message = message(&row, SignalType::Save, previous.clone(), None)?;
+    let message = message(conn, &row, SignalType::Save, previous.clone(), None)?;
     if let (true, Some(key)) = (bumped, key) {
         let outbox_id = conn.outbox_insert_one(&message)?;
         coalesce::remember(

@@ -79,6 +79,7 @@ pub(crate) struct Container {
     pub(crate) sync_filter: Option<syn::ExprPath>,
     pub(crate) tracked_fields: Option<(syn::Path, Tracked)>,
     pub(crate) serializer: Option<(syn::Path, syn::ExprPath)>,
+    pub(crate) relate: Option<(syn::Path, syn::ExprPath)>,
     pub(crate) meta_fn: Option<syn::ExprPath>,
     pub(crate) correlation_id: Option<syn::ExprPath>,
     pub(crate) delete_data: Option<syn::ExprPath>,
@@ -349,6 +350,12 @@ impl Container {
                 let path = parse_path_value(meta, &key)?;
                 if fresh {
                     self.serializer = Some((meta.path.clone(), path));
+                }
+            }
+            sym::RELATE => {
+                let path = parse_path_value(meta, &key)?;
+                if fresh {
+                    self.relate = Some((meta.path.clone(), path));
                 }
             }
             sym::CORRELATION_ID => {

@@ -94,6 +94,12 @@ fn check_master(cx: &Ctxt, model: &Model<'_>) {
     if let Some((_, Tracked::List(idents))) = &attrs.tracked_fields {
         check_field_list(cx, model, sym::TRACKED_FIELDS, idents);
     }
+    if let (Some((relate, _)), None) = (&attrs.relate, &attrs.serializer) {
+        cx.error_spanned_by(
+            relate,
+            "`relate` loads data for a custom serializer, and there is none\nhelp: add `serializer = path`, a function taking `(&Self, &Related)`",
+        );
+    }
     if let Some((serializer, _)) = &attrs.serializer {
         if attrs.fields.is_some() {
             cx.error_spanned_by(

@@ -16,6 +16,7 @@ pub(crate) const PRODUCE: &str = "produce";
 pub(crate) const SYNC_FILTER: &str = "sync_filter";
 pub(crate) const TRACKED_FIELDS: &str = "tracked_fields";
 pub(crate) const SERIALIZER: &str = "serializer";
+pub(crate) const RELATE: &str = "relate";
 pub(crate) const META: &str = "meta";
 pub(crate) const CORRELATION_ID: &str = "correlation_id";
 pub(crate) const DELETE_DATA: &str = "delete_data";
@@ -41,6 +42,7 @@ pub(crate) const MASTER_KEYS: &[&str] = &[
     SYNC_FILTER,
     TRACKED_FIELDS,
     SERIALIZER,
+    RELATE,
     META,
     CORRELATION_ID,
     DELETE_DATA,

@@ -202,6 +202,7 @@ macro_rules! core_scenarios {
             batch_with_savepoints: |replica| scenarios::batch_with_savepoints(&mut replica);
             end_to_end_in_memory: |master, replica| scenarios::end_to_end_in_memory(&mut master, &mut replica);
             one_message_per_transaction: |master, replica| scenarios::one_message_per_transaction(&mut master, &mut replica);
+            related_data: |master| scenarios::related_data(&mut master);
             batch_matches_sequential: |a, b| scenarios::batch_matches_sequential(&mut a, &mut b);
             revisions_never_restart: |master| ordering::revisions_never_restart(&mut master);
             revision_order_from_raw_messages: |a, b| ordering::revision_order_from_raw_messages(&mut a, &mut b);

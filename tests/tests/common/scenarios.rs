@@ -1360,3 +1360,119 @@ where
     let two = BookRef::db_get(replica, &2, false).unwrap().unwrap();
     assert_eq!((two.name.as_str(), two.cqrs_revision), ("b", 2));
 }
+
+/// Related data in a custom serializer (django-cqrs's `relate_cqrs_serialization` and
+/// `bulk_relate_cqrs_serialization`): the reviewed book's title, read through the connection
+/// in the write's transaction, one query per write and one per page of the bulk paths.
+pub fn related_data<C>(master: &mut C)
+where
+    C: Registered,
+    Book: MasterStore<C>,
+    Review: MasterStore<C>,
+{
+    let review = |id: i64, book_id: i32| Review {
+        review_id: id,
+        book_id,
+        stars: 4,
+        cqrs_revision: 0,
+        cqrs_updated: Utc::now().naive_utc(),
+    };
+    let titles = |out: &[(String, Value)]| -> Vec<(i64, Value)> {
+        out.iter()
+            .map(|(_, m)| {
+                (
+                    m["instance_pk"].as_i64().unwrap(),
+                    m["instance_data"]["book_title"].clone(),
+                )
+            })
+            .collect()
+    };
+    for (id, title) in [(1, "Solaris"), (2, "Eden"), (3, "Fiasco")] {
+        Book::new(id, title).cqrs_insert(master).unwrap();
+    }
+    clear_outbox(master);
+
+    // one write, one query; a book that does not exist is `null`
+    let queries = Review::title_queries();
+    review(1, 1).cqrs_insert(master).unwrap();
+    review(2, 99).cqrs_insert(master).unwrap();
+    assert_eq!(Review::title_queries() - queries, 2);
+    assert_eq!(
+        titles(&outbox(master)),
+        [(1, json!("Solaris")), (2, Value::Null)]
+    );
+    clear_outbox(master);
+
+    // a bulk insert of 5 rows: one query
+    let queries = Review::title_queries();
+    Review::cqrs_bulk_insert(master, (10..15).map(|i| review(i, 2)).collect()).unwrap();
+    assert_eq!(Review::title_queries() - queries, 1);
+    assert!(titles(&outbox(master)).iter().all(|(_, t)| t == "Eden"));
+    clear_outbox(master);
+
+    // the related rows as the transaction sees them: a rename earlier in it is in the message
+    cqrs_core::transaction(master, |conn| {
+        Book::cqrs_update(conn, &1, |b| b.title = "Solaris (2nd ed.)".into())?;
+        Review::cqrs_update(conn, &1, |r| r.stars = 5)?;
+        Review::cqrs_update(conn, &1, |r| r.stars = 3)?; // folds into the first message
+        Ok::<_, cqrs_core::Error>(())
+    })
+    .unwrap();
+    let out = outbox(master);
+    let reviews: Vec<_> = out.iter().filter(|(id, _)| id == "review").collect();
+    assert_eq!(reviews.len(), 1, "one message per row per transaction");
+    assert_eq!(
+        reviews[0].1["instance_data"]["book_title"],
+        "Solaris (2nd ed.)"
+    );
+    assert_eq!(reviews[0].1["instance_data"]["stars"], 3);
+    clear_outbox(master);
+
+    // a bulk update of 7 rows: one query
+    let queries = Review::title_queries();
+    let updated = Review::cqrs_bulk_update_filtered(master, Vec::new(), |r| r.stars = 1).unwrap();
+    assert_eq!((updated.len(), Review::title_queries() - queries), (7, 1));
+    assert_eq!(outbox(master).len(), 7);
+    clear_outbox(master);
+
+    // SYNC by pages of 3 over 7 rows: one query per page
+    let queries = Review::title_queries();
+    let sent = Review::cqrs_sync_where(master, &[], SyncTarget::Broadcast, 3, &mut |_| {}).unwrap();
+    assert_eq!((sent, Review::title_queries() - queries), (7, 3));
+    // selected rows: one query for them all
+    let queries = Review::title_queries();
+    let report =
+        Review::cqrs_sync_selected(master, &[1, 2, 10, 404], SyncTarget::Broadcast).unwrap();
+    assert_eq!(report.synced.len(), 3);
+    assert_eq!(Review::title_queries() - queries, 1);
+    clear_outbox(master);
+
+    // bulk-dump: one query per page, every row with its title
+    let ops = registry::master::<C>("review").unwrap().ops;
+    let queries = Review::title_queries();
+    let mut dumped = Vec::new();
+    ops.dump(master, 4, &mut |data| {
+        dumped.push(data?);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((dumped.len(), Review::title_queries() - queries), (7, 2));
+    assert_eq!(dumped[0]["book_title"], "Solaris (2nd ed.)");
+
+    // `relate` failing: the write rolls back with the error and its source; nothing is sent
+    let error = review(20, -1).cqrs_insert(master).unwrap_err();
+    assert!(
+        matches!(error, cqrs_core::Error::Relate { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .ends_with("Review: cannot load the related data of the rows"),
+        "{error}"
+    );
+    let source = std::error::Error::source(&error).unwrap().to_string();
+    assert!(source.contains("never negative"), "{source}");
+    assert!(Review::db_get(master, &20, false).unwrap().is_none());
+    assert!(outbox(master).is_empty());
+}

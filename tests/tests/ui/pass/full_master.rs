@@ -85,6 +85,40 @@ impl Event {
     }
 }
 
+/// A custom serializer with related data, one backend: `relate` takes its concrete
+/// connection and returns any error type.
+#[derive(CqrsMaster)]
+#[diesel(table_name = events, primary_key(event_id))]
+#[cqrs(
+    cqrs_id = "dated_event",
+    serializer = DatedEvent::json,
+    relate = DatedEvent::relate,
+    backends(sqlite)
+)]
+struct DatedEvent {
+    event_id: i64,
+    at: NaiveDateTime,
+    cqrs_revision: i32,
+    cqrs_updated: NaiveDateTime,
+}
+
+impl DatedEvent {
+    fn relate(
+        conn: &mut diesel::SqliteConnection,
+        rows: &[Self],
+    ) -> diesel::QueryResult<Vec<(i64, NaiveDateTime)>> {
+        use diesel::prelude::*;
+        let ids: Vec<i64> = rows.iter().map(|row| row.event_id).collect();
+        events::table
+            .select((events::event_id, events::at))
+            .filter(events::event_id.eq_any(ids))
+            .load(conn)
+    }
+    fn json(&self, related: &Vec<(i64, NaiveDateTime)>) -> Value {
+        json!({"id": self.event_id, "siblings": related.len()})
+    }
+}
+
 fn main() {
     assert_eq!(<Book as MasterModel>::TRACKED_FIELDS, ["title", "author"]);
     assert_eq!(<Event as MasterModel>::CQRS_ID, "event");
