@@ -31,7 +31,7 @@ use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
-use models::{BenchItem, BenchItemRef, LatencyItem, LatencyItemRef, item};
+use models::{BenchItem, BenchItemRef, LatencyItem, LatencyItemRef, RywItem, item};
 use report::{Latency, Report, Run};
 
 #[derive(Parser)]
@@ -1037,7 +1037,7 @@ async fn read_your_writes<C>(
 ) -> anyhow::Result<Latency>
 where
     C: cqrs_core::Registered + diesel::r2d2::R2D2Connection,
-    LatencyItem: MasterStore<C>,
+    RywItem: MasterStore<C>,
 {
     use cqrs_core::Written;
     use cqrs_core::split::ReadWrite;
@@ -1051,7 +1051,7 @@ where
     // before the consumer and the relay register their handles
     recorder::set(true);
     let consumer = cqrs_rabbit::Consumer::<C>::new(config.clone(), replica.as_str())
-        .only(vec!["bench_latency".to_owned()]);
+        .only(vec!["bench_ryw".to_owned()]);
     consumer.check().await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -1062,7 +1062,7 @@ where
         cqrs_rabbit::Relay::<C>::new(config, master.as_str()).run(until_stopped(stopped)),
     );
     let write = |db: &ReadWrite<C>, id: i32| -> anyhow::Result<Written> {
-        let row = LatencyItem {
+        let row = RywItem {
             id,
             payload: format!("{id:0>300}"),
             cqrs_revision: 0,

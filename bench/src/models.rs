@@ -38,6 +38,22 @@ pub mod schema {
         }
     }
     diesel::table! {
+        ryw_items (id) {
+            id -> Integer,
+            payload -> Text,
+            cqrs_revision -> Integer,
+            cqrs_updated -> Timestamp,
+        }
+    }
+    diesel::table! {
+        ryw_item_refs (id) {
+            id -> Integer,
+            payload -> Text,
+            cqrs_revision -> Integer,
+            cqrs_updated -> Timestamp,
+        }
+    }
+    diesel::table! {
         latency_item_refs (id) {
             id -> Integer,
             payload -> Text,
@@ -63,6 +79,8 @@ CREATE TABLE IF NOT EXISTS bench_items (id INTEGER PRIMARY KEY, title TEXT NOT N
 CREATE TABLE IF NOT EXISTS bench_item_refs (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE NOT NULL, version INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS latency_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS latency_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, applied_us BIGINT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ryw_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ryw_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS ideal_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE NOT NULL, version INTEGER NOT NULL, revision INTEGER NOT NULL);
 ";
 
@@ -71,6 +89,8 @@ CREATE TABLE IF NOT EXISTS bench_items (id INTEGER PRIMARY KEY, title TEXT NOT N
 CREATE TABLE IF NOT EXISTS bench_item_refs (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS latency_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS latency_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, applied_us BIGINT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ryw_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS ryw_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS ideal_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, revision INTEGER NOT NULL);
 ";
 
@@ -105,6 +125,29 @@ pub struct BenchItemRef {
 #[diesel(table_name = schema::latency_items)]
 #[cqrs(cqrs_id = "bench_latency")]
 pub struct LatencyItem {
+    pub id: i32,
+    pub payload: String,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
+/// The read-your-writes row: a service's own model, with the generated hooks on both sides
+/// (so the consumer applies its batches with multi-row statements, as it would in a service).
+#[derive(Debug, Clone, CqrsMaster)]
+#[diesel(table_name = schema::ryw_items)]
+#[cqrs(cqrs_id = "bench_ryw")]
+pub struct RywItem {
+    pub id: i32,
+    pub payload: String,
+    pub cqrs_revision: i32,
+    pub cqrs_updated: NaiveDateTime,
+}
+
+/// The replica of [`RywItem`].
+#[derive(Debug, Clone, CqrsReplica)]
+#[diesel(table_name = schema::ryw_item_refs)]
+#[cqrs(cqrs_id = "bench_ryw")]
+pub struct RywItemRef {
     pub id: i32,
     pub payload: String,
     pub cqrs_revision: i32,
