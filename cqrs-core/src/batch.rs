@@ -40,6 +40,9 @@ enum TxError {
     Message(ApplyError),
     /// The database is gone: undo everything.
     Abort(ApplyError),
+    /// The batch's only model failed as a group, applied without a savepoint: undo, then
+    /// apply the batch a savepoint per message.
+    Regroup,
 }
 
 impl From<diesel::result::Error> for TxError {
@@ -53,6 +56,7 @@ impl TxError {
         match self {
             Self::Db(source) => ApplyError::Transaction { source },
             Self::Message(error) | Self::Abort(error) => error,
+            Self::Regroup => ApplyError::Unprocessed,
         }
     }
 
@@ -124,7 +128,12 @@ pub fn apply_batch<C: CqrsConnection>(
         // dead-lettered like any other failure: only a lost database keeps it for later.
         return one_by_one(conn, items);
     }
-    let results = match together(conn, items) {
+    let results = match together(conn, items, true) {
+        // the savepoint a group needs when it may fail is paid only when it did fail
+        Err(TxError::Regroup) => together(conn, items, false),
+        result => result,
+    };
+    let results = match results {
         Err(TxError::Db(error)) if classify_diesel(&error) != ErrorClass::Unavailable => {
             // The transaction as a whole failed, at COMMIT (a deferred constraint, a
             // serialization failure) or at BEGIN: retrying it could fail forever. Each message
@@ -164,21 +173,40 @@ fn one_by_one<C: CqrsConnection>(
     Ok(results)
 }
 
-/// The batch in one transaction, a savepoint per message.
+/// The batch in one transaction: each model's messages as a group (`group`, for a model with
+/// the generated hooks; in a savepoint unless it is the batch's only model, whose failure
+/// then asks for [`TxError::Regroup`]), or a savepoint per message.
 fn together<C: CqrsConnection>(
     conn: &mut C,
     items: &[BatchItem<'_, C>],
+    group: bool,
 ) -> Result<Vec<Result<Outcome, ApplyError>>, TxError> {
     conn.cqrs_transaction(|conn| {
         conn.lock_rows(&lock_keys(items.iter().map(|item| item.message)))?;
         let mut results: Vec<Option<Result<Outcome, ApplyError>>> =
             items.iter().map(|_| None).collect();
-        for (ops, indexes) in groups(items) {
-            if indexes.len() > 1 && ops.batchable() {
+        let groups = groups(items);
+        let sole = groups.len() == 1;
+        for (ops, indexes) in groups {
+            if group && indexes.len() > 1 && ops.batchable() {
                 let messages: Vec<(&Message, bool)> = indexes
                     .iter()
                     .map(|i| (items[*i].message, items[*i].direct))
                     .collect();
+                if sole {
+                    // the whole transaction is this group: no savepoint (two round trips)
+                    let group = ops.apply_many(conn, &messages).map_err(|error| {
+                        if error.is_unavailable() {
+                            TxError::Abort(error)
+                        } else {
+                            TxError::Regroup
+                        }
+                    })?;
+                    for (index, result) in indexes.iter().zip(group) {
+                        results[*index] = Some(result);
+                    }
+                    continue;
+                }
                 match conn.cqrs_transaction(|conn| {
                     ops.apply_many(conn, &messages).map_err(TxError::of_message)
                 }) {
@@ -195,7 +223,7 @@ fn together<C: CqrsConnection>(
                         return Err(TxError::Db(error));
                     }
                     // Rolled back to the savepoint: apply this model's messages one by one.
-                    Err(TxError::Message(_) | TxError::Db(_)) => {}
+                    Err(TxError::Message(_) | TxError::Db(_) | TxError::Regroup) => {}
                 }
             }
             for index in indexes {

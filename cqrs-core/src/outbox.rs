@@ -36,6 +36,16 @@ impl OutboxWaker {
     pub async fn wait(&mut self) {
         self.0.wait().await;
     }
+
+    /// Takes the wakes so far as answered: call it right before a look at the outbox. A
+    /// write's wake comes after its commit, so that look sees its messages, and a later
+    /// [`OutboxWaker::wait`] waits for a newer write instead of causing an empty look. (A
+    /// write inside a caller's transaction wakes before its commit: if that wake is taken
+    /// here, the relay's poll, or PostgreSQL's notification at the commit, finds the
+    /// message.)
+    pub fn covered(&mut self) {
+        self.0.mark_seen();
+    }
 }
 
 impl Default for OutboxWaker {

@@ -39,4 +39,10 @@ impl Subscription {
         // The sender lives in a static and is never dropped, so `changed` cannot fail.
         let _ = self.0.changed().await;
     }
+
+    /// Takes the notifications so far as seen: [`Subscription::wait`] then waits for a later
+    /// one.
+    pub(crate) fn mark_seen(&mut self) {
+        let _ = self.0.borrow_and_update();
+    }
 }

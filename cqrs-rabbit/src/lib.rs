@@ -44,6 +44,7 @@ mod consumer;
 mod error;
 mod events;
 mod linger;
+mod notices;
 #[cfg(feature = "postgres")]
 mod pg_listen;
 mod publisher;

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
 
 use crate::backoff::Backoff;
+use crate::notices::Notices;
 
-/// Listens until the task is aborted, reconnecting with backoff; each notification wakes
-/// `notified`.
-pub(crate) async fn listen(url: String, notified: Arc<Notify>) {
+/// Listens until the task is aborted, reconnecting with backoff; each notification goes to
+/// `notices` (which wakes the relay).
+pub(crate) async fn listen(url: String, notices: Arc<Notices>) {
     let mut backoff = Backoff::default();
     loop {
         match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
@@ -31,11 +31,14 @@ pub(crate) async fn listen(url: String, notified: Arc<Notify>) {
                                 break;
                             }
                             listening = true;
+                            notices.set_listening(true);
+                            // what was committed while nobody listened: one look
+                            notices.received("");
                             backoff.reset();
                             tracing::debug!("relay: listening for outbox notifications");
                         }
                         message = messages.next() => match message {
-                            Some(Ok(AsyncMessage::Notification(_))) => notified.notify_one(),
+                            Some(Ok(AsyncMessage::Notification(n))) => notices.received(n.payload()),
                             Some(Ok(_)) => {}
                             Some(Err(error)) => {
                                 tracing::warn!(%error, "relay: notification connection lost");
@@ -48,6 +51,10 @@ pub(crate) async fn listen(url: String, notified: Arc<Notify>) {
             }
             Err(error) => tracing::warn!(%error, "relay: cannot LISTEN; polling until it can"),
         }
+        // a commit may go unannounced until the LISTEN is back: the relay takes this
+        // process's wakes again (and looks once, in case it missed one)
+        notices.set_listening(false);
+        notices.received("");
         backoff.wait().await;
     }
 }

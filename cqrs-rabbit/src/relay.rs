@@ -9,20 +9,19 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cqrs_core::db::{CqrsConnection, OutboxRecord, OutboxStats};
-use cqrs_core::outbox::{OutboxWaker, RelayedBatch, relay_batch};
-use lapin::Channel;
-use tokio::sync::Notify;
-
 use crate::backoff::Backoff;
 use crate::broker::{self, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::linger;
+use crate::notices::{Notices, Taken};
 use crate::relay_lock;
 use crate::telemetry::{Cause, Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
+use cqrs_core::db::{CqrsConnection, OutboxRecord, OutboxStats};
+use cqrs_core::outbox::{OutboxWaker, RelayedBatch, relay_batch};
+use lapin::Channel;
 
 /// How long a starting relay waits for the SQLite relay lock before it fails.
 const LOCK_PATIENCE: Duration = Duration::from_secs(5);
@@ -48,6 +47,8 @@ pub struct Relay<C> {
     unroutable: Arc<UnroutablePolicy>,
     /// The event exchanges declared on the current channel.
     declared: Arc<Mutex<HashSet<String>>>,
+    /// The ids of the messages taken lately (a notification of one of them is no news).
+    taken: Arc<Taken>,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -62,6 +63,7 @@ impl<C: CqrsConnection> Relay<C> {
             health: Health::new(),
             stats_read: Arc::default(),
             declared: Arc::default(),
+            taken: Arc::default(),
             _connection: PhantomData,
         }
     }
@@ -131,8 +133,8 @@ impl<C: CqrsConnection> Relay<C> {
         // which a tool's one-shot relay lets go)
         let _lock = relay_lock::acquire_within::<C>(&self.database_url, LOCK_PATIENCE).await?;
         tokio::pin!(shutdown);
-        let notified = Arc::new(Notify::new());
-        let listener = self.spawn_listener(Arc::clone(&notified));
+        let notices = Arc::new(Notices::default());
+        let listener = self.spawn_listener(Arc::clone(&notices));
         let mut waker = OutboxWaker::new();
         let mut backoff = Backoff::default();
         let mut db: Option<C> = None;
@@ -144,7 +146,7 @@ impl<C: CqrsConnection> Relay<C> {
         let mut arrivals = linger::ArrivalRate::default();
         let health = self.health.register("relay");
         tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
-        let result = loop {
+        let result = 'relay: loop {
             if broker_conn
                 .as_ref()
                 .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
@@ -156,7 +158,7 @@ impl<C: CqrsConnection> Relay<C> {
                     self.metrics.reconnect(Cause::Broker);
                 }
                 let connected = tokio::select! {
-                    () = &mut shutdown => break Ok(()),
+                    () = &mut shutdown => break 'relay Ok(()),
                     c = self.open_channel() => c,
                 };
                 match connected {
@@ -169,7 +171,7 @@ impl<C: CqrsConnection> Relay<C> {
                         tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: broker unavailable");
                         self.metrics.reconnect(Cause::Broker);
                         tokio::select! {
-                            () = &mut shutdown => break Ok(()),
+                            () = &mut shutdown => break 'relay Ok(()),
                             () = backoff.wait() => continue,
                         }
                     }
@@ -188,11 +190,13 @@ impl<C: CqrsConnection> Relay<C> {
                         health.database(false);
                         tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database unavailable");
                         tokio::select! {
-                            () = &mut shutdown => break Ok(()),
+                            () = &mut shutdown => break 'relay Ok(()),
                             () = backoff.wait() => continue,
                         }
                     }
-                    Err(join) => break Err(Error::task("the relay's database connection")(join)),
+                    Err(join) => {
+                        break 'relay Err(Error::task("the relay's database connection")(join));
+                    }
                 }
             };
             let Some((_, channel)) = broker_conn.as_ref() else {
@@ -200,11 +204,17 @@ impl<C: CqrsConnection> Relay<C> {
             };
             let cycle = tokio::time::Instant::now();
             let since_previous = previous_cycle.take().map(|p| cycle - p);
+            // this look answers every wake of this process so far
+            waker.covered();
             let (conn, result, stats) = match self.batch(conn, channel).await {
                 Ok(done) => done,
-                Err(join) => break Err(join),
+                Err(join) => break 'relay Err(join),
             };
             db = Some(conn);
+            tracing::trace!(fetched = ?result.as_ref().map(|b| b.fetched).ok(), "relay: looked at the outbox");
+            self.metrics
+                .looks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(stats) = stats {
                 health.outbox_age(stats.oldest_due_micros);
             }
@@ -226,25 +236,48 @@ impl<C: CqrsConnection> Relay<C> {
                         arrivals.observe(batch.fetched, since_previous);
                         if arrivals.pays(self.config.relay_linger, C::RELAY_LINGER_FROM) {
                             tokio::select! {
-                                () = &mut shutdown => break Ok(()),
+                                () = &mut shutdown => break 'relay Ok(()),
                                 () = tokio::time::sleep_until(cycle + self.config.relay_linger) => {}
                             }
+                            continue;
                         }
-                        continue;
+                        // Everything due was taken. A write that committed meanwhile has left
+                        // a wake (this process's or its notification): wait for it.
                     }
-                    // Woken before the writer committed? Look again shortly, a few times.
-                    let wait = if early_wakes > 0 && early_wakes < 6 {
+                    // Woken before the writer committed (a write inside a caller's
+                    // transaction wakes at once)? Look again shortly, a few times, unless
+                    // the database announces every commit anyway.
+                    let wait = if batch.fetched == 0
+                        && early_wakes > 0
+                        && early_wakes < 6
+                        && !notices.listening()
+                    {
                         early_wakes += 1;
                         Duration::from_millis(2 << early_wakes).min(poll)
                     } else {
                         early_wakes = 0;
                         poll
                     };
-                    tokio::select! {
-                        () = &mut shutdown => break Ok(()),
-                        () = waker.wait() => early_wakes = early_wakes.max(1),
-                        () = notified.notified() => {}
-                        () = tokio::time::sleep(wait) => {}
+                    let until = tokio::time::Instant::now() + wait;
+                    // While PostgreSQL announces every commit (this process's too, with the
+                    // message's id), this process's own wake is left aside: it comes at the
+                    // same time, and which of the two came second would cost an empty look.
+                    let announced = notices.listening();
+                    loop {
+                        tokio::select! {
+                            () = &mut shutdown => break 'relay Ok(()),
+                            () = waker.wait(), if !announced => {
+                                tracing::trace!("relay: woken by a write of this process");
+                                early_wakes = early_wakes.max(1);
+                                break;
+                            }
+                            // announced messages this relay took already need no look
+                            () = notices.notified() => if notices.news(&self.taken) {
+                                tracing::trace!("relay: woken by a notification");
+                                break;
+                            },
+                            () = tokio::time::sleep_until(until) => break,
+                        }
                     }
                 }
                 Err(error) if error.is_broker() => {
@@ -253,7 +286,7 @@ impl<C: CqrsConnection> Relay<C> {
                     health.broker(false);
                     self.metrics.reconnect(Cause::Broker);
                     tokio::select! {
-                        () = &mut shutdown => break Ok(()),
+                        () = &mut shutdown => break 'relay Ok(()),
                         () = backoff.wait() => {}
                     }
                 }
@@ -263,7 +296,7 @@ impl<C: CqrsConnection> Relay<C> {
                     health.database(false);
                     self.metrics.reconnect(Cause::Database);
                     tokio::select! {
-                        () = &mut shutdown => break Ok(()),
+                        () = &mut shutdown => break 'relay Ok(()),
                         () = backoff.wait() => {}
                     }
                 }
@@ -309,11 +342,13 @@ impl<C: CqrsConnection> Relay<C> {
         let metrics = Arc::clone(&self.metrics);
         let unroutable = Arc::clone(&self.unroutable);
         let stats_read = Arc::clone(&self.stats_read);
+        let taken = Arc::clone(&self.taken);
         tokio::task::spawn_blocking(move || {
             let mut declared = declared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let result = relay_batch(&mut conn, limit, |records| {
+                taken.record(records.iter().map(|record| record.id));
                 handle.block_on(publish_records(
                     &channel,
                     &config,
@@ -323,6 +358,10 @@ impl<C: CqrsConnection> Relay<C> {
                     &unroutable,
                 ))
             });
+            if result.is_err() {
+                // rolled back: the messages are in the outbox again
+                taken.clear();
+            }
             let stats = read_stats(&mut conn, &stats_read, &metrics);
             (conn, result, stats)
         })
@@ -331,7 +370,7 @@ impl<C: CqrsConnection> Relay<C> {
     }
 
     #[cfg(feature = "postgres")]
-    fn spawn_listener(&self, notified: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
+    fn spawn_listener(&self, notices: Arc<Notices>) -> Option<tokio::task::JoinHandle<()>> {
         if !cqrs_core::db::Backend::of_url(&self.database_url)
             .is_ok_and(cqrs_core::db::Backend::is_postgres)
         {
@@ -339,13 +378,13 @@ impl<C: CqrsConnection> Relay<C> {
         }
         Some(tokio::spawn(crate::pg_listen::listen(
             self.database_url.clone(),
-            notified,
+            notices,
         )))
     }
 
     #[cfg(not(feature = "postgres"))]
     #[allow(clippy::unused_self, reason = "the postgres variant uses it")]
-    fn spawn_listener(&self, _notified: Arc<Notify>) -> Option<tokio::task::JoinHandle<()>> {
+    fn spawn_listener(&self, _notices: Arc<Notices>) -> Option<tokio::task::JoinHandle<()>> {
         None
     }
 }

@@ -34,15 +34,28 @@ ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS not_before BIGINT;
 ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS tags TEXT;
 ",
     tombstones_ddl!(),
+    // Once per transaction (a transaction-local setting remembers it), with the last id of
+    // the transaction's first statement: a relay that took that message has taken what the
+    // transaction wrote (they become visible together; it takes them in id order) and skips
+    // the notification (`cqrs_rabbit`'s `notices`).
     "CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    last_id BIGINT;
 BEGIN
-    PERFORM pg_notify('",
+    IF coalesce(current_setting('cqrs.outbox_notified', true), '') = '' THEN
+        SELECT max(id) INTO last_id FROM cqrs_outbox_new;
+        IF last_id IS NOT NULL THEN
+            PERFORM set_config('cqrs.outbox_notified', 'yes', true);
+            PERFORM pg_notify('",
     notify_channel!(),
-    "', '');
+    "', last_id::text);
+        END IF;
+    END IF;
     RETURN NULL;
 END
 $$;
 CREATE OR REPLACE TRIGGER cqrs_outbox_notify AFTER INSERT ON cqrs_outbox
+    REFERENCING NEW TABLE AS cqrs_outbox_new
     FOR EACH STATEMENT EXECUTE FUNCTION cqrs_outbox_notify();
 "
 );

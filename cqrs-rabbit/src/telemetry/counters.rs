@@ -29,6 +29,8 @@ pub struct RelayMetrics {
     pub reconnects: AtomicU64,
     /// Outbox batches published.
     pub batches: AtomicU64,
+    /// Looks at the outbox, the empty ones included (a database transaction each).
+    pub looks: AtomicU64,
     /// The publish-to-confirm histogram, registered once (recorded per message).
     confirm: std::sync::OnceLock<Histogram>,
 }

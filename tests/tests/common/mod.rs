@@ -55,6 +55,25 @@ pub fn pg_schema_url() -> String {
     format!("{base}{sep}options=-csearch_path%3D{schema}")
 }
 
+/// A URL of a fresh, empty database on the test server: for what is database-wide, such as
+/// the outbox's `NOTIFY` channel, which tests in schemas of one database would share.
+#[allow(dead_code, reason = "not every test binary uses it")]
+pub fn pg_database_url() -> String {
+    let base = pg_base_url().expect("DATABASE_URL_PG is not set: run scripts/test");
+    let name = unique("db");
+    let mut admin = <PgConnection as diesel::Connection>::establish(&base).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (head, query) = base
+        .split_once('?')
+        .map_or((base.as_str(), String::new()), |(h, q)| {
+            (h, format!("?{q}"))
+        });
+    let server = head.rsplit_once('/').map_or(head, |(server, _)| server);
+    format!("{server}/{name}{query}")
+}
+
 /// A fresh schema with the framework's and the models' tables.
 pub fn pg() -> PgConnection {
     let mut conn = PgConnection::cqrs_connect(&pg_schema_url()).unwrap();
