@@ -31,6 +31,10 @@ pub(crate) struct Notices {
 
 impl Notices {
     /// Records a notification (its payload) and wakes the relay.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        allow(dead_code, reason = "only the PostgreSQL listener notifies")
+    )]
     pub(crate) fn received(&self, payload: &str) {
         {
             let mut pending = lock(&self.pending);
@@ -43,6 +47,10 @@ impl Notices {
     }
 
     /// Whether the `LISTEN` is in place.
+    #[cfg_attr(
+        not(feature = "postgres"),
+        allow(dead_code, reason = "only the PostgreSQL listener listens")
+    )]
     pub(crate) fn set_listening(&self, listening: bool) {
         self.listening.store(listening, Ordering::Relaxed);
     }
