@@ -232,22 +232,12 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         ..
     } = store;
     let latest = emit::latest_update(store);
-    let set: Vec<_> = model
-        .fields
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != model.pk && *i != model.revision && *i != model.updated)
-        .map(|(i, f)| {
-            let col = emit::column(model, i);
-            let field = f.ident;
-            quote!(#col.eq(&row.#field))
-        })
-        .collect();
     let backend = quote!(<#conn as #private::diesel::Connection>::Backend);
     let boxed = quote!(#krate::filter::BoxedFilter<#table::table, #backend>);
     let lock = store.locked(&quote!(first(conn)));
     let lookup = emit::lookup_fn(model, store, &boxed);
-    // a partial save: each writable column only when named (diesel skips a `None` changeset)
+    // the writable columns (all but the key and the bookkeeping): a full save sets each, a
+    // partial save each only when named (diesel skips a `None` changeset)
     let writable: Vec<(String, TokenStream)> = model
         .fields
         .iter()
@@ -256,14 +246,18 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         .map(|(i, f)| {
             let col = emit::column(model, i);
             let field = f.ident;
-            let name = crate::internals::ast::unraw(field);
-            let set = quote!(fields.contains(&#name).then(|| #col.eq(&row.#field)));
-            (name, set)
+            (
+                crate::internals::ast::unraw(field),
+                quote!(#col.eq(&row.#field)),
+            )
         })
         .collect();
+    let set: Vec<&TokenStream> = writable.iter().map(|(_, set)| set).collect();
     let writable_names = writable.iter().map(|(name, _)| name);
+    let partial_set = writable
+        .iter()
+        .map(|(name, set)| quote!(fields.contains(&#name).then(|| #set)));
     let instance_data = instance_data_fn(model, store);
-    let partial_set = writable.iter().map(|(_, set)| set);
 
     quote! {
         #[automatically_derived]

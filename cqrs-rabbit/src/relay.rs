@@ -247,11 +247,7 @@ impl<C: CqrsConnection> Relay<C> {
                     // Woken before the writer committed (a write inside a caller's
                     // transaction wakes at once)? Look again shortly, a few times, unless
                     // the database announces every commit anyway.
-                    let wait = if batch.fetched == 0
-                        && early_wakes > 0
-                        && early_wakes < 6
-                        && !notices.listening()
-                    {
+                    let wait = if early_wakes > 0 && early_wakes < 6 && !notices.listening() {
                         early_wakes += 1;
                         Duration::from_millis(2 << early_wakes).min(poll)
                     } else {
