@@ -59,7 +59,7 @@ pub async fn publish_all(
 }
 
 /// Declares a durable queue bound to `routing_key` on `exchange`.
-async fn declare(
+pub async fn declare(
     channel: &lapin::Channel,
     exchange: &str,
     queue: &str,
@@ -251,7 +251,11 @@ pub async fn consume(
     {
         println!(
             "{}",
-            serde_json::json!({"done_us": chrono::Utc::now().timestamp_micros(), "rss_kb": crate::peak_rss_kb(std::process::id())})
+            serde_json::json!({
+                "done_us": chrono::Utc::now().timestamp_micros(),
+                "rss_kb": crate::proc::peak_rss_kb(std::process::id()),
+                "cpu_s": crate::proc::cpu_seconds(std::process::id()),
+            })
         );
     }
     conn.close(200, "done".into()).await?;

@@ -14,8 +14,9 @@ use diesel::query_builder::InsertStatement;
 use diesel::query_dsl::methods::ExecuteDsl;
 use serde::{Deserialize, Serialize};
 
+use crate::proc::group_peak_rss_kb;
 use crate::report::EventRun;
-use crate::{Aggregate, Child2, Env, group_peak_rss_kb, spawn, wait_consumer};
+use crate::{Aggregate, Child2, Env, spawn, wait_consumer};
 
 /// The aggregate (exchange) and event type (routing key) of the workload, on both sides.
 const AGGREGATE: &str = "bench_order";

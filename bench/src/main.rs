@@ -16,7 +16,10 @@
 
 mod baseline;
 mod events;
+mod handwritten;
 mod models;
+mod proc;
+mod producer;
 mod recorder;
 mod report;
 
@@ -32,6 +35,7 @@ use cqrs_core::prelude::*;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 use models::{BenchItem, BenchItemRef, LatencyItem, LatencyItemRef, RywItem, item};
+use producer::Pipeline;
 use report::{Latency, Report, Run};
 
 #[derive(Parser)]
@@ -104,6 +108,9 @@ enum Cmd {
         #[arg(long, default_value_t = 20000)]
         rows: i32,
     },
+    /// (internal) the master's side of a run: its writes and its relay, in their own process.
+    #[command(hide = true)]
+    Producer(producer::Args),
     #[command(flatten)]
     Cqrs(cqrs_rabbit::cli::Command),
 }
@@ -112,6 +119,13 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Cqrs(command) => cqrs_rabbit::cli::execute(command, &cli.global, "bench.sqlite3"),
+        Cmd::Producer(args) => match producer::run(&args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("producer: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Cmd::Baseline {
             exchange,
             queue,
@@ -177,61 +191,6 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Peak resident memory of a process (VmHWM), in kB.
-pub fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (USER_HZ is 100
-/// on Linux).
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // the fields after the command name, which may hold spaces: state is the 3rd field
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15; `rest` starts at field 3
-    (ticks(11) + ticks(12)) as f64 / 100.0
-}
-
-/// Peak resident memory of every process of a group (django-cqrs's consumer forks).
-fn group_peak_rss_kb(pgid: u32) -> u64 {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .and_then(|rest| rest.split_whitespace().nth(2).map(str::to_owned))
-                })
-                .is_some_and(|group| group == pgid.to_string())
-        })
-        .map(peak_rss_kb)
-        .sum()
-}
-
 struct Sizes {
     rows: i32,
     django_rows: i32,
@@ -242,6 +201,8 @@ struct Sizes {
     configs: Vec<(usize, usize)>,
     /// Alternated runs with metrics off and on.
     metrics_pairs: usize,
+    /// Rows of the runs on PostgreSQL with fsync on.
+    durable_rows: i32,
 }
 
 fn sizes(mode: Mode) -> Sizes {
@@ -255,6 +216,7 @@ fn sizes(mode: Mode) -> Sizes {
             latency_secs: 1,
             configs: vec![(1, 1), (500, 2)],
             metrics_pairs: 1,
+            durable_rows: 100,
         },
         Mode::Quick => Sizes {
             rows: 5000,
@@ -265,6 +227,7 @@ fn sizes(mode: Mode) -> Sizes {
             latency_secs: 3,
             configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
             metrics_pairs: 7,
+            durable_rows: 2000,
         },
         Mode::Full => Sizes {
             rows: 20000,
@@ -275,6 +238,7 @@ fn sizes(mode: Mode) -> Sizes {
             latency_secs: 10,
             configs: vec![(1, 1), (1, 2), (500, 1), (500, 2)],
             metrics_pairs: 7,
+            durable_rows: 5000,
         },
     }
 }
@@ -287,9 +251,22 @@ struct Env {
     bin: PathBuf,
     tmp: PathBuf,
     counter: std::cell::Cell<u32>,
+    /// RabbitMQ and the PostgreSQL server, whose CPU a run charges to itself.
+    servers: proc::Servers,
+    /// `pg` is a server with PostgreSQL's defaults (`fsync=on`, `synchronous_commit=on`).
+    durable: bool,
 }
 
 impl Env {
+    /// How a run on `backend` is labelled: `postgres, fsync on` on the durable server.
+    fn label(&self, backend: Backend) -> String {
+        if self.durable && backend.is_postgres() {
+            "postgres, fsync on".to_owned()
+        } else {
+            backend.name().to_owned()
+        }
+    }
+
     fn name(&self, what: &str) -> String {
         self.counter.set(self.counter.get() + 1);
         format!("bench_{what}_{}_{}", std::process::id(), self.counter.get())
@@ -338,19 +315,36 @@ fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::
     let tmp = out.join("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let env = Env {
-        amqp: std::env::var("AMQP_ADDR").context("AMQP_ADDR is not set (scripts/bench sets it)")?,
-        pg: std::env::var("BENCH_PG_URL").ok(),
-        python: std::env::var("BENCH_PYTHON").ok(),
-        django_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("django"),
-        bin: std::env::current_exe()?,
-        tmp,
-        counter: std::cell::Cell::new(0),
+    let var = |name: &str| std::env::var(name).ok();
+    let env_on = |pg: Option<String>, pg_pid_file: Option<String>, durable: bool| {
+        Ok::<_, anyhow::Error>(Env {
+            amqp: std::env::var("AMQP_ADDR")
+                .context("AMQP_ADDR is not set (scripts/bench sets it)")?,
+            pg,
+            python: var("BENCH_PYTHON"),
+            django_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("django"),
+            bin: std::env::current_exe()?,
+            tmp: tmp.clone(),
+            counter: std::cell::Cell::new(0),
+            servers: proc::Servers::new(
+                var("BENCH_RABBIT_PID_FILE").as_deref(),
+                pg_pid_file.as_deref(),
+            ),
+            durable,
+        })
     };
+    let env = env_on(var("BENCH_PG_URL"), var("BENCH_PG_PID_FILE"), false)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut report = Report::new(mode_name(mode), sizes.rows, sizes.django_rows);
     if parts.contains(&Part::Rows) {
         rows(&env, &runtime, &sizes, backends, &mut report)?;
+        // the production-like figure: a PostgreSQL server with its defaults
+        if let Some(url) = var("BENCH_PG_DURABLE_URL")
+            && backends.contains(&Backend::Postgres)
+        {
+            let durable = env_on(Some(url), var("BENCH_PG_DURABLE_PID_FILE"), true)?;
+            durable_rows(&durable, &runtime, &sizes, &mut report)?;
+        }
     }
     if parts.contains(&Part::Latency) {
         latencies(&env, &runtime, &sizes, backends, &mut report)?;
@@ -389,21 +383,24 @@ fn rows(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     for &backend in backends {
-        eprintln!("== {backend}: master writes and the messages they produce");
-        let (messages, write_rate) = master_messages(env, backend, sizes.rows)?;
-        report
-            .master_write
-            .insert(backend.name().to_owned(), write_rate);
+        eprintln!("== {backend}: the messages the workload produces");
+        let messages = master_messages(env, backend, sizes.rows)?;
         let body_bytes =
             messages.iter().map(|(_, b)| b.len()).sum::<usize>() / messages.len().max(1);
         report.message_bytes = body_bytes;
         eprintln!(
-            "   {} messages of {} bytes on average; master {:.0} writes/s (each its own transaction, outbox included)",
+            "   {} messages of {} bytes on average",
             messages.len(),
-            body_bytes,
-            write_rate
+            body_bytes
         );
         for repeat in 0..sizes.repeats {
+            master_alone_rates(env, runtime, backend, sizes.rows, report)?;
+            eprintln!("== {backend}: hand-written peers (run {})", repeat + 1);
+            for pipeline in [Pipeline::Dual, Pipeline::Outbox] {
+                report
+                    .runs
+                    .push(runtime.block_on(hand_run(env, backend, pipeline, sizes.rows))?);
+            }
             eprintln!("== {backend}: baselines (run {})", repeat + 1);
             report
                 .runs
@@ -480,6 +477,47 @@ fn rows(
                     .runs
                     .push(runtime.block_on(django_run(env, backend, sizes.django_rows))?);
             }
+        }
+    }
+    Ok(())
+}
+
+/// One row per pipeline on a PostgreSQL server with its defaults (`fsync=on`,
+/// `synchronous_commit=on`, `full_page_writes=on`): every commit waits for the disk, so the
+/// runs are smaller (`Sizes::durable_rows`).
+fn durable_rows(
+    env: &Env,
+    runtime: &tokio::runtime::Runtime,
+    sizes: &Sizes,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let backend = Backend::Postgres;
+    let rows = sizes.durable_rows;
+    let messages = master_messages(env, backend, rows)?;
+    for repeat in 0..sizes.repeats {
+        master_alone_rates(env, runtime, backend, rows, report)?;
+        eprintln!(
+            "== {}: the pipelines, {rows} rows (run {})",
+            env.label(backend),
+            repeat + 1
+        );
+        report.runs.push(runtime.block_on(baseline_run(
+            env,
+            backend,
+            "ideal",
+            Some(500),
+            &messages,
+            500,
+        ))?);
+        for pipeline in [Pipeline::Dual, Pipeline::Outbox] {
+            report
+                .runs
+                .push(runtime.block_on(hand_run(env, backend, pipeline, rows))?);
+        }
+        for extra in [Extra::None, Extra::Drain] {
+            report
+                .runs
+                .push(runtime.block_on(ours_on(env, backend, rows, 500, 1, extra))?);
         }
     }
     Ok(())
@@ -577,34 +615,28 @@ fn expected_rows(rows: i32) -> i64 {
 /// Routing key and body of each message, in outbox order.
 type Messages = Vec<(String, String)>;
 
-/// The workload's outcome on a scratch master: writes, elapsed time, messages.
-type Scratch = (usize, Duration, Messages);
-
-/// Runs the workload on a scratch master; returns the outbox's messages and the write rate.
-fn master_messages(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<(Messages, f64)> {
+/// Runs the workload on a scratch master; returns the outbox's messages (what the baselines
+/// publish).
+fn master_messages(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Messages> {
     let url = env.database(backend, &env.name("scratch"))?;
-    let (writes, elapsed, messages) = if backend.is_postgres() {
-        scratch::<PgConnection>(&url, rows)?
+    if backend.is_postgres() {
+        scratch::<PgConnection>(&url, rows)
     } else {
-        scratch::<SqliteConnection>(&url, rows)?
-    };
-    Ok((messages, writes as f64 / elapsed.as_secs_f64()))
+        scratch::<SqliteConnection>(&url, rows)
+    }
 }
 
-fn scratch<C: CqrsConnection>(url: &str, rows: i32) -> anyhow::Result<Scratch>
+fn scratch<C: CqrsConnection>(url: &str, rows: i32) -> anyhow::Result<Messages>
 where
     BenchItem: MasterStore<C>,
 {
     let mut conn = C::cqrs_connect(url)?;
-    let start = Instant::now();
-    let writes = workload(&mut conn, rows)?;
-    let elapsed = start.elapsed();
-    let messages = conn
+    workload(&mut conn, rows)?;
+    Ok(conn
         .outbox_fetch(i64::MAX)?
         .into_iter()
         .map(|r| (r.routing_key, r.body))
-        .collect();
-    Ok((writes, elapsed, messages))
+        .collect())
 }
 
 pub struct Child2(Child);
@@ -651,6 +683,282 @@ async fn wait_consumer(amqp: &str, queue: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A `cqrs-bench producer` child and the JSON lines it prints.
+struct ProducerChild {
+    child: Child2,
+    lines: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    /// A line read while waiting for another.
+    seen: Vec<serde_json::Value>,
+}
+
+/// How a producer runs besides its pipeline.
+#[derive(Debug, Clone, Copy, Default)]
+struct ProducerMode {
+    alone: bool,
+    drain: bool,
+    metrics: bool,
+}
+
+impl ProducerChild {
+    fn spawn(
+        env: &Env,
+        pipeline: Pipeline,
+        db: &str,
+        rows: i32,
+        exchange: &str,
+        mode: ProducerMode,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(&env.bin);
+        cmd.args([
+            "producer",
+            "--pipeline",
+            pipeline.name(),
+            "--db",
+            db,
+            "--rows",
+            &rows.to_string(),
+            "--exchange",
+            exchange,
+        ])
+        .env("AMQP_ADDR", &env.amqp)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped());
+        for (on, flag) in [
+            (mode.alone, "--alone"),
+            (mode.drain, "--drain"),
+            (mode.metrics, "--metrics"),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
+        }
+        let mut child = spawn(cmd)?;
+        let stdout = child.0.stdout.take().context("the producer's stdout")?;
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str(&line)
+                    && tx.send(value).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        })
+    }
+
+    /// The line with `key`, waiting for it (10 minutes at most).
+    async fn line(&mut self, key: &str) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_mins(10);
+        loop {
+            if let Some(at) = self.seen.iter().position(|l| l.get(key).is_some()) {
+                return Ok(self.seen.remove(at));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                Ok(None) => bail!("the producer ended before it said {key}"),
+                Err(_) => bail!("the producer did not say {key} in 10 minutes"),
+            }
+        }
+    }
+
+    /// The line with `key` if it came already.
+    fn try_line(&mut self, key: &str) -> Option<serde_json::Value> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        let at = self.seen.iter().position(|l| l.get(key).is_some())?;
+        Some(self.seen.remove(at))
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        proc::cpu_seconds(self.child.0.id())
+    }
+}
+
+/// A producer's clock start: (wall clock in microseconds, its CPU seconds then).
+fn started(line: &serde_json::Value) -> (i64, f64) {
+    (
+        line["start_us"].as_i64().unwrap_or_default(),
+        line["cpu_s"].as_f64().unwrap_or_default(),
+    )
+}
+
+/// The master's writes alone (no relay, no consumer), for each writer: plain diesel, the
+/// framework (outbox included), the hand-written outbox and the hand-written dual write
+/// (publishing after each commit). Records writes/s.
+fn master_alone_rates(
+    env: &Env,
+    runtime: &tokio::runtime::Runtime,
+    backend: Backend,
+    rows: i32,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "== {}: the master's writes alone, no relay, no consumer",
+        env.label(backend)
+    );
+    for pipeline in [
+        Pipeline::Plain,
+        Pipeline::Framework,
+        Pipeline::Outbox,
+        Pipeline::Dual,
+    ] {
+        let rate = runtime.block_on(master_alone(env, backend, pipeline, rows))?;
+        eprintln!("   {}: {rate:.0} writes/s", pipeline.name());
+        report
+            .master_write
+            .entry(env.label(backend))
+            .or_default()
+            .entry(pipeline.name().to_owned())
+            .or_default()
+            .push(rate);
+    }
+    Ok(())
+}
+
+async fn master_alone(
+    env: &Env,
+    backend: Backend,
+    pipeline: Pipeline,
+    rows: i32,
+) -> anyhow::Result<f64> {
+    let db = env.database(backend, &env.name("alone"))?;
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    // a dual write's messages land in a durable queue, as they would with a consumer
+    let broker =
+        lapin::Connection::connect(&env.amqp, lapin::ConnectionProperties::default()).await?;
+    let channel = broker.create_channel().await?;
+    baseline::declare(&channel, &exchange, &queue, handwritten::ROUTING_KEY).await?;
+    let mode = ProducerMode {
+        alone: true,
+        ..ProducerMode::default()
+    };
+    let mut producer = ProducerChild::spawn(env, pipeline, &db, rows, &exchange, mode)?;
+    let written = producer.line("writes").await?;
+    drop(producer);
+    channel
+        .queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await?;
+    let _ = broker.close(200, "done".into()).await;
+    Ok(written["writes"].as_f64().unwrap_or_default()
+        / written["write_seconds"].as_f64().unwrap_or(1.0).max(1e-9))
+}
+
+/// A hand-written peer end to end: its master (dual write, or outbox and minimal relay) in a
+/// producer process, the ideal consumer (batches of up to 500, one transaction each, ack after
+/// the commit) in another.
+async fn hand_run(
+    env: &Env,
+    backend: Backend,
+    pipeline: Pipeline,
+    rows: i32,
+) -> anyhow::Result<Run> {
+    let exchange = env.name("x");
+    let queue = env.name("q");
+    let master = env.database(backend, &env.name("hmaster"))?;
+    let replica = env.database(backend, &env.name("hreplica"))?;
+    let expect = 2 * rows as usize + ((rows + 9) / 10) as usize;
+    let mut cmd = Command::new(&env.bin);
+    cmd.args([
+        "baseline",
+        "--exchange",
+        &exchange,
+        "--queue",
+        &queue,
+        "--expect",
+        &expect.to_string(),
+        "--batch",
+        "500",
+        "--database",
+        &replica,
+    ])
+    .env("AMQP_ADDR", &env.amqp)
+    .stdout(Stdio::piped());
+    let mut consumer = cmd.stdin(Stdio::null()).spawn()?;
+    wait_consumer(&env.amqp, &queue).await?;
+    let servers = env.servers.sample();
+    let mut producer = ProducerChild::spawn(
+        env,
+        pipeline,
+        &master,
+        rows,
+        &exchange,
+        ProducerMode::default(),
+    )?;
+    let (start_us, producer_cpu_at_start) = started(&producer.line("start_us").await?);
+    let output = tokio::task::spawn_blocking(move || {
+        let status = consumer.wait()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut consumer.stdout.take().context("stdout")?, &mut text)?;
+        anyhow::ensure!(status.success(), "the baseline consumer failed");
+        Ok::<_, anyhow::Error>(text)
+    })
+    .await??;
+    let done: serde_json::Value = serde_json::from_str(output.trim())?;
+    let written = producer.line("writes").await?;
+    let producer_cpu = producer.cpu_seconds() - producer_cpu_at_start;
+    let relay_rss_mb = proc::peak_rss_kb(producer.child.0.id()) as f64 / 1024.0;
+    let (broker, database) = env.servers.sample().since(servers);
+    drop(producer);
+    let seconds = (done["done_us"].as_i64().unwrap_or_default() - start_us) as f64 / 1e6;
+    let writer_cpu = written["writer_cpu_s"].as_f64().unwrap_or_default();
+    let cpu = proc::Cpu {
+        master: writer_cpu,
+        relay: (producer_cpu - writer_cpu).max(0.0),
+        consumer: done["cpu_s"].as_f64().unwrap_or_default(),
+        broker,
+        database,
+    };
+    let equal = ideal_aggregate(&replica)? == (expected_rows(rows), expected_rows(rows));
+    anyhow::ensure!(
+        equal,
+        "the hand-written {} replica differs",
+        pipeline.name()
+    );
+    eprintln!(
+        "   {}: {expect} messages in {seconds:.2} s = {:.0} msg/s, CPU {:.0} us/message",
+        pipeline.name(),
+        expect as f64 / seconds,
+        1e6 * cpu.total() / expect as f64
+    );
+    Ok(Run {
+        backend: env.label(backend),
+        pipeline: format!("hand-{}", pipeline.name()),
+        batch: 500,
+        workers: 1,
+        messages: expect,
+        seconds,
+        rss_mb: done["rss_kb"].as_u64().unwrap_or_default() as f64 / 1024.0,
+        relay_rss_mb,
+        cpu,
+        equal,
+    })
+}
+
+/// The ideal consumer's table: its row count and revision sum.
+fn ideal_aggregate(url: &str) -> anyhow::Result<(i64, i64)> {
+    let query = diesel::sql_query(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(SUM(revision), 0) AS BIGINT) AS s FROM ideal_items",
+    );
+    let row: Aggregate = if Backend::of_url(url)?.is_postgres() {
+        query.get_result(&mut PgConnection::cqrs_connect(url)?)?
+    } else {
+        query.get_result(&mut SqliteConnection::cqrs_connect(url)?)?
+    };
+    Ok((row.n, row.s))
+}
+
 async fn baseline_run(
     env: &Env,
     backend: Backend,
@@ -681,8 +989,12 @@ async fn baseline_run(
     }
     let mut child = cmd.stdin(Stdio::null()).spawn()?;
     wait_consumer(&env.amqp, &queue).await?;
+    let servers = env.servers.sample();
+    // the publisher runs in this process, which does nothing else meanwhile
+    let publisher_cpu = proc::cpu_seconds(std::process::id());
     let start_us = chrono::Utc::now().timestamp_micros();
     baseline::publish_all(&env.amqp, &exchange, messages).await?;
+    let publisher_cpu = proc::cpu_seconds(std::process::id()) - publisher_cpu;
     let output = tokio::task::spawn_blocking(move || {
         let status = child.wait()?;
         let mut text = String::new();
@@ -691,6 +1003,7 @@ async fn baseline_run(
         Ok::<_, anyhow::Error>(text)
     })
     .await??;
+    let (broker, database) = env.servers.sample().since(servers);
     let done: serde_json::Value = serde_json::from_str(output.trim())?;
     let seconds = (done["done_us"].as_i64().unwrap_or_default() - start_us) as f64 / 1e6;
     eprintln!(
@@ -700,14 +1013,21 @@ async fn baseline_run(
         messages.len() as f64 / seconds
     );
     Ok(Run {
-        backend: backend.name().to_owned(),
+        backend: env.label(backend),
         pipeline: kind.to_owned(),
         batch,
         workers: 1,
         messages: messages.len(),
         seconds,
         rss_mb: done["rss_kb"].as_u64().unwrap_or_default() as f64 / 1024.0,
-        consumer_cpu_s: 0.0,
+        cpu: proc::Cpu {
+            master: 0.0,
+            relay: publisher_cpu,
+            consumer: done["cpu_s"].as_f64().unwrap_or_default(),
+            broker,
+            database,
+        },
+        relay_rss_mb: 0.0,
         equal: true,
     })
 }
@@ -781,48 +1101,33 @@ where
     let mut cmd = consumer_command(env, &replica, &exchange, &queue);
     cmd.env("CQRS_BATCH_SIZE", batch.to_string())
         .env("CQRS_WORKERS", workers.to_string());
-    let drain = extra == Extra::Drain;
     if extra == Extra::Metrics {
         cmd.env("CQRS_METRICS_ADDR", "127.0.0.1:0");
     }
-    recorder::set(extra == Extra::Metrics);
     let child = spawn(cmd)?;
     wait_consumer(&env.amqp, &queue).await?;
-    let config = env.config(&exchange, &queue)?;
-    if drain {
-        let mut conn = C::cqrs_connect(&master)?;
-        workload(&mut conn, rows)?;
-    }
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = cqrs_rabbit::Relay::<C>::new(config, &master);
-    let relay_metrics = relay.metrics();
-    let relay = tokio::spawn(relay.run(async move {
-        let _ = stopped.await;
-    }));
-    let start = Instant::now();
-    let writer_url = master.clone();
-    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, f64)> {
-        if drain {
-            let mut conn = C::cqrs_connect(&writer_url)?;
-            return Ok((
-                usize::try_from(conn.outbox_pending()?)?
-                    .max(2 * rows as usize + ((rows + 9) / 10) as usize),
-                0.0,
-            ));
-        }
-        let mut conn = C::cqrs_connect(&writer_url)?;
-        let start = Instant::now();
-        let writes = workload(&mut conn, rows)?;
-        Ok((writes, start.elapsed().as_secs_f64()))
-    });
+    let servers = env.servers.sample();
+    let mode = ProducerMode {
+        alone: false,
+        drain: extra == Extra::Drain,
+        metrics: extra == Extra::Metrics,
+    };
+    let mut producer =
+        ProducerChild::spawn(env, Pipeline::Framework, &master, rows, &exchange, mode)?;
+    let (start_us, producer_cpu_at_start) = started(&producer.line("start_us").await?);
     let expected = expected_rows(rows);
+    let start = Instant::now();
     let deadline = Duration::from_mins(10);
     let mut poll = C::cqrs_connect(&replica)?;
+    let mut written = None;
     loop {
+        if written.is_none() {
+            written = producer.try_line("writes");
+        }
         // count first (cheap); the revisions only once every row is there
         let n = BenchItemRef::db_count(&mut poll)?;
         if n == expected
-            && writer.is_finished()
+            && written.is_some()
             && replica_aggregate(&mut poll)? == (expected, expected)
         {
             break;
@@ -833,40 +1138,53 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let (writes, write_seconds) = writer.await??;
-    let rss_mb = peak_rss_kb(child.0.id()) as f64 / 1024.0;
-    let consumer_cpu_s = cpu_seconds(child.0.id());
-    let _ = stop.send(());
-    relay.await??;
+    let seconds = (chrono::Utc::now().timestamp_micros() - start_us) as f64 / 1e6;
+    let written = written.unwrap_or_default();
+    let writes = written["writes"].as_u64().unwrap_or_default() as usize;
+    let write_seconds = written["write_seconds"].as_f64().unwrap_or_default();
+    let rss_mb = proc::peak_rss_kb(child.0.id()) as f64 / 1024.0;
+    let relay_rss_mb = proc::peak_rss_kb(producer.child.0.id()) as f64 / 1024.0;
+    let consumer_cpu = proc::cpu_seconds(child.0.id());
+    let producer_cpu = producer.cpu_seconds() - producer_cpu_at_start;
+    let (broker, database) = env.servers.sample().since(servers);
+    drop(producer);
     drop(child);
+    // a drain's writes came before the clock started
+    let writer_cpu = if extra == Extra::Drain {
+        0.0
+    } else {
+        written["writer_cpu_s"].as_f64().unwrap_or_default()
+    };
+    let cpu = proc::Cpu {
+        master: writer_cpu,
+        relay: (producer_cpu - writer_cpu).max(0.0),
+        consumer: consumer_cpu,
+        broker,
+        database,
+    };
     let equal = same_state::<C>(&master, &replica)?;
     anyhow::ensure!(equal, "the replica differs from the master");
-    let batches = relay_metrics
-        .batches
-        .load(std::sync::atomic::Ordering::Relaxed)
-        .max(1);
     eprintln!(
-        "   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s; {:.1} messages per relay batch), consumer peak RSS {rss_mb:.1} MB, consumer CPU {:.1} us/message, replica equal",
+        "   {writes} messages in {seconds:.2} s = {:.0} msg/s (the master wrote for {write_seconds:.2} s), consumer peak RSS {rss_mb:.1} MB, master process (writes and relay) peak RSS {relay_rss_mb:.1} MB, CPU {:.0} us/message (consumer {:.0}), replica equal",
         writes as f64 / seconds,
-        writes as f64 / batches as f64,
-        1e6 * consumer_cpu_s / writes.max(1) as f64
+        1e6 * cpu.total() / writes.max(1) as f64,
+        1e6 * consumer_cpu / writes.max(1) as f64
     );
-    recorder::set(false);
     let pipeline = match extra {
         Extra::None => "ours",
         Extra::Drain => "ours-drain",
         Extra::Metrics => "ours-metrics",
     };
     Ok(Run {
-        backend: backend.name().to_owned(),
+        backend: env.label(backend),
         pipeline: pipeline.to_owned(),
         batch,
         workers,
         messages: writes,
         seconds,
         rss_mb,
-        consumer_cpu_s,
+        relay_rss_mb,
+        cpu,
         equal,
     })
 }
@@ -1171,12 +1489,16 @@ async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Ru
     }
     let consumer = spawn(django(&databases[1].0, &["cqrs_consume", "--workers", "1"]))?;
     wait_consumer(&env.amqp, &queue).await?;
+    let servers = env.servers.sample();
+    // the master runs to its end: its CPU is what this process's reaped children gained
+    let master_cpu = proc::reaped_children_cpu_seconds();
     let output = django(
         &databases[0].0,
         &["bench_write", "--rows", &rows.to_string()],
     )
     .stderr(Stdio::inherit())
     .output()?;
+    let master_cpu = proc::reaped_children_cpu_seconds() - master_cpu;
     anyhow::ensure!(output.status.success(), "django bench_write failed");
     let written: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     let start_us = written["start_us"].as_i64().unwrap_or_default();
@@ -1204,7 +1526,9 @@ async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Ru
             "django-cqrs did not converge ({n} rows, revisions {s})"
         );
     };
-    let rss_mb = group_peak_rss_kb(consumer.0.id()) as f64 / 1024.0;
+    let rss_mb = proc::group_peak_rss_kb(consumer.0.id()) as f64 / 1024.0;
+    let consumer_cpu = proc::group_cpu_seconds(consumer.0.id());
+    let (broker, database) = env.servers.sample().since(servers);
     drop(consumer);
     let messages = usize::try_from(2 * i64::from(rows) + i64::from((rows + 9) / 10))?;
     let seconds = (done_us - start_us) as f64 / 1e6;
@@ -1221,7 +1545,14 @@ async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Ru
         messages,
         seconds,
         rss_mb,
-        consumer_cpu_s: 0.0,
+        relay_rss_mb: 0.0,
+        cpu: proc::Cpu {
+            master: master_cpu,
+            relay: 0.0,
+            consumer: consumer_cpu,
+            broker,
+            database,
+        },
         equal: true,
     })
 }

@@ -63,6 +63,13 @@ pub mod schema {
         }
     }
     diesel::table! {
+        hand_outbox (id) {
+            id -> BigInt,
+            routing_key -> Text,
+            body -> Text,
+        }
+    }
+    diesel::table! {
         ideal_items (id) {
             id -> Integer,
             title -> Text,
@@ -82,6 +89,7 @@ CREATE TABLE IF NOT EXISTS latency_item_refs (id INTEGER PRIMARY KEY, payload TE
 CREATE TABLE IF NOT EXISTS ryw_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS ryw_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS ideal_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE NOT NULL, version INTEGER NOT NULL, revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hand_outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, routing_key TEXT NOT NULL, body TEXT NOT NULL);
 ";
 
 pub const POSTGRES_DDL: &str = "
@@ -92,10 +100,11 @@ CREATE TABLE IF NOT EXISTS latency_item_refs (id INTEGER PRIMARY KEY, payload TE
 CREATE TABLE IF NOT EXISTS ryw_items (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS ryw_item_refs (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMP NOT NULL);
 CREATE TABLE IF NOT EXISTS ideal_items (id INTEGER PRIMARY KEY, title TEXT NOT NULL, body TEXT NOT NULL, price DOUBLE PRECISION NOT NULL, version INTEGER NOT NULL, revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hand_outbox (id BIGSERIAL PRIMARY KEY, routing_key TEXT NOT NULL, body TEXT NOT NULL);
 ";
 
 /// A web-app row: a title that changes (tracked), a body that pads messages to ~400 bytes.
-#[derive(Debug, Clone, PartialEq, CqrsMaster)]
+#[derive(Debug, Clone, PartialEq, CqrsMaster, diesel::Queryable)]
 #[diesel(table_name = schema::bench_items)]
 #[cqrs(cqrs_id = "bench_item", tracked_fields(title))]
 pub struct BenchItem {

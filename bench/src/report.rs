@@ -15,9 +15,12 @@ pub struct Run {
     pub workers: usize,
     pub messages: usize,
     pub seconds: f64,
+    /// The consumer's peak RSS.
     pub rss_mb: f64,
-    /// CPU seconds (user + system) of the consumer process; 0 when not measured.
-    pub consumer_cpu_s: f64,
+    /// The master's process (its writes and its in-process relay); 0 when not measured.
+    pub relay_rss_mb: f64,
+    /// CPU seconds by process over the run.
+    pub cpu: crate::proc::Cpu,
     pub equal: bool,
 }
 
@@ -37,6 +40,8 @@ impl Run {
                 if self.workers > 1 { "s" } else { "" }
             ),
             "ours-drain" => format!("cqrs-rs outbox drain only, batch {}", self.batch),
+            "hand-dual" => "hand-written dual write (publish after commit)".to_owned(),
+            "hand-outbox" => "hand-written outbox and minimal relay".to_owned(),
             "ours-metrics" => format!(
                 "cqrs-rs, batch {}, {} worker, metrics on",
                 self.batch, self.workers
@@ -97,7 +102,9 @@ pub struct Report {
     pub message_bytes: usize,
     pub machine: String,
     pub runs: Vec<Run>,
-    pub master_write: BTreeMap<String, f64>,
+    /// The master's writes alone, writes/s: by backend, by writer (`plain`, `framework`,
+    /// `outbox`, `dual`), every repetition.
+    pub master_write: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
     pub latency: BTreeMap<String, Latency>,
     /// Read-your-writes latency by `"<backend> <rate>/s"`.
     pub read_your_writes: BTreeMap<String, Latency>,
@@ -179,7 +186,7 @@ impl Report {
                 .iter()
                 .filter(|(b, _, _)| *b == backend)
                 .collect();
-            let cpu = |r: &Run| r.consumer_cpu_s / r.messages.max(1) as f64;
+            let cpu = |r: &Run| r.cpu.consumer / r.messages.max(1) as f64;
             let speed = median(
                 pairs
                     .iter()
@@ -189,7 +196,7 @@ impl Report {
             let cost = median(
                 pairs
                     .iter()
-                    .filter(|(_, off, _)| off.consumer_cpu_s > 0.0)
+                    .filter(|(_, off, _)| off.cpu.consumer > 0.0)
                     .map(|(_, off, on)| cpu(on) / cpu(off))
                     .collect(),
             );
@@ -231,10 +238,12 @@ impl Report {
         let order = |p: &str| match p {
             "plain" => 0,
             "ideal" => 1,
-            "ours" => 2,
-            "ours-metrics" => 3,
-            "ours-drain" => 4,
-            _ => 5,
+            "hand-dual" => 2,
+            "hand-outbox" => 3,
+            "ours" => 4,
+            "ours-metrics" => 5,
+            "ours-drain" => 6,
+            _ => 7,
         };
         let mut out: Vec<Run> = groups
             .into_values()
@@ -242,7 +251,17 @@ impl Report {
                 let mut first = runs[0].clone();
                 first.seconds = median(runs.iter().map(|r| r.seconds).collect());
                 first.rss_mb = median(runs.iter().map(|r| r.rss_mb).collect());
-                first.consumer_cpu_s = median(runs.iter().map(|r| r.consumer_cpu_s).collect());
+                first.relay_rss_mb = median(runs.iter().map(|r| r.relay_rss_mb).collect());
+                let cpu = |f: fn(&crate::proc::Cpu) -> f64| {
+                    median(runs.iter().map(|r| f(&r.cpu)).collect())
+                };
+                first.cpu = crate::proc::Cpu {
+                    master: cpu(|c| c.master),
+                    relay: cpu(|c| c.relay),
+                    consumer: cpu(|c| c.consumer),
+                    broker: cpu(|c| c.broker),
+                    database: cpu(|c| c.database),
+                };
                 first.equal = runs.iter().all(|r| r.equal);
                 first
             })
@@ -317,75 +336,131 @@ impl Report {
             .map(Run::rate)
     }
 
+    /// The median writes/s of a writer alone on a backend.
+    fn master_rate(&self, backend: &str, writer: &str) -> Option<f64> {
+        self.master_write
+            .get(backend)
+            .and_then(|w| w.get(writer))
+            .filter(|v| !v.is_empty())
+            .map(|v| median(v.clone()))
+    }
+
+    fn target(&mut self, backend: &str, what: impl Into<String>, value: String, met: bool) {
+        self.targets.push(Target {
+            backend: backend.to_owned(),
+            what: what.into(),
+            value,
+            met,
+        });
+    }
+
+    /// Issue 16's targets (ratios within one run), then the latency, memory and equality
+    /// ones.
     fn check_targets(&mut self, runs: &[Run]) {
-        let backends: Vec<String> = self.master_write.keys().cloned().collect();
+        let backends: std::collections::BTreeSet<String> =
+            runs.iter().map(|r| r.backend.clone()).collect();
         for backend in backends {
-            let ours = Self::rate_of(runs, &backend, "ours", 500, 1);
-            let ideal = Self::rate_of(runs, &backend, "ideal", 500, 1);
-            let django = Self::rate_of(runs, &backend, "django-cqrs", 1, 1);
-            if let (Some(ours), Some(ideal)) = (ours, ideal) {
-                self.targets.push(Target {
-                    backend: backend.clone(),
-                    what: "end to end >= 70% of the ideal pipeline (b)".into(),
-                    value: format!("{:.0}%", 100.0 * ours / ideal),
-                    met: ours >= 0.7 * ideal,
-                });
+            let rate =
+                |pipeline: &str, batch: usize| Self::rate_of(runs, &backend, pipeline, batch, 1);
+            let ours = rate("ours", 500);
+            let ratio = |a: f64, b: f64| format!("{:.0}%", 100.0 * a / b);
+            if let (Some(ours), Some(peer)) = (ours, rate("hand-outbox", 500)) {
+                self.target(
+                    &backend,
+                    "end to end >= 95% of the hand-written outbox",
+                    ratio(ours, peer),
+                    ours >= 0.95 * peer,
+                );
             }
-            if let (Some(drain), Some(ideal)) =
-                (Self::rate_of(runs, &backend, "ours-drain", 500, 1), ideal)
+            if let (Some(ours), Some(peer)) = (ours, rate("hand-dual", 500)) {
+                self.target(
+                    &backend,
+                    "end to end >= 85% of the hand-written dual write",
+                    ratio(ours, peer),
+                    ours >= 0.85 * peer,
+                );
+            }
+            if let (Some(ours), Some(plain)) = (
+                self.master_rate(&backend, "framework"),
+                self.master_rate(&backend, "plain"),
+            ) {
+                self.target(
+                    &backend,
+                    "master write (outbox included) >= 80% of plain diesel",
+                    ratio(ours, plain),
+                    ours >= 0.8 * plain,
+                );
+            }
+            if let (Some(drain), Some(ideal)) = (rate("ours-drain", 500), rate("ideal", 500)) {
+                self.target(
+                    &backend,
+                    "outbox drain >= 90% of the ideal pipeline (b)",
+                    ratio(drain, ideal),
+                    drain >= 0.9 * ideal,
+                );
+            }
+            if let (Some(ours), Some(django)) = (ours, rate("django-cqrs", 1)) {
+                self.target(
+                    &backend,
+                    "end to end >= 20x django-cqrs",
+                    format!("{:.1}x", ours / django),
+                    ours >= 20.0 * django,
+                );
+            }
+            if let Some(l) = self.latency.get(&backend).cloned() {
+                self.target(
+                    &backend,
+                    "commit-to-applied p50 < 2 ms at 1,000 writes/s",
+                    format!("{:.2} ms", l.p50_ms),
+                    l.p50_ms < 2.0,
+                );
+                self.target(
+                    &backend,
+                    "commit-to-applied p99 < 10 ms at 1,000 writes/s",
+                    format!("{:.1} ms", l.p99_ms),
+                    l.p99_ms < 10.0,
+                );
+            }
+            if let Some(ryw) = self
+                .read_your_writes
+                .get(&format!("{backend} 1000/s"))
+                .cloned()
             {
-                self.targets.push(Target {
-                    backend: backend.clone(),
-                    what: "(for reference) outbox drain vs the ideal pipeline (b)".into(),
-                    value: format!("{:.0}%", 100.0 * drain / ideal),
-                    met: drain >= 0.7 * ideal,
-                });
+                self.target(
+                    &backend,
+                    "read-your-writes p99 < 10 ms at 1,000 writes/s",
+                    format!("{:.1} ms", ryw.p99_ms),
+                    ryw.p99_ms < 10.0,
+                );
             }
-            if let (Some(ours), Some(django)) = (ours, django) {
-                self.targets.push(Target {
-                    backend: backend.clone(),
-                    what: "end to end >= 15x django-cqrs".into(),
-                    value: format!("{:.1}x", ours / django),
-                    met: ours >= 15.0 * django,
-                });
+            let ours_runs = || {
+                runs.iter()
+                    .filter(|r| r.backend == backend && r.pipeline.starts_with("ours"))
+            };
+            if ours_runs().next().is_some() {
+                let peak = |f: fn(&Run) -> f64| ours_runs().map(f).fold(0.0, f64::max);
+                let consumer = peak(|r| r.rss_mb);
+                let relay = peak(|r| r.relay_rss_mb);
+                self.target(
+                    &backend,
+                    "consumer peak RSS < 30 MB",
+                    format!("{consumer:.1} MB"),
+                    consumer < 30.0,
+                );
+                self.target(
+                    &backend,
+                    "relay peak RSS < 30 MB (the master's process: its writes and its relay)",
+                    format!("{relay:.1} MB"),
+                    relay < 30.0,
+                );
+                let equal = ours_runs().all(|r| r.equal);
+                self.target(
+                    &backend,
+                    "replica equal to the master after every run (1 and 2 workers)",
+                    if equal { "yes".into() } else { "NO".into() },
+                    equal,
+                );
             }
-            if let Some(ryw) = self.read_your_writes.get(&format!("{backend} 1000/s")) {
-                self.targets.push(Target {
-                    backend: backend.clone(),
-                    what: "p99 read-your-writes < 10 ms at 1,000 writes/s".into(),
-                    value: format!("{:.1} ms", ryw.p99_ms),
-                    met: ryw.p99_ms < 10.0,
-                });
-            }
-            if let Some(latency) = self.latency.get(&backend) {
-                self.targets.push(Target {
-                    backend: backend.clone(),
-                    what: "p99 commit-to-applied < 50 ms at 1,000 writes/s".into(),
-                    value: format!("{:.1} ms", latency.p99_ms),
-                    met: latency.p99_ms < 50.0,
-                });
-            }
-            let rss = runs
-                .iter()
-                .filter(|r| r.backend == backend && r.pipeline == "ours")
-                .map(|r| r.rss_mb)
-                .fold(0.0, f64::max);
-            self.targets.push(Target {
-                backend: backend.clone(),
-                what: "consumer peak RSS < 40 MB".into(),
-                value: format!("{rss:.1} MB"),
-                met: rss < 40.0,
-            });
-            let equal = runs
-                .iter()
-                .filter(|r| r.backend == backend && r.pipeline == "ours")
-                .all(|r| r.equal);
-            self.targets.push(Target {
-                backend: backend.clone(),
-                what: "replica equal to the master after every run (1 and 2 workers)".into(),
-                value: if equal { "yes".into() } else { "NO".into() },
-                met: equal,
-            });
         }
     }
 
@@ -399,53 +474,130 @@ impl Report {
             self.message_bytes,
             self.django_rows
         );
-        let _ = writeln!(
-            md,
-            "| backend | pipeline | messages | seconds | msg/s | vs (b) ideal 500 | vs django-cqrs | consumer peak RSS | replica = master |"
-        );
-        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|");
-        for run in runs {
-            let ideal = Self::rate_of(runs, &run.backend, "ideal", 500, 1);
-            let django = Self::rate_of(runs, &run.backend, "django-cqrs", 1, 1);
+        if let Some(durable) = runs.iter().find(|r| r.backend.contains("fsync on")) {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {:.1} MB | {} |",
+                "`{}`: a second PostgreSQL server with its defaults (`fsync`, `synchronous_commit` and `full_page_writes` on; the other PostgreSQL rows run with fsync off), and a smaller workload ({} messages).\n",
+                durable.backend, durable.messages
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| backend | pipeline | messages | seconds | msg/s | vs hand-written outbox | vs hand-written dual write | vs django-cqrs | CPU per message | consumer peak RSS | master process peak RSS | replica = master |"
+        );
+        let _ = writeln!(
+            md,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        let mb = |v: f64| {
+            if v > 0.0 {
+                format!("{v:.1} MB")
+            } else {
+                String::new()
+            }
+        };
+        for run in runs {
+            let vs = |pipeline: &str, batch: usize| {
+                Self::rate_of(runs, &run.backend, pipeline, batch, 1)
+                    .map_or(String::new(), |p| format!("{:.0}%", 100.0 * run.rate() / p))
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
                 run.backend,
                 run.label(),
                 run.messages,
                 run.seconds,
                 run.rate(),
-                ideal.map_or(String::new(), |i| format!("{:.0}%", 100.0 * run.rate() / i)),
-                django.map_or(String::new(), |d| format!("{:.1}x", run.rate() / d)),
-                run.rss_mb,
+                vs("hand-outbox", 500),
+                vs("hand-dual", 500),
+                Self::rate_of(runs, &run.backend, "django-cqrs", 1, 1)
+                    .map_or(String::new(), |d| format!("{:.1}x", run.rate() / d)),
+                if run.cpu.measured() {
+                    format!(
+                        "{:.0} us",
+                        1e6 * run.cpu.total() / run.messages.max(1) as f64
+                    )
+                } else {
+                    String::new()
+                },
+                mb(run.rss_mb),
+                mb(run.relay_rss_mb),
                 if run.equal { "yes" } else { "NO" }
             );
         }
         let _ = writeln!(
             md,
-            "\n| backend | master writes/s (outbox included) | latency at 1,000 writes/s: p50 | p99 | max |"
+            "\nCPU per replicated message, by process (microseconds; `/proc` times over the run; \"master\" is the writer thread, \"relay\" the rest of the master's process: the relay, a dual write's publishing, or the baselines' publisher; the PostgreSQL column counts the server and every backend; SQLite runs inside the processes):\n"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-        for (backend, rate) in &self.master_write {
-            let l = self.latency.get(backend);
-            let _ = writeln!(
-                md,
-                "| {backend} | {rate:.0} | {} | {} | {} |",
-                l.map_or(String::new(), |l| format!("{:.2} ms", l.p50_ms)),
-                l.map_or(String::new(), |l| format!("{:.2} ms", l.p99_ms)),
-                l.map_or(String::new(), |l| format!("{:.2} ms", l.max_ms)),
-            );
-        }
         let _ = writeln!(
             md,
-            "\n| read-your-writes (one service, commit to `wait_applied`) | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
+            "| backend | pipeline | master | relay / publisher | consumer | RabbitMQ | PostgreSQL | total |\n|---|---|---:|---:|---:|---:|---:|---:|"
         );
-        for (what, l) in &self.read_your_writes {
+        for run in runs.iter().filter(|r| r.cpu.measured()) {
+            let us = |v: f64| format!("{:.0}", 1e6 * v / run.messages.max(1) as f64);
             let _ = writeln!(
                 md,
-                "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-                l.writes, l.p50_ms, l.p99_ms, l.max_ms
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                run.backend,
+                run.label(),
+                us(run.cpu.master),
+                us(run.cpu.relay),
+                us(run.cpu.consumer),
+                us(run.cpu.broker),
+                us(run.cpu.database),
+                us(run.cpu.total()),
             );
+        }
+        if !self.master_write.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nThe master's writes alone (writes/s, no relay and no consumer running; each write its own transaction):\n\n| backend | plain diesel | cqrs-rs (outbox included) | hand-written outbox | hand-written dual write (publish after commit) | cqrs-rs vs plain diesel |\n|---|---:|---:|---:|---:|---:|"
+            );
+            for backend in self.master_write.keys() {
+                let rate = |w: &str| self.master_rate(backend, w);
+                let cell = |w: &str| rate(w).map_or(String::new(), |r| format!("{r:.0}"));
+                let _ = writeln!(
+                    md,
+                    "| {backend} | {} | {} | {} | {} | {} |",
+                    cell("plain"),
+                    cell("framework"),
+                    cell("outbox"),
+                    cell("dual"),
+                    rate("framework")
+                        .zip(rate("plain"))
+                        .map_or(String::new(), |(f, p)| format!("{:.0}%", 100.0 * f / p)),
+                );
+            }
+        }
+    }
+
+    fn latency_markdown(&self, md: &mut String) {
+        if !self.latency.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n| commit-to-applied at 1,000 writes/s | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
+            );
+            for (backend, l) in &self.latency {
+                let _ = writeln!(
+                    md,
+                    "| {backend} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                    l.writes, l.p50_ms, l.p99_ms, l.max_ms
+                );
+            }
+        }
+        if !self.read_your_writes.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n| read-your-writes (one service, commit to `wait_applied`) | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
+            );
+            for (what, l) in &self.read_your_writes {
+                let _ = writeln!(
+                    md,
+                    "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                    l.writes, l.p50_ms, l.p99_ms, l.max_ms
+                );
+            }
         }
     }
 
@@ -455,6 +607,7 @@ impl Report {
         if !runs.is_empty() {
             self.rows_markdown(&mut md, runs);
         }
+        self.latency_markdown(&mut md);
         if !event_runs.is_empty() {
             let _ = writeln!(
                 md,

@@ -155,7 +155,8 @@ kill_by_pid_file() {
 }
 
 # start_postgres NAME [PORT]: a private cluster in target/services/postgres-NAME, on PORT
-# (default: a free one).
+# (default: a free one); fsync and full-page writes off, unless PG_DURABLE=1 (the server's
+# defaults: what a production server does on commit).
 # Exports DATABASE_URL_PG (a database named cqrs) and PG_PORT.
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
 start_postgres() {
@@ -178,8 +179,10 @@ start_postgres() {
     else
         PG_PORT=${2:-$(free_port)}
         echo "$PG_PORT" > "$dir/port.tmp" && as_root install -m 644 "$dir/port.tmp" "$dir/port" && rm -f "$dir/port.tmp"
-        log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-        run_pg "'$PG_BIN/pg_ctl' -D '$data' -l '$dir/server.log' -w -t 60 -o \"-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200\" start" >/dev/null \
+        local durability="-c fsync=off -c full_page_writes=off"
+        [ "${PG_DURABLE:-0}" = 1 ] && durability=""
+        log "starting PostgreSQL on 127.0.0.1:$PG_PORT${durability:+ ($durability)}"
+        run_pg "'$PG_BIN/pg_ctl' -D '$data' -l '$dir/server.log' -w -t 60 -o \"-p $PG_PORT -k /tmp -c listen_addresses=127.0.0.1 $durability -c max_connections=200\" start" >/dev/null \
             || { tail -30 "$dir/server.log" >&2; die "PostgreSQL did not start"; }
     fi
     run_pg "'$PG_BIN/psql' -h 127.0.0.1 -p $PG_PORT -U postgres -tAc \"SELECT 1 FROM pg_database WHERE datname='cqrs'\" | grep -q 1 || '$PG_BIN/createdb' -h 127.0.0.1 -p $PG_PORT -U postgres cqrs" \
