@@ -107,6 +107,10 @@ enum Cmd {
         db: String,
         #[arg(long, default_value_t = 20000)]
         rows: i32,
+        /// Count each statement's executions and prepares (diesel's instrumentation): a
+        /// statement prepared at every execution is one diesel does not cache.
+        #[arg(long)]
+        statements: bool,
     },
     /// (internal) the master's side of a run: its writes and its relay, in their own process.
     #[command(hide = true)]
@@ -153,12 +157,17 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Cmd::WriteOnly { db, rows } => {
+        Cmd::WriteOnly {
+            db,
+            rows,
+            statements,
+        } => {
             let _ = std::fs::remove_file(&db);
             let result = (|| -> anyhow::Result<()> {
                 let mut conn = SqliteConnection::cqrs_connect(&db)?;
                 CqrsConnection::cqrs_setup(&mut conn)?;
                 diesel::connection::SimpleConnection::batch_execute(&mut conn, models::SQLITE_DDL)?;
+                let counts = statements.then(|| statement_counts(&mut conn));
                 let start = Instant::now();
                 let writes = workload(&mut conn, rows)?;
                 eprintln!(
@@ -166,6 +175,12 @@ fn main() -> std::process::ExitCode {
                     start.elapsed().as_secs_f64(),
                     writes as f64 / start.elapsed().as_secs_f64()
                 );
+                if let Some(counts) = counts {
+                    let counts = counts.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                    for (sql, (runs, prepares)) in counts.iter() {
+                        eprintln!("{runs:>8} runs {prepares:>8} cached prepares  {sql}");
+                    }
+                }
                 Ok(())
             })();
             match result {
@@ -189,6 +204,34 @@ fn main() -> std::process::ExitCode {
             }
         },
     }
+}
+
+/// Per statement text: (executions, prepares into diesel's cache).
+type StatementCounts =
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>>;
+
+/// Counts `conn`'s statements (`write-only --statements`).
+fn statement_counts(conn: &mut SqliteConnection) -> StatementCounts {
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+    let counts = StatementCounts::default();
+    let sink = counts.clone();
+    let instrumentation = move |event: InstrumentationEvent<'_>| {
+        let Ok(mut counts) = sink.lock() else { return };
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                let sql = query.to_string();
+                let sql = sql.split(" -- binds").next().unwrap_or_default().to_owned();
+                counts.entry(sql).or_default().0 += 1;
+            }
+            InstrumentationEvent::CacheQuery { sql, .. } => {
+                counts.entry(sql.to_owned()).or_default().1 += 1;
+            }
+            _ => {}
+        }
+    };
+    let boxed: Box<dyn Instrumentation> = Box::new(instrumentation);
+    diesel::Connection::set_instrumentation(conn, boxed);
+    counts
 }
 
 struct Sizes {

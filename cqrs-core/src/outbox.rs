@@ -21,7 +21,7 @@ pub fn notify_local() {
 
 /// Wakes a relay when messages were written to the outbox by this process.
 ///
-/// On PostgreSQL the relay also `LISTEN`s to the channel the outbox trigger notifies at
+/// On PostgreSQL the relay also `LISTEN`s to the channel every outbox insert notifies at
 /// commit, from any process (`cqrs_core::db::postgres::NOTIFY_CHANNEL`).
 #[derive(Debug)]
 pub struct OutboxWaker(Subscription);

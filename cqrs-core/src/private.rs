@@ -18,6 +18,7 @@ pub use crate::__cqrs_with_postgres as with_postgres;
 pub use crate::__cqrs_with_sqlite as with_sqlite;
 pub use crate::column_type::{ColumnType, assert_column_type};
 pub use crate::db::KEY_CHUNK;
+pub use crate::db::cached::Cached;
 pub use crate::fallback::{InvalidMaster, InvalidReplica, InvalidReplicaHooks};
 
 use serde_json::{Map, Value};

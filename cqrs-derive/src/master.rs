@@ -278,9 +278,10 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                     let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
                     #upd_col.eq(updated)
                 });
-                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
+                // one cached statement per set of columns (diesel caches no UPDATE)
+                let stored: ::core::option::Option<#row_ty> = #private::Cached(#private::diesel::update(#table::table.find(&row.#pk_ident))
                     .set((#(#partial_set,)* bump, updated))
-                    .returning(#select)
+                    .returning(#select))
                     .get_result(conn)
                     .optional()?;
                 ::core::result::Result::Ok(stored.map(#from_tuple))
@@ -288,11 +289,19 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
 
             fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
                 #traits
-                let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
-                let stored: ::std::vec::Vec<#row_ty> = #private::diesel::insert_into(#table::table)
-                    .values(values)
-                    .returning(#select)
-                    .get_results(conn)?;
+                let stored: ::std::vec::Vec<#row_ty> = if let [row] = rows {
+                    // one row: a statement diesel caches (it caches no multi-row insert)
+                    #private::diesel::insert_into(#table::table)
+                        .values((#(#paths.eq(&row.#idents),)*))
+                        .returning(#select)
+                        .get_results(conn)?
+                } else {
+                    let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
+                    #private::diesel::insert_into(#table::table)
+                        .values(values)
+                        .returning(#select)
+                        .get_results(conn)?
+                };
                 ::core::result::Result::Ok(stored.into_iter().map(#from_tuple).collect())
             }
 
@@ -303,9 +312,9 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
                 #traits
                 let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
-                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(&row.#pk_ident))
+                let stored: ::core::option::Option<#row_ty> = #private::Cached(#private::diesel::update(#table::table.find(&row.#pk_ident))
                     .set((#(#set,)* #rev_col.eq(#rev_col + 1), #upd_col.eq(updated)))
-                    .returning(#select)
+                    .returning(#select))
                     .get_result(conn)
                     .optional()?;
                 ::core::result::Result::Ok(stored.map(#from_tuple))
@@ -318,9 +327,9 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
             ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
                 #traits
                 let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(version.updated);
-                let stored: ::core::option::Option<#row_ty> = #private::diesel::update(#table::table.find(pk))
+                let stored: ::core::option::Option<#row_ty> = #private::Cached(#private::diesel::update(#table::table.find(pk))
                     .set((#rev_col.eq(version.revision), #upd_col.eq(updated)))
-                    .returning(#select)
+                    .returning(#select))
                     .get_result(conn)
                     .optional()?;
                 ::core::result::Result::Ok(stored.map(#from_tuple))

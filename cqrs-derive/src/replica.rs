@@ -210,7 +210,8 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         .map(|(i, _)| {
             let col = emit::column(model, i);
             quote!(#col.eq(#private::diesel::upsert::excluded(#col)))
-        });
+        })
+        .collect::<Vec<_>>();
 
     quote! {
         #[automatically_derived]
@@ -234,9 +235,11 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
 
             fn db_update(conn: &mut #conn, row: &Self) -> #private::diesel::QueryResult<()> {
                 #traits
-                #private::diesel::update(#table::table.find(&row.#pk_ident))
+                // cached (diesel caches no UPDATE by itself); loaded, as `Cached` needs
+                #private::Cached(#private::diesel::update(#table::table.find(&row.#pk_ident))
                     .set((#(#set,)*))
-                    .execute(conn)
+                    .returning(#pk_col))
+                    .load::<Self::Pk>(conn)
                     .map(drop)
             }
 
@@ -246,6 +249,14 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 lock: bool,
             ) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
                 #traits
+                if let [pk] = pks {
+                    // a batch of one row: a statement diesel caches (no `IN (...)` list)
+                    return ::core::result::Result::Ok(
+                        <Self as #krate::replica::ReplicaStore<#conn>>::db_get(conn, pk, lock)?
+                            .into_iter()
+                            .collect(),
+                    );
+                }
                 let mut found = ::std::vec::Vec::with_capacity(pks.len());
                 for chunk in pks.chunks(#private::KEY_CHUNK) {
                     let query = #table::table.filter(#pk_col.eq_any(chunk)).select(#select);
@@ -259,6 +270,17 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 #traits
                 if rows.is_empty() {
                     return ::core::result::Result::Ok(());
+                }
+                if let [row] = rows {
+                    // one row: one SQL text, cached (diesel caches no upsert by itself)
+                    return #private::Cached(#private::diesel::insert_into(#table::table)
+                        .values((#(#paths.eq(&row.#idents),)*))
+                        .on_conflict(#pk_col)
+                        .do_update()
+                        .set((#(#excluded,)*))
+                        .returning(#pk_col))
+                        .load::<Self::Pk>(conn)
+                        .map(drop);
                 }
                 let values: ::std::vec::Vec<_> = rows.iter().map(|row| (#(#paths.eq(&row.#idents),)*)).collect();
                 #private::diesel::insert_into(#table::table)
@@ -317,6 +339,10 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
 
             fn db_delete_many(conn: &mut #conn, pks: &[Self::Pk]) -> #private::diesel::QueryResult<usize> {
                 #traits
+                if let [pk] = pks {
+                    // one row: a statement diesel caches (no `IN (...)` list)
+                    return #private::diesel::delete(#table::table.find(pk)).execute(conn);
+                }
                 #private::diesel::delete(#table::table.filter(#pk_col.eq_any(pks))).execute(conn)
             }
 

@@ -1,8 +1,8 @@
 //! The outbox notifications a relay receives from PostgreSQL (`LISTEN`), and which of them
 //! are news to it.
 //!
-//! The outbox trigger notifies once per transaction that wrote messages, with the id of its
-//! first statement's last message. A relay that took that message already (the notification
+//! Each outbox insert notifies, at its transaction's commit, with the id of its last message
+//! (`cqrs_core`'s `db/announce.rs`). A relay that took that message already (the notification
 //! often arrives while the relay publishes the very messages it announces: a write of this
 //! process wakes the relay directly, at its commit) needs no other look at the outbox: the
 //! messages of one transaction become visible together, and the relay takes them in id
@@ -78,7 +78,7 @@ impl Notices {
 #[derive(Debug, Default)]
 struct Pending {
     ids: Vec<i64>,
-    /// A notification without an id came (an older trigger, or another sender): news.
+    /// A notification without an id came (another sender): news.
     anonymous: bool,
 }
 

@@ -1,4 +1,4 @@
-//! `LISTEN cqrs_outbox` on PostgreSQL: the outbox trigger notifies at every commit that wrote
+//! `LISTEN cqrs_outbox` on PostgreSQL: the outbox's inserts notify at every commit that wrote
 //! messages, from any process, so the relay wakes at once instead of polling.
 
 use std::sync::Arc;

@@ -219,3 +219,56 @@ fn skipped_columns_are_never_written_by_an_apply() {
     };
     assert_eq!(flags, [(1, true, 1), (2, true, 1), (3, true, 1)]);
 }
+
+/// A single-row master write prepares each of its statements once per connection (diesel
+/// caches no `UPDATE`, upsert or `IN (...)` list by itself; `cqrs_core`'s `db/cached.rs`).
+#[test]
+fn single_row_writes_prepare_each_statement_once() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use common::Book;
+    use cqrs_core::prelude::*;
+    use diesel::connection::{Connection, Instrumentation, InstrumentationEvent};
+    let (mut master, _guard) = common::sqlite();
+    // per statement: (executions, prepares into the cache)
+    let counts: Arc<Mutex<BTreeMap<String, (u32, u32)>>> = Arc::default();
+    let sink = counts.clone();
+    let instrumentation: Box<dyn Instrumentation> =
+        Box::new(move |event: InstrumentationEvent<'_>| {
+            let mut counts = sink.lock().unwrap();
+            match event {
+                InstrumentationEvent::StartQuery { query, .. } => {
+                    let sql = query.to_string();
+                    let sql = sql.split(" -- binds").next().unwrap().to_owned();
+                    counts.entry(sql).or_default().0 += 1;
+                }
+                InstrumentationEvent::CacheQuery { sql, .. } => {
+                    counts.entry(sql.to_owned()).or_default().1 += 1;
+                }
+                _ => {}
+            }
+        });
+    master.set_instrumentation(instrumentation);
+    for round in 0..2 {
+        for id in 1..=4 {
+            Book::new(id, "draft").cqrs_insert(&mut master).unwrap();
+            Book::cqrs_update(&mut master, &id, |b| b.title = format!("edited {round}")).unwrap();
+            Book::cqrs_delete_pk(&mut master, &id).unwrap();
+        }
+    }
+    let counts = counts.lock().unwrap();
+    let statements: Vec<_> = counts
+        .iter()
+        // transaction control goes through `batch_execute`, never prepared
+        .filter(|(sql, _)| !sql.starts_with("BEGIN") && !sql.starts_with("COMMIT"))
+        .collect();
+    assert!(statements.len() >= 5, "{statements:#?}");
+    for (sql, (runs, prepares)) in statements {
+        assert!(*runs >= 4, "{sql}: {runs} runs");
+        assert_eq!(
+            *prepares, 1,
+            "{sql}: prepared {prepares} times in {runs} runs"
+        );
+    }
+}

@@ -11,6 +11,7 @@ use diesel::QueryResult;
 use crate::rules::Version;
 
 mod backend;
+pub(crate) mod cached;
 
 pub use backend::Backend;
 
@@ -78,6 +79,19 @@ CREATE TABLE IF NOT EXISTS cqrs_master_revisions (
     };
 }
 
+/// The channel the outbox's inserts notify on PostgreSQL, as a literal for SQL text.
+#[cfg_attr(
+    not(feature = "postgres"),
+    allow(unused_macros, reason = "PostgreSQL's outbox inserts use it")
+)]
+macro_rules! notify_channel {
+    () => {
+        "cqrs_outbox"
+    };
+}
+
+#[cfg(feature = "postgres")]
+mod announce;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
@@ -314,8 +328,9 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// The DDL of the framework's own tables on this backend, as [`CqrsConnection::cqrs_setup`]
     /// runs it (idempotent: `IF NOT EXISTS` throughout): `cqrs_outbox` (the messages waiting
     /// for the relay), `cqrs_tombstones` (a replica's applied deletes), `cqrs_master_revisions`
-    /// (a master's last revision of each deleted key) and, on PostgreSQL, the outbox's
-    /// `NOTIFY` trigger. To put in a migration; the CLI's `schema` prints it.
+    /// (a master's last revision of each deleted key) and, on PostgreSQL, the removal of the
+    /// `NOTIFY` trigger of earlier versions (outbox inserts notify by themselves now). To put
+    /// in a migration; the CLI's `schema` prints it.
     const SETUP_SQL: &'static str;
 
     /// Creates the framework's tables ([`CqrsConnection::SETUP_SQL`]) if they do not exist.
@@ -442,28 +457,55 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     ) -> QueryResult<Vec<(String, i32)>>;
 }
 
-/// Implements the backend-independent part of [`CqrsConnection`] for a concrete connection.
+/// The statement as it is: where nothing listens (SQLite's relays poll), an outbox insert
+/// needs no announcement.
+#[cfg_attr(
+    not(feature = "sqlite"),
+    allow(dead_code, reason = "SQLite's outbox inserts use it")
+)]
+pub(crate) fn unannounced<Q>(query: Q) -> Q {
+    query
+}
+
+/// A multi-row outbox insert: announced (PostgreSQL, `RETURNING id` inside
+/// [`announce::Announced`]) or plain (SQLite, whose multi-row inserts take no `RETURNING`).
+macro_rules! outbox_insert_rows {
+    (announced, $conn:expr, $insert:expr) => {
+        $crate::db::announce::Announced($insert.returning($crate::db::cqrs_outbox::id))
+            .execute($conn)
+    };
+    (plain, $conn:expr, $insert:expr) => {
+        $insert.execute($conn)
+    };
+}
+
+/// Implements the backend-independent part of [`CqrsConnection`] for a concrete connection;
+/// `announce` wraps each outbox `INSERT ... RETURNING id` (PostgreSQL: [`announce::Announced`],
+/// which notifies the relays in the same statement), `rows` says how multi-row inserts go
+/// (`outbox_insert_rows!`).
 macro_rules! common_impl {
-    () => {
+    (announce = $announce:path, rows = $rows:tt) => {
         fn outbox_insert_one(
             &mut self,
             m: &$crate::db::OutboxMessage,
         ) -> ::diesel::QueryResult<i64> {
             use ::diesel::prelude::*;
             use $crate::db::cqrs_outbox::dsl;
-            ::diesel::insert_into(dsl::cqrs_outbox)
-                .values((
-                    dsl::cqrs_id.eq(&m.cqrs_id),
-                    dsl::routing_key.eq(&m.routing_key),
-                    dsl::body.eq(&m.body),
-                    dsl::created_at.eq(::chrono::Utc::now().timestamp_micros()),
-                    dsl::exchange.eq(&m.exchange),
-                    dsl::properties.eq(&m.properties),
-                    dsl::not_before.eq(m.not_before),
-                    dsl::tags.eq(&m.tags),
-                ))
-                .returning(dsl::id)
-                .get_result(self)
+            $announce(
+                ::diesel::insert_into(dsl::cqrs_outbox)
+                    .values((
+                        dsl::cqrs_id.eq(&m.cqrs_id),
+                        dsl::routing_key.eq(&m.routing_key),
+                        dsl::body.eq(&m.body),
+                        dsl::created_at.eq(::chrono::Utc::now().timestamp_micros()),
+                        dsl::exchange.eq(&m.exchange),
+                        dsl::properties.eq(&m.properties),
+                        dsl::not_before.eq(m.not_before),
+                        dsl::tags.eq(&m.tags),
+                    ))
+                    .returning(dsl::id),
+            )
+            .get_result(self)
         }
 
         fn outbox_rewrite(&mut self, id: i64, body: &str) -> ::diesel::QueryResult<usize> {
@@ -483,18 +525,21 @@ macro_rules! common_impl {
             let now = ::chrono::Utc::now().timestamp_micros();
             if let [m] = messages {
                 // one row: a statement diesel prepares once and caches
-                ::diesel::insert_into(dsl::cqrs_outbox)
-                    .values((
-                        dsl::cqrs_id.eq(&m.cqrs_id),
-                        dsl::routing_key.eq(&m.routing_key),
-                        dsl::body.eq(&m.body),
-                        dsl::created_at.eq(now),
-                        dsl::exchange.eq(&m.exchange),
-                        dsl::properties.eq(&m.properties),
-                        dsl::not_before.eq(m.not_before),
-                        dsl::tags.eq(&m.tags),
-                    ))
-                    .execute(self)?;
+                $announce(
+                    ::diesel::insert_into(dsl::cqrs_outbox)
+                        .values((
+                            dsl::cqrs_id.eq(&m.cqrs_id),
+                            dsl::routing_key.eq(&m.routing_key),
+                            dsl::body.eq(&m.body),
+                            dsl::created_at.eq(now),
+                            dsl::exchange.eq(&m.exchange),
+                            dsl::properties.eq(&m.properties),
+                            dsl::not_before.eq(m.not_before),
+                            dsl::tags.eq(&m.tags),
+                        ))
+                        .returning(dsl::id),
+                )
+                .execute(self)?;
                 return Ok(());
             }
             if messages.is_empty() {
@@ -516,9 +561,11 @@ macro_rules! common_impl {
                 })
                 .collect();
             for chunk in rows.chunks($crate::db::OUTBOX_INSERT_CHUNK) {
-                ::diesel::insert_into(dsl::cqrs_outbox)
-                    .values(chunk)
-                    .execute(self)?;
+                outbox_insert_rows!(
+                    $rows,
+                    self,
+                    ::diesel::insert_into(dsl::cqrs_outbox).values(chunk)
+                )?;
             }
             Ok(())
         }
@@ -682,6 +729,14 @@ macro_rules! common_impl {
         ) -> ::diesel::QueryResult<Vec<(String, $crate::rules::Version)>> {
             use ::diesel::prelude::*;
             use $crate::db::cqrs_tombstones::dsl;
+            if let [pk] = pks {
+                // a batch of one row: a statement diesel caches (no `IN (...)` list)
+                return Ok(self
+                    .tombstone_get(cqrs_id, pk)?
+                    .map(|version| (pk.clone(), version))
+                    .into_iter()
+                    .collect());
+            }
             let mut found = Vec::new();
             for chunk in pks.chunks($crate::db::KEY_CHUNK) {
                 let rows: Vec<(String, i32, i64)> = dsl::cqrs_tombstones
@@ -713,23 +768,27 @@ macro_rules! common_impl {
             use $crate::db::cqrs_tombstones::dsl;
             let now = ::chrono::Utc::now().timestamp_micros();
             let updated = version.updated.timestamp_micros();
-            ::diesel::insert_into(dsl::cqrs_tombstones)
-                .values((
-                    dsl::cqrs_id.eq(cqrs_id),
-                    dsl::pk.eq(pk),
-                    dsl::revision.eq(version.revision),
-                    dsl::updated.eq(updated),
-                    dsl::deleted_at.eq(now),
-                ))
-                .on_conflict((dsl::cqrs_id, dsl::pk))
-                .do_update()
-                .set((
-                    dsl::revision.eq(version.revision),
-                    dsl::updated.eq(updated),
-                    dsl::deleted_at.eq(now),
-                ))
-                .execute(self)
-                .map(drop)
+            // one row, one SQL text: cached (diesel caches no upsert by itself)
+            $crate::db::cached::Cached(
+                ::diesel::insert_into(dsl::cqrs_tombstones)
+                    .values((
+                        dsl::cqrs_id.eq(cqrs_id),
+                        dsl::pk.eq(pk),
+                        dsl::revision.eq(version.revision),
+                        dsl::updated.eq(updated),
+                        dsl::deleted_at.eq(now),
+                    ))
+                    .on_conflict((dsl::cqrs_id, dsl::pk))
+                    .do_update()
+                    .set((
+                        dsl::revision.eq(version.revision),
+                        dsl::updated.eq(updated),
+                        dsl::deleted_at.eq(now),
+                    ))
+                    .returning(dsl::revision),
+            )
+            .get_result::<i32>(self)
+            .map(drop)
         }
 
         fn tombstone_remove(&mut self, cqrs_id: &str, pk: &str) -> ::diesel::QueryResult<usize> {
@@ -758,17 +817,23 @@ macro_rules! common_impl {
         ) -> ::diesel::QueryResult<()> {
             use ::diesel::prelude::*;
             use $crate::db::cqrs_master_revisions::dsl;
-            ::diesel::insert_into(dsl::cqrs_master_revisions)
-                .values((
-                    dsl::cqrs_id.eq(cqrs_id),
-                    dsl::pk.eq(pk),
-                    dsl::revision.eq(revision),
-                ))
-                .on_conflict((dsl::cqrs_id, dsl::pk))
-                .do_update()
-                .set(dsl::revision.eq(revision))
-                .execute(self)
-                .map(drop)
+            // one row, one SQL text: cached (diesel caches no upsert by itself)
+            $crate::db::cached::Cached(
+                ::diesel::insert_into(dsl::cqrs_master_revisions)
+                    .values((
+                        dsl::cqrs_id.eq(cqrs_id),
+                        dsl::pk.eq(pk),
+                        dsl::revision.eq(revision),
+                    ))
+                    .on_conflict((dsl::cqrs_id, dsl::pk))
+                    .do_update()
+                    .set(dsl::revision.eq(revision))
+                    .returning(dsl::revision),
+            )
+            // loaded, not executed: diesel's `execute` takes the statement by reference, and
+            // a reference asks the statement inside whether it is cacheable
+            .get_result::<i32>(self)
+            .map(drop)
         }
 
         fn deleted_revisions_take(
@@ -778,6 +843,17 @@ macro_rules! common_impl {
         ) -> ::diesel::QueryResult<Vec<(String, i32)>> {
             use ::diesel::prelude::*;
             use $crate::db::cqrs_master_revisions::dsl;
+            if let [pk] = pks {
+                // a single-row write: `pk = ?`, a statement diesel caches (it caches no
+                // `IN (...)` list on SQLite)
+                return ::diesel::delete(
+                    dsl::cqrs_master_revisions
+                        .filter(dsl::cqrs_id.eq(cqrs_id))
+                        .filter(dsl::pk.eq(pk)),
+                )
+                .returning((dsl::pk, dsl::revision))
+                .get_results(self);
+            }
             let mut found = Vec::new();
             for chunk in pks.chunks($crate::db::KEY_CHUNK) {
                 let rows: Vec<(String, i32)> = ::diesel::delete(
@@ -795,6 +871,7 @@ macro_rules! common_impl {
 }
 #[allow(unused_imports, reason = "unused when no backend feature is enabled")]
 pub(crate) use common_impl;
+pub(crate) use outbox_insert_rows;
 
 /// `text` with the `LIKE` wildcards (`%`, `_`) and the escape character `\` escaped.
 pub fn like_escape(text: &str) -> String {

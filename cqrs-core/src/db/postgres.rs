@@ -6,14 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
-use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
-
-/// The channel name, as a literal for the trigger's DDL.
-macro_rules! notify_channel {
-    () => {
-        "cqrs_outbox"
-    };
-}
+use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction, outbox_insert_rows};
 
 /// The `LISTEN` channel notified (at commit) when messages are added to the outbox.
 pub const NOTIFY_CHANNEL: &str = notify_channel!();
@@ -34,29 +27,11 @@ ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS not_before BIGINT;
 ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS tags TEXT;
 ",
     tombstones_ddl!(),
-    // Once per transaction (a transaction-local setting remembers it), with the last id of
-    // the transaction's first statement: a relay that took that message has taken what the
-    // transaction wrote (they become visible together; it takes them in id order) and skips
-    // the notification (`cqrs_rabbit`'s `notices`).
-    "CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    last_id BIGINT;
-BEGIN
-    IF coalesce(current_setting('cqrs.outbox_notified', true), '') = '' THEN
-        SELECT max(id) INTO last_id FROM cqrs_outbox_new;
-        IF last_id IS NOT NULL THEN
-            PERFORM set_config('cqrs.outbox_notified', 'yes', true);
-            PERFORM pg_notify('",
-    notify_channel!(),
-    "', last_id::text);
-        END IF;
-    END IF;
-    RETURN NULL;
-END
-$$;
-CREATE OR REPLACE TRIGGER cqrs_outbox_notify AFTER INSERT ON cqrs_outbox
-    REFERENCING NEW TABLE AS cqrs_outbox_new
-    FOR EACH STATEMENT EXECUTE FUNCTION cqrs_outbox_notify();
+    // Outbox inserts notify the relays themselves (`announce.rs`); the trigger that did it
+    // before (it cost each insert more than the insert) goes.
+    "
+DROP TRIGGER IF EXISTS cqrs_outbox_notify ON cqrs_outbox;
+DROP FUNCTION IF EXISTS cqrs_outbox_notify();
 "
 );
 
@@ -203,5 +178,5 @@ impl CqrsConnection for PgConnection {
         Ok(records)
     }
 
-    common_impl!();
+    common_impl!(announce = super::announce::Announced, rows = announced);
 }

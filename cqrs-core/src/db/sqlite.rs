@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
-use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction};
+use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction, outbox_insert_rows};
 
 /// Pragmas set on every connection the framework opens. The busy timeout comes first: switching
 /// to WAL takes a lock, and without the timeout a connection opened while another one writes
@@ -143,5 +143,5 @@ impl CqrsConnection for SqliteConnection {
         Ok(records)
     }
 
-    common_impl!();
+    common_impl!(announce = super::unannounced, rows = plain);
 }
