@@ -87,6 +87,14 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
 
     /// Inserts rows as they are (their version already set); returns them as stored.
     fn db_insert(conn: &mut C, rows: &[Self]) -> QueryResult<Vec<Self>>;
+    /// Inserts one row (its `cqrs_updated` set) with its first revision, one above its key's
+    /// last DELETE revision (taken from `cqrs_master_revisions`) or 0, in one statement;
+    /// returns it as stored. `None` where the backend cannot (the caller then takes the
+    /// revision and inserts: two statements). PostgreSQL's derive does it
+    /// (`db/continued.rs`).
+    fn db_insert_continued(_conn: &mut C, _row: &Self, _key: &str) -> QueryResult<Option<Self>> {
+        Ok(None)
+    }
     /// Writes every column of `row` and, in the same statement, `cqrs_revision + 1` and
     /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist.
     fn db_update(conn: &mut C, row: &Self, updated: DateTime<Utc>) -> QueryResult<Option<Self>>;
@@ -215,6 +223,18 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         let now = now_micros();
         write(conn, |conn| {
             let keys: Vec<String> = rows.iter().map(|row| pk_text(row.cqrs_pk())).collect();
+            if let ([row], [key]) = (rows.as_mut_slice(), keys.as_slice()) {
+                // the revision is the statement's to set
+                row.cqrs_set_version(Version {
+                    revision: 0,
+                    updated: now,
+                });
+                if let Some(stored) = Self::db_insert_continued(conn, row, key)? {
+                    let previous = created_previous_data::<Self>();
+                    enqueue_saves(conn, std::slice::from_ref(&stored), |_| previous.clone())?;
+                    return Ok(vec![stored]);
+                }
+            }
             let continued: HashMap<String, i32> = conn
                 .deleted_revisions_take(Self::CQRS_ID, &keys)?
                 .into_iter()
