@@ -58,13 +58,8 @@ pub async fn publish_all(
     Ok(())
 }
 
-/// Declares a durable queue bound to `routing_key` on `exchange`.
-pub async fn declare(
-    channel: &lapin::Channel,
-    exchange: &str,
-    queue: &str,
-    routing_key: &str,
-) -> anyhow::Result<()> {
+/// Declares `exchange`, a durable topic exchange.
+pub async fn declare_exchange(channel: &lapin::Channel, exchange: &str) -> anyhow::Result<()> {
     channel
         .exchange_declare(
             exchange.into(),
@@ -76,6 +71,17 @@ pub async fn declare(
             FieldTable::default(),
         )
         .await?;
+    Ok(())
+}
+
+/// Declares a durable queue bound to `routing_key` on `exchange`.
+pub async fn declare(
+    channel: &lapin::Channel,
+    exchange: &str,
+    queue: &str,
+    routing_key: &str,
+) -> anyhow::Result<()> {
+    declare_exchange(channel, exchange).await?;
     channel
         .queue_declare(
             queue.into(),

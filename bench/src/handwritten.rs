@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use diesel::prelude::*;
+use lapin::BasicProperties;
 use lapin::PublisherConfirm;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, ExchangeKind};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use serde_json::json;
 
 use crate::models::schema::{bench_items, hand_outbox};
@@ -78,17 +77,7 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        channel
-            .exchange_declare(
-                exchange.into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        crate::baseline::declare_exchange(&channel, exchange).await?;
         Ok((
             conn,
             Self {

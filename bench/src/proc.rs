@@ -53,19 +53,24 @@ pub fn thread_cpu_seconds() -> f64 {
     stat_fields("/proc/thread-self/stat").map_or(0.0, |f| times(&f, false))
 }
 
-/// The pids of the live processes whose parent is `parent`.
-fn children(parent: u32) -> Vec<u32> {
+/// The pids of the live processes whose `stat` field `index` (counted after the command
+/// name: 1 is the parent pid, 2 the process group) is `value`.
+fn processes_with(index: usize, value: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|pid| {
-            // the parent pid is field 4, index 1 here
             stat_fields(&format!("/proc/{pid}/stat"))
-                .is_some_and(|f| f.get(1).copied() == Some(u64::from(parent)))
+                .is_some_and(|f| f.get(index).copied() == Some(u64::from(value)))
         })
         .collect()
+}
+
+/// The pids of the live processes whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    processes_with(1, parent)
 }
 
 /// CPU seconds of a server and its workers: its own, what its reaped children used, and what
@@ -92,18 +97,9 @@ pub fn group_cpu_seconds(pgid: u32) -> f64 {
     group(pgid).into_iter().map(cpu_seconds).sum()
 }
 
+/// The pids of the live processes of a group.
 fn group(pgid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            // the process group is field 5, index 2 here
-            stat_fields(&format!("/proc/{pid}/stat"))
-                .is_some_and(|f| f.get(2).copied() == Some(u64::from(pgid)))
-        })
-        .collect()
+    processes_with(2, pgid)
 }
 
 /// CPU seconds this process's reaped children have used (to charge a child that ran to its

@@ -527,22 +527,7 @@ macro_rules! common_impl {
             let now = ::chrono::Utc::now().timestamp_micros();
             if let [m] = messages {
                 // one row: a statement diesel prepares once and caches
-                $announce(
-                    ::diesel::insert_into(dsl::cqrs_outbox)
-                        .values((
-                            dsl::cqrs_id.eq(&m.cqrs_id),
-                            dsl::routing_key.eq(&m.routing_key),
-                            dsl::body.eq(&m.body),
-                            dsl::created_at.eq(now),
-                            dsl::exchange.eq(&m.exchange),
-                            dsl::properties.eq(&m.properties),
-                            dsl::not_before.eq(m.not_before),
-                            dsl::tags.eq(&m.tags),
-                        ))
-                        .returning(dsl::id),
-                )
-                .execute(self)?;
-                return Ok(());
+                return self.outbox_insert_one(m).map(drop);
             }
             if messages.is_empty() {
                 return Ok(());

@@ -219,36 +219,9 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
     /// Inserts rows (one statement per 500) with revision 0 (or, for a key deleted before,
     /// one above its DELETE's revision: revisions never restart), and writes one SAVE per row.
     #[must_use = "the stored row carries the new revision; keep it rather than the old value"]
-    fn cqrs_bulk_insert(conn: &mut C, mut rows: Vec<Self>) -> Result<Vec<Self>> {
-        let now = now_micros();
+    fn cqrs_bulk_insert(conn: &mut C, rows: Vec<Self>) -> Result<Vec<Self>> {
         write(conn, |conn| {
-            let keys: Vec<String> = rows.iter().map(|row| pk_text(row.cqrs_pk())).collect();
-            if let ([row], [key]) = (rows.as_mut_slice(), keys.as_slice()) {
-                // the revision is the statement's to set
-                row.cqrs_set_version(Version {
-                    revision: 0,
-                    updated: now,
-                });
-                if let Some(stored) = Self::db_insert_continued(conn, row, key)? {
-                    let previous = created_previous_data::<Self>();
-                    enqueue_saves(conn, std::slice::from_ref(&stored), |_| previous.clone())?;
-                    return Ok(vec![stored]);
-                }
-            }
-            let continued: HashMap<String, i32> = conn
-                .deleted_revisions_take(Self::CQRS_ID, &keys)?
-                .into_iter()
-                .collect();
-            for (row, key) in rows.iter_mut().zip(&keys) {
-                row.cqrs_set_version(Version {
-                    revision: first_revision(continued.get(key).copied()),
-                    updated: now,
-                });
-            }
-            let mut stored = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(crate::db::ROW_CHUNK) {
-                stored.extend(Self::db_insert(conn, chunk)?);
-            }
+            let stored = insert_created(conn, rows)?;
             let previous = created_previous_data::<Self>();
             enqueue_saves(conn, &stored, |_| previous.clone())?;
             Ok(stored)
@@ -535,6 +508,44 @@ fn not_found<M: MasterModel>(pk: &M::Pk) -> Error {
         model: M::TYPE_NAME,
         pk: pk_text(pk),
     }
+}
+
+/// Inserts new rows with their first revisions: 0, or one above the DELETE revision of a key
+/// deleted before (revisions never restart). One row: in one statement where the backend
+/// can ([`MasterTable::db_insert_continued`]); otherwise the recorded revisions are taken
+/// first, then the rows inserted (one statement per 500).
+fn insert_created<M, C>(conn: &mut C, mut rows: Vec<M>) -> QueryResult<Vec<M>>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    let now = now_micros();
+    let keys: Vec<String> = rows.iter().map(|row| pk_text(row.cqrs_pk())).collect();
+    if let ([row], [key]) = (rows.as_mut_slice(), keys.as_slice()) {
+        // the revision is the statement's to set
+        row.cqrs_set_version(Version {
+            revision: 0,
+            updated: now,
+        });
+        if let Some(stored) = M::db_insert_continued(conn, row, key)? {
+            return Ok(vec![stored]);
+        }
+    }
+    let continued: HashMap<String, i32> = conn
+        .deleted_revisions_take(M::CQRS_ID, &keys)?
+        .into_iter()
+        .collect();
+    for (row, key) in rows.iter_mut().zip(&keys) {
+        row.cqrs_set_version(Version {
+            revision: first_revision(continued.get(key).copied()),
+            updated: now,
+        });
+    }
+    let mut stored = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(crate::db::ROW_CHUNK) {
+        stored.extend(M::db_insert(conn, chunk)?);
+    }
+    Ok(stored)
 }
 
 fn pk_text<P: CqrsValue>(pk: &P) -> String {
