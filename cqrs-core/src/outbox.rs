@@ -6,7 +6,7 @@
 //! example `cqrs_rabbit::Relay`) calls [`relay_batch`] in a loop, and waits on
 //! [`OutboxWaker`] between batches instead of polling hard.
 
-use crate::db::{CqrsConnection, OutboxMessage, OutboxRecord};
+use crate::db::{CqrsConnection, OutboxMessage, OutboxRecord, OutboxTaken};
 use crate::signal::{Signal, Subscription};
 
 static OUTBOX: Signal = Signal::new();
@@ -62,6 +62,9 @@ pub struct RelayedBatch {
     /// Messages the broker confirmed, now removed from the outbox (on SQLite another relay
     /// of the same file may have removed some first: they still count, the broker has them).
     pub published: usize,
+    /// Due messages left for a later look: an earlier message of their row (or aggregate) was
+    /// in another relay's hands (PostgreSQL, several relays).
+    pub held_back: usize,
 }
 
 /// Takes up to `limit` of the oldest messages, hands them to `publish` (which returns the ids
@@ -69,8 +72,10 @@ pub struct RelayedBatch {
 ///
 /// Where the backend allows it ([`CqrsConnection::CONCURRENT_TAKE`], PostgreSQL), the batch is
 /// taken in one statement that skips rows locked by another relay, and what the broker did not
-/// confirm is put back before the commit: several relay processes never publish the same
-/// message concurrently. Elsewhere (SQLite) the fetch takes no lock, so that a relay never
+/// confirm is put back, under its own id, before the commit: several relay processes never
+/// publish the same message concurrently, and a message whose row (or aggregate) has an
+/// earlier message in another relay's hands stays for a later look
+/// ([`RelayedBatch::held_back`]), so that a row's messages reach the broker in order. Elsewhere (SQLite) the fetch takes no lock, so that a relay never
 /// blocks the application's writers while it talks to the broker: run one relay per database.
 ///
 /// A crash between the broker's confirm and the removal publishes a message again after a
@@ -85,22 +90,27 @@ where
         // One statement takes the batch (DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING);
         // what the broker did not confirm is put back before the commit.
         conn.cqrs_transaction(|conn| {
-            let records = conn.outbox_take(limit)?;
+            let OutboxTaken { records, held_back } = conn.outbox_take(limit)?;
             if records.is_empty() {
-                return Ok(RelayedBatch::default());
+                return Ok(RelayedBatch {
+                    held_back,
+                    ..RelayedBatch::default()
+                });
             }
             let confirmed = publish(&records)?;
             if confirmed.len() < records.len() {
-                let back: Vec<OutboxMessage> = records
+                // under their own ids: still before the later messages of their rows
+                let back: Vec<OutboxRecord> = records
                     .iter()
                     .filter(|r| !confirmed.contains(&r.id))
-                    .map(OutboxRecord::to_message)
+                    .cloned()
                     .collect();
-                conn.outbox_insert(&back)?;
+                conn.outbox_put_back(&back)?;
             }
             Ok(RelayedBatch {
                 fetched: records.len(),
                 published: confirmed.len(),
+                held_back,
             })
         })
     } else {
@@ -113,6 +123,7 @@ where
         Ok(RelayedBatch {
             fetched: records.len(),
             published: confirmed.len(),
+            held_back: 0,
         })
     }
 }

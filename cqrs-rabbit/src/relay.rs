@@ -1,7 +1,9 @@
 //! The outbox relay: publishes the master's outbox to RabbitMQ with publisher confirms, in
 //! order, many messages in flight, and removes each message only after the broker confirmed
 //! it. Broker or database down: it reconnects with backoff and resumes; nothing is lost (a
-//! message may be published twice after a crash, never zero times).
+//! message may be published twice after a crash, never zero times). Several relays may share
+//! a PostgreSQL outbox: a message waits while an earlier one of its row (or aggregate) is in
+//! another relay's hands, so a row's messages never overtake each other on the wire.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -25,6 +27,9 @@ use lapin::Channel;
 
 /// How long a starting relay waits for the SQLite relay lock before it fails.
 const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How soon a relay looks again when messages were held back for another relay's batch.
+const HELD_BACK_WAIT: Duration = Duration::from_millis(5);
 
 /// Publishes the outbox of one database.
 ///
@@ -107,6 +112,11 @@ impl<C: CqrsConnection> Relay<C> {
             conn = back;
             let batch = result?;
             total += batch.published as u64;
+            if batch.fetched == 0 && batch.held_back > 0 {
+                // another relay publishes earlier messages of these rows
+                tokio::time::sleep(HELD_BACK_WAIT).await;
+                continue;
+            }
             if batch.fetched == 0 {
                 break;
             }
@@ -223,6 +233,17 @@ impl<C: CqrsConnection> Relay<C> {
                     backoff.reset();
                     early_wakes = 0;
                     previous_cycle = Some(cycle);
+                }
+                Ok(batch) if batch.held_back > 0 => {
+                    // Another relay has earlier messages of these rows in hands: they leave
+                    // after its commit, a few milliseconds away. Nothing announces that
+                    // commit: look again shortly.
+                    backoff.reset();
+                    previous_cycle = Some(cycle);
+                    tokio::select! {
+                        () = &mut shutdown => break 'relay Ok(()),
+                        () = tokio::time::sleep(HELD_BACK_WAIT) => {}
+                    }
                 }
                 Ok(batch) => {
                     backoff.reset();

@@ -55,7 +55,7 @@ start_rabbitmq() {
         log "reusing RabbitMQ node $node on port $RABBITMQ_PORT"
     else
         # a stale node of an earlier run (killed by Ctrl-C or a crash) holds its ports
-        rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
+        timeout 30 rabbitmqctl -q -n "$node" stop >/dev/null 2>&1 || true
         kill_by_pid_file "$dir/pid"
         RABBITMQ_PORT=${2:-$(free_port)}
         local dist_port
@@ -94,7 +94,7 @@ start_rabbitmq() {
 stop_rabbitmq() {
     local name=${1:-cqrs}
     local node="$name@localhost"
-    if rabbitmqctl -q -n "$node" stop >/dev/null 2>&1; then
+    if timeout 30 rabbitmqctl -q -n "$node" stop >/dev/null 2>&1; then
         log "stopped RabbitMQ node $node"
     fi
     kill_by_pid_file "$SERVICES_DIR/rabbitmq-$name/pid"

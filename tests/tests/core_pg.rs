@@ -90,3 +90,64 @@ fn relays_share_the_outbox() {
     );
     assert_eq!(b.outbox_pending().unwrap(), 0);
 }
+
+/// Relays sharing the outbox keep each row's order: a message waits while an earlier one of
+/// its row is in another relay's hands, and a message the broker did not confirm goes back
+/// under its own id, before its row's later messages.
+#[test]
+#[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+fn relays_keep_each_rows_order() {
+    use cqrs_core::prelude::*;
+    use diesel::prelude::*;
+    let url = common::pg_schema_url();
+    let mut a = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    a.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut a, common::PG_DDL).unwrap();
+    // ids 1..=4: book 1 created, book 2 created, book 1 renamed, book 3 created
+    common::Book::new(1, "a").cqrs_insert(&mut a).unwrap();
+    common::Book::new(2, "b").cqrs_insert(&mut a).unwrap();
+    common::Book::cqrs_update(&mut a, &1, |b| b.title = "a2".into()).unwrap();
+    common::Book::new(3, "c").cqrs_insert(&mut a).unwrap();
+    let ids: Vec<i64> = cqrs_core::db::cqrs_outbox::table
+        .select(cqrs_core::db::cqrs_outbox::id)
+        .order(cqrs_core::db::cqrs_outbox::id)
+        .load(&mut a)
+        .unwrap();
+    assert_eq!(ids.len(), 4);
+    let mut b = diesel::PgConnection::establish(&url).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    // the first relay takes books 1 and 2 and holds them
+    let first = std::thread::spawn(move || {
+        cqrs_core::outbox::relay_batch(&mut a, 2, |records| {
+            tx.send(records.iter().map(|r| r.id).collect()).unwrap();
+            go_rx.recv().unwrap();
+            Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
+        })
+        .unwrap()
+    });
+    assert_eq!(rx.recv().unwrap(), ids[..2]);
+    // the second takes book 3, not book 1's rename
+    let mut second = Vec::new();
+    let batch = cqrs_core::outbox::relay_batch(&mut b, 100, |records| {
+        second = records.iter().map(|r| r.id).collect();
+        Ok::<_, cqrs_core::Error>(second.clone())
+    })
+    .unwrap();
+    assert_eq!(second, [ids[3]]);
+    assert_eq!((batch.fetched, batch.held_back), (1, 1));
+    go_tx.send(()).unwrap();
+    assert_eq!(first.join().unwrap().published, 2);
+    // book 1 is free now: its rename goes; unconfirmed, it comes back under its own id
+    let batch = cqrs_core::outbox::relay_batch(&mut b, 100, |records| {
+        assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[2]]);
+        Ok::<_, cqrs_core::Error>(Vec::new())
+    })
+    .unwrap();
+    assert_eq!((batch.fetched, batch.published, batch.held_back), (1, 0, 0));
+    let left: Vec<i64> = cqrs_core::db::cqrs_outbox::table
+        .select(cqrs_core::db::cqrs_outbox::id)
+        .load(&mut b)
+        .unwrap();
+    assert_eq!(left, [ids[2]]);
+}

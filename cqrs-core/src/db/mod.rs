@@ -34,6 +34,7 @@ pub(crate) const OUTBOX_ADDED_COLUMNS: &[(&str, &str)] = &[
     ("properties", "TEXT"),
     ("not_before", "BIGINT"),
     ("tags", "TEXT"),
+    ("ordering_key", "BIGINT"),
 ];
 
 /// The lock key of one replica row: a stable 64-bit FNV-1a hash of its `cqrs_id` and
@@ -47,6 +48,14 @@ pub fn row_lock_key(cqrs_id: &str, pk: &str) -> i64 {
         (hash ^ u64::from(byte)).wrapping_mul(PRIME)
     });
     i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The ordering key of an outbox message: its row's [`row_lock_key`] (a domain event's, its
+/// aggregate exchange's, with `*` for the key). Messages of one key leave the outbox in id
+/// order even when several relays share it; two keys that hash alike only wait for each
+/// other.
+pub fn ordering_key(cqrs_id: &str, pk: &str) -> i64 {
+    row_lock_key(cqrs_id, pk)
 }
 
 /// The DDL both backends share after their outbox table: the tombstones of applied deletes
@@ -125,6 +134,11 @@ diesel::table! {
         /// A future event's tags, each between `|` (`|a|b|`), for cancelling it before it
         /// is sent.
         tags -> Nullable<Text>,
+        /// What the message must stay in order with ([`ordering_key`]): its row, or its
+        /// aggregate's exchange. Relays sharing the outbox never publish a message while an
+        /// earlier one of the same key is in another relay's hands. `NULL`: written before
+        /// the column existed (no constraint).
+        ordering_key -> Nullable<BigInt>,
     }
 }
 
@@ -199,8 +213,19 @@ pub struct CountRow {
     pub n: i64,
 }
 
+/// What [`CqrsConnection::outbox_take`] took.
+#[derive(Debug, Default)]
+pub struct OutboxTaken {
+    /// The messages, in id order.
+    pub records: Vec<OutboxRecord>,
+    /// Due messages left in the outbox because an earlier message of their ordering key is
+    /// in another relay's hands: look again soon.
+    pub held_back: usize,
+}
+
 /// One message waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, diesel::Insertable)]
+#[diesel(table_name = cqrs_outbox)]
 pub struct OutboxRecord {
     /// Its id (the publish order).
     pub id: i64,
@@ -220,21 +245,8 @@ pub struct OutboxRecord {
     pub not_before: Option<i64>,
     /// A future event's tags (`|a|b|`).
     pub tags: Option<String>,
-}
-
-impl OutboxRecord {
-    /// The message to write back to the outbox (a batch the broker did not confirm).
-    pub fn to_message(&self) -> OutboxMessage {
-        OutboxMessage {
-            cqrs_id: self.cqrs_id.clone(),
-            routing_key: self.routing_key.clone(),
-            body: self.body.clone(),
-            exchange: self.exchange.clone(),
-            properties: self.properties.clone(),
-            not_before: self.not_before,
-            tags: self.tags.clone(),
-        }
-    }
+    /// What it stays in order with ([`ordering_key`]).
+    pub ordering_key: Option<i64>,
 }
 
 /// A message to write to the outbox.
@@ -254,13 +266,17 @@ pub struct OutboxMessage {
     pub not_before: Option<i64>,
     /// A future event's tags (`|a|b|`).
     pub tags: Option<String>,
+    /// What it stays in order with ([`ordering_key`]); `None`: nothing.
+    pub ordering_key: Option<i64>,
 }
 
 impl OutboxMessage {
-    /// A row message of `cqrs_id` to the replication exchange, carrying the trace context of
-    /// this write ([`crate::trace::for_message`]) in its headers.
-    pub fn row(cqrs_id: String, routing_key: String, body: String) -> Self {
+    /// A message of the row `pk` of `cqrs_id` to the replication exchange, carrying the trace
+    /// context of this write ([`crate::trace::for_message`]) in its headers; it stays in order
+    /// with the row's other messages.
+    pub fn row(cqrs_id: String, pk: &str, routing_key: String, body: String) -> Self {
         Self {
+            ordering_key: Some(ordering_key(&cqrs_id, pk)),
             cqrs_id,
             routing_key,
             body,
@@ -399,9 +415,14 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     fn outbox_delete(&mut self, ids: &[i64]) -> QueryResult<usize>;
 
     /// Removes and returns the oldest `limit` messages not locked by another transaction, in
-    /// one statement (PostgreSQL: `DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING`). Inside a
-    /// transaction, a rollback puts them back.
-    fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>>;
+    /// one statement (PostgreSQL: `DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING`), less
+    /// those held back because an earlier message of their ordering key is locked by another
+    /// relay. Inside a transaction, a rollback puts them back.
+    fn outbox_take(&mut self, limit: i64) -> QueryResult<OutboxTaken>;
+
+    /// Writes taken messages back under their own ids (the broker did not confirm them): they
+    /// keep their place before the later messages of their keys.
+    fn outbox_put_back(&mut self, records: &[OutboxRecord]) -> QueryResult<()>;
 
     /// How many messages wait.
     fn outbox_pending(&mut self) -> QueryResult<i64>;
@@ -504,6 +525,7 @@ macro_rules! common_impl {
                         dsl::properties.eq(&m.properties),
                         dsl::not_before.eq(m.not_before),
                         dsl::tags.eq(&m.tags),
+                        dsl::ordering_key.eq(m.ordering_key),
                     ))
                     .returning(dsl::id),
             )
@@ -544,6 +566,7 @@ macro_rules! common_impl {
                         dsl::properties.eq(&m.properties),
                         dsl::not_before.eq(m.not_before),
                         dsl::tags.eq(&m.tags),
+                        dsl::ordering_key.eq(m.ordering_key),
                     )
                 })
                 .collect();
@@ -553,6 +576,19 @@ macro_rules! common_impl {
                     self,
                     ::diesel::insert_into(dsl::cqrs_outbox).values(chunk)
                 )?;
+            }
+            Ok(())
+        }
+
+        fn outbox_put_back(
+            &mut self,
+            records: &[$crate::db::OutboxRecord],
+        ) -> ::diesel::QueryResult<()> {
+            use ::diesel::prelude::*;
+            for chunk in records.chunks($crate::db::OUTBOX_INSERT_CHUNK) {
+                ::diesel::insert_into($crate::db::cqrs_outbox::table)
+                    .values(chunk)
+                    .execute(self)?;
             }
             Ok(())
         }

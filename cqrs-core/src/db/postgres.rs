@@ -6,7 +6,9 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
-use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction, outbox_insert_rows};
+use super::{
+    CqrsConnection, OutboxRecord, OutboxTaken, common_impl, in_transaction, outbox_insert_rows,
+};
 
 /// The `LISTEN` channel notified (at commit) when messages are added to the outbox.
 pub const NOTIFY_CHANNEL: &str = notify_channel!();
@@ -25,6 +27,7 @@ ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS exchange TEXT;
 ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS properties TEXT;
 ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS not_before BIGINT;
 ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS tags TEXT;
+ALTER TABLE cqrs_outbox ADD COLUMN IF NOT EXISTS ordering_key BIGINT;
 ",
     tombstones_ddl!(),
     // Outbox inserts notify the relays themselves (`announce.rs`); the trigger that did it
@@ -34,6 +37,35 @@ DROP TRIGGER IF EXISTS cqrs_outbox_notify ON cqrs_outbox;
 DROP FUNCTION IF EXISTS cqrs_outbox_notify();
 "
 );
+
+/// The batch a relay takes (`$1` the limit, `$2` now in microseconds): the oldest due messages
+/// no other relay has locked (`candidates`), less those that must wait because an earlier
+/// message of their ordering key is in another relay's hands (`held`: due, before the batch's
+/// last id, not a candidate, so locked by another relay, or committed after this statement's
+/// snapshot was taken, which only holds back more). Those stay, for the next look. One row
+/// per message taken, each with the number of candidates; a single row of `NULL`s but that
+/// number when nothing is taken.
+const TAKE: &str = "\
+WITH candidates AS (
+    SELECT id, ordering_key FROM cqrs_outbox
+    WHERE not_before IS NULL OR not_before <= $2
+    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+), held AS (
+    SELECT ordering_key, min(id) AS first FROM cqrs_outbox
+    WHERE id < (SELECT max(id) FROM candidates)
+      AND (not_before IS NULL OR not_before <= $2)
+      AND ordering_key IS NOT NULL
+      AND id NOT IN (SELECT id FROM candidates)
+    GROUP BY ordering_key
+), taken AS (
+    DELETE FROM cqrs_outbox WHERE id IN (
+        SELECT c.id FROM candidates c WHERE NOT EXISTS (
+            SELECT 1 FROM held h WHERE h.ordering_key = c.ordering_key AND h.first < c.id))
+    RETURNING id, cqrs_id, routing_key, body, created_at, exchange, properties, not_before,
+              tags, ordering_key
+)
+SELECT n.candidates, t.* FROM (SELECT count(*) AS candidates FROM candidates) n
+LEFT JOIN taken t ON true";
 
 impl CqrsConnection for PgConnection {
     const SETUP_SQL: &'static str = SETUP;
@@ -127,19 +159,21 @@ impl CqrsConnection for PgConnection {
         self.build_transaction().read_only().run(f)
     }
 
-    fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
+    fn outbox_take(&mut self, limit: i64) -> QueryResult<OutboxTaken> {
         #[derive(diesel::QueryableByName)]
         struct Taken {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
-            id: i64,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            cqrs_id: String,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            routing_key: String,
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            body: String,
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            created_at: i64,
+            candidates: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            id: Option<i64>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            cqrs_id: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            routing_key: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            body: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            created_at: Option<i64>,
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
             exchange: Option<String>,
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -148,34 +182,39 @@ impl CqrsConnection for PgConnection {
             not_before: Option<i64>,
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
             tags: Option<String>,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            ordering_key: Option<i64>,
         }
         // diesel cannot lock a subquery of a DELETE: a fixed statement, the limit bound.
-        let taken: Vec<Taken> = diesel::sql_query(
-            "DELETE FROM cqrs_outbox WHERE id IN \
-             (SELECT id FROM cqrs_outbox WHERE not_before IS NULL OR not_before <= $2 \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, cqrs_id, routing_key, body, created_at, exchange, properties, \
-             not_before, tags",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(limit)
-        .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
-        .load(self)?;
-        let mut records: Vec<OutboxRecord> = taken
+        let rows: Vec<Taken> = diesel::sql_query(TAKE)
+            .bind::<diesel::sql_types::BigInt, _>(limit)
+            .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
+            .load(self)?;
+        let candidates = rows
+            .first()
+            .map_or(0, |row| usize::try_from(row.candidates).unwrap_or(0));
+        let mut records: Vec<OutboxRecord> = rows
             .into_iter()
-            .map(|t| OutboxRecord {
-                id: t.id,
-                cqrs_id: t.cqrs_id,
-                routing_key: t.routing_key,
-                body: t.body,
-                created_at: t.created_at,
-                exchange: t.exchange,
-                properties: t.properties,
-                not_before: t.not_before,
-                tags: t.tags,
+            .filter_map(|t| {
+                Some(OutboxRecord {
+                    id: t.id?,
+                    cqrs_id: t.cqrs_id?,
+                    routing_key: t.routing_key?,
+                    body: t.body?,
+                    created_at: t.created_at?,
+                    exchange: t.exchange,
+                    properties: t.properties,
+                    not_before: t.not_before,
+                    tags: t.tags,
+                    ordering_key: t.ordering_key,
+                })
             })
             .collect();
         records.sort_unstable_by_key(|r| r.id);
-        Ok(records)
+        Ok(OutboxTaken {
+            held_back: candidates.saturating_sub(records.len()),
+            records,
+        })
     }
 
     common_impl!(announce = super::announce::Announced, rows = announced);

@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
-use super::{CqrsConnection, OutboxRecord, common_impl, in_transaction, outbox_insert_rows};
+use super::{CqrsConnection, OutboxTaken, common_impl, in_transaction, outbox_insert_rows};
 
 /// Pragmas set on every connection the framework opens. The busy timeout comes first: switching
 /// to WAL takes a lock, and without the timeout a connection opened while another one writes
@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS cqrs_outbox (
     exchange TEXT,
     properties TEXT,
     not_before BIGINT,
-    tags TEXT
+    tags TEXT,
+    ordering_key BIGINT
 );
 ",
     tombstones_ddl!(),
@@ -136,11 +137,15 @@ impl CqrsConnection for SqliteConnection {
         result
     }
 
-    fn outbox_take(&mut self, limit: i64) -> QueryResult<Vec<OutboxRecord>> {
+    fn outbox_take(&mut self, limit: i64) -> QueryResult<OutboxTaken> {
+        // one relay per file: nothing is in another relay's hands
         let records = self.outbox_fetch(limit)?;
         let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
         self.outbox_delete(&ids)?;
-        Ok(records)
+        Ok(OutboxTaken {
+            records,
+            held_back: 0,
+        })
     }
 
     common_impl!(announce = super::unannounced, rows = plain);

@@ -320,6 +320,8 @@ impl Outgoing {
         tags: Option<String>,
     ) -> Result<String, EventError> {
         let message = OutboxMessage {
+            // an aggregate's messages stay in order
+            ordering_key: Some(crate::db::ordering_key(&self.exchange, "*")),
             cqrs_id: self.exchange.clone(),
             routing_key: self.routing_key,
             body: self.body,

@@ -145,6 +145,7 @@ fn envelope<M: MasterModel>(
     }
     Ok(OutboxMessage::row(
         M::CQRS_ID.to_owned(),
+        &crate::value::pk_key(&message.instance_pk),
         routing_key(M::CQRS_ID, queue),
         body,
     ))
