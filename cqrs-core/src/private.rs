@@ -20,7 +20,6 @@ pub use crate::column_type::{ColumnType, assert_column_type};
 pub use crate::db::KEY_CHUNK;
 pub use crate::db::cached::Cached;
 #[cfg(feature = "postgres")]
-pub use crate::db::continued::{Continued, continued_revision};
 pub use crate::fallback::{InvalidMaster, InvalidReplica, InvalidReplicaHooks};
 
 use serde_json::{Map, Value};

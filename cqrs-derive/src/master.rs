@@ -253,37 +253,6 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
         })
         .collect();
     let set: Vec<&TokenStream> = writable.iter().map(|(_, set)| set).collect();
-    // PostgreSQL: a single-row insert takes its key's deleted revision in the same statement
-    let insert_continued = store.is_pg.then(|| {
-        let values = model.fields.iter().enumerate().map(|(i, f)| {
-            let col = emit::column(model, i);
-            let field = f.ident;
-            if i == model.revision {
-                quote!(#col.eq(#private::continued_revision()))
-            } else {
-                quote!(#col.eq(&row.#field))
-            }
-        });
-        quote! {
-            fn db_insert_continued(
-                conn: &mut #conn,
-                row: &Self,
-                key: &str,
-            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
-                #traits
-                let insert = #private::diesel::insert_into(#table::table)
-                    .values((#(#values,)*))
-                    .returning(#select);
-                let stored: #row_ty = #private::Cached(#private::Continued {
-                    cqrs_id: <Self as #krate::MasterModel>::CQRS_ID,
-                    pk: key,
-                    insert,
-                })
-                .get_result(conn)?;
-                ::core::result::Result::Ok(::core::option::Option::Some((#from_tuple)(stored)))
-            }
-        }
-    });
     let writable_names = writable.iter().map(|(name, _)| name);
     let partial_set = writable
         .iter()
@@ -317,8 +286,6 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                     .optional()?;
                 ::core::result::Result::Ok(stored.map(#from_tuple))
             }
-
-            #insert_continued
 
             fn db_insert(conn: &mut #conn, rows: &[Self]) -> #private::diesel::QueryResult<::std::vec::Vec<Self>> {
                 #traits

@@ -2,6 +2,7 @@
 //! `cqrs-test-service` binary, which the tests start as a separate process.
 pub mod handlers;
 pub mod models;
+pub mod writer;
 
 /// Call from a binary so that the linker keeps the models' registrations.
 pub fn link_models() {

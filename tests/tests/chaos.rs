@@ -5,18 +5,17 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::Book;
 use common::books::{rows_master, rows_replica, sqlite_db, wait_equal};
 use common::rabbit;
+use common::service::{self, Killable};
 use cqrs_core::prelude::*;
 use cqrs_rabbit::{BrokerUrl, Consumer, Relay};
 use diesel::SqliteConnection;
-
-const SERVICE: &str = env!("CARGO_BIN_EXE_cqrs-test-service");
 
 /// The tests that stop or freeze the chaos node take turns.
 static CHAOS_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -220,34 +219,8 @@ async fn frozen_broker_is_detected() {
     pipeline.stop().await;
 }
 
-struct Killable(Child);
-
-impl Drop for Killable {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn consume_process(config: &cqrs_rabbit::Config, replica: &str) -> Killable {
-    service_process(config, "consume", replica)
-}
-
-fn service_process(config: &cqrs_rabbit::Config, command: &str, database: &str) -> Killable {
-    Killable(
-        Command::new(SERVICE)
-            .arg(command)
-            .env("DATABASE_URL", database)
-            .env("CQRS_BROKER_URL", config.url.expose())
-            .env("CQRS_EXCHANGE", &config.exchange)
-            .env("CQRS_QUEUE", config.queue.as_ref().unwrap())
-            .env("CQRS_WORKERS", "2")
-            .env("CQRS_BATCH_SIZE", "100")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    service::spawn(config, "consume", replica, &[])
 }
 
 /// The relay process SIGKILLed and restarted over and over while the master writes 3,000
@@ -280,14 +253,14 @@ async fn relay_sigkill_loop_loses_nothing() {
     });
     let mut kills = 0;
     while !writer.is_finished() {
-        let relay = service_process(&config, "relay", &master);
+        let relay = service::spawn(&config, "relay", &master, &[]);
         let pause = Duration::from_millis(150 + (kills * 37) % 300);
         tokio::time::sleep(pause).await;
         drop(relay); // SIGKILL
         kills += 1;
     }
     writer.await.unwrap();
-    let relay = service_process(&config, "relay", &master);
+    let relay = service::spawn(&config, "relay", &master, &[]);
     wait_equal(&master, &replica, Duration::from_mins(2)).await;
     drop(relay);
     eprintln!("relay SIGKILLed {kills} times during 3,000 writes: replica equal");

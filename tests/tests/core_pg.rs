@@ -151,3 +151,40 @@ fn relays_keep_each_rows_order() {
         .unwrap();
     assert_eq!(left, [ids[2]]);
 }
+
+/// A key created again by one master process while another's DELETE of it commits continues
+/// above the DELETE's revision: the create waits for the DELETE and then reads its revision.
+#[test]
+#[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
+fn create_racing_a_delete_continues_its_revision() {
+    use cqrs_core::prelude::*;
+    let url = common::books::pg_db();
+    let mut a = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    let book = common::Book::new(5, "first").cqrs_insert(&mut a).unwrap();
+    let book = common::Book::cqrs_update(&mut a, &book.id, |b| b.title = "second".into()).unwrap();
+    assert_eq!(book.cqrs_revision, 1);
+    let (deleted_tx, deleted_rx) = std::sync::mpsc::channel::<()>();
+    let (commit_tx, commit_rx) = std::sync::mpsc::channel::<()>();
+    let deleter = std::thread::spawn(move || {
+        cqrs_core::transaction(&mut a, |conn| {
+            assert!(common::Book::cqrs_delete_pk(conn, &5)?);
+            deleted_tx.send(()).unwrap();
+            commit_rx.recv().unwrap();
+            Ok::<_, cqrs_core::Error>(())
+        })
+        .unwrap();
+    });
+    deleted_rx.recv().unwrap();
+    let creator_url = url.clone();
+    let creator = std::thread::spawn(move || {
+        let mut b = diesel::PgConnection::cqrs_connect(&creator_url).unwrap();
+        common::Book::new(5, "reborn").cqrs_insert(&mut b).unwrap()
+    });
+    // the create waits on the deleted row's key
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!creator.is_finished());
+    commit_tx.send(()).unwrap();
+    deleter.join().unwrap();
+    let reborn = creator.join().unwrap();
+    assert_eq!(reborn.cqrs_revision, 3, "one above the DELETE's revision 2");
+}

@@ -18,22 +18,10 @@ use diesel::SqliteConnection;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 
-/// GET on the endpoint: (status, body).
-fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let mut response = agent.get(&format!("http://{addr}{path}")).call().unwrap();
-    let status = response.status().as_u16();
-    (status, response.body_mut().read_to_string().unwrap())
-}
-
 /// The scrape, parsed by a Prometheus text-format parser: value by `name{label=value,...}`
 /// (labels sorted; histograms as `_count` and `_sum`).
 fn scrape(addr: std::net::SocketAddr) -> HashMap<String, f64> {
-    let (status, body) = get(addr, "/metrics");
+    let (status, body) = common::http_get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
     let lines = body.lines().map(|l| Ok(l.to_owned()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
@@ -91,7 +79,11 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     .await
     .unwrap();
     let addr = endpoint.local_addr();
-    assert_eq!(get(addr, "/health/ready").0, 503, "nothing runs yet");
+    assert_eq!(
+        common::http_get(addr, "/health/ready").0,
+        503,
+        "nothing runs yet"
+    );
 
     // book 1's first version, kept to be sent again later (stale by then)
     let mut conn = SqliteConnection::cqrs_connect(&master).unwrap();
@@ -239,7 +231,7 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     assert_eq!(cells[7], "0", "no retry waits: {text}");
 
     // readiness follows the broker
-    let (status, body) = get(addr, "/health/ready");
+    let (status, body) = common::http_get(addr, "/health/ready");
     assert_eq!(status, 200, "{body}");
     common::rabbit::rabbitmqctl(&node, "stop_app");
     let mut seen = String::new();
@@ -247,19 +239,23 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
         Duration::from_secs(30),
         "/health/ready turns unready",
         || {
-            let (status, body) = get(addr, "/health/ready");
+            let (status, body) = common::http_get(addr, "/health/ready");
             seen = body;
             status == 503
         },
     )
     .await;
     assert!(seen.contains("\"check\":\"broker\""), "{seen}");
-    assert_eq!(get(addr, "/health/live").0, 200, "the loops still run");
+    assert_eq!(
+        common::http_get(addr, "/health/live").0,
+        200,
+        "the loops still run"
+    );
     common::rabbit::rabbitmqctl(&node, "start_app");
     common::rabbit::eventually(
         Duration::from_secs(90),
         "/health/ready is ready again",
-        || get(addr, "/health/ready").0 == 200,
+        || common::http_get(addr, "/health/ready").0 == 200,
     )
     .await;
     let reconnects = value(&scrape(addr), "cqrs_relay_reconnects_total{cause=broker}")
@@ -267,7 +263,7 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     assert!(reconnects >= 1.0, "the outage was counted");
 
     running.stop().await;
-    let (status, body) = get(addr, "/health/live");
+    let (status, body) = common::http_get(addr, "/health/live");
     assert_eq!(status, 503, "stopped components are not live: {body}");
 }
 

@@ -7,6 +7,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::books::{master_rows, pg_db, replica_rows, sqlite_db};
 use common::rabbit::{self, eventually};
 use common::{Author, AuthorRef, Book, BookRef, Review, ReviewRef};
 use cqrs_core::master::MasterTable;
@@ -76,55 +77,6 @@ async fn consumer<C: cqrs_core::Registered>(
     )
 }
 
-fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> String {
-    let path = dir.path().join(name);
-    let url = path.to_str().unwrap().to_owned();
-    let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::SQLITE_DDL).unwrap();
-    url
-}
-
-fn pg_database() -> String {
-    let url = common::pg_schema_url();
-    let mut conn = PgConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::PG_DDL).unwrap();
-    url
-}
-
-/// Replica rows as comparable tuples.
-fn replica_books<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
-where
-    BookRef: ReplicaStore<C>,
-{
-    let mut conn = C::cqrs_connect(url).unwrap();
-    let pks = registry_pks::<C>(&mut conn);
-    pks.iter()
-        .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
-        .map(|b| (b.id, b.name, b.cqrs_revision))
-        .collect()
-}
-
-fn registry_pks<C: cqrs_core::Registered>(conn: &mut C) -> Vec<i32>
-where
-    BookRef: ReplicaStore<C>,
-{
-    BookRef::db_pks(conn, None, 1_000_000).unwrap()
-}
-
-fn master_books<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
-where
-    Book: MasterStore<C>,
-{
-    let mut conn = C::cqrs_connect(url).unwrap();
-    Book::db_page(&mut conn, vec![], None, 1_000_000)
-        .unwrap()
-        .into_iter()
-        .map(|b| (b.id, b.title, b.cqrs_revision))
-        .collect()
-}
-
 /// Master writes of every kind reach the replica through outbox, relay, broker and consumer.
 async fn end_to_end<C: cqrs_core::Registered>(master_url: String, replica_url: String, name: &str)
 where
@@ -171,10 +123,10 @@ where
         .cqrs_insert(&mut master)
         .unwrap();
     }
-    let expected = master_books::<C>(&master_url);
+    let expected = master_rows::<C>(&master_url);
     assert_eq!(expected.len(), 32);
     eventually(WAIT, "the replica to equal the master", || {
-        replica_books::<C>(&replica_url) == expected
+        replica_rows::<C>(&replica_url) == expected
     })
     .await;
     eventually(WAIT, "the outbox to be empty", || {
@@ -206,15 +158,15 @@ where
 #[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
 async fn end_to_end_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let master = sqlite_file(&dir, "master.sqlite3");
-    let replica = sqlite_file(&dir, "replica.sqlite3");
+    let master = sqlite_db(&dir, "master.sqlite3");
+    let replica = sqlite_db(&dir, "replica.sqlite3");
     end_to_end::<SqliteConnection>(master, replica, "e2e_sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ (AMQP_ADDR) and PostgreSQL (DATABASE_URL_PG): run scripts/test"]
 async fn end_to_end_postgres() {
-    end_to_end::<PgConnection>(pg_database(), pg_database(), "e2e_pg").await;
+    end_to_end::<PgConnection>(pg_db(), pg_db(), "e2e_pg").await;
 }
 
 /// Two replica services on one exchange: a direct sync reaches one; `only_direct_syncs`
@@ -224,9 +176,9 @@ async fn end_to_end_postgres() {
 async fn direct_sync_reaches_only_its_replica() {
     common::logs();
     let dir = tempfile::tempdir().unwrap();
-    let master_url = sqlite_file(&dir, "master.sqlite3");
-    let a_url = sqlite_file(&dir, "a.sqlite3");
-    let b_url = sqlite_file(&dir, "b.sqlite3");
+    let master_url = sqlite_db(&dir, "master.sqlite3");
+    let a_url = sqlite_db(&dir, "a.sqlite3");
+    let b_url = sqlite_db(&dir, "b.sqlite3");
     let config_a = rabbit::config("direct_a");
     let mut config_b = config_a.clone();
     config_b.queue = Some(format!("{}_b", config_a.queue.as_ref().unwrap()));
@@ -327,7 +279,7 @@ async fn publish_raw(config: &Config, routing_key: &str, body: &[u8]) {
 async fn retries_then_dead_letters() {
     common::logs();
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file(&dir, "replica.sqlite3");
+    let url = sqlite_db(&dir, "replica.sqlite3");
     let mut config = rabbit::config("retries");
     config.max_retries = Some(3);
     config.retry_delay = Duration::from_millis(100);
@@ -407,7 +359,7 @@ async fn retries_then_dead_letters() {
 async fn retry_survives_a_restart() {
     common::logs();
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file(&dir, "replica.sqlite3");
+    let url = sqlite_db(&dir, "replica.sqlite3");
     let mut config = rabbit::config("restart");
     config.retry_delay = Duration::from_secs(2);
     let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
@@ -446,7 +398,7 @@ async fn retry_survives_a_restart() {
 async fn malformed_messages_are_dead_lettered() {
     common::logs();
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file(&dir, "replica.sqlite3");
+    let url = sqlite_db(&dir, "replica.sqlite3");
     let config = rabbit::config("malformed");
     let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
     let mut expired = author_message("e", "expired");
@@ -549,7 +501,7 @@ fn with(message: &serde_json::Value, key: &str, value: serde_json::Value) -> ser
 async fn quorum_queues() {
     common::logs();
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file(&dir, "replica.sqlite3");
+    let url = sqlite_db(&dir, "replica.sqlite3");
     let mut config = rabbit::config("quorum");
     config.quorum_queues = true;
     let (task, metrics) = consumer::<SqliteConnection>(&config, &url).await;
@@ -588,7 +540,7 @@ async fn quorum_queues() {
 #[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
 async fn start_up_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_file(&dir, "replica.sqlite3");
+    let url = sqlite_db(&dir, "replica.sqlite3");
     let mut config = rabbit::config("startup");
     config.url = cqrs_rabbit::BrokerUrl::parse("amqp://guest:hunter22@127.0.0.1:1/%2f").unwrap();
     let err = Consumer::<SqliteConnection>::new(config.clone(), &url)
@@ -633,8 +585,8 @@ async fn start_up_errors_are_clear() {
 async fn unroutable_messages_are_kept_then_replayed() {
     common::logs();
     let dir = tempfile::tempdir().unwrap();
-    let master_url = sqlite_file(&dir, "master.sqlite3");
-    let replica_url = sqlite_file(&dir, "replica.sqlite3");
+    let master_url = sqlite_db(&dir, "master.sqlite3");
+    let replica_url = sqlite_db(&dir, "replica.sqlite3");
     let config = rabbit::config("late");
     {
         let mut master = SqliteConnection::cqrs_connect(&master_url).unwrap();
@@ -661,9 +613,9 @@ async fn unroutable_messages_are_kept_then_replayed() {
     let (consumer_task, _) = consumer::<SqliteConnection>(&config, &replica_url).await;
     let done = cqrs_rabbit::replay_unroutable(&config).await.unwrap();
     assert_eq!((done.routed, done.still_unroutable), (100, 0));
-    let expected = master_books::<SqliteConnection>(&master_url);
+    let expected = master_rows::<SqliteConnection>(&master_url);
     eventually(WAIT, "the early rows on the replica", || {
-        replica_books::<SqliteConnection>(&replica_url) == expected
+        replica_rows::<SqliteConnection>(&replica_url) == expected
     })
     .await;
     assert_eq!(
@@ -751,17 +703,17 @@ async fn raw_replica<C: cqrs_core::Registered>(url: &str, tag: &str) {
 #[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
 async fn raw_replica_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    raw_replica::<SqliteConnection>(&sqlite_file(&dir, "replica.sqlite3"), "sqlite").await;
+    raw_replica::<SqliteConnection>(&sqlite_db(&dir, "replica.sqlite3"), "sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ and PostgreSQL: run scripts/test"]
 async fn raw_replica_postgres() {
-    raw_replica::<PgConnection>(&pg_database(), "postgres").await;
+    raw_replica::<PgConnection>(&pg_db(), "postgres").await;
     // a transient failure is retried, then applied
     let mut config = rabbit::config("raw_flaky");
     config.retry_delay = Duration::from_millis(100);
-    let (task, metrics) = consumer::<PgConnection>(&config, &pg_database()).await;
+    let (task, metrics) = consumer::<PgConnection>(&config, &pg_db()).await;
     publish_raw(&config, "note", &note("SAVE", "flaky-1", 0, "flaky")).await;
     eventually(WAIT, "the flaky note applied after a retry", || {
         common::NOTES.lock().unwrap().contains_key("flaky-1")

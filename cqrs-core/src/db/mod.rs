@@ -102,8 +102,6 @@ macro_rules! notify_channel {
 #[cfg(feature = "postgres")]
 mod announce;
 #[cfg(feature = "postgres")]
-pub(crate) mod continued;
-#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -87,14 +87,7 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
 
     /// Inserts rows as they are (their version already set); returns them as stored.
     fn db_insert(conn: &mut C, rows: &[Self]) -> QueryResult<Vec<Self>>;
-    /// Inserts one row (its `cqrs_updated` set) with its first revision, one above its key's
-    /// last DELETE revision (taken from `cqrs_master_revisions`) or 0, in one statement;
-    /// returns it as stored. `None` where the backend cannot (the caller then takes the
-    /// revision and inserts: two statements). PostgreSQL's derive does it
-    /// (`db/continued.rs`).
-    fn db_insert_continued(_conn: &mut C, _row: &Self, _key: &str) -> QueryResult<Option<Self>> {
-        Ok(None)
-    }
+
     /// Writes every column of `row` and, in the same statement, `cqrs_revision + 1` and
     /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist.
     fn db_update(conn: &mut C, row: &Self, updated: DateTime<Utc>) -> QueryResult<Option<Self>>;
@@ -511,39 +504,47 @@ fn not_found<M: MasterModel>(pk: &M::Pk) -> Error {
 }
 
 /// Inserts new rows with their first revisions: 0, or one above the DELETE revision of a key
-/// deleted before (revisions never restart). One row: in one statement where the backend
-/// can ([`MasterTable::db_insert_continued`]); otherwise the recorded revisions are taken
-/// first, then the rows inserted (one statement per 500).
-fn insert_created<M, C>(conn: &mut C, mut rows: Vec<M>) -> QueryResult<Vec<M>>
+/// deleted before (revisions never restart; one statement per 500 rows).
+///
+/// The recorded revisions are taken after the insert, in a statement of their own: when
+/// another process deletes one of these keys at the same time, the insert waits on the
+/// deleted row until that DELETE commits, and only a statement started after the wait sees
+/// the revision it recorded (a take before the insert, or in the insert's own statement,
+/// would miss it and start the row again at 0, behind the replicas' tombstone). A key found
+/// there gets its revision in one more statement.
+fn insert_created<M, C>(conn: &mut C, mut rows: Vec<M>) -> Result<Vec<M>>
 where
     M: MasterTable<C>,
     C: CqrsConnection,
 {
     let now = now_micros();
-    let keys: Vec<String> = rows.iter().map(|row| pk_text(row.cqrs_pk())).collect();
-    if let ([row], [key]) = (rows.as_mut_slice(), keys.as_slice()) {
-        // the revision is the statement's to set
+    for row in &mut rows {
         row.cqrs_set_version(Version {
             revision: 0,
-            updated: now,
-        });
-        if let Some(stored) = M::db_insert_continued(conn, row, key)? {
-            return Ok(vec![stored]);
-        }
-    }
-    let continued: HashMap<String, i32> = conn
-        .deleted_revisions_take(M::CQRS_ID, &keys)?
-        .into_iter()
-        .collect();
-    for (row, key) in rows.iter_mut().zip(&keys) {
-        row.cqrs_set_version(Version {
-            revision: first_revision(continued.get(key).copied()),
             updated: now,
         });
     }
     let mut stored = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(crate::db::ROW_CHUNK) {
         stored.extend(M::db_insert(conn, chunk)?);
+    }
+    let keys: Vec<String> = stored.iter().map(|row| pk_text(row.cqrs_pk())).collect();
+    let continued: HashMap<String, i32> = conn
+        .deleted_revisions_take(M::CQRS_ID, &keys)?
+        .into_iter()
+        .collect();
+    if continued.is_empty() {
+        return Ok(stored);
+    }
+    for (row, key) in stored.iter_mut().zip(&keys) {
+        if let Some(&deleted) = continued.get(key) {
+            let version = Version {
+                revision: first_revision(Some(deleted)),
+                updated: now,
+            };
+            *row = M::db_set_created(conn, row.cqrs_pk(), version)?
+                .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+        }
     }
     Ok(stored)
 }

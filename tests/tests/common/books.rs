@@ -19,9 +19,21 @@ pub fn sqlite_db(dir: &tempfile::TempDir, name: &str) -> String {
     url
 }
 
-/// The master's books: (id, title, revision).
-pub fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
+/// A fresh PostgreSQL schema with the framework's tables and the models' tables.
+pub fn pg_db() -> String {
+    let url = super::pg_schema_url();
+    let mut conn = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    conn.cqrs_setup().unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut conn, super::PG_DDL).unwrap();
+    url
+}
+
+/// The master's books on either backend: (id, title, revision).
+pub fn master_rows<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
+where
+    Book: MasterStore<C>,
+{
+    let mut conn = C::cqrs_connect(url).unwrap();
     Book::db_page(&mut conn, vec![], None, i64::MAX)
         .unwrap()
         .into_iter()
@@ -29,9 +41,12 @@ pub fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
         .collect()
 }
 
-/// The replica's books: (id, name, revision).
-pub fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
-    let mut conn = SqliteConnection::cqrs_connect(url).unwrap();
+/// The replica's books on either backend: (id, name, revision).
+pub fn replica_rows<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>
+where
+    BookRef: ReplicaStore<C>,
+{
+    let mut conn = C::cqrs_connect(url).unwrap();
     let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
     pks.iter()
         .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
@@ -39,11 +54,30 @@ pub fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
         .collect()
 }
 
-/// Waits until the replica holds exactly the master's books (up to `timeout`).
+/// The master's books on SQLite: (id, title, revision).
+pub fn rows_master(url: &str) -> Vec<(i32, String, i32)> {
+    master_rows::<SqliteConnection>(url)
+}
+
+/// The replica's books on SQLite: (id, name, revision).
+pub fn rows_replica(url: &str) -> Vec<(i32, String, i32)> {
+    replica_rows::<SqliteConnection>(url)
+}
+
+/// Waits until the SQLite replica holds exactly the master's books (up to `timeout`).
 pub async fn wait_equal(master: &str, replica: &str, timeout: Duration) {
+    wait_equal_in::<SqliteConnection>(master, replica, timeout).await;
+}
+
+/// Waits until the replica holds exactly the master's books (up to `timeout`).
+pub async fn wait_equal_in<C: cqrs_core::Registered>(master: &str, replica: &str, timeout: Duration)
+where
+    Book: MasterStore<C>,
+    BookRef: ReplicaStore<C>,
+{
     let start = Instant::now();
     loop {
-        let (m, r) = (rows_master(master), rows_replica(replica));
+        let (m, r) = (master_rows::<C>(master), replica_rows::<C>(replica));
         if m == r {
             return;
         }

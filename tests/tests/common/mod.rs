@@ -74,6 +74,18 @@ pub fn pg_database_url() -> String {
     format!("{server}/{name}{query}")
 }
 
+/// GET `path` on a process's metrics and health endpoint: (status, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut response = agent.get(&format!("http://{addr}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
 /// A fresh schema with the framework's and the models' tables.
 pub fn pg() -> PgConnection {
     let mut conn = PgConnection::cqrs_connect(&pg_schema_url()).unwrap();
@@ -179,6 +191,7 @@ pub mod ordering;
 pub mod rabbit;
 pub mod received;
 pub mod scenarios;
+pub mod service;
 
 /// Runs `cmd` to its end with `stdin` on its standard input (none: `/dev/null`), capturing
 /// its standard output and error.
