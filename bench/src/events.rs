@@ -98,7 +98,7 @@ async fn wait_handled(url: &str, events: i64, what: &str) -> anyhow::Result<i64>
 }
 
 /// Deletes the run's queues, so that later runs' events are not copied into them.
-async fn delete_queues(amqp: &str, queues: &[String]) -> anyhow::Result<()> {
+pub async fn delete_queues(amqp: &str, queues: &[String]) -> anyhow::Result<()> {
     let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     for queue in queues {

@@ -22,6 +22,7 @@ mod proc;
 mod producer;
 mod recorder;
 mod report;
+mod scale;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -112,6 +113,25 @@ enum Cmd {
         #[arg(long)]
         statements: bool,
     },
+    /// How the cost grows: drains with one dimension moved at a time, and a big backlog;
+    /// writes target/bench/scale.{md,json,svg}.
+    Scale {
+        /// Output directory.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Backends to measure.
+        #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+        backends: Vec<Backend>,
+        /// Messages of the base point.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(100..=10_000_000))]
+        messages: i32,
+        /// Messages of the backlog (written with no relay, then published).
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i32).range(100..=100_000_000))]
+        backlog: i32,
+        /// Replica table sizes to drain into (rows already there).
+        #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+        table_rows: Vec<i64>,
+    },
     /// (internal) the master's side of a run: its writes and its relay, in their own process.
     #[command(hide = true)]
     Producer(producer::Args),
@@ -187,6 +207,26 @@ fn main() -> std::process::ExitCode {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Scale {
+            out,
+            backends,
+            messages,
+            backlog,
+            table_rows,
+        } => {
+            let sizes = scale::ScaleSizes {
+                messages,
+                backlog,
+                table_rows,
+            };
+            match scale_run(&out, &backends, &sizes) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench --scale failed: {e:#}");
                     std::process::ExitCode::FAILURE
                 }
             }
@@ -341,6 +381,21 @@ impl Env {
         Ok(url)
     }
 
+    /// Drops a database [`Env::database`] made (best effort: the disk goes back).
+    fn drop_database(&self, backend: Backend, url: &str) {
+        if backend.is_postgres() {
+            let (Some(base), Some((_, name))) = (self.pg.as_deref(), url.rsplit_once('/')) else {
+                return;
+            };
+            if let Ok(mut admin) = PgConnection::establish(base) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin);
+            }
+        } else {
+            let _ = std::fs::remove_file(url);
+        }
+    }
+
     fn config(&self, exchange: &str, queue: &str) -> anyhow::Result<cqrs_rabbit::Config> {
         Ok(cqrs_rabbit::Config {
             url: cqrs_rabbit::BrokerUrl::parse(&self.amqp)?,
@@ -349,6 +404,44 @@ impl Env {
             ..cqrs_rabbit::Config::default()
         })
     }
+}
+
+/// The run's services and paths, from the variables `scripts/bench` sets.
+fn bench_env(
+    tmp: &Path,
+    pg: Option<String>,
+    pg_pid_file: Option<String>,
+    durable: bool,
+) -> anyhow::Result<Env> {
+    let var = |name: &str| std::env::var(name).ok();
+    Ok(Env {
+        amqp: std::env::var("AMQP_ADDR").context("AMQP_ADDR is not set (scripts/bench sets it)")?,
+        pg,
+        python: var("BENCH_PYTHON"),
+        django_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("django"),
+        bin: std::env::current_exe()?,
+        tmp: tmp.to_owned(),
+        counter: std::cell::Cell::new(0),
+        servers: proc::Servers::new(
+            var("BENCH_RABBIT_PID_FILE").as_deref(),
+            pg_pid_file.as_deref(),
+        ),
+        durable,
+    })
+}
+
+/// `scripts/bench --scale`: the curves of [`scale`], written to `out/scale.{md,json,svg}`.
+fn scale_run(out: &Path, backends: &[Backend], sizes: &scale::ScaleSizes) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let tmp = out.join("tmp-scale");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let var = |name: &str| std::env::var(name).ok();
+    let env = bench_env(&tmp, var("BENCH_PG_URL"), var("BENCH_PG_PID_FILE"), false)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    scale::run(&env, &runtime, backends, sizes, out)?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }
 
 fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::Result<()> {
@@ -360,21 +453,7 @@ fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::
     std::fs::create_dir_all(&tmp)?;
     let var = |name: &str| std::env::var(name).ok();
     let env_on = |pg: Option<String>, pg_pid_file: Option<String>, durable: bool| {
-        Ok::<_, anyhow::Error>(Env {
-            amqp: std::env::var("AMQP_ADDR")
-                .context("AMQP_ADDR is not set (scripts/bench sets it)")?,
-            pg,
-            python: var("BENCH_PYTHON"),
-            django_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("django"),
-            bin: std::env::current_exe()?,
-            tmp: tmp.clone(),
-            counter: std::cell::Cell::new(0),
-            servers: proc::Servers::new(
-                var("BENCH_RABBIT_PID_FILE").as_deref(),
-                pg_pid_file.as_deref(),
-            ),
-            durable,
-        })
+        bench_env(&tmp, pg, pg_pid_file, durable)
     };
     let env = env_on(var("BENCH_PG_URL"), var("BENCH_PG_PID_FILE"), false)?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/bench --smoke
 test -s target/bench/results.json && test -s target/bench/results.svg
+test -s target/bench/scale.json && test -s target/bench/scale.svg
 echo "bench smoke: ok"

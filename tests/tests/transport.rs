@@ -722,3 +722,60 @@ async fn raw_replica_postgres() {
     assert_eq!(metrics.retried.load(Ordering::Relaxed), 1);
     task.stop().await;
 }
+
+/// Rows with a 64 KB text field go through outbox, relay, broker and consumer on both
+/// backends, created and renamed, and the replica holds them byte for byte.
+async fn large_rows<C: cqrs_core::Registered>(master: String, replica: String, name: &str)
+where
+    Book: MasterStore<C>,
+    BookRef: ReplicaStore<C>,
+{
+    common::logs();
+    let config = rabbit::config(name);
+    let (consumer_task, consumer_metrics) = consumer::<C>(&config, &replica).await;
+    let (relay_task, _) = relay::<C>(&config, &master);
+    let big = |id: i32, round: usize| {
+        // about 64 KB, some of it in two-byte characters
+        let unit = format!("{id}-{round}-ü-");
+        unit.chars().cycle().take(60 * 1024).collect::<String>()
+    };
+    {
+        let mut conn = C::cqrs_connect(&master).unwrap();
+        for id in 1..=40 {
+            Book::new(id, &big(id, 0)).cqrs_insert(&mut conn).unwrap();
+        }
+        for id in (1..=40).step_by(2) {
+            Book::cqrs_update(&mut conn, &id, |b| b.title = big(id, 1)).unwrap();
+        }
+    }
+    let expected = master_rows::<C>(&master);
+    assert!(
+        expected
+            .iter()
+            .all(|(_, title, _)| title.len() >= 64 * 1024)
+    );
+    eventually(WAIT, "the replica to hold the 64 KB rows", || {
+        replica_rows::<C>(&replica) == expected
+    })
+    .await;
+    assert_eq!(consumer_metrics.dead_lettered.load(Ordering::Relaxed), 0);
+    relay_task.stop().await;
+    consumer_task.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ (AMQP_ADDR): run scripts/test"]
+async fn large_rows_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (master, replica) = (
+        sqlite_db(&dir, "master.sqlite3"),
+        sqlite_db(&dir, "replica.sqlite3"),
+    );
+    large_rows::<SqliteConnection>(master, replica, "large").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and PostgreSQL: run scripts/test"]
+async fn large_rows_postgres() {
+    large_rows::<PgConnection>(pg_db(), pg_db(), "largepg").await;
+}

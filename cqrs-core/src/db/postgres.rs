@@ -44,8 +44,10 @@ DROP FUNCTION IF EXISTS cqrs_outbox_notify();
 /// last id, not a candidate, so locked by another relay, or committed after this statement's
 /// snapshot was taken, which only holds back more). Those stay, for the next look. One row
 /// per message taken, each with the number of candidates; a single row of `NULL`s but that
-/// number when nothing is taken.
-const TAKE: &str = "\
+/// number when nothing is taken. The `DELETE` names its rows as `id = ANY (ARRAY(...))`, which
+/// the planner always serves from the primary key (an `IN (...)` join may be planned as a
+/// sequential scan of the whole outbox when its statistics are stale, as after a backlog).
+pub const OUTBOX_TAKE: &str = "\
 WITH candidates AS (
     SELECT id, ordering_key FROM cqrs_outbox
     WHERE not_before IS NULL OR not_before <= $2
@@ -58,9 +60,9 @@ WITH candidates AS (
       AND id NOT IN (SELECT id FROM candidates)
     GROUP BY ordering_key
 ), taken AS (
-    DELETE FROM cqrs_outbox WHERE id IN (
+    DELETE FROM cqrs_outbox WHERE id = ANY (ARRAY(
         SELECT c.id FROM candidates c WHERE NOT EXISTS (
-            SELECT 1 FROM held h WHERE h.ordering_key = c.ordering_key AND h.first < c.id))
+            SELECT 1 FROM held h WHERE h.ordering_key = c.ordering_key AND h.first < c.id)))
     RETURNING id, cqrs_id, routing_key, body, created_at, exchange, properties, not_before,
               tags, ordering_key
 )
@@ -186,7 +188,7 @@ impl CqrsConnection for PgConnection {
             ordering_key: Option<i64>,
         }
         // diesel cannot lock a subquery of a DELETE: a fixed statement, the limit bound.
-        let rows: Vec<Taken> = diesel::sql_query(TAKE)
+        let rows: Vec<Taken> = diesel::sql_query(OUTBOX_TAKE)
             .bind::<diesel::sql_types::BigInt, _>(limit)
             .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
             .load(self)?;

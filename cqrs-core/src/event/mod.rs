@@ -330,9 +330,10 @@ impl Outgoing {
             not_before: not_before.map(|t| t.timestamp_micros()),
             tags,
         };
-        crate::master::transaction(conn, |conn| {
-            conn.outbox_insert(std::slice::from_ref(&message))
-        })?;
+        // One statement, atomic by itself: in the caller's transaction, or committed alone.
+        // A savepoint around it would cost two round trips and protect nothing.
+        conn.outbox_insert(std::slice::from_ref(&message))?;
+        crate::outbox::notify_local();
         Ok(self.id)
     }
 }
