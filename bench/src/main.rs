@@ -123,7 +123,7 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
         backends: Vec<Backend>,
         /// Messages of the base point.
-        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(i32).range(100..=10_000_000))]
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(i32).range(100..=10_000_000))]
         messages: i32,
         /// Messages of the backlog (written with no relay, then published).
         #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i32).range(100..=100_000_000))]
@@ -131,6 +131,11 @@ enum Cmd {
         /// Replica table sizes to drain into (rows already there).
         #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
         table_rows: Vec<i64>,
+        /// Only these dimensions (`table-rows`, `message-bytes`, `replica-queues`,
+        /// `consumer-processes`, `relay-processes`, `models`, `backlog`; the base point runs
+        /// with any drain); default: all.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// (internal) the master's side of a run: its writes and its relay, in their own process.
     #[command(hide = true)]
@@ -217,11 +222,13 @@ fn main() -> std::process::ExitCode {
             messages,
             backlog,
             table_rows,
+            only,
         } => {
             let sizes = scale::ScaleSizes {
                 messages,
                 backlog,
                 table_rows,
+                only,
             };
             match scale_run(&out, &backends, &sizes) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
@@ -1351,7 +1358,18 @@ where
 
 /// `cqrs-bench consume` (this binary) on `replica`, bound to `exchange` through `queue`.
 fn consumer_command(env: &Env, replica: &str, exchange: &str, queue: &str) -> Command {
-    let mut cmd = Command::new(&env.bin);
+    consumer_command_of(&env.bin, env, replica, exchange, queue)
+}
+
+/// `consume` of the service binary `bin` (this one, or the scale run's fleet).
+fn consumer_command_of(
+    bin: &Path,
+    env: &Env,
+    replica: &str,
+    exchange: &str,
+    queue: &str,
+) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.arg("consume")
         .env("DATABASE_URL", replica)
         .env("CQRS_BROKER_URL", &env.amqp)
@@ -1679,6 +1697,11 @@ async fn django_run(env: &Env, backend: Backend, rows: i32) -> anyhow::Result<Ru
         },
         equal: true,
     })
+}
+
+/// How many models `cqrs-bench-fleet` has (`fleet.rs`, which only that binary compiles).
+const fn fleet_models() -> usize {
+    50
 }
 
 /// A count and a sum (`n`, `s`) read back from a benchmark table.

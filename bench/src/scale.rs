@@ -17,7 +17,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::models::{BenchItem, BenchItemRef, item};
-use crate::{Child2, Env, consumer_command, proc, spawn, wait_consumer};
+use crate::{Child2, Env, consumer_command_of, proc, spawn, wait_consumer};
 
 /// One drain: what moved from the base point, and what it cost.
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +73,8 @@ struct Spec {
     queues: usize,
     consumers: usize,
     relays: usize,
+    /// Spread over this many models of the fleet (`fleet.rs`) instead of the bench's item.
+    fleet: Option<usize>,
 }
 
 /// The sizes of a scale run.
@@ -80,6 +82,14 @@ pub struct ScaleSizes {
     pub messages: i32,
     pub backlog: i32,
     pub table_rows: Vec<i64>,
+    /// Only these dimensions (their names with `-` for spaces, and `backlog`); empty: all.
+    pub only: Vec<String>,
+}
+
+impl ScaleSizes {
+    fn runs(&self, dimension: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|d| d.replace('-', " ") == dimension)
+    }
 }
 
 /// Runs every point on `backends`, then the backlogs; writes `scale.{md,json,svg}` to `out`.
@@ -100,8 +110,9 @@ pub fn run(
             queues: 1,
             consumers: 1,
             relays: 1,
+            fleet: None,
         };
-        let mut varied: Vec<(&str, u64, Spec)> = vec![("base", 0, base)];
+        let mut varied: Vec<(&str, u64, Spec)> = Vec::new();
         for &rows in &sizes.table_rows {
             varied.push((
                 "table rows",
@@ -114,7 +125,7 @@ pub fn run(
         }
         for bytes in [4 * 1024, 16 * 1024, 64 * 1024] {
             // about the same volume at each size
-            let messages = (base.messages * 400 / i32::try_from(bytes)?).max(2_000);
+            let messages = (base.messages * 400 / i32::try_from(bytes)?).max(4_000);
             varied.push((
                 "message bytes",
                 bytes as u64,
@@ -135,11 +146,25 @@ pub fn run(
                 Spec { consumers, ..base },
             ));
         }
+        for models in [1, 10, crate::fleet_models()] {
+            varied.push((
+                "models",
+                models as u64,
+                Spec {
+                    fleet: Some(models),
+                    ..base
+                },
+            ));
+        }
         // one relay per SQLite file, by design
         if backend.is_postgres() {
             for relays in [2, 3] {
                 varied.push(("relay processes", relays as u64, Spec { relays, ..base }));
             }
+        }
+        varied.retain(|(dimension, _, _)| sizes.runs(dimension));
+        if varied.len() > 1 {
+            varied.insert(0, ("base", 0, base));
         }
         for (dimension, value, spec) in varied {
             eprintln!("== {backend}: scale, {dimension} {value}");
@@ -159,11 +184,13 @@ pub fn run(
             );
             points.push(point);
         }
-        eprintln!(
-            "== {backend}: backlog of {} messages, no consumer",
-            sizes.backlog
-        );
-        backlogs.push(runtime.block_on(backlog(env, backend, sizes.backlog))?);
+        if sizes.runs("backlog") {
+            eprintln!(
+                "== {backend}: backlog of {} messages, no consumer",
+                sizes.backlog
+            );
+            backlogs.push(runtime.block_on(backlog(env, backend, sizes.backlog))?);
+        }
     }
     write(out, &points, &backlogs)
 }
@@ -197,11 +224,15 @@ fn prefill(url: &str, backend: Backend, rows: i64) -> anyhow::Result<()> {
              FROM g"
         )
     };
+    // written out before the clock starts: no checkpoint of the fill during the drain
+    let settle = if backend.is_postgres() {
+        "ANALYZE bench_item_refs; CHECKPOINT"
+    } else {
+        "PRAGMA wal_checkpoint(TRUNCATE)"
+    };
     cqrs_core::with_connection!(url, |conn| {
         diesel::sql_query(sql).execute(conn)?;
-        if backend.is_postgres() {
-            diesel::sql_query("ANALYZE bench_item_refs").execute(conn)?;
-        }
+        diesel::connection::SimpleConnection::batch_execute(conn, settle)?;
     });
     Ok(())
 }
@@ -220,17 +251,75 @@ where
     Ok(())
 }
 
-fn count<C: CqrsConnection>(url: &str) -> anyhow::Result<i64>
-where
-    BenchItemRef: ReplicaStore<C>,
-{
-    let mut conn = C::cqrs_connect(url)?;
-    Ok(BenchItemRef::db_count(&mut conn)?)
+/// Waits until the replica holds the workload's rows (keys `1..=messages`): a range of the
+/// key, never a count of a pre-filled table (which would take the consumer's CPU).
+async fn wait_filled(url: &str, messages: i32, start: Instant) -> anyhow::Result<()> {
+    let sql = format!(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(0 AS BIGINT) AS s FROM bench_item_refs \
+         WHERE id BETWEEN 1 AND {messages}"
+    );
+    cqrs_core::with_connection!(url, |conn| {
+        loop {
+            let row: crate::Aggregate = diesel::sql_query(&sql).get_result(conn)?;
+            if row.n >= i64::from(messages) {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_mins(20),
+                "the replica did not fill: {} of {messages} rows",
+                row.n
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    Ok(())
 }
 
-/// `cqrs-bench relay` (this binary) on `master`.
-fn relay_command(env: &Env, master: &str, exchange: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(&env.bin);
+/// The fleet's binary, beside this one.
+fn fleet_bin(env: &Env) -> std::path::PathBuf {
+    env.bin.with_file_name("cqrs-bench-fleet")
+}
+
+/// `cqrs-bench-fleet COMMAND ARGS`, which must succeed.
+fn fleet_run(env: &Env, args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new(fleet_bin(env))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .status()
+        .context("cqrs-bench-fleet")?;
+    anyhow::ensure!(status.success(), "cqrs-bench-fleet {args:?} failed");
+    Ok(())
+}
+
+/// Waits until the fleet's replica tables hold `messages` rows between them.
+async fn wait_fleet(url: &str, messages: i32, start: Instant) -> anyhow::Result<()> {
+    let tables: Vec<String> = (1..=crate::fleet_models())
+        .map(|n| format!("(SELECT COUNT(*) FROM fleet_{n:02}_refs)"))
+        .collect();
+    let sql = format!(
+        "SELECT CAST({} AS BIGINT) AS n, CAST(0 AS BIGINT) AS s",
+        tables.join(" + ")
+    );
+    cqrs_core::with_connection!(url, |conn| {
+        loop {
+            let row: crate::Aggregate = diesel::sql_query(&sql).get_result(conn)?;
+            if row.n >= i64::from(messages) {
+                break;
+            }
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_mins(20),
+                "the fleet's replica did not fill: {} of {messages} rows",
+                row.n
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    Ok(())
+}
+
+/// `relay` of the service binary `bin` on `master`.
+fn relay_command(bin: &Path, env: &Env, master: &str, exchange: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
     cmd.arg("relay")
         .env("DATABASE_URL", master)
         .env("CQRS_BROKER_URL", &env.amqp)
@@ -264,13 +353,24 @@ where
         prefill(&url, backend, spec.table_rows)?;
         replicas.push(url);
     }
-    let (url, messages, bytes) = (master.clone(), spec.messages, spec.body_bytes);
-    tokio::task::spawn_blocking(move || fill::<C>(&url, messages, bytes)).await??;
+    // the models dimension runs the fleet's binary, the others this one
+    let bin = if let Some(models) = spec.fleet {
+        for url in std::iter::once(&master).chain(&replicas) {
+            fleet_run(env, &["setup", url])?;
+        }
+        let (models, messages) = (models.to_string(), spec.messages.to_string());
+        fleet_run(env, &["fill", &master, &models, &messages])?;
+        fleet_bin(env)
+    } else {
+        let (url, messages, bytes) = (master.clone(), spec.messages, spec.body_bytes);
+        tokio::task::spawn_blocking(move || fill::<C>(&url, messages, bytes)).await??;
+        env.bin.clone()
+    };
     let mut consumers: Vec<Child2> = Vec::new();
     for replica in &replicas {
         let queue = env.name("sq");
         for _ in 0..spec.consumers {
-            let mut cmd = consumer_command(env, replica, &exchange, &queue);
+            let mut cmd = consumer_command_of(&bin, env, replica, &exchange, &queue);
             cmd.env("CQRS_BATCH_SIZE", "500");
             consumers.push(spawn(cmd)?);
         }
@@ -279,19 +379,13 @@ where
     let servers = env.servers.sample();
     let start = Instant::now();
     let relays: Vec<Child2> = (0..spec.relays)
-        .map(|_| spawn(relay_command(env, &master, &exchange)))
+        .map(|_| spawn(relay_command(&bin, env, &master, &exchange)))
         .collect::<anyhow::Result<_>>()?;
-    let expected = i64::from(spec.messages) + spec.table_rows;
     for replica in &replicas {
-        loop {
-            if count::<C>(replica)? >= expected {
-                break;
-            }
-            anyhow::ensure!(
-                start.elapsed() < Duration::from_mins(20),
-                "scale point {spec:?}: the replica did not fill"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if spec.fleet.is_some() {
+            wait_fleet(replica, spec.messages, start).await?;
+        } else {
+            wait_filled(replica, spec.messages, start).await?;
         }
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -442,7 +536,7 @@ async fn publish_all(
         let _ = conn.close(200, "".into()).await;
     }
     let start = Instant::now();
-    let relay = spawn(relay_command(env, master, &exchange))?;
+    let relay = spawn(relay_command(&env.bin, env, master, &exchange))?;
     loop {
         let pending = cqrs_core::with_connection!(master, |conn| conn.outbox_pending()?);
         if pending == 0 {
@@ -526,7 +620,7 @@ fn write(out: &Path, points: &[Point], backlogs: &[Backlog]) -> anyhow::Result<(
     use std::fmt::Write as _;
     let mut md = String::from("# How the cost grows (scripts/bench --scale)\n\n");
     md.push_str(
-        "Each point drains a pre-filled outbox through relay processes, RabbitMQ and consumer processes (batches of 500); one dimension moves at a time from the base point (10,000 messages of about 400 bytes, an empty replica table, 1 queue, 1 consumer, 1 relay). CPU is per message, by process.\n\n",
+        "Each point drains a pre-filled outbox through relay processes, RabbitMQ and consumer processes (batches of 500); one dimension moves at a time from the base point (20,000 messages of about 400 bytes, an empty replica table, 1 queue, 1 consumer, 1 relay). CPU is per message, by process.\n\n",
     );
     md.push_str("| backend | dimension | value | messages | msg/s | vs base | CPU us/msg | relay | consumer | RabbitMQ | PostgreSQL | relay RSS | consumer RSS |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for p in points {
@@ -597,8 +691,10 @@ fn chart(points: &[Point], path: &Path) -> anyhow::Result<()> {
         "replica queues",
         "consumer processes",
         "relay processes",
+        "models",
     ];
     let root = SVGBackend::new(path, (1200, 800)).into_drawing_area();
+    // 2 x 3 panels
     root.fill(&WHITE)?;
     let root = root.titled(
         "How the cost grows: messages/s (line) as one dimension moves from the base point",
@@ -617,7 +713,12 @@ fn chart(points: &[Point], path: &Path) -> anyhow::Result<()> {
                 "message bytes" => 400.0,
                 _ => 1.0,
             };
-            let mut line = vec![(base_value, base.rate())];
+            // the models' line starts at its own one-model point
+            let mut line = if dimension == "models" {
+                Vec::new()
+            } else {
+                vec![(base_value, base.rate())]
+            };
             line.extend(
                 points
                     .iter()
