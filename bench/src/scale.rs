@@ -697,7 +697,7 @@ fn chart(points: &[Point], path: &Path) -> anyhow::Result<()> {
     // 2 x 3 panels
     root.fill(&WHITE)?;
     let root = root.titled(
-        "How the cost grows: messages/s (line) as one dimension moves from the base point",
+        "How the cost grows: messages/s as one dimension moves from the base point",
         ("sans-serif", 20),
     )?;
     let panels = root.split_evenly((2, 3));
@@ -744,7 +744,20 @@ fn chart(points: &[Point], path: &Path) -> anyhow::Result<()> {
             .x_label_area_size(30)
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max)?;
-        chart.configure_mesh().y_desc("msg/s").draw()?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .x_label_formatter(&|v| {
+                if *v >= 1_000_000.0 {
+                    format!("{:.1}M", v / 1_000_000.0)
+                } else if *v >= 1_000.0 {
+                    format!("{:.0}k", v / 1_000.0)
+                } else {
+                    format!("{v:.0}")
+                }
+            })
+            .y_desc("msg/s")
+            .draw()?;
         for (backend, line) in series {
             let color = if backend == "postgres" { BLUE } else { RED };
             chart
