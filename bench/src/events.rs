@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proc::group_peak_rss_kb;
 use crate::report::EventRun;
-use crate::{Aggregate, Child2, Env, spawn, wait_consumer};
+use crate::{Aggregate, Child2, Env, service_command, spawn, wait_consumer};
 
 /// The aggregate (exchange) and event type (routing key) of the workload, on both sides.
 const AGGREGATE: &str = "bench_order";
@@ -148,18 +148,14 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
         diesel::connection::SimpleConnection::batch_execute(conn, DDL)?;
     });
     let queue = env.name("evq");
-    let cqrs = |url: &str, args: &[&str]| {
-        let mut cmd = Command::new(&env.bin);
-        cmd.args(args)
-            .env("DATABASE_URL", url)
-            .env("CQRS_BROKER_URL", &env.amqp)
-            .env("CQRS_EXCHANGE", env.name("x"))
-            .env("RUST_LOG", "error");
-        cmd
-    };
-    let handlers = spawn(cqrs(&consumer, &["events", "--events-queue", &queue]))?;
+    let exchange = env.name("x");
+    let mut handlers = service_command(&env.bin, env, "events", &consumer, &exchange);
+    handlers.args(["--events-queue", &queue]);
+    let handlers = spawn(handlers)?;
     wait_consumer(&env.amqp, &queue).await?;
-    let relay = spawn(cqrs(&publisher, &["relay"]))?;
+    let relay = spawn(service_command(
+        &env.bin, env, "relay", &publisher, &exchange,
+    ))?;
     let start = chrono::Utc::now().timestamp_micros();
     let url = publisher.clone();
     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {

@@ -1361,7 +1361,25 @@ fn consumer_command(env: &Env, replica: &str, exchange: &str, queue: &str) -> Co
     consumer_command_of(&env.bin, env, replica, exchange, queue)
 }
 
-/// `consume` of the service binary `bin` (this one, or the scale run's fleet).
+/// `bin COMMAND` (a service binary's `relay`, `consume`, `events`: this one, or the scale
+/// run's fleet) on `database`, with this run's broker and `exchange`.
+fn service_command(
+    bin: &Path,
+    env: &Env,
+    command: &str,
+    database: &str,
+    exchange: &str,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg(command)
+        .env("DATABASE_URL", database)
+        .env("CQRS_BROKER_URL", &env.amqp)
+        .env("CQRS_EXCHANGE", exchange)
+        .env("RUST_LOG", "error");
+    cmd
+}
+
+/// `consume` of the service binary `bin` on `replica`, bound to `exchange` through `queue`.
 fn consumer_command_of(
     bin: &Path,
     env: &Env,
@@ -1369,13 +1387,8 @@ fn consumer_command_of(
     exchange: &str,
     queue: &str,
 ) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.arg("consume")
-        .env("DATABASE_URL", replica)
-        .env("CQRS_BROKER_URL", &env.amqp)
-        .env("CQRS_EXCHANGE", exchange)
-        .env("CQRS_QUEUE", queue)
-        .env("RUST_LOG", "error");
+    let mut cmd = service_command(bin, env, "consume", replica, exchange);
+    cmd.env("CQRS_QUEUE", queue);
     cmd
 }
 

@@ -22,7 +22,7 @@ use crate::batch::apply_one;
 use crate::db::CqrsConnection;
 use crate::error::{ApplyError, Result};
 use crate::message::{Message, is_direct_to};
-use crate::outbox::relay_batch;
+use crate::outbox::{OutboxCursor, relay_batch};
 use crate::registry::{self, Registered};
 use crate::rules::Outcome;
 
@@ -51,8 +51,9 @@ impl MemoryBroker {
     /// Moves every message of `master`'s outbox here; returns how many.
     pub fn relay<C: CqrsConnection>(&mut self, master: &mut C) -> Result<usize> {
         let mut total = 0;
+        let mut cursor = OutboxCursor::new();
         loop {
-            let batch = relay_batch(master, 500, |records| {
+            let batch = relay_batch(master, 500, &mut cursor, |records| {
                 self.queue.extend(records.iter().map(|r| Published {
                     routing_key: r.routing_key.clone(),
                     body: r.body.clone(),

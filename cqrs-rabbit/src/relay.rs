@@ -22,7 +22,7 @@ use crate::telemetry::{Cause, Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
 use cqrs_core::db::{CqrsConnection, OutboxRecord, OutboxStats};
-use cqrs_core::outbox::{OutboxWaker, RelayedBatch, relay_batch};
+use cqrs_core::outbox::{OutboxCursor, OutboxWaker, RelayedBatch, relay_batch};
 use lapin::Channel;
 
 /// How long a starting relay waits for the SQLite relay lock before it fails.
@@ -54,6 +54,8 @@ pub struct Relay<C> {
     declared: Arc<Mutex<HashSet<String>>>,
     /// The ids of the messages taken lately (a notification of one of them is no news).
     taken: Arc<Taken>,
+    /// Where the next look at the outbox starts.
+    cursor: Arc<Mutex<OutboxCursor>>,
     _connection: PhantomData<fn() -> C>,
 }
 
@@ -69,6 +71,7 @@ impl<C: CqrsConnection> Relay<C> {
             stats_read: Arc::default(),
             declared: Arc::default(),
             taken: Arc::default(),
+            cursor: Arc::default(),
             _connection: PhantomData,
         }
     }
@@ -360,11 +363,15 @@ impl<C: CqrsConnection> Relay<C> {
         let unroutable = Arc::clone(&self.unroutable);
         let stats_read = Arc::clone(&self.stats_read);
         let taken = Arc::clone(&self.taken);
+        let cursor = Arc::clone(&self.cursor);
         tokio::task::spawn_blocking(move || {
             let mut declared = declared
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let result = relay_batch(&mut conn, limit, |records| {
+            let mut cursor = cursor
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let result = relay_batch(&mut conn, limit, &mut cursor, |records| {
                 taken.record(records.iter().map(|record| record.id));
                 handle.block_on(publish_records(
                     &channel,

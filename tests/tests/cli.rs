@@ -69,11 +69,7 @@ fn fails(output: &Output) -> String {
 }
 
 fn pg_db() -> String {
-    let url = common::pg_schema_url();
-    let mut conn = diesel::PgConnection::cqrs_connect(&url).unwrap();
-    conn.cqrs_setup().unwrap();
-    diesel::connection::SimpleConnection::batch_execute(&mut conn, common::PG_DDL).unwrap();
-    url
+    common::pg_with_url().1
 }
 
 fn master_rows<C: cqrs_core::Registered>(url: &str) -> Vec<(i32, String, i32)>

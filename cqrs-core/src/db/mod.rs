@@ -219,6 +219,9 @@ pub struct OutboxTaken {
     /// Due messages left in the outbox because an earlier message of their ordering key is
     /// in another relay's hands: look again soon.
     pub held_back: usize,
+    /// The lowest id the look left in the outbox below its last candidate (held back, or in
+    /// another relay's hands); `None` when it left none (see [`crate::outbox::OutboxCursor`]).
+    pub left_behind: Option<i64>,
 }
 
 /// One message waiting in the outbox.
@@ -415,8 +418,9 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
     /// Removes and returns the oldest `limit` messages not locked by another transaction, in
     /// one statement (PostgreSQL: `DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING`), less
     /// those held back because an earlier message of their ordering key is locked by another
-    /// relay. Inside a transaction, a rollback puts them back.
-    fn outbox_take(&mut self, limit: i64) -> QueryResult<OutboxTaken>;
+    /// relay. The look reads ids from `from` on (0: the whole outbox). Inside a transaction,
+    /// a rollback puts them back.
+    fn outbox_take(&mut self, limit: i64, from: i64) -> QueryResult<OutboxTaken>;
 
     /// Writes taken messages back under their own ids (the broker did not confirm them): they
     /// keep their place before the later messages of their keys.

@@ -38,35 +38,62 @@ DROP FUNCTION IF EXISTS cqrs_outbox_notify();
 "
 );
 
-/// The batch a relay takes (`$1` the limit, `$2` now in microseconds): the oldest due messages
-/// no other relay has locked (`candidates`), less those that must wait because an earlier
-/// message of their ordering key is in another relay's hands (`held`: due, before the batch's
-/// last id, not a candidate, so locked by another relay, or committed after this statement's
-/// snapshot was taken, which only holds back more). Those stay, for the next look. One row
-/// per message taken, each with the number of candidates; a single row of `NULL`s but that
-/// number when nothing is taken. The `DELETE` names its rows as `id = ANY (ARRAY(...))`, which
-/// the planner always serves from the primary key (an `IN (...)` join may be planned as a
-/// sequential scan of the whole outbox when its statistics are stale, as after a backlog).
+/// Whether everything [`SETUP`] makes is in place (and the old trigger gone): then the set-up
+/// runs no DDL. `ALTER TABLE ... IF NOT EXISTS` takes the table's `ACCESS EXCLUSIVE` lock
+/// before it looks, so a relay or consumer starting while a long transaction had read the
+/// outbox (a report, `pg_dump`) waited for it, and every master write queued behind that
+/// wait. Keep in step with [`SETUP`].
+const SETUP_DONE: &str = "\
+SELECT (SELECT count(*) FROM pg_attribute
+        WHERE attrelid = to_regclass('cqrs_outbox') AND NOT attisdropped
+          AND attname IN ('exchange', 'properties', 'not_before', 'tags', 'ordering_key')) = 5
+   AND to_regclass('cqrs_tombstones') IS NOT NULL
+   AND to_regclass('cqrs_tombstones_deleted_at') IS NOT NULL
+   AND to_regclass('cqrs_inbox') IS NOT NULL
+   AND to_regclass('cqrs_master_revisions') IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM pg_trigger
+                   WHERE tgrelid = to_regclass('cqrs_outbox') AND tgname = 'cqrs_outbox_notify')
+   AS done";
+
+/// The batch a relay takes (`$1` the limit, `$2` now in microseconds, `$3` the lowest id it
+/// reads: see `OutboxCursor`): the oldest due messages no other relay has locked
+/// (`candidates`), less those that must wait because an earlier message of their ordering key
+/// is in another relay's hands (`held`, from `others`: due, before the batch's last id, not a
+/// candidate, so locked by another relay, or committed after this statement's snapshot was
+/// taken, which only holds back more). Those stay, for the next look. One row per message
+/// taken, each with the number of candidates and the lowest id left behind (a candidate held
+/// back or one of `others`); a single row of `NULL`s but those when nothing is taken. The
+/// `DELETE` names its rows as `id = ANY (ARRAY(...))`, which the planner always serves from
+/// the primary key (an `IN (...)` join may be planned as a sequential scan of the whole
+/// outbox when its statistics are stale, as after a backlog).
 pub const OUTBOX_TAKE: &str = "\
 WITH candidates AS (
     SELECT id, ordering_key FROM cqrs_outbox
-    WHERE not_before IS NULL OR not_before <= $2
+    WHERE id >= $3 AND (not_before IS NULL OR not_before <= $2)
     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-), held AS (
-    SELECT ordering_key, min(id) AS first FROM cqrs_outbox
-    WHERE id < (SELECT max(id) FROM candidates)
+), others AS MATERIALIZED (
+    SELECT id, ordering_key FROM cqrs_outbox
+    WHERE id >= $3 AND id < (SELECT max(id) FROM candidates)
       AND (not_before IS NULL OR not_before <= $2)
-      AND ordering_key IS NOT NULL
       AND id NOT IN (SELECT id FROM candidates)
+), held AS (
+    SELECT ordering_key, min(id) AS first FROM others
+    WHERE ordering_key IS NOT NULL
     GROUP BY ordering_key
+), chosen AS (
+    SELECT c.id FROM candidates c WHERE NOT EXISTS (
+        SELECT 1 FROM held h WHERE h.ordering_key = c.ordering_key AND h.first < c.id)
 ), taken AS (
-    DELETE FROM cqrs_outbox WHERE id = ANY (ARRAY(
-        SELECT c.id FROM candidates c WHERE NOT EXISTS (
-            SELECT 1 FROM held h WHERE h.ordering_key = c.ordering_key AND h.first < c.id)))
+    DELETE FROM cqrs_outbox WHERE id = ANY (ARRAY(SELECT id FROM chosen))
     RETURNING id, cqrs_id, routing_key, body, created_at, exchange, properties, not_before,
               tags, ordering_key
 )
-SELECT n.candidates, t.* FROM (SELECT count(*) AS candidates FROM candidates) n
+SELECT n.candidates, n.left_behind, t.* FROM (
+    SELECT (SELECT count(*) FROM candidates) AS candidates,
+           LEAST((SELECT min(id) FROM others),
+                 (SELECT min(id) FROM candidates WHERE id NOT IN (SELECT id FROM chosen)))
+               AS left_behind
+) n
 LEFT JOIN taken t ON true";
 
 impl CqrsConnection for PgConnection {
@@ -92,7 +119,15 @@ impl CqrsConnection for PgConnection {
     }
 
     fn cqrs_setup(&mut self) -> crate::Result<()> {
-        self.transaction(|conn| conn.batch_execute(SETUP))?;
+        #[derive(diesel::QueryableByName)]
+        struct Done {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            done: bool,
+        }
+        let Done { done } = diesel::sql_query(SETUP_DONE).get_result(self)?;
+        if !done {
+            self.transaction(|conn| conn.batch_execute(SETUP))?;
+        }
         Ok(())
     }
 
@@ -161,11 +196,13 @@ impl CqrsConnection for PgConnection {
         self.build_transaction().read_only().run(f)
     }
 
-    fn outbox_take(&mut self, limit: i64) -> QueryResult<OutboxTaken> {
+    fn outbox_take(&mut self, limit: i64, from: i64) -> QueryResult<OutboxTaken> {
         #[derive(diesel::QueryableByName)]
         struct Taken {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             candidates: i64,
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+            left_behind: Option<i64>,
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
             id: Option<i64>,
             #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -191,10 +228,12 @@ impl CqrsConnection for PgConnection {
         let rows: Vec<Taken> = diesel::sql_query(OUTBOX_TAKE)
             .bind::<diesel::sql_types::BigInt, _>(limit)
             .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
+            .bind::<diesel::sql_types::BigInt, _>(from)
             .load(self)?;
         let candidates = rows
             .first()
             .map_or(0, |row| usize::try_from(row.candidates).unwrap_or(0));
+        let left_behind = rows.first().and_then(|row| row.left_behind);
         let mut records: Vec<OutboxRecord> = rows
             .into_iter()
             .filter_map(|t| {
@@ -216,6 +255,7 @@ impl CqrsConnection for PgConnection {
         Ok(OutboxTaken {
             held_back: candidates.saturating_sub(records.len()),
             records,
+            left_behind,
         })
     }
 

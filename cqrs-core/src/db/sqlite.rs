@@ -137,14 +137,16 @@ impl CqrsConnection for SqliteConnection {
         result
     }
 
-    fn outbox_take(&mut self, limit: i64) -> QueryResult<OutboxTaken> {
-        // one relay per file: nothing is in another relay's hands
+    fn outbox_take(&mut self, limit: i64, _from: i64) -> QueryResult<OutboxTaken> {
+        // one relay per file: nothing is in another relay's hands, and a delete frees its
+        // index entries at once (a look from the start costs nothing more)
         let records = self.outbox_fetch(limit)?;
         let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
         self.outbox_delete(&ids)?;
         Ok(OutboxTaken {
             records,
             held_back: 0,
+            left_behind: None,
         })
     }
 

@@ -88,10 +88,16 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// A fresh schema with the framework's and the models' tables.
 pub fn pg() -> PgConnection {
-    let mut conn = PgConnection::cqrs_connect(&pg_schema_url()).unwrap();
+    pg_with_url().0
+}
+
+/// [`pg`], with its schema's URL (for more connections to the same tables).
+pub fn pg_with_url() -> (PgConnection, String) {
+    let url = pg_schema_url();
+    let mut conn = PgConnection::cqrs_connect(&url).unwrap();
     conn.cqrs_setup().unwrap();
     conn.batch_execute(PG_DDL).unwrap();
-    conn
+    (conn, url)
 }
 
 /// Reads the outbox (oldest first) as parsed JSON bodies with their routing keys.

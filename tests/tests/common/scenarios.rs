@@ -15,6 +15,7 @@ use cqrs_core::Registered;
 use cqrs_core::batch::{BatchItem, apply_batch, apply_one};
 use cqrs_core::master::MasterTable;
 use cqrs_core::memory::MemoryBroker;
+use cqrs_core::outbox::OutboxCursor;
 use cqrs_core::prelude::*;
 use cqrs_core::replica::{IgnoreReason, Outcome};
 use cqrs_core::retry::RetryPolicy;
@@ -264,7 +265,7 @@ where
 
     // relay_batch: oldest first, only confirmed ids are removed
     let mut seen = Vec::new();
-    let batch = cqrs_core::outbox::relay_batch(master, 1, |records| {
+    let batch = cqrs_core::outbox::relay_batch(master, 1, &mut OutboxCursor::new(), |records| {
         seen.extend(records.iter().map(|r| r.id));
         Ok::<_, cqrs_core::Error>(vec![])
     })
@@ -275,7 +276,7 @@ where
         2,
         "unconfirmed messages stay"
     );
-    let batch = cqrs_core::outbox::relay_batch(master, 10, |records| {
+    let batch = cqrs_core::outbox::relay_batch(master, 10, &mut OutboxCursor::new(), |records| {
         assert!(records.windows(2).all(|w| w[0].id < w[1].id));
         Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
     })

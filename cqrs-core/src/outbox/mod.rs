@@ -6,6 +6,10 @@
 //! example `cqrs_rabbit::Relay`) calls [`relay_batch`] in a loop, and waits on
 //! [`OutboxWaker`] between batches instead of polling hard.
 
+mod cursor;
+
+pub use cursor::OutboxCursor;
+
 use crate::db::{CqrsConnection, OutboxMessage, OutboxRecord, OutboxTaken};
 use crate::signal::{Signal, Subscription};
 
@@ -75,12 +79,19 @@ pub struct RelayedBatch {
 /// confirm is put back, under its own id, before the commit: several relay processes never
 /// publish the same message concurrently, and a message whose row (or aggregate) has an
 /// earlier message in another relay's hands stays for a later look
-/// ([`RelayedBatch::held_back`]), so that a row's messages reach the broker in order. Elsewhere (SQLite) the fetch takes no lock, so that a relay never
+/// ([`RelayedBatch::held_back`]), so that a row's messages reach the broker in order. There
+/// `cursor` says where the look starts: while batches come back full, past what the last one
+/// took ([`OutboxCursor`]). Elsewhere (SQLite) the fetch takes no lock, so that a relay never
 /// blocks the application's writers while it talks to the broker: run one relay per database.
 ///
 /// A crash between the broker's confirm and the removal publishes a message again after a
 /// restart: delivery is at least once, and replicas drop the duplicate by its revision.
-pub fn relay_batch<C, F, E>(conn: &mut C, limit: i64, publish: F) -> Result<RelayedBatch, E>
+pub fn relay_batch<C, F, E>(
+    conn: &mut C,
+    limit: i64,
+    cursor: &mut OutboxCursor,
+    publish: F,
+) -> Result<RelayedBatch, E>
 where
     C: CqrsConnection,
     F: FnOnce(&[OutboxRecord]) -> Result<Vec<i64>, E>,
@@ -89,8 +100,11 @@ where
     if C::CONCURRENT_TAKE {
         // One statement takes the batch (DELETE ... FOR UPDATE SKIP LOCKED ... RETURNING);
         // what the broker did not confirm is put back before the commit.
-        conn.cqrs_transaction(|conn| {
-            let OutboxTaken { records, held_back } = conn.outbox_take(limit)?;
+        let batch = conn.cqrs_transaction(|conn| {
+            let taken = take(conn, limit, cursor)?;
+            let OutboxTaken {
+                records, held_back, ..
+            } = taken;
             if records.is_empty() {
                 return Ok(RelayedBatch {
                     held_back,
@@ -106,13 +120,19 @@ where
                     .cloned()
                     .collect();
                 conn.outbox_put_back(&back)?;
+                cursor.rewind();
             }
             Ok(RelayedBatch {
                 fetched: records.len(),
                 published: confirmed.len(),
                 held_back,
             })
-        })
+        });
+        if batch.is_err() {
+            // rolled back: what it took is in the outbox again
+            cursor.rewind();
+        }
+        batch
     } else {
         let records = conn.outbox_fetch(limit)?;
         if records.is_empty() {
@@ -126,6 +146,26 @@ where
             held_back: 0,
         })
     }
+}
+
+/// One look at the outbox from `cursor`; a look from past the start that finds nothing looks
+/// again from the start, so that an empty batch always means an empty outbox.
+fn take<C: CqrsConnection>(
+    conn: &mut C,
+    limit: i64,
+    cursor: &mut OutboxCursor,
+) -> diesel::QueryResult<OutboxTaken> {
+    let look = cursor.begin();
+    let taken = conn.outbox_take(limit, look.from)?;
+    cursor.end(look, &taken, limit);
+    if look.from == 0 || !taken.records.is_empty() || taken.held_back > 0 {
+        return Ok(taken);
+    }
+    // `end` put the cursor back at the start
+    let look = cursor.begin();
+    let taken = conn.outbox_take(limit, look.from)?;
+    cursor.end(look, &taken, limit);
+    Ok(taken)
 }
 
 /// Writes messages to the outbox of `conn` (in its current transaction, if any).
