@@ -46,6 +46,71 @@ fn commit_failure_falls_back_to_one_by_one() {
     );
 }
 
+/// A relay that took a batch of up to `limit` on its own connection and holds it (its
+/// transaction open) until [`HeldBatch::release`].
+struct HeldBatch {
+    /// The ids it took.
+    taken: Vec<i64>,
+    go: std::sync::mpsc::Sender<()>,
+    relay: std::thread::JoinHandle<(diesel::PgConnection, cqrs_core::outbox::RelayedBatch)>,
+}
+
+impl HeldBatch {
+    fn take(mut conn: diesel::PgConnection, limit: i64) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let relay = std::thread::spawn(move || {
+            let batch = cqrs_core::outbox::relay_batch(
+                &mut conn,
+                limit,
+                &mut OutboxCursor::new(),
+                |records| {
+                    tx.send(records.iter().map(|r| r.id).collect()).unwrap();
+                    go_rx.recv().unwrap(); // hold the locks until released
+                    Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
+                },
+            )
+            .unwrap();
+            (conn, batch)
+        });
+        let taken = rx.recv().unwrap();
+        Self { taken, go, relay }
+    }
+
+    /// Lets the relay confirm and commit; its connection and what it did.
+    fn release(self) -> (diesel::PgConnection, cqrs_core::outbox::RelayedBatch) {
+        self.go.send(()).unwrap();
+        self.relay.join().unwrap()
+    }
+}
+
+/// One batch of up to `limit` from `cursor`, confirmed as `confirm` says: the ids taken, and
+/// what the batch did.
+fn take(
+    conn: &mut diesel::PgConnection,
+    limit: i64,
+    cursor: &mut OutboxCursor,
+    confirm: bool,
+) -> (Vec<i64>, cqrs_core::outbox::RelayedBatch) {
+    let mut ids = Vec::new();
+    let batch = cqrs_core::outbox::relay_batch(conn, limit, cursor, |records| {
+        ids = records.iter().map(|r| r.id).collect();
+        Ok::<_, cqrs_core::Error>(if confirm { ids.clone() } else { Vec::new() })
+    })
+    .unwrap();
+    (ids, batch)
+}
+
+/// The outbox's ids, oldest first.
+fn outbox_ids(conn: &mut diesel::PgConnection) -> Vec<i64> {
+    use diesel::prelude::*;
+    cqrs_core::db::cqrs_outbox::table
+        .select(cqrs_core::db::cqrs_outbox::id)
+        .order(cqrs_core::db::cqrs_outbox::id)
+        .load(conn)
+        .unwrap()
+}
+
 /// Two relays on PostgreSQL never take the same messages (FOR UPDATE SKIP LOCKED).
 #[test]
 #[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
@@ -57,25 +122,10 @@ fn relays_share_the_outbox() {
         common::Book::new(i, "x").cqrs_insert(&mut a).unwrap();
     }
     let mut b = diesel::PgConnection::establish(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let first = std::thread::spawn(move || {
-        cqrs_core::outbox::relay_batch(&mut a, 4, &mut OutboxCursor::new(), |records| {
-            tx.send(records.iter().map(|r| r.id).collect()).unwrap();
-            go_rx.recv().unwrap(); // hold the lock until the other relay ran
-            Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
-        })
-        .unwrap()
-    });
-    let taken_by_first = rx.recv().unwrap();
-    let mut taken_by_second = Vec::new();
-    cqrs_core::outbox::relay_batch(&mut b, 100, &mut OutboxCursor::new(), |records| {
-        taken_by_second = records.iter().map(|r| r.id).collect();
-        Ok::<_, cqrs_core::Error>(taken_by_second.clone())
-    })
-    .unwrap();
-    go_tx.send(()).unwrap();
-    let first = first.join().unwrap();
+    let first = HeldBatch::take(a, 4);
+    let taken_by_first = first.taken.clone();
+    let (taken_by_second, _) = take(&mut b, 100, &mut OutboxCursor::new(), true);
+    let (_, first) = first.release();
     assert_eq!(first.published, 4);
     assert_eq!(taken_by_second.len(), 6);
     assert!(
@@ -93,55 +143,29 @@ fn relays_share_the_outbox() {
 #[ignore = "needs PostgreSQL (DATABASE_URL_PG): run scripts/test"]
 fn relays_keep_each_rows_order() {
     use cqrs_core::prelude::*;
-    use diesel::prelude::*;
+    use diesel::Connection;
     let (mut a, url) = common::pg_with_url();
     // ids 1..=4: book 1 created, book 2 created, book 1 renamed, book 3 created
     common::Book::new(1, "a").cqrs_insert(&mut a).unwrap();
     common::Book::new(2, "b").cqrs_insert(&mut a).unwrap();
     common::Book::cqrs_update(&mut a, &1, |b| b.title = "a2".into()).unwrap();
     common::Book::new(3, "c").cqrs_insert(&mut a).unwrap();
-    let ids: Vec<i64> = cqrs_core::db::cqrs_outbox::table
-        .select(cqrs_core::db::cqrs_outbox::id)
-        .order(cqrs_core::db::cqrs_outbox::id)
-        .load(&mut a)
-        .unwrap();
+    let ids = outbox_ids(&mut a);
     assert_eq!(ids.len(), 4);
     let mut b = diesel::PgConnection::establish(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     // the first relay takes books 1 and 2 and holds them
-    let first = std::thread::spawn(move || {
-        cqrs_core::outbox::relay_batch(&mut a, 2, &mut OutboxCursor::new(), |records| {
-            tx.send(records.iter().map(|r| r.id).collect()).unwrap();
-            go_rx.recv().unwrap();
-            Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
-        })
-        .unwrap()
-    });
-    assert_eq!(rx.recv().unwrap(), ids[..2]);
+    let first = HeldBatch::take(a, 2);
+    assert_eq!(first.taken, ids[..2]);
     // the second takes book 3, not book 1's rename
-    let mut second = Vec::new();
-    let batch = cqrs_core::outbox::relay_batch(&mut b, 100, &mut OutboxCursor::new(), |records| {
-        second = records.iter().map(|r| r.id).collect();
-        Ok::<_, cqrs_core::Error>(second.clone())
-    })
-    .unwrap();
+    let (second, batch) = take(&mut b, 100, &mut OutboxCursor::new(), true);
     assert_eq!(second, [ids[3]]);
     assert_eq!((batch.fetched, batch.held_back), (1, 1));
-    go_tx.send(()).unwrap();
-    assert_eq!(first.join().unwrap().published, 2);
+    assert_eq!(first.release().1.published, 2);
     // book 1 is free now: its rename goes; unconfirmed, it comes back under its own id
-    let batch = cqrs_core::outbox::relay_batch(&mut b, 100, &mut OutboxCursor::new(), |records| {
-        assert_eq!(records.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[2]]);
-        Ok::<_, cqrs_core::Error>(Vec::new())
-    })
-    .unwrap();
+    let (taken, batch) = take(&mut b, 100, &mut OutboxCursor::new(), false);
+    assert_eq!(taken, [ids[2]]);
     assert_eq!((batch.fetched, batch.published, batch.held_back), (1, 0, 0));
-    let left: Vec<i64> = cqrs_core::db::cqrs_outbox::table
-        .select(cqrs_core::db::cqrs_outbox::id)
-        .load(&mut b)
-        .unwrap();
-    assert_eq!(left, [ids[2]]);
+    assert_eq!(outbox_ids(&mut b), [ids[2]]);
 }
 
 /// A relay draining full batches reads on from past what it took (so that a long drain does
@@ -162,52 +186,31 @@ fn a_draining_relay_reads_on_from_its_cursor() {
     for i in 4..=7 {
         common::Book::new(i, "x").cqrs_insert(&mut a).unwrap();
     }
-    let ids: Vec<i64> = cqrs_core::db::cqrs_outbox::table
-        .select(cqrs_core::db::cqrs_outbox::id)
-        .order(cqrs_core::db::cqrs_outbox::id)
-        .load(&mut a)
-        .unwrap();
+    let ids = outbox_ids(&mut a);
     assert_eq!(ids.len(), 8);
     let mut b = diesel::PgConnection::establish(&url).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<i64>>();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     // the first relay takes book 1's create and holds it
-    let first = std::thread::spawn(move || {
-        let batch =
-            cqrs_core::outbox::relay_batch(&mut a, 1, &mut OutboxCursor::new(), |records| {
-                tx.send(records.iter().map(|r| r.id).collect()).unwrap();
-                go_rx.recv().unwrap();
-                Ok::<_, cqrs_core::Error>(records.iter().map(|r| r.id).collect())
-            })
-            .unwrap();
-        (a, batch)
-    });
-    assert_eq!(rx.recv().unwrap(), ids[..1]);
+    let first = HeldBatch::take(a, 1);
+    assert_eq!(first.taken, ids[..1]);
     // the second drains in full batches of 2; its cursor stays at the held message
     let mut cursor = OutboxCursor::new();
-    let take = |conn: &mut diesel::PgConnection, cursor: &mut OutboxCursor| {
-        let mut ids = Vec::new();
-        let batch = cqrs_core::outbox::relay_batch(conn, 2, cursor, |records| {
-            ids = records.iter().map(|r| r.id).collect();
-            Ok::<_, cqrs_core::Error>(ids.clone())
-        })
-        .unwrap();
-        (ids, batch.held_back)
+    let drain = |b: &mut diesel::PgConnection, cursor: &mut OutboxCursor| {
+        let (taken, batch) = take(b, 2, cursor, true);
+        (taken, batch.held_back)
     };
-    assert_eq!(take(&mut b, &mut cursor), (ids[1..3].to_vec(), 0));
+    assert_eq!(drain(&mut b, &mut cursor), (ids[1..3].to_vec(), 0));
     assert_eq!(
         cursor.from(),
         ids[0],
         "the message in the other relay's hands"
     );
     // book 1's rename is held back behind its create, book 4 goes
-    assert_eq!(take(&mut b, &mut cursor), (vec![ids[4]], 1));
+    assert_eq!(drain(&mut b, &mut cursor), (vec![ids[4]], 1));
     assert_eq!(cursor.from(), ids[0]);
-    go_tx.send(()).unwrap();
-    let (mut a, batch) = first.join().unwrap();
+    let (mut a, batch) = first.release();
     assert_eq!(batch.published, 1);
     // book 1's create is gone: its rename goes, then the cursor reads on past book 5
-    assert_eq!(take(&mut b, &mut cursor), (vec![ids[3], ids[5]], 0));
+    assert_eq!(drain(&mut b, &mut cursor), (vec![ids[3], ids[5]], 0));
     assert_eq!(cursor.from(), ids[5] + 1);
     // a message committed late under a lower id: the cursor passes it while it is not
     // visible, and the look from the start that follows the drain takes it
@@ -230,15 +233,15 @@ fn a_draining_relay_reads_on_from_its_cursor() {
     for i in 9..=12 {
         common::Book::new(i, "x").cqrs_insert(&mut b).unwrap();
     }
-    assert_eq!(take(&mut b, &mut cursor), (vec![ids[6], ids[7]], 0));
-    let (next, _) = take(&mut b, &mut cursor);
+    assert_eq!(drain(&mut b, &mut cursor), (vec![ids[6], ids[7]], 0));
+    let (next, _) = drain(&mut b, &mut cursor);
     assert_eq!(next, [late_id + 1, late_id + 2]);
     assert!(cursor.from() > late_id);
     commit_tx.send(()).unwrap();
     late.join().unwrap();
     let mut rest = Vec::new();
     for _ in 0..10 {
-        let (ids, _) = take(&mut b, &mut cursor);
+        let (ids, _) = drain(&mut b, &mut cursor);
         rest.extend(ids);
     }
     rest.sort_unstable();
