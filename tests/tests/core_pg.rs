@@ -306,4 +306,26 @@ fn create_racing_a_delete_continues_its_revision() {
     deleter.join().unwrap();
     let reborn = creator.join().unwrap();
     assert_eq!(reborn.cqrs_revision, 3, "one above the DELETE's revision 2");
+    // the create's message, written before its revision was known, carries it too
+    let mut conn = diesel::PgConnection::cqrs_connect(&url).unwrap();
+    let revisions: Vec<(String, i64)> = conn
+        .outbox_fetch(100)
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let body: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+            let signal = body["signal_type"].as_str().unwrap().to_owned();
+            (
+                signal,
+                body["instance_data"]["cqrs_revision"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [("SAVE", 0), ("SAVE", 1), ("DELETE", 2), ("SAVE", 3)];
+    assert_eq!(revisions, expected.map(|(s, r)| (s.to_owned(), r)));
+    // and the recorded revision was taken
+    assert_eq!(
+        conn.deleted_revisions_take("book", &["5".into()]).unwrap(),
+        []
+    );
 }

@@ -480,6 +480,55 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
         cqrs_id: &str,
         pks: &[String],
     ) -> QueryResult<Vec<(String, i32)>>;
+
+    /// Adds one message, as [`CqrsConnection::outbox_insert_one`], and carries out `note`
+    /// (records or takes a key's DELETE revision); returns the message's id and, for a
+    /// [`RevisionNote::Take`], the revision taken. PostgreSQL does both in one statement (one
+    /// round trip less per create and per delete); others run them one after the other.
+    fn outbox_insert_noting(
+        &mut self,
+        message: &OutboxMessage,
+        note: RevisionNote<'_>,
+    ) -> QueryResult<(i64, Option<i32>)> {
+        let taken = match note {
+            RevisionNote::Take { cqrs_id, pk } => self
+                .deleted_revisions_take(cqrs_id, &[pk.to_owned()])?
+                .pop()
+                .map(|(_, revision)| revision),
+            RevisionNote::Put {
+                cqrs_id,
+                pk,
+                revision,
+            } => {
+                self.deleted_revision_put(cqrs_id, pk, revision)?;
+                None
+            }
+        };
+        Ok((self.outbox_insert_one(message)?, taken))
+    }
+}
+
+/// What a master write does to its key's recorded DELETE revision
+/// (`cqrs_master_revisions`), in the statement that writes its message where the backend can
+/// ([`CqrsConnection::outbox_insert_noting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionNote<'a> {
+    /// A created key: take (read and remove) the revision its last DELETE recorded.
+    Take {
+        /// The model's stream id.
+        cqrs_id: &'a str,
+        /// The primary key's text form.
+        pk: &'a str,
+    },
+    /// A deleted key: record its DELETE message's revision.
+    Put {
+        /// The model's stream id.
+        cqrs_id: &'a str,
+        /// The primary key's text form.
+        pk: &'a str,
+        /// The DELETE message's revision.
+        revision: i32,
+    },
 }
 
 /// The statement as it is: where nothing listens (SQLite's relays poll), an outbox insert
@@ -490,6 +539,45 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
 )]
 pub(crate) fn unannounced<Q>(query: Q) -> Q {
     query
+}
+
+/// The values of one outbox row for `diesel::insert_into(cqrs_outbox)`: the message `$m`
+/// ([`OutboxMessage`]) written at `$now` (microseconds since the Unix epoch).
+macro_rules! outbox_row {
+    ($m:expr, $now:expr) => {{
+        use ::diesel::ExpressionMethods as _;
+        use $crate::db::cqrs_outbox::dsl;
+        (
+            dsl::cqrs_id.eq(&$m.cqrs_id),
+            dsl::routing_key.eq(&$m.routing_key),
+            dsl::body.eq(&$m.body),
+            dsl::created_at.eq($now),
+            dsl::exchange.eq(&$m.exchange),
+            dsl::properties.eq(&$m.properties),
+            dsl::not_before.eq($m.not_before),
+            dsl::tags.eq(&$m.tags),
+            dsl::ordering_key.eq($m.ordering_key),
+        )
+    }};
+}
+
+/// The statement that records a deleted key's DELETE revision
+/// (`cqrs_master_revisions`, an upsert returning `revision`).
+macro_rules! revision_put {
+    ($cqrs_id:expr, $pk:expr, $revision:expr) => {{
+        use ::diesel::ExpressionMethods as _;
+        use $crate::db::cqrs_master_revisions::dsl;
+        ::diesel::insert_into(dsl::cqrs_master_revisions)
+            .values((
+                dsl::cqrs_id.eq($cqrs_id),
+                dsl::pk.eq($pk),
+                dsl::revision.eq($revision),
+            ))
+            .on_conflict((dsl::cqrs_id, dsl::pk))
+            .do_update()
+            .set(dsl::revision.eq($revision))
+            .returning(dsl::revision)
+    }};
 }
 
 /// A multi-row outbox insert: announced (PostgreSQL, `RETURNING id` inside
@@ -518,16 +606,9 @@ macro_rules! common_impl {
             use $crate::db::cqrs_outbox::dsl;
             $announce(
                 ::diesel::insert_into(dsl::cqrs_outbox)
-                    .values((
-                        dsl::cqrs_id.eq(&m.cqrs_id),
-                        dsl::routing_key.eq(&m.routing_key),
-                        dsl::body.eq(&m.body),
-                        dsl::created_at.eq(::chrono::Utc::now().timestamp_micros()),
-                        dsl::exchange.eq(&m.exchange),
-                        dsl::properties.eq(&m.properties),
-                        dsl::not_before.eq(m.not_before),
-                        dsl::tags.eq(&m.tags),
-                        dsl::ordering_key.eq(m.ordering_key),
+                    .values($crate::db::outbox_row!(
+                        m,
+                        ::chrono::Utc::now().timestamp_micros()
                     ))
                     .returning(dsl::id),
             )
@@ -537,9 +618,14 @@ macro_rules! common_impl {
         fn outbox_rewrite(&mut self, id: i64, body: &str) -> ::diesel::QueryResult<usize> {
             use ::diesel::prelude::*;
             use $crate::db::cqrs_outbox::dsl;
-            ::diesel::update(dsl::cqrs_outbox.filter(dsl::id.eq(id)))
-                .set(dsl::body.eq(body))
-                .execute(self)
+            // one row, one SQL text: cached (diesel caches no `UPDATE` by itself)
+            $crate::db::cached::Cached(
+                ::diesel::update(dsl::cqrs_outbox.filter(dsl::id.eq(id)))
+                    .set(dsl::body.eq(body))
+                    .returning(dsl::id),
+            )
+            .load::<i64>(self)
+            .map(|ids| ids.len())
         }
 
         fn outbox_insert(
@@ -558,19 +644,7 @@ macro_rules! common_impl {
             }
             let rows: Vec<_> = messages
                 .iter()
-                .map(|m| {
-                    (
-                        dsl::cqrs_id.eq(&m.cqrs_id),
-                        dsl::routing_key.eq(&m.routing_key),
-                        dsl::body.eq(&m.body),
-                        dsl::created_at.eq(now),
-                        dsl::exchange.eq(&m.exchange),
-                        dsl::properties.eq(&m.properties),
-                        dsl::not_before.eq(m.not_before),
-                        dsl::tags.eq(&m.tags),
-                        dsl::ordering_key.eq(m.ordering_key),
-                    )
-                })
+                .map(|m| $crate::db::outbox_row!(m, now))
                 .collect();
             for chunk in rows.chunks($crate::db::OUTBOX_INSERT_CHUNK) {
                 outbox_insert_rows!(
@@ -841,24 +915,12 @@ macro_rules! common_impl {
             revision: i32,
         ) -> ::diesel::QueryResult<()> {
             use ::diesel::prelude::*;
-            use $crate::db::cqrs_master_revisions::dsl;
             // one row, one SQL text: cached (diesel caches no upsert by itself)
-            $crate::db::cached::Cached(
-                ::diesel::insert_into(dsl::cqrs_master_revisions)
-                    .values((
-                        dsl::cqrs_id.eq(cqrs_id),
-                        dsl::pk.eq(pk),
-                        dsl::revision.eq(revision),
-                    ))
-                    .on_conflict((dsl::cqrs_id, dsl::pk))
-                    .do_update()
-                    .set(dsl::revision.eq(revision))
-                    .returning(dsl::revision),
-            )
-            // loaded, not executed: diesel's `execute` takes the statement by reference, and
-            // a reference asks the statement inside whether it is cacheable
-            .get_result::<i32>(self)
-            .map(drop)
+            $crate::db::cached::Cached($crate::db::revision_put!(cqrs_id, pk, revision))
+                // loaded, not executed: diesel's `execute` takes the statement by reference, and
+                // a reference asks the statement inside whether it is cacheable
+                .get_result::<i32>(self)
+                .map(drop)
         }
 
         fn deleted_revisions_take(
@@ -897,6 +959,8 @@ macro_rules! common_impl {
 #[allow(unused_imports, reason = "unused when no backend feature is enabled")]
 pub(crate) use common_impl;
 pub(crate) use outbox_insert_rows;
+pub(crate) use outbox_row;
+pub(crate) use revision_put;
 
 /// `text` with the `LIKE` wildcards (`%`, `_`) and the escape character `\` escaped.
 pub fn like_escape(text: &str) -> String {

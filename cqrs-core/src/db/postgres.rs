@@ -7,7 +7,8 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
 use super::{
-    CqrsConnection, OutboxRecord, OutboxTaken, common_impl, in_transaction, outbox_insert_rows,
+    CqrsConnection, OutboxMessage, OutboxRecord, OutboxTaken, RevisionNote, common_impl,
+    in_transaction, outbox_insert_rows, outbox_row, revision_put,
 };
 
 /// The `LISTEN` channel notified (at commit) when messages are added to the outbox.
@@ -257,6 +258,36 @@ impl CqrsConnection for PgConnection {
             records,
             left_behind,
         })
+    }
+
+    fn outbox_insert_noting(
+        &mut self,
+        message: &OutboxMessage,
+        note: RevisionNote<'_>,
+    ) -> QueryResult<(i64, Option<i32>)> {
+        use super::announce::AnnouncedNoting;
+        use super::cqrs_master_revisions::dsl as rev;
+        use super::cqrs_outbox::dsl;
+        let insert = diesel::insert_into(dsl::cqrs_outbox)
+            .values(outbox_row!(message, chrono::Utc::now().timestamp_micros()))
+            .returning(dsl::id);
+        match note {
+            RevisionNote::Take { cqrs_id, pk } => AnnouncedNoting(
+                diesel::delete(
+                    rev::cqrs_master_revisions
+                        .filter(rev::cqrs_id.eq(cqrs_id))
+                        .filter(rev::pk.eq(pk)),
+                )
+                .returning(rev::revision),
+                insert,
+            )
+            .get_result(self),
+            RevisionNote::Put {
+                cqrs_id,
+                pk,
+                revision,
+            } => AnnouncedNoting(revision_put!(cqrs_id, pk, revision), insert).get_result(self),
+        }
     }
 
     common_impl!(announce = super::announce::Announced, rows = announced);

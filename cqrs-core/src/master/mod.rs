@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde_json::{Map, Value};
 
-use crate::db::CqrsConnection;
+use crate::db::{CqrsConnection, RevisionNote};
 use crate::error::{Error, Result};
 use crate::filter::{BoxedFilter, FilterError, Lookup, parse_lookups};
 use crate::message::SignalType;
@@ -214,6 +214,9 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
     #[must_use = "the stored row carries the new revision; keep it rather than the old value"]
     fn cqrs_bulk_insert(conn: &mut C, rows: Vec<Self>) -> Result<Vec<Self>> {
         write(conn, |conn| {
+            if Self::PRODUCE && rows.len() == 1 {
+                return create_one(conn, rows);
+            }
             let stored = insert_created(conn, rows)?;
             let previous = created_previous_data::<Self>();
             enqueue_saves(conn, &stored, |_| previous.clone())?;
@@ -352,15 +355,20 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
             let Some(row) = Self::db_delete(conn, pk)? else {
                 return Ok(false);
             };
-            coalesce::forget(coalesce::conn_id(conn), &(Self::CQRS_ID, pk_text(pk)));
-            conn.deleted_revision_put(
-                Self::CQRS_ID,
-                &pk_text(pk),
-                delete_revision(row.cqrs_version()),
-            )?;
+            let key = pk_text(pk);
+            let revision = delete_revision(row.cqrs_version());
             if Self::PRODUCE && row.cqrs_is_sync_instance() {
-                outbox::enqueue(conn, &[delete_message(&row)?])?;
+                // the revision recorded by the statement that writes the message
+                let note = RevisionNote::Put {
+                    cqrs_id: Self::CQRS_ID,
+                    pk: &key,
+                    revision,
+                };
+                conn.outbox_insert_noting(&delete_message(&row)?, note)?;
+            } else {
+                conn.deleted_revision_put(Self::CQRS_ID, &key, revision)?;
             }
+            coalesce::forget(coalesce::conn_id(conn), &(Self::CQRS_ID, key));
             Ok(true)
         })
     }
@@ -512,12 +520,33 @@ fn not_found<M: MasterModel>(pk: &M::Pk) -> Error {
 /// the revision it recorded (a take before the insert, or in the insert's own statement,
 /// would miss it and start the row again at 0, behind the replicas' tombstone). A key found
 /// there gets its revision in one more statement.
-fn insert_created<M, C>(conn: &mut C, mut rows: Vec<M>) -> Result<Vec<M>>
+fn insert_created<M, C>(conn: &mut C, rows: Vec<M>) -> Result<Vec<M>>
 where
     M: MasterTable<C>,
     C: CqrsConnection,
 {
     let now = now_micros();
+    let mut stored = insert_first(conn, rows, now)?;
+    let keys: Vec<String> = stored.iter().map(|row| pk_text(row.cqrs_pk())).collect();
+    let continued: HashMap<String, i32> = conn
+        .deleted_revisions_take(M::CQRS_ID, &keys)?
+        .into_iter()
+        .collect();
+    for (row, key) in stored.iter_mut().zip(&keys) {
+        if let Some(&deleted) = continued.get(key) {
+            continue_revision(conn, row, deleted, now)?;
+        }
+    }
+    Ok(stored)
+}
+
+/// Inserts rows with revision 0 and `cqrs_updated = now` (one statement per 500); returns
+/// them as stored.
+fn insert_first<M, C>(conn: &mut C, mut rows: Vec<M>, now: DateTime<Utc>) -> Result<Vec<M>>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
     for row in &mut rows {
         row.cqrs_set_version(Version {
             revision: 0,
@@ -528,23 +557,75 @@ where
     for chunk in rows.chunks(crate::db::ROW_CHUNK) {
         stored.extend(M::db_insert(conn, chunk)?);
     }
-    let keys: Vec<String> = stored.iter().map(|row| pk_text(row.cqrs_pk())).collect();
-    let continued: HashMap<String, i32> = conn
-        .deleted_revisions_take(M::CQRS_ID, &keys)?
-        .into_iter()
-        .collect();
-    if continued.is_empty() {
+    Ok(stored)
+}
+
+/// Moves a row just inserted above the DELETE revision `deleted` of its key's previous
+/// incarnation.
+fn continue_revision<M, C>(
+    conn: &mut C,
+    row: &mut M,
+    deleted: i32,
+    now: DateTime<Utc>,
+) -> Result<()>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    let version = Version {
+        revision: first_revision(Some(deleted)),
+        updated: now,
+    };
+    *row = M::db_set_created(conn, row.cqrs_pk(), version)?
+        .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+    Ok(())
+}
+
+/// [`insert_created`] and the SAVE message of one row of a producing model, with the key's
+/// DELETE revision taken by the statement that writes the message (after the insert, for
+/// the reason given there). A key deleted before (rare) costs two statements more: the row
+/// moves above that revision, and the message is written again.
+fn create_one<M, C>(conn: &mut C, rows: Vec<M>) -> Result<Vec<M>>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    let now = now_micros();
+    let mut stored = insert_first(conn, rows, now)?;
+    let Some(row) = stored.first_mut() else {
+        return Ok(stored);
+    };
+    let key = pk_text(row.cqrs_pk());
+    let take = RevisionNote::Take {
+        cqrs_id: M::CQRS_ID,
+        pk: &key,
+    };
+    if !row.cqrs_is_sync_instance() {
+        let (_, taken) = conn
+            .deleted_revisions_take(M::CQRS_ID, std::slice::from_ref(&key))?
+            .pop()
+            .unzip();
+        if let Some(deleted) = taken {
+            continue_revision(conn, row, deleted, now)?;
+        }
         return Ok(stored);
     }
-    for (row, key) in stored.iter_mut().zip(&keys) {
-        if let Some(&deleted) = continued.get(key) {
-            let version = Version {
-                revision: first_revision(Some(deleted)),
-                updated: now,
-            };
-            *row = M::db_set_created(conn, row.cqrs_pk(), version)?
-                .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
-        }
+    let previous = created_previous_data::<M>();
+    let saved = message(conn, row, SignalType::Save, previous.clone(), None)?;
+    let (outbox_id, taken) = conn.outbox_insert_noting(&saved, take)?;
+    if let Some(deleted) = taken {
+        continue_revision(conn, row, deleted, now)?;
+        let saved = message(conn, row, SignalType::Save, previous.clone(), None)?;
+        conn.outbox_rewrite(outbox_id, &saved.body)?;
+    }
+    let scope = coalesce::conn_id(conn);
+    if coalesce::active(scope) {
+        // a created row that later writes of this transaction may fold into its message
+        let pending = coalesce::Pending {
+            outbox_id,
+            previous,
+        };
+        coalesce::remember(scope, (M::CQRS_ID, key), pending);
     }
     Ok(stored)
 }
