@@ -109,7 +109,12 @@ impl<T: InvalidMaster, C: CqrsConnection> MasterTable<C> for T {
     fn db_instance_data(_: &mut C, _: &[Self]) -> Result<Vec<Map<String, Value>>> {
         never!()
     }
-    fn db_update(_: &mut C, _: &Self, _: DateTime<Utc>) -> QueryResult<Option<Self>> {
+    fn db_update(
+        _: &mut C,
+        _: &Self,
+        _: DateTime<Utc>,
+        _: Option<&crate::db::OutboxMessage>,
+    ) -> QueryResult<Option<(Self, Option<i64>)>> {
         never!()
     }
     fn db_set_created(_: &mut C, _: &Self::Pk, _: Version) -> QueryResult<Option<Self>> {

@@ -110,6 +110,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
         }
     });
     let version = emit::version_fns(model);
+    let relates = model.attrs.relate.is_some();
 
     quote! {
         #[automatically_derived]
@@ -120,6 +121,7 @@ fn model_impl(model: &Model<'_>) -> TokenStream {
             const PRODUCE: bool = #produce;
             const FIELDS: &'static [&'static str] = &[#(#filter_names),*];
             const TRACKED_FIELDS: &'static [&'static str] = &[#(#tracked_names),*];
+            const RELATES: bool = #relates;
 
             fn cqrs_pk(&self) -> &Self::Pk {
                 &self.#pk_ident
@@ -309,15 +311,16 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 conn: &mut #conn,
                 row: &Self,
                 updated: #private::chrono::DateTime<#private::chrono::Utc>,
-            ) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
+                message: ::core::option::Option<&#krate::db::OutboxMessage>,
+            ) -> #private::diesel::QueryResult<::core::option::Option<(Self, ::core::option::Option<i64>)>> {
                 #traits
                 let updated: #updated_ty = #krate::value::CqrsTimestamp::from_utc(updated);
-                let stored: ::core::option::Option<#row_ty> = #private::Cached(#private::diesel::update(#table::table.find(&row.#pk_ident))
+                let update = #private::Cached(#private::diesel::update(#table::table.find(&row.#pk_ident))
                     .set((#(#set,)* #rev_col.eq(#rev_col + 1), #upd_col.eq(updated)))
-                    .returning(#select))
-                    .get_result(conn)
-                    .optional()?;
-                ::core::result::Result::Ok(stored.map(#from_tuple))
+                    .returning(#select));
+                let stored: ::core::option::Option<(#row_ty, ::core::option::Option<i64>)> =
+                    #krate::db::RowUpdate::<'_, #conn, #row_ty>::run(update, conn, message)?;
+                ::core::result::Result::Ok(stored.map(|(row, id)| ((#from_tuple)(row), id)))
             }
 
             fn db_set_created(

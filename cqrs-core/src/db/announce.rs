@@ -17,12 +17,14 @@
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Integer, Nullable};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+
+use super::OutboxMessage;
 use diesel::{QueryResult, RunQueryDsl};
 
-/// The end of both statements: the new ids' notification.
+/// The end of every statement here: the new ids' notification, joined to the `FROM` list.
 const ANNOUNCE: &str = concat!(
-    " FROM cqrs_new, (SELECT pg_notify('",
+    ", (SELECT pg_notify('",
     notify_channel!(),
     "', max(id)::text) FROM cqrs_new) AS announced"
 );
@@ -45,7 +47,7 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Announced<Q> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql("WITH cqrs_new AS (");
         self.0.walk_ast(out.reborrow())?;
-        out.push_sql(") SELECT id");
+        out.push_sql(") SELECT id FROM cqrs_new");
         out.push_sql(ANNOUNCE);
         Ok(())
     }
@@ -81,7 +83,7 @@ impl<R: QueryFragment<Pg>, Q: QueryFragment<Pg>> QueryFragment<Pg> for Announced
         self.0.walk_ast(out.reborrow())?;
         out.push_sql("), cqrs_new AS (");
         self.1.walk_ast(out.reborrow())?;
-        out.push_sql(") SELECT id, (SELECT revision FROM cqrs_rev)");
+        out.push_sql(") SELECT id, (SELECT revision FROM cqrs_rev) FROM cqrs_new");
         out.push_sql(ANNOUNCE);
         Ok(())
     }
@@ -93,3 +95,67 @@ impl<R: QueryFragment<Pg>, Q: QueryFragment<Pg>> QueryFragment<Pg> for Announced
 }
 
 impl<R, Q, Conn> RunQueryDsl<Conn> for AnnouncedNoting<R, Q> {}
+
+/// A master row's single-row `UPDATE ... RETURNING` `Q` and its message in one statement;
+/// returns the stored row and the message's id, no row (and no message) when the `UPDATE`
+/// matched none.
+///
+/// `WITH cqrs_row AS (<Q>), cqrs_new AS (INSERT INTO cqrs_outbox (...) SELECT ... FROM
+/// cqrs_row RETURNING id) SELECT cqrs_row.*, cqrs_new.id FROM cqrs_row, cqrs_new, (SELECT
+/// pg_notify(...) FROM cqrs_new) AS announced`
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UpdateAnnounced<'m, Q> {
+    pub(crate) update: Q,
+    pub(crate) message: &'m OutboxMessage,
+    pub(crate) created_at: i64,
+}
+
+impl<Q> QueryId for UpdateAnnounced<'_, Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for UpdateAnnounced<'_, Q> {
+    type SqlType = (Q::SqlType, BigInt);
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for UpdateAnnounced<'_, Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let m = self.message;
+        out.push_sql("WITH cqrs_row AS (");
+        self.update.walk_ast(out.reborrow())?;
+        out.push_sql(
+            "), cqrs_new AS (INSERT INTO cqrs_outbox (cqrs_id, routing_key, body, created_at, \
+             exchange, properties, not_before, tags, ordering_key) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&m.cqrs_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&m.routing_key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&m.body)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&self.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&m.exchange)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&m.properties)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&m.not_before)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&m.tags)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&m.ordering_key)?;
+        out.push_sql(
+            " FROM cqrs_row RETURNING id) SELECT cqrs_row.*, cqrs_new.id FROM cqrs_row, cqrs_new",
+        );
+        out.push_sql(ANNOUNCE);
+        Ok(())
+    }
+
+    // one row, one SQL text per model: prepared once (diesel would not cache the UPDATE)
+    fn is_safe_to_cache_prepared(&self, _backend: &Pg) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for UpdateAnnounced<'_, Q> {}

@@ -481,6 +481,12 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
         pks: &[String],
     ) -> QueryResult<Vec<(String, i32)>>;
 
+    /// Whether a master row's `UPDATE` and its message travel in one statement
+    /// ([`RowUpdate`]): where a statement costs a round trip to a server (PostgreSQL), a full
+    /// save of a row read under its lock builds its message first, from the row as it will be
+    /// stored.
+    const UPDATE_CARRIES_MESSAGE: bool;
+
     /// Adds one message, as [`CqrsConnection::outbox_insert_one`], and carries out `note`
     /// (records or takes a key's DELETE revision); returns the message's id and, for a
     /// [`RevisionNote::Take`], the revision taken. PostgreSQL does both in one statement (one
@@ -506,6 +512,20 @@ pub trait CqrsConnection: diesel::Connection + Send + Sized + 'static {
         };
         Ok((self.outbox_insert_one(message)?, taken))
     }
+}
+
+/// A master row's single-row `UPDATE ... RETURNING` (the derive builds it), run on `C`; with
+/// a `message`, the backend may write the message in the same statement
+/// ([`CqrsConnection::UPDATE_CARRIES_MESSAGE`]).
+#[doc(hidden)]
+pub trait RowUpdate<'q, C, U> {
+    /// Runs the update: the stored row (`None`: no row matched) and, when the message was
+    /// written with it, the message's id (`None`: the caller writes it).
+    fn run(
+        self,
+        conn: &mut C,
+        message: Option<&'q OutboxMessage>,
+    ) -> QueryResult<Option<(U, Option<i64>)>>;
 }
 
 /// What a master write does to its key's recorded DELETE revision

@@ -103,6 +103,7 @@ impl CqrsConnection for PgConnection {
     const CONCURRENT_TAKE: bool = true;
     const RELAY_POLL: Duration = Duration::from_secs(1);
     const RELAY_LINGER_FROM: usize = 8;
+    const UPDATE_CARRIES_MESSAGE: bool = true;
     const STATEMENT_TIMEOUT: bool = true;
 
     fn relay_lock_path(_url: &str) -> Option<std::path::PathBuf> {
@@ -291,4 +292,30 @@ impl CqrsConnection for PgConnection {
     }
 
     common_impl!(announce = super::announce::Announced, rows = announced);
+}
+
+impl<'q, Q, U> super::RowUpdate<'q, PgConnection, U> for Q
+where
+    Q: diesel::query_dsl::LoadQuery<'q, PgConnection, U> + 'q,
+    super::announce::UpdateAnnounced<'q, Q>:
+        diesel::query_dsl::LoadQuery<'q, PgConnection, (U, i64)>,
+{
+    fn run(
+        self,
+        conn: &mut PgConnection,
+        message: Option<&'q OutboxMessage>,
+    ) -> QueryResult<Option<(U, Option<i64>)>> {
+        let Some(message) = message else {
+            return Ok(self.get_result(conn).optional()?.map(|row| (row, None)));
+        };
+        let statement = super::announce::UpdateAnnounced {
+            update: self,
+            message,
+            created_at: chrono::Utc::now().timestamp_micros(),
+        };
+        Ok(statement
+            .get_result::<(U, i64)>(conn)
+            .optional()?
+            .map(|(row, id)| (row, Some(id))))
+    }
 }

@@ -47,6 +47,8 @@ impl CqrsConnection for SqliteConnection {
     const CONCURRENT_TAKE: bool = false;
     const RELAY_POLL: Duration = Duration::from_millis(25);
     const RELAY_LINGER_FROM: usize = 16;
+    // a statement costs no round trip: the message is built from the stored row
+    const UPDATE_CARRIES_MESSAGE: bool = false;
     const STATEMENT_TIMEOUT: bool = false;
 
     fn relay_lock_path(url: &str) -> Option<std::path::PathBuf> {
@@ -151,4 +153,17 @@ impl CqrsConnection for SqliteConnection {
     }
 
     common_impl!(announce = super::unannounced, rows = plain);
+}
+
+impl<'q, Q, U> super::RowUpdate<'q, SqliteConnection, U> for Q
+where
+    Q: diesel::query_dsl::LoadQuery<'q, SqliteConnection, U> + 'q,
+{
+    fn run(
+        self,
+        conn: &mut SqliteConnection,
+        _message: Option<&'q super::OutboxMessage>,
+    ) -> QueryResult<Option<(U, Option<i64>)>> {
+        Ok(self.get_result(conn).optional()?.map(|row| (row, None)))
+    }
 }

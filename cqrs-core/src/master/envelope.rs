@@ -96,7 +96,7 @@ pub fn delete_message<M: MasterModel>(row: &M) -> Result<OutboxMessage> {
     envelope(row, SignalType::Delete, data, None, None)
 }
 
-fn envelope<M: MasterModel>(
+pub(super) fn envelope<M: MasterModel>(
     row: &M,
     signal_type: SignalType,
     instance_data: Map<String, Value>,

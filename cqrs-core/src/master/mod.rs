@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use serde_json::{Map, Value};
 
-use crate::db::{CqrsConnection, RevisionNote};
+use crate::db::{CqrsConnection, OutboxMessage, RevisionNote};
 use crate::error::{Error, Result};
 use crate::filter::{BoxedFilter, FilterError, Lookup, parse_lookups};
 use crate::message::SignalType;
@@ -25,7 +25,7 @@ mod envelope;
 mod page;
 mod selected;
 
-use envelope::{changed_tracked, created_previous_data, messages};
+use envelope::{changed_tracked, created_previous_data, envelope, messages};
 pub use envelope::{delete_message, message};
 pub(crate) use page::for_each_page;
 pub use page::{Filters, build_filters};
@@ -45,6 +45,8 @@ pub trait MasterModel: Sized + Send + 'static {
     const FIELDS: &'static [&'static str];
     /// The tracked fields (`tracked_fields(...)`).
     const TRACKED_FIELDS: &'static [&'static str];
+    /// Whether the serialized row carries related data (`relate`), read from the database.
+    const RELATES: bool = false;
 
     /// The primary key.
     fn cqrs_pk(&self) -> &Self::Pk;
@@ -89,8 +91,16 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
     fn db_insert(conn: &mut C, rows: &[Self]) -> QueryResult<Vec<Self>>;
 
     /// Writes every column of `row` and, in the same statement, `cqrs_revision + 1` and
-    /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist.
-    fn db_update(conn: &mut C, row: &Self, updated: DateTime<Utc>) -> QueryResult<Option<Self>>;
+    /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist. With a
+    /// `message`, the backend may write it to the outbox in the same statement
+    /// ([`CqrsConnection::UPDATE_CARRIES_MESSAGE`]): its id comes back with the row (`None`:
+    /// not written).
+    fn db_update(
+        conn: &mut C,
+        row: &Self,
+        updated: DateTime<Utc>,
+        message: Option<&OutboxMessage>,
+    ) -> QueryResult<Option<(Self, Option<i64>)>>;
     /// The fields a partial save may write ([`MasterStore::cqrs_save_fields`]): every field
     /// but the primary key and the two bookkeeping fields, by their Rust name.
     const WRITABLE: &'static [&'static str];
@@ -283,7 +293,11 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
         write(conn, |conn| {
             let mut row = Self::db_get(conn, pk, true)?.ok_or_else(|| not_found::<Self>(pk))?;
             let before = (!Self::TRACKED_FIELDS.is_empty()).then(|| row.cqrs_tracked());
+            let read = row.cqrs_version();
             change(&mut row);
+            if let Some(stored) = update_carrying_message(conn, &mut row, read, before.as_ref())? {
+                return Ok(stored);
+            }
             save_changed(conn, &row, None, true, before.as_ref())
         })
     }
@@ -326,7 +340,7 @@ pub trait MasterStore<C: CqrsConnection>: MasterTable<C> {
                 };
                 befores.push((!Self::TRACKED_FIELDS.is_empty()).then(|| row.cqrs_tracked()));
                 change(&mut row);
-                let row = Self::db_update(conn, &row, now_micros())?
+                let (row, _) = Self::db_update(conn, &row, now_micros(), None)?
                     .ok_or_else(|| not_found::<Self>(pk))?;
                 // bumped and sent here: a later write of the row in this transaction sends anew
                 coalesce::forget(coalesce::conn_id(conn), &(Self::CQRS_ID, pk_text(pk)));
@@ -733,12 +747,98 @@ where
         return send_saved(conn, Some(key.clone()), bumped, before, true);
     }
     let stored = match fields {
-        None => M::db_update(conn, row, now_micros())?,
+        None => M::db_update(conn, row, now_micros(), None)?.map(|(row, _)| row),
         Some([]) if !bump => M::db_get(conn, row.cqrs_pk(), false)?,
         Some(columns) => M::db_update_fields(conn, row, columns, bump, bump.then(now_micros))?,
     }
     .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
     send_saved(conn, key, stored, before, bumps)
+}
+
+/// A full save of a row read under its lock (`read`: its version then) whose SAVE message
+/// travels in the `UPDATE`'s own statement, where the backend carries it
+/// ([`CqrsConnection::UPDATE_CARRIES_MESSAGE`]: one round trip less on PostgreSQL).
+///
+/// The message is built first, from the row as it will be stored: the lock keeps the
+/// revision at one above the one read, and `cqrs_updated` is the time written. Should the
+/// stored row serialize otherwise (a trigger, a column type that rounds), the message is
+/// written again from it. `None`: not for this write (another backend, a model whose `relate`
+/// would read its related data twice, a row whose message this transaction folds into an
+/// earlier one, a row not sent); the caller saves it as before.
+fn update_carrying_message<M, C>(
+    conn: &mut C,
+    row: &mut M,
+    read: Version,
+    before: Option<&Map<String, Value>>,
+) -> Result<Option<M>>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    if !C::UPDATE_CARRIES_MESSAGE || !M::PRODUCE || M::RELATES || !row.cqrs_is_sync_instance() {
+        return Ok(None);
+    }
+    let scope = coalesce::conn_id(conn);
+    let key: Option<coalesce::Key> =
+        coalesce::active(scope).then(|| (M::CQRS_ID, pk_text(row.cqrs_pk())));
+    let folds = key
+        .as_ref()
+        .is_some_and(|key| coalesce::pending(scope, key).is_some());
+    let Some(revision) = read.revision.checked_add(1).filter(|_| !folds) else {
+        return Ok(None);
+    };
+    let updated = now_micros();
+    row.cqrs_set_version(Version { revision, updated });
+    let serialized = |conn: &mut C, row: &M| -> Result<Map<String, Value>> {
+        M::db_instance_data(conn, std::slice::from_ref(row))?
+            .pop()
+            .ok_or(Error::NotReturned {
+                model: M::TYPE_NAME,
+            })
+    };
+    let data = serialized(conn, row)?;
+    let mut previous = before.map(|b| changed_tracked(b, row));
+    let expected = envelope(row, SignalType::Save, data.clone(), previous.clone(), None)?;
+    let (stored, carried) = M::db_update(conn, row, updated, Some(&expected))?
+        .ok_or_else(|| not_found::<M>(row.cqrs_pk()))?;
+    let outbox_id = match carried {
+        Some(id) if !stored.cqrs_is_sync_instance() => {
+            // stored otherwise than written, and not to be sent after all
+            conn.outbox_delete(&[id])?;
+            return Ok(Some(stored));
+        }
+        Some(id) => {
+            let stored_data = serialized(conn, &stored)?;
+            let stored_previous = before.map(|b| changed_tracked(b, &stored));
+            if stored_data != data
+                || stored_previous != previous
+                || stored.cqrs_version() != row.cqrs_version()
+            {
+                let again = envelope(
+                    &stored,
+                    SignalType::Save,
+                    stored_data,
+                    stored_previous.clone(),
+                    None,
+                )?;
+                conn.outbox_rewrite(id, &again.body)?;
+                previous = stored_previous;
+            }
+            id
+        }
+        None => {
+            let saved = message(conn, &stored, SignalType::Save, previous.clone(), None)?;
+            conn.outbox_insert_one(&saved)?
+        }
+    };
+    if let Some(key) = key {
+        let pending = coalesce::Pending {
+            outbox_id,
+            previous,
+        };
+        coalesce::remember(scope, key, pending);
+    }
+    Ok(Some(stored))
 }
 
 /// Writes the SAVE message of a stored row, if the model sends it; where this transaction
