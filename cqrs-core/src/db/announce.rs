@@ -12,8 +12,9 @@
 //! (`cqrs_rabbit`'s `notices`).
 //!
 //! [`AnnouncedNoting`] puts a statement on the master's revision table in front, in the same
-//! statement (a create takes its key's DELETE revision, a delete records its own): one round
-//! trip less per create and per delete.
+//! statement (a create takes its key's DELETE revision, a delete records its own), and
+//! [`UpdateAnnounced`] a master row's `UPDATE`: one round trip less per create, update and
+//! delete, so that each is four statements (`BEGIN`, the row, the message, `COMMIT`).
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
