@@ -46,12 +46,21 @@ where
     M: MasterTable<C>,
     C: CqrsConnection,
 {
-    let data = M::db_instance_data(conn, std::slice::from_ref(row))?
+    let data = instance_data(conn, row)?;
+    envelope(row, signal_type, data, previous_data, queue)
+}
+
+/// The serialized row (`instance_data`) of one row.
+pub(super) fn instance_data<M, C>(conn: &mut C, row: &M) -> Result<Map<String, Value>>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
+    M::db_instance_data(conn, std::slice::from_ref(row))?
         .pop()
         .ok_or(crate::Error::NotReturned {
             model: M::TYPE_NAME,
-        })?;
-    envelope(row, signal_type, data, previous_data, queue)
+        })
 }
 
 /// Builds the SAVE or SYNC messages of the `rows` the sync filter lets through, serialized

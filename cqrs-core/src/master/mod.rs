@@ -25,7 +25,7 @@ mod envelope;
 mod page;
 mod selected;
 
-use envelope::{changed_tracked, created_previous_data, envelope, messages};
+use envelope::{changed_tracked, created_previous_data, envelope, instance_data, messages};
 pub use envelope::{delete_message, message};
 pub(crate) use page::for_each_page;
 pub use page::{Filters, build_filters};
@@ -541,6 +541,17 @@ where
 {
     let now = now_micros();
     let mut stored = insert_first(conn, rows, now)?;
+    continue_revisions(conn, &mut stored, now)?;
+    Ok(stored)
+}
+
+/// Takes the recorded DELETE revisions of rows just inserted, in a statement of its own, and
+/// moves each row whose key had one above it.
+fn continue_revisions<M, C>(conn: &mut C, stored: &mut [M], now: DateTime<Utc>) -> Result<()>
+where
+    M: MasterTable<C>,
+    C: CqrsConnection,
+{
     let keys: Vec<String> = stored.iter().map(|row| pk_text(row.cqrs_pk())).collect();
     let continued: HashMap<String, i32> = conn
         .deleted_revisions_take(M::CQRS_ID, &keys)?
@@ -551,7 +562,7 @@ where
             continue_revision(conn, row, deleted, now)?;
         }
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Inserts rows with revision 0 and `cqrs_updated = now` (one statement per 500); returns
@@ -606,7 +617,9 @@ where
 {
     let now = now_micros();
     let mut stored = insert_first(conn, rows, now)?;
-    let Some(row) = stored.first_mut() else {
+    let Some(row) = stored.first_mut().filter(|row| row.cqrs_is_sync_instance()) else {
+        // nothing to send: the take in a statement of its own
+        continue_revisions(conn, &mut stored, now)?;
         return Ok(stored);
     };
     let key = pk_text(row.cqrs_pk());
@@ -614,16 +627,6 @@ where
         cqrs_id: M::CQRS_ID,
         pk: &key,
     };
-    if !row.cqrs_is_sync_instance() {
-        let (_, taken) = conn
-            .deleted_revisions_take(M::CQRS_ID, std::slice::from_ref(&key))?
-            .pop()
-            .unzip();
-        if let Some(deleted) = taken {
-            continue_revision(conn, row, deleted, now)?;
-        }
-        return Ok(stored);
-    }
     let previous = created_previous_data::<M>();
     let saved = message(conn, row, SignalType::Save, previous.clone(), None)?;
     let (outbox_id, taken) = conn.outbox_insert_noting(&saved, take)?;
@@ -789,14 +792,7 @@ where
     };
     let updated = now_micros();
     row.cqrs_set_version(Version { revision, updated });
-    let serialized = |conn: &mut C, row: &M| -> Result<Map<String, Value>> {
-        M::db_instance_data(conn, std::slice::from_ref(row))?
-            .pop()
-            .ok_or(Error::NotReturned {
-                model: M::TYPE_NAME,
-            })
-    };
-    let data = serialized(conn, row)?;
+    let data = instance_data(conn, row)?;
     let mut previous = before.map(|b| changed_tracked(b, row));
     let expected = envelope(row, SignalType::Save, data.clone(), previous.clone(), None)?;
     let (stored, carried) = M::db_update(conn, row, updated, Some(&expected))?
@@ -808,7 +804,7 @@ where
             return Ok(Some(stored));
         }
         Some(id) => {
-            let stored_data = serialized(conn, &stored)?;
+            let stored_data = instance_data(conn, &stored)?;
             let stored_previous = before.map(|b| changed_tracked(b, &stored));
             if stored_data != data
                 || stored_previous != previous

@@ -102,6 +102,12 @@ mod tests {
     use super::*;
     use crate::db::OutboxRecord;
 
+    /// One look of a relay taking batches of 3 that got `taken`.
+    fn look(cursor: &mut OutboxCursor, taken: &OutboxTaken) {
+        let look = cursor.begin();
+        cursor.end(look, taken, 3);
+    }
+
     fn taken(ids: &[i64], held_back: usize, left_behind: Option<i64>) -> OutboxTaken {
         OutboxTaken {
             records: ids
@@ -138,27 +144,22 @@ mod tests {
     #[test]
     fn what_a_full_batch_left_behind_is_read_again() {
         let mut cursor = OutboxCursor::new();
-        let look = cursor.begin();
-        cursor.end(look, &taken(&[3, 7], 1, Some(5)), 3);
+        look(&mut cursor, &taken(&[3, 7], 1, Some(5)));
         assert_eq!(cursor.from(), 5);
         // everything held back: the cursor stays at the first of them
-        let look = cursor.begin();
-        cursor.end(look, &taken(&[], 3, Some(5)), 3);
+        look(&mut cursor, &taken(&[], 3, Some(5)));
         assert_eq!(cursor.from(), 5);
     }
 
     #[test]
     fn a_partial_batch_or_a_put_back_returns_to_the_start() {
         let mut cursor = OutboxCursor::new();
-        let look = cursor.begin();
-        cursor.end(look, &taken(&[1, 2, 3], 0, None), 3);
+        look(&mut cursor, &taken(&[1, 2, 3], 0, None));
         assert_eq!(cursor.from(), 4);
-        let look = cursor.begin();
-        cursor.end(look, &taken(&[4], 0, None), 3);
+        look(&mut cursor, &taken(&[4], 0, None));
         assert_eq!(cursor.from(), 0);
 
-        let look = cursor.begin();
-        cursor.end(look, &taken(&[1, 2, 3], 0, None), 3);
+        look(&mut cursor, &taken(&[1, 2, 3], 0, None));
         cursor.rewind();
         assert_eq!(cursor.from(), 0);
     }
@@ -166,8 +167,7 @@ mod tests {
     #[test]
     fn a_look_from_the_start_comes_when_due() {
         let mut cursor = OutboxCursor::new();
-        let look = cursor.begin();
-        cursor.end(look, &taken(&[1, 2, 3], 0, None), 3);
+        look(&mut cursor, &taken(&[1, 2, 3], 0, None));
         cursor.next_full_look = Some(Instant::now());
         assert_eq!(cursor.begin().from, 0);
     }

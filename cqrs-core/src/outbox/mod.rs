@@ -155,17 +155,18 @@ fn take<C: CqrsConnection>(
     limit: i64,
     cursor: &mut OutboxCursor,
 ) -> diesel::QueryResult<OutboxTaken> {
-    let look = cursor.begin();
-    let taken = conn.outbox_take(limit, look.from)?;
-    cursor.end(look, &taken, limit);
-    if look.from == 0 || !taken.records.is_empty() || taken.held_back > 0 {
+    let mut look = |conn: &mut C| {
+        let look = cursor.begin();
+        let taken = conn.outbox_take(limit, look.from)?;
+        cursor.end(look, &taken, limit);
+        diesel::QueryResult::Ok((look.from, taken))
+    };
+    let (from, taken) = look(conn)?;
+    if from == 0 || !taken.records.is_empty() || taken.held_back > 0 {
         return Ok(taken);
     }
     // `end` put the cursor back at the start
-    let look = cursor.begin();
-    let taken = conn.outbox_take(limit, look.from)?;
-    cursor.end(look, &taken, limit);
-    Ok(taken)
+    Ok(look(conn)?.1)
 }
 
 /// Writes messages to the outbox of `conn` (in its current transaction, if any).
