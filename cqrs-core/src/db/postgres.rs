@@ -6,6 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
+use super::cached::Cached;
 use super::{
     CqrsConnection, OutboxMessage, OutboxRecord, OutboxTaken, RevisionNote, common_impl,
     in_transaction, outbox_insert_rows, outbox_row, revision_put,
@@ -179,14 +180,26 @@ impl CqrsConnection for PgConnection {
     }
 
     fn lock_rows(&mut self, keys: &[i64]) -> QueryResult<()> {
+        #[derive(diesel::QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            #[allow(dead_code, reason = "a row per lock taken, read to load the statement")]
+            locked: String,
+        }
         if keys.is_empty() {
             return Ok(());
         }
-        // `unnest` yields the array in order: the locks are taken in the keys' order.
-        diesel::sql_query("SELECT pg_advisory_xact_lock(k) FROM unnest($1) AS k")
-            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(keys)
-            .execute(self)
-            .map(drop)
+        // `unnest` yields the array in order: the locks are taken in the keys' order. Loaded
+        // (the void result as text) and `Cached`: prepared once per connection, not parsed
+        // again at every batch.
+        Cached(
+            diesel::sql_query(
+                "SELECT CAST(pg_advisory_xact_lock(k) AS TEXT) AS locked FROM unnest($1) AS k",
+            )
+            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(keys),
+        )
+        .load::<Locked>(self)
+        .map(drop)
     }
 
     const READ_ONLY_SQL: &'static str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;";
@@ -227,11 +240,16 @@ impl CqrsConnection for PgConnection {
             ordering_key: Option<i64>,
         }
         // diesel cannot lock a subquery of a DELETE: a fixed statement, the limit bound.
-        let rows: Vec<Taken> = diesel::sql_query(OUTBOX_TAKE)
-            .bind::<diesel::sql_types::BigInt, _>(limit)
-            .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
-            .bind::<diesel::sql_types::BigInt, _>(from)
-            .load(self)?;
+        // `Cached`: prepared once per connection; parsed and planned at every look, it cost
+        // the server about 0.25 ms before it ran (its plan alone 0.2 ms, `EXPLAIN ANALYZE`
+        // on an empty outbox, against 0.08 ms of execution).
+        let rows: Vec<Taken> = Cached(
+            diesel::sql_query(OUTBOX_TAKE)
+                .bind::<diesel::sql_types::BigInt, _>(limit)
+                .bind::<diesel::sql_types::BigInt, _>(chrono::Utc::now().timestamp_micros())
+                .bind::<diesel::sql_types::BigInt, _>(from),
+        )
+        .load(self)?;
         let candidates = rows
             .first()
             .map_or(0, |row| usize::try_from(row.candidates).unwrap_or(0));
