@@ -14,7 +14,7 @@ use diesel::query_builder::InsertStatement;
 use diesel::query_dsl::methods::ExecuteDsl;
 use serde::{Deserialize, Serialize};
 
-use crate::proc::group_peak_rss_kb;
+use crate::proc::{PssPeaks, group_peak_rss_kb};
 use crate::report::EventRun;
 use crate::{Aggregate, Child2, Env, service_command, spawn, wait_consumer};
 
@@ -113,19 +113,21 @@ pub async fn delete_queues(amqp: &str, queues: &[String]) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The end of a run: the two processes' peak RSS, then they are stopped and the run's queues
-/// deleted. `what`: backend, pipeline, events, microseconds from the first write to the last
+/// The end of a run: the two processes' peak RSS and their peak PSS together, then they are
+/// stopped and the run's queues deleted. `what`: backend, pipeline, events, microseconds from the first write to the last
 /// handled.
 async fn finish(
     env: &Env,
     what: (Backend, &str, i32, i64),
     handlers: Child2,
     relay: Child2,
+    pss: PssPeaks,
     queues: &[String],
 ) -> anyhow::Result<EventRun> {
     let (backend, pipeline, events, micros) = what;
     let consumer_rss_mb = group_peak_rss_kb(handlers.0.id()) as f64 / 1024.0;
     let publisher_rss_mb = group_peak_rss_kb(relay.0.id()) as f64 / 1024.0;
+    let (_, together_kb) = pss.finish();
     drop(handlers);
     drop(relay);
     delete_queues(&env.amqp, queues).await?;
@@ -136,7 +138,21 @@ async fn finish(
         seconds: micros as f64 / 1e6,
         consumer_rss_mb,
         publisher_rss_mb,
+        pss_mb: together_kb as f64 / 1024.0,
     })
+}
+
+/// A copy of this binary for the service processes of the events runs: a file of its own, so
+/// that the pages of its code they share are shared between the two of them (as a service's
+/// relay and consumer share theirs) and not with this driver process, which would take a part
+/// of their PSS.
+fn service_binary(env: &Env) -> anyhow::Result<std::path::PathBuf> {
+    let copy = env.tmp.join("cqrs-bench-service");
+    if !copy.exists() {
+        std::fs::copy(&env.bin, &copy)
+            .with_context(|| format!("copying {} to {}", env.bin.display(), copy.display()))?;
+    }
+    Ok(copy)
 }
 
 /// This binary's `relay` and `events` commands on `publisher` and `consumer`; the events
@@ -149,13 +165,13 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
     });
     let queue = env.name("evq");
     let exchange = env.name("x");
-    let mut handlers = service_command(&env.bin, env, "events", &consumer, &exchange);
+    let bin = service_binary(env)?;
+    let mut handlers = service_command(&bin, env, "events", &consumer, &exchange);
     handlers.args(["--events-queue", &queue]);
     let handlers = spawn(handlers)?;
     wait_consumer(&env.amqp, &queue).await?;
-    let relay = spawn(service_command(
-        &env.bin, env, "relay", &publisher, &exchange,
-    ))?;
+    let relay = spawn(service_command(&bin, env, "relay", &publisher, &exchange))?;
+    let pss = PssPeaks::watch(vec![handlers.0.id(), relay.0.id()]);
     let start = chrono::Utc::now().timestamp_micros();
     let url = publisher.clone();
     let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
@@ -185,6 +201,7 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
         (backend, "cqrs-rs", events, done - start),
         handlers,
         relay,
+        pss,
         &[
             queue.clone(),
             format!("{queue}.delay"),
@@ -194,9 +211,10 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
     .await?;
     let (consumer_rss, publisher_rss) = (run.consumer_rss_mb, run.publisher_rss_mb);
     eprintln!(
-        "   {events} events in {:.2} s = {:.0} events/s (written at {write_rate:.0}/s), consumer peak RSS {consumer_rss:.1} MB, relay {publisher_rss:.1} MB",
+        "   {events} events in {:.2} s = {:.0} events/s (written at {write_rate:.0}/s), consumer peak RSS {consumer_rss:.1} MB, relay {publisher_rss:.1} MB, both peak PSS {:.1} MB",
         run.seconds,
-        run.rate()
+        run.rate(),
+        run.pss_mb
     );
     Ok(run)
 }
@@ -232,6 +250,7 @@ pub async fn python(env: &Env, events: i32) -> anyhow::Result<EventRun> {
     let handlers = spawn(django(&consumer, &["runconsumer"]))?;
     wait_consumer(&env.amqp, &queue).await?;
     let relay = spawn(django(&publisher, &["runpublisher"]))?;
+    let pss = PssPeaks::watch(vec![handlers.0.id(), relay.0.id()]);
     let output = django(
         &publisher,
         &["bench_events_publish", "--events", &events.to_string()],
@@ -258,15 +277,17 @@ pub async fn python(env: &Env, events: i32) -> anyhow::Result<EventRun> {
         ),
         handlers,
         relay,
+        pss,
         &[queue],
     )
     .await?;
     let (consumer_rss, publisher_rss) = (run.consumer_rss_mb, run.publisher_rss_mb);
     eprintln!(
-        "   {events} events in {:.2} s = {:.0} events/s (written at {:.0}/s), runconsumer peak RSS {consumer_rss:.1} MB, runpublisher {publisher_rss:.1} MB",
+        "   {events} events in {:.2} s = {:.0} events/s (written at {:.0}/s), runconsumer peak RSS {consumer_rss:.1} MB, runpublisher {publisher_rss:.1} MB, both peak PSS {:.1} MB",
         run.seconds,
         run.rate(),
-        written["events_per_s"].as_f64().unwrap_or_default()
+        written["events_per_s"].as_f64().unwrap_or_default(),
+        run.pss_mb
     );
     Ok(run)
 }

@@ -187,3 +187,59 @@ impl Cpu {
         self.total() > 0.0
     }
 }
+
+/// Proportional set size of a process, in kB (`Pss` of `smaps_rollup`): its private pages
+/// plus, for each page it shares, its share of it. Summed over a set of processes it counts
+/// every page they use once, where summed RSS counts a shared page (a binary's code, a
+/// library) once per process; 0 when the process is gone.
+pub fn pss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The peak PSS of the processes of some groups, each group's and their sum at one instant,
+/// sampled every 100 ms on a thread of its own until [`PssPeaks::finish`].
+pub struct PssPeaks {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<(Vec<u64>, u64)>,
+}
+
+impl PssPeaks {
+    /// Starts sampling the groups `pgids`.
+    pub fn watch(pgids: Vec<u32>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let sampler = std::thread::spawn(move || {
+            let mut peaks = vec![0; pgids.len()];
+            let mut together = 0;
+            loop {
+                let now: Vec<u64> = pgids
+                    .iter()
+                    .map(|&pgid| group(pgid).into_iter().map(pss_kb).sum())
+                    .collect();
+                for (peak, kb) in peaks.iter_mut().zip(&now) {
+                    *peak = (*peak).max(*kb);
+                }
+                together = together.max(now.iter().sum());
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    break (peaks, together);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        Self { stop, sampler }
+    }
+
+    /// Takes a last sample and returns each group's peak and the peak of their sum, in kB.
+    pub fn finish(self) -> (Vec<u64>, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap_or_default()
+    }
+}
