@@ -114,17 +114,17 @@ pub async fn delete_queues(amqp: &str, queues: &[String]) -> anyhow::Result<()> 
 }
 
 /// The end of a run: the two processes' peak RSS and their peak PSS together, then they are
-/// stopped and the run's queues deleted. `what`: backend, pipeline, events, microseconds from the first write to the last
-/// handled.
+/// stopped and the run's queues deleted. `what`: backend, pipeline, events, microseconds from
+/// the first write to the last handled, the writer's events/s.
 async fn finish(
     env: &Env,
-    what: (Backend, &str, i32, i64),
+    what: (Backend, &str, i32, i64, f64),
     handlers: Child2,
     relay: Child2,
     pss: PssPeaks,
     queues: &[String],
 ) -> anyhow::Result<EventRun> {
-    let (backend, pipeline, events, micros) = what;
+    let (backend, pipeline, events, micros, write_rate) = what;
     let consumer_rss_mb = group_peak_rss_kb(handlers.0.id()) as f64 / 1024.0;
     let publisher_rss_mb = group_peak_rss_kb(relay.0.id()) as f64 / 1024.0;
     let (_, together_kb) = pss.finish();
@@ -139,6 +139,7 @@ async fn finish(
         consumer_rss_mb,
         publisher_rss_mb,
         pss_mb: together_kb as f64 / 1024.0,
+        write_rate,
     })
 }
 
@@ -198,7 +199,7 @@ pub async fn ours(env: &Env, backend: Backend, events: i32) -> anyhow::Result<Ev
     let write_rate = writer.await??;
     let run = finish(
         env,
-        (backend, "cqrs-rs", events, done - start),
+        (backend, "cqrs-rs", events, done - start, write_rate),
         handlers,
         relay,
         pss,
@@ -274,6 +275,7 @@ pub async fn python(env: &Env, events: i32) -> anyhow::Result<EventRun> {
             "django-microservices-communication",
             events,
             done - start,
+            written["events_per_s"].as_f64().unwrap_or_default(),
         ),
         handlers,
         relay,

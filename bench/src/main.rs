@@ -88,6 +88,13 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "rows,latency,events")]
         parts: Vec<Part>,
     },
+    /// Write target/bench/results.{md,json,svg} again from an earlier run's results.json, the
+    /// targets checked by this version of the report.
+    Render {
+        /// The directory of the run's results.json.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+    },
     /// (internal) a baseline consumer: plain, or the ideal pipeline with --database.
     Baseline {
         #[arg(long)]
@@ -238,6 +245,13 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Cmd::Render { out } => match report::Report::render(&out) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bench render failed: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
         Cmd::Run {
             mode,
             out,

@@ -164,7 +164,7 @@ impl ServersCpu {
 }
 
 /// CPU seconds of a run, by process; 0 where not measured.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Cpu {
     /// The master's writes: its writer thread.
     pub master: f64,

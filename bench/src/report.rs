@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub backend: String,
     pub pipeline: String,
@@ -53,7 +53,7 @@ impl Run {
 
 /// One events run: N events published (each in its own transaction) until the handler has
 /// committed them all.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRun {
     pub backend: String,
     pub pipeline: String,
@@ -64,7 +64,11 @@ pub struct EventRun {
     pub publisher_rss_mb: f64,
     /// The peak of the two processes' PSS together (`proc::pss_kb`): every page they use
     /// counted once, a shared one by their share of it.
+    #[serde(default)]
     pub pss_mb: f64,
+    /// The events/s the writer reached (it writes while the pipeline runs).
+    #[serde(default)]
+    pub write_rate: f64,
 }
 
 impl EventRun {
@@ -73,7 +77,7 @@ impl EventRun {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub writes: usize,
     pub p50_ms: f64,
@@ -97,7 +101,7 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub mode: String,
     pub rows: i32,
@@ -118,12 +122,15 @@ pub struct Report {
     pub targets: Vec<Target>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Target {
     pub backend: String,
     pub what: String,
     pub value: String,
     pub met: bool,
+    /// What bounds the figure, from this run's own figures (empty when nothing tells).
+    #[serde(default)]
+    pub why: String,
 }
 
 fn machine() -> String {
@@ -211,6 +218,7 @@ impl Report {
                 ),
                 value: format!("{:+.1}%", 100.0 * (speed - 1.0)),
                 met: speed >= 0.97,
+                why: String::new(),
             });
             self.targets.push(Target {
                 backend,
@@ -220,6 +228,7 @@ impl Report {
                 ),
                 value: format!("{:+.1}%", 100.0 * (cost - 1.0)),
                 met: cost <= 1.03,
+                why: String::new(),
             });
         }
     }
@@ -290,6 +299,7 @@ impl Report {
                 first.consumer_rss_mb = median(runs.iter().map(|r| r.consumer_rss_mb).collect());
                 first.publisher_rss_mb = median(runs.iter().map(|r| r.publisher_rss_mb).collect());
                 first.pss_mb = median(runs.iter().map(|r| r.pss_mb).collect());
+                first.write_rate = median(runs.iter().map(|r| r.write_rate).collect());
                 first
             })
             .collect()
@@ -308,6 +318,16 @@ impl Report {
                 what: format!("events end to end >= 15x {}", python.pipeline),
                 value: format!("{:.1}x", ours.rate() / python.rate()),
                 met: ours.rate() >= 15.0 * python.rate(),
+                why: if ours.write_rate > 0.0 {
+                    format!(
+                        "the package ran at {:.0} events/s: 15x is {:.0}; this run's writer (one connection, a transaction per event, beside the pipeline on 2 cores) committed {:.0} events/s",
+                        python.rate(),
+                        15.0 * python.rate(),
+                        ours.write_rate
+                    )
+                } else {
+                    String::new()
+                },
             });
             // the package runs on PostgreSQL only (its ids come from a sequence): the
             // framework on its other backends, against the package on its one
@@ -323,6 +343,7 @@ impl Report {
                     ),
                     value: format!("{:.1}x", other.rate() / python.rate()),
                     met: other.rate() >= 15.0 * python.rate(),
+                    why: String::new(),
                 });
             }
             let ours_mb = ours.consumer_rss_mb + ours.publisher_rss_mb;
@@ -335,6 +356,7 @@ impl Report {
                 ),
                 value: format!("{ours_mb:.1} MB vs {python_mb:.1} MB"),
                 met: 3.0 * ours_mb <= python_mb,
+                why: "summed RSS counts every shared page (the binary's code, the libraries) once per process: see PSS".to_owned(),
             });
             self.targets.push(Target {
                 backend: ours.backend.clone(),
@@ -344,6 +366,7 @@ impl Report {
                 ),
                 value: format!("{:.1} MB vs {:.1} MB", ours.pss_mb, python.pss_mb),
                 met: 3.0 * ours.pss_mb <= python.pss_mb,
+                why: String::new(),
             });
         }
     }
@@ -375,12 +398,64 @@ impl Report {
     }
 
     fn target(&mut self, backend: &str, what: impl Into<String>, value: String, met: bool) {
+        self.target_why(backend, what, value, met, String::new());
+    }
+
+    fn target_why(
+        &mut self,
+        backend: &str,
+        what: impl Into<String>,
+        value: String,
+        met: bool,
+        why: String,
+    ) {
         self.targets.push(Target {
             backend: backend.to_owned(),
             what: what.into(),
             value,
             met,
+            why,
         });
+    }
+
+    /// Where two runs' CPU per message differ most, by process: `"CPU per message A vs B us,
+    /// most of the difference in P (+D us)"`.
+    fn cpu_gap(ours: &Run, peer: &Run) -> String {
+        let per = |run: &Run, v: f64| 1e6 * v / run.messages.max(1) as f64;
+        let split = |run: &Run| {
+            [
+                ("the master's writes", per(run, run.cpu.master)),
+                ("the relay", per(run, run.cpu.relay)),
+                ("the consumer", per(run, run.cpu.consumer)),
+                ("RabbitMQ", per(run, run.cpu.broker)),
+                ("PostgreSQL", per(run, run.cpu.database)),
+            ]
+        };
+        if !ours.cpu.measured() || !peer.cpu.measured() {
+            return String::new();
+        }
+        let (a, b) = (split(ours), split(peer));
+        let widest = a
+            .iter()
+            .zip(&b)
+            .map(|((name, x), (_, y))| (*name, x - y))
+            .fold(
+                ("", f64::MIN),
+                |best, gap| if gap.1 > best.1 { gap } else { best },
+            );
+        format!(
+            "CPU per message {:.0} vs {:.0} us, most of the difference in {} (+{:.0} us)",
+            per(ours, ours.cpu.total()),
+            per(peer, peer.cpu.total()),
+            widest.0,
+            widest.1
+        )
+    }
+
+    fn run_of<'r>(runs: &'r [Run], backend: &str, pipeline: &str, batch: usize) -> Option<&'r Run> {
+        runs.iter().find(|r| {
+            r.backend == backend && r.pipeline == pipeline && r.batch == batch && r.workers == 1
+        })
     }
 
     /// Issue 16's targets (ratios within one run), then the latency, memory and equality
@@ -393,55 +468,112 @@ impl Report {
                 |pipeline: &str, batch: usize| Self::rate_of(runs, &backend, pipeline, batch, 1);
             let ours = rate("ours", 500);
             let ratio = |a: f64, b: f64| format!("{:.0}%", 100.0 * a / b);
+            let run = |pipeline: &str, batch: usize| Self::run_of(runs, &backend, pipeline, batch);
+            let gap = |peer: &str| {
+                run("ours", 500)
+                    .zip(run(peer, 500))
+                    .map_or(String::new(), |(o, p)| Self::cpu_gap(o, p))
+            };
+            // the master alone, against the hand-written outbox's: what its writes leave
+            let master_share = self
+                .master_rate(&backend, "framework")
+                .zip(self.master_rate(&backend, "outbox"))
+                .map_or(String::new(), |(f, o)| {
+                    format!(
+                        "; the master alone at {} of the hand-written outbox's rate",
+                        ratio(f, o)
+                    )
+                });
             if let (Some(ours), Some(peer)) = (ours, rate("hand-outbox", 500)) {
-                self.target(
+                let why = format!("{}{master_share}", gap("hand-outbox"));
+                self.target_why(
                     &backend,
                     "end to end >= 95% of the hand-written outbox",
                     ratio(ours, peer),
                     ours >= 0.95 * peer,
+                    why,
                 );
             }
             if let (Some(ours), Some(peer)) = (ours, rate("hand-dual", 500)) {
-                self.target(
+                let why = gap("hand-dual");
+                self.target_why(
                     &backend,
                     "end to end >= 85% of the hand-written dual write",
                     ratio(ours, peer),
                     ours >= 0.85 * peer,
+                    why,
                 );
             }
             if let (Some(ours), Some(plain)) = (
                 self.master_rate(&backend, "framework"),
                 self.master_rate(&backend, "plain"),
             ) {
-                self.target(
+                let why = self.master_rate(&backend, "outbox").map_or(String::new(), |o| {
+                    format!(
+                        "a message is a second row per write: the hand-written outbox writes at {} of plain diesel, cqrs-rs at {} of the hand-written outbox",
+                        ratio(o, plain),
+                        ratio(ours, o)
+                    )
+                });
+                self.target_why(
                     &backend,
                     "master write (outbox included) >= 80% of plain diesel",
                     ratio(ours, plain),
                     ours >= 0.8 * plain,
+                    why,
                 );
             }
             if let (Some(drain), Some(ideal)) = (rate("ours-drain", 500), rate("ideal", 500)) {
-                self.target(
+                let why = run("ours-drain", 500).zip(run("ideal", 500)).map_or(
+                    String::new(),
+                    |(o, i)| {
+                        format!(
+                            "{} (the ideal consumer checks no revision and takes no lock)",
+                            Self::cpu_gap(o, i)
+                        )
+                    },
+                );
+                self.target_why(
                     &backend,
                     "outbox drain >= 90% of the ideal pipeline (b)",
                     ratio(drain, ideal),
                     drain >= 0.9 * ideal,
+                    why,
                 );
             }
             if let (Some(ours), Some(django)) = (ours, rate("django-cqrs", 1)) {
-                self.target(
+                let why = rate("hand-outbox", 500).map_or(String::new(), |peer| {
+                    format!(
+                        "django-cqrs ran at {django:.0} msg/s: 20x is {:.0} msg/s, {} of the hand-written outbox's rate",
+                        20.0 * django,
+                        ratio(20.0 * django, peer)
+                    )
+                });
+                self.target_why(
                     &backend,
                     "end to end >= 20x django-cqrs",
                     format!("{:.1}x", ours / django),
                     ours >= 20.0 * django,
+                    why,
                 );
             }
             if let Some(l) = self.latency.get(&backend).cloned() {
-                self.target(
+                // one write alone: read-your-writes at 100 writes/s
+                let why = self
+                    .read_your_writes
+                    .get(&format!("{backend} 100/s"))
+                    .map_or(String::new(), |alone| {
+                        format!(
+                            "at 100 writes/s one write takes {:.2} ms (p50, read-your-writes): its round trips through the relay, RabbitMQ and the consumer; at 1,000 writes/s the rest is waiting behind the others on 2 cores",
+                            alone.p50_ms
+                        )
+                    });
+                self.target_why(
                     &backend,
                     "commit-to-applied p50 < 2 ms at 1,000 writes/s",
                     format!("{:.2} ms", l.p50_ms),
                     l.p50_ms < 2.0,
+                    why,
                 );
                 self.target(
                     &backend,
@@ -660,20 +792,34 @@ impl Report {
         if with_targets {
             let _ = writeln!(
                 md,
-                "\n| backend | target | measured | met |\n|---|---|---:|---|"
+                "\n| backend | target | measured | met | what bounds it (this run's figures) |\n|---|---|---:|---|---|"
             );
             for t in &self.targets {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} |",
                     t.backend,
                     t.what,
                     t.value,
-                    if t.met { "yes" } else { "**no**" }
+                    if t.met { "yes" } else { "**no**" },
+                    t.why
                 );
             }
         }
         md
+    }
+
+    /// Reads `out/results.json` of an earlier run and writes its results again (targets
+    /// checked anew): what this version of the report says of those figures.
+    pub fn render(out: &Path) -> anyhow::Result<()> {
+        let path = out.join("results.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut report: Self = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a benchmark's results: {e}", path.display()))?;
+        report.targets.clear();
+        let with_targets = report.mode != "smoke";
+        report.write(out, with_targets)
     }
 
     pub fn write(mut self, out: &Path, with_targets: bool) -> anyhow::Result<()> {
