@@ -14,6 +14,8 @@ work=$(mktemp -d)
 pid=
 cleanup() {
     if [ -n "$pid" ]; then
+        # `parking` is a function: $! is the subshell running it, the service is its child
+        pkill -TERM -P "$pid" 2>/dev/null || true
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     fi
