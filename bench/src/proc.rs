@@ -32,11 +32,16 @@ fn times(fields: &[u64], children: bool) -> f64 {
 
 /// Peak resident memory of a process (VmHWM), in kB; 0 when it is gone.
 pub fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    kb_field(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+/// The kB value of the line starting with `field` in a `/proc` file; 0 when absent.
+fn kb_field(path: &str, field: &str) -> u64 {
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -193,15 +198,7 @@ impl Cpu {
 /// every page they use once, where summed RSS counts a shared page (a binary's code, a
 /// library) once per process; 0 when the process is gone.
 pub fn pss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Pss:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
 
 /// The peak PSS of the processes of some groups, each group's and their sum at one instant,
