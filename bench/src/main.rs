@@ -87,6 +87,10 @@ enum Cmd {
         /// What to measure: row replication, latencies, domain events.
         #[arg(long, value_delimiter = ',', default_value = "rows,latency,events")]
         parts: Vec<Part>,
+        /// How many times each measurement runs (medians of rates, every latency run kept);
+        /// the mode's own count when not given (3 for full, 1 otherwise).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=20))]
+        repeats: Option<u16>,
     },
     /// Write target/bench/results.{md,json,svg} again from an earlier run's results.json, the
     /// targets checked by this version of the report.
@@ -257,7 +261,8 @@ fn main() -> std::process::ExitCode {
             out,
             backends,
             parts,
-        } => match run(mode, &out, &backends, &parts) {
+            repeats,
+        } => match run(mode, &out, &backends, &parts, repeats) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("bench failed: {e:#}");
@@ -465,8 +470,17 @@ fn scale_run(out: &Path, backends: &[Backend], sizes: &scale::ScaleSizes) -> any
     Ok(())
 }
 
-fn run(mode: Mode, out: &Path, backends: &[Backend], parts: &[Part]) -> anyhow::Result<()> {
-    let sizes = sizes(mode);
+fn run(
+    mode: Mode,
+    out: &Path,
+    backends: &[Backend],
+    parts: &[Part],
+    repeats: Option<u16>,
+) -> anyhow::Result<()> {
+    let mut sizes = sizes(mode);
+    if let Some(repeats) = repeats {
+        sizes.repeats = usize::from(repeats);
+    }
     recorder::install()?;
     std::fs::create_dir_all(out)?;
     let tmp = out.join("tmp");
@@ -669,7 +683,8 @@ fn durable_rows(
 }
 
 /// Commit-to-applied latency at 1,000 writes/s, and read-your-writes at 100 and 1,000 writes/s,
-/// per backend.
+/// per backend, `sizes.repeats` times each (interleaved, so that a slow minute of the machine
+/// falls on one run of each rather than on every run of one).
 fn latencies(
     env: &Env,
     runtime: &tokio::runtime::Runtime,
@@ -677,44 +692,42 @@ fn latencies(
     backends: &[Backend],
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let secs = sizes.latency_secs;
     for &backend in backends {
-        eprintln!(
-            "== {backend}: commit-to-applied latency at 1,000 writes/s for {} s",
-            sizes.latency_secs
-        );
-        let latency = if backend.is_postgres() {
-            runtime.block_on(latency::<PgConnection>(env, backend, sizes.latency_secs))?
-        } else {
-            runtime.block_on(latency::<SqliteConnection>(
-                env,
-                backend,
-                sizes.latency_secs,
-            ))?
-        };
-        report.latency.insert(backend.name().to_owned(), latency);
-        for rate in [100, 1000] {
+        for repeat in 1..=sizes.repeats {
+            let run = format!("run {repeat} of {}", sizes.repeats);
             eprintln!(
-                "== {backend}: read-your-writes (commit to wait_applied), {rate} writes/s for {} s",
-                sizes.latency_secs
+                "== {backend}: commit-to-applied latency at 1,000 writes/s for {secs} s, {run}"
             );
-            let ryw = if backend.is_postgres() {
-                runtime.block_on(read_your_writes::<PgConnection>(
-                    env,
-                    backend,
-                    rate,
-                    sizes.latency_secs,
-                ))?
+            let latency = if backend.is_postgres() {
+                runtime.block_on(latency::<PgConnection>(env, backend, secs))?
             } else {
-                runtime.block_on(read_your_writes::<SqliteConnection>(
-                    env,
-                    backend,
-                    rate,
-                    sizes.latency_secs,
-                ))?
+                runtime.block_on(latency::<SqliteConnection>(env, backend, secs))?
             };
             report
-                .read_your_writes
-                .insert(format!("{} {rate}/s", backend.name()), ryw);
+                .latency
+                .entry(backend.name().to_owned())
+                .or_default()
+                .0
+                .push(latency);
+            for rate in [100, 1000] {
+                eprintln!(
+                    "== {backend}: read-your-writes (commit to wait_applied), {rate} writes/s for {secs} s, {run}"
+                );
+                let ryw = if backend.is_postgres() {
+                    runtime.block_on(read_your_writes::<PgConnection>(env, backend, rate, secs))?
+                } else {
+                    runtime.block_on(read_your_writes::<SqliteConnection>(
+                        env, backend, rate, secs,
+                    ))?
+                };
+                report
+                    .read_your_writes
+                    .entry(format!("{} {rate}/s", backend.name()))
+                    .or_default()
+                    .0
+                    .push(ryw);
+            }
         }
     }
     Ok(())

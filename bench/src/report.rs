@@ -101,6 +101,57 @@ impl Latency {
     }
 }
 
+/// Every run of one latency measurement, in the order they ran (`--full` runs each three
+/// times; a target holds only if it holds in every run).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "OneOrMany")]
+pub struct LatencyRuns(pub Vec<Latency>);
+
+/// What a results.json holds for one latency measurement: every run, or (before the
+/// measurements were repeated) the one.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many(Vec<Latency>),
+    One(Latency),
+}
+
+impl From<OneOrMany> for LatencyRuns {
+    fn from(runs: OneOrMany) -> Self {
+        match runs {
+            OneOrMany::Many(runs) => Self(runs),
+            OneOrMany::One(run) => Self(vec![run]),
+        }
+    }
+}
+
+impl LatencyRuns {
+    /// The worst run's figure: the largest.
+    pub fn worst(&self, figure: fn(&Latency) -> f64) -> f64 {
+        self.0.iter().map(figure).fold(0.0, f64::max)
+    }
+
+    /// The median run's figure.
+    pub fn median(&self, figure: fn(&Latency) -> f64) -> f64 {
+        median(self.0.iter().map(figure).collect())
+    }
+
+    /// The worst run's figure in milliseconds, and every run's when there are several:
+    /// "4.48 ms (runs: 3.20, 4.48, 3.91)".
+    fn worst_of(&self, figure: fn(&Latency) -> f64, decimals: usize) -> String {
+        let worst = format!("{:.decimals$} ms", self.worst(figure));
+        if self.0.len() < 2 {
+            return worst;
+        }
+        let all: Vec<String> = self
+            .0
+            .iter()
+            .map(|l| format!("{:.decimals$}", figure(l)))
+            .collect();
+        format!("{worst} (runs: {})", all.join(", "))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub mode: String,
@@ -112,9 +163,10 @@ pub struct Report {
     /// The master's writes alone, writes/s: by backend, by writer (`plain`, `framework`,
     /// `outbox`, `dual`), every repetition.
     pub master_write: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
-    pub latency: BTreeMap<String, Latency>,
-    /// Read-your-writes latency by `"<backend> <rate>/s"`.
-    pub read_your_writes: BTreeMap<String, Latency>,
+    /// Commit-to-applied latency at 1,000 writes/s by backend, every run.
+    pub latency: BTreeMap<String, LatencyRuns>,
+    /// Read-your-writes latency by `"<backend> <rate>/s"`, every run.
+    pub read_your_writes: BTreeMap<String, LatencyRuns>,
     /// Domain events end to end, every repetition.
     pub events: Vec<EventRun>,
     /// Metrics off and on, run back to back: (backend, off, on).
@@ -564,22 +616,22 @@ impl Report {
                     .get(&format!("{backend} 100/s"))
                     .map_or(String::new(), |alone| {
                         format!(
-                            "at 100 writes/s one write takes {:.2} ms (p50, read-your-writes): its round trips through the relay, RabbitMQ and the consumer; at 1,000 writes/s the rest is waiting behind the others on 2 cores",
-                            alone.p50_ms
+                            "at 100 writes/s one write takes {:.2} ms (p50, read-your-writes, median run): its round trips through the relay, RabbitMQ and the consumer; at 1,000 writes/s the rest is waiting behind the others on 2 cores",
+                            alone.median(|l| l.p50_ms)
                         )
                     });
                 self.target_why(
                     &backend,
-                    "commit-to-applied p50 < 2 ms at 1,000 writes/s",
-                    format!("{:.2} ms", l.p50_ms),
-                    l.p50_ms < 2.0,
+                    "commit-to-applied p50 < 2 ms at 1,000 writes/s, in every run",
+                    l.worst_of(|l| l.p50_ms, 2),
+                    l.worst(|l| l.p50_ms) < 2.0,
                     why,
                 );
                 self.target(
                     &backend,
-                    "commit-to-applied p99 < 10 ms at 1,000 writes/s",
-                    format!("{:.1} ms", l.p99_ms),
-                    l.p99_ms < 10.0,
+                    "commit-to-applied p99 < 10 ms at 1,000 writes/s, in every run",
+                    l.worst_of(|l| l.p99_ms, 1),
+                    l.worst(|l| l.p99_ms) < 10.0,
                 );
             }
             if let Some(ryw) = self
@@ -589,9 +641,9 @@ impl Report {
             {
                 self.target(
                     &backend,
-                    "read-your-writes p99 < 10 ms at 1,000 writes/s",
-                    format!("{:.1} ms", ryw.p99_ms),
-                    ryw.p99_ms < 10.0,
+                    "read-your-writes p99 < 10 ms at 1,000 writes/s, in every run",
+                    ryw.worst_of(|l| l.p99_ms, 1),
+                    ryw.worst(|l| l.p99_ms) < 10.0,
                 );
             }
             let ours_runs = || {
@@ -734,29 +786,33 @@ impl Report {
     }
 
     fn latency_markdown(&self, md: &mut String) {
-        if !self.latency.is_empty() {
-            let _ = writeln!(
-                md,
-                "\n| commit-to-applied at 1,000 writes/s | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
-            );
-            for (backend, l) in &self.latency {
-                let _ = writeln!(
-                    md,
-                    "| {backend} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-                    l.writes, l.p50_ms, l.p99_ms, l.max_ms
-                );
-            }
+        Self::latency_table(md, "commit-to-applied at 1,000 writes/s", &self.latency);
+        Self::latency_table(
+            md,
+            "read-your-writes (one service, commit to `wait_applied`)",
+            &self.read_your_writes,
+        );
+    }
+
+    /// One row per run of every measurement in `latencies`.
+    fn latency_table(md: &mut String, title: &str, latencies: &BTreeMap<String, LatencyRuns>) {
+        if latencies.is_empty() {
+            return;
         }
-        if !self.read_your_writes.is_empty() {
-            let _ = writeln!(
-                md,
-                "\n| read-your-writes (one service, commit to `wait_applied`) | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|"
-            );
-            for (what, l) in &self.read_your_writes {
+        let _ = writeln!(
+            md,
+            "\n| {title} | run | writes | p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for (what, runs) in latencies {
+            for (i, l) in runs.0.iter().enumerate() {
                 let _ = writeln!(
                     md,
-                    "| {what} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
-                    l.writes, l.p50_ms, l.p99_ms, l.max_ms
+                    "| {what} | {} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                    i + 1,
+                    l.writes,
+                    l.p50_ms,
+                    l.p99_ms,
+                    l.max_ms
                 );
             }
         }
@@ -889,14 +945,14 @@ impl Report {
         let lat: Vec<(String, f64, f64)> = self
             .latency
             .iter()
-            .map(|(b, l)| (b.clone(), l.p50_ms, l.p99_ms))
+            .map(|(b, l)| (b.clone(), l.worst(|l| l.p50_ms), l.worst(|l| l.p99_ms)))
             .collect();
         let lmax = lat.iter().map(|l| l.2).fold(1.0, f64::max) * 1.2;
         let n = i32::try_from(lat.len()).unwrap_or(0);
         let names: Vec<String> = lat.iter().map(|l| l.0.clone()).collect();
         let mut chart = ChartBuilder::on(&bottom)
             .caption(
-                "Commit-to-applied latency at 1,000 writes/s: p50 (light) and p99 (dark), ms",
+                "Commit-to-applied latency at 1,000 writes/s, worst run: p50 (light) and p99 (dark), ms",
                 ("sans-serif", 16),
             )
             .margin(10)
