@@ -1494,7 +1494,7 @@ where
             if pks.len() == commits.len() {
                 pks.iter()
                     .filter_map(|pk| LatencyItemRef::db_get(&mut conn, pk, false).ok().flatten())
-                    .map(|r| (r.id, r.applied_us))
+                    .map(|r| (r.id, r.applied_us.0))
                     .collect()
             } else {
                 Vec::new()

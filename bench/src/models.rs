@@ -1,10 +1,8 @@
 //! The benchmark's models: a master and its replica for the throughput runs, and a pair whose
-//! replica hook stamps the apply time for the latency runs.
+//! replica stamps the apply time for the latency runs.
 
 use chrono::NaiveDateTime;
 use cqrs_core::prelude::*;
-use cqrs_core::replica::HookContext;
-use serde_json::{Map, Value};
 
 pub mod schema {
     diesel::table! {
@@ -163,31 +161,66 @@ pub struct RywItemRef {
     pub cqrs_updated: NaiveDateTime,
 }
 
-/// Stamps when it was applied (wall clock, microseconds), for commit-to-applied latency.
+/// The replica of [`LatencyItem`]: a service's model, with the generated hooks (so the
+/// consumer applies its batches with multi-row statements, as it would in a service), and a
+/// local column stamped when the consumer builds the row, for commit-to-applied latency.
 #[derive(Debug, Clone, CqrsReplica)]
 #[diesel(table_name = schema::latency_item_refs)]
-#[cqrs(cqrs_id = "bench_latency", custom_hooks)]
+#[cqrs(cqrs_id = "bench_latency")]
 pub struct LatencyItemRef {
     pub id: i32,
     pub payload: String,
     #[cqrs(skip)]
-    pub applied_us: i64,
+    pub applied_us: AppliedAt,
     pub cqrs_revision: i32,
     pub cqrs_updated: NaiveDateTime,
 }
 
-impl<C: CqrsConnection> ReplicaHooks<C> for LatencyItemRef
+/// When the consumer built a replica row from its message (wall clock, microseconds), inside
+/// the transaction that applies it: the `Default` the generated create gives a `skip` column.
+/// A custom hook could stamp it too, but a model with custom hooks is applied a message at a
+/// time, each in its own savepoint, which is not what a service's model pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::BigInt)]
+pub struct AppliedAt(pub i64);
+
+impl Default for AppliedAt {
+    fn default() -> Self {
+        Self(chrono::Utc::now().timestamp_micros())
+    }
+}
+
+/// A replica's filters (`sync_filter`, the CLI's) may name any column: as an integer.
+impl cqrs_core::value::CqrsValue for AppliedAt {
+    fn to_cqrs(&self) -> serde_json::Value {
+        self.0.to_cqrs()
+    }
+
+    fn from_cqrs(value: &serde_json::Value) -> Result<Self, cqrs_core::value::ValueError> {
+        i64::from_cqrs(value).map(Self)
+    }
+}
+
+impl<DB> diesel::serialize::ToSql<diesel::sql_types::BigInt, DB> for AppliedAt
 where
-    LatencyItemRef: ReplicaStore<C>,
+    DB: diesel::backend::Backend,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
 {
-    fn cqrs_create(
-        conn: &mut C,
-        data: &Map<String, Value>,
-        ctx: &HookContext<'_>,
-    ) -> Result<(), ApplyError> {
-        let mut row = Self::cqrs_from_data(data, None, ctx.pk)?;
-        row.applied_us = chrono::Utc::now().timestamp_micros();
-        Self::db_insert(conn, &row).map_err(|e| ApplyError::database("bench_latency", ctx.pk, e))
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, DB>,
+    ) -> diesel::serialize::Result {
+        self.0.to_sql(out)
+    }
+}
+
+impl<DB> diesel::deserialize::FromSql<diesel::sql_types::BigInt, DB> for AppliedAt
+where
+    DB: diesel::backend::Backend,
+    i64: diesel::deserialize::FromSql<diesel::sql_types::BigInt, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+        i64::from_sql(bytes).map(Self)
     }
 }
 
