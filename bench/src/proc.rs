@@ -191,6 +191,17 @@ impl Cpu {
     pub fn measured(&self) -> bool {
         self.total() > 0.0
     }
+
+    /// Each process's CPU seconds, named, in the order of the report's CPU table.
+    pub fn by_process(&self) -> [(&'static str, f64); 5] {
+        [
+            ("the master's writes", self.master),
+            ("the relay", self.relay),
+            ("the consumer", self.consumer),
+            ("RabbitMQ", self.broker),
+            ("PostgreSQL", self.database),
+        ]
+    }
 }
 
 /// Proportional set size of a process, in kB (`Pss` of `smaps_rollup`): its private pages

@@ -29,6 +29,11 @@ impl Run {
         self.messages as f64 / self.seconds.max(1e-9)
     }
 
+    /// `cpu_seconds` of this run per message, in microseconds.
+    fn us_per_message(&self, cpu_seconds: f64) -> f64 {
+        1e6 * cpu_seconds / self.messages.max(1) as f64
+    }
+
     fn label(&self) -> String {
         match self.pipeline.as_str() {
             "plain" => "(a) plain lapin, no database".to_owned(),
@@ -262,26 +267,21 @@ impl Report {
                     .map(|(_, off, on)| cpu(on) / cpu(off))
                     .collect(),
             );
-            self.targets.push(Target {
-                backend: backend.clone(),
-                what: format!(
-                    "metrics on: end-to-end throughput, median of {} back-to-back pairs (>= -3%)",
-                    pairs.len()
+            let n = pairs.len();
+            self.target(
+                &backend,
+                format!(
+                    "metrics on: end-to-end throughput, median of {n} back-to-back pairs (>= -3%)"
                 ),
-                value: format!("{:+.1}%", 100.0 * (speed - 1.0)),
-                met: speed >= 0.97,
-                why: String::new(),
-            });
-            self.targets.push(Target {
-                backend,
-                what: format!(
-                    "metrics on: consumer CPU per message, median of {} pairs (<= +3%)",
-                    pairs.len()
-                ),
-                value: format!("{:+.1}%", 100.0 * (cost - 1.0)),
-                met: cost <= 1.03,
-                why: String::new(),
-            });
+                format!("{:+.1}%", 100.0 * (speed - 1.0)),
+                speed >= 0.97,
+            );
+            self.target(
+                &backend,
+                format!("metrics on: consumer CPU per message, median of {n} pairs (<= +3%)"),
+                format!("{:+.1}%", 100.0 * (cost - 1.0)),
+                cost <= 1.03,
+            );
         }
     }
 
@@ -365,12 +365,12 @@ impl Report {
             else {
                 continue;
             };
-            self.targets.push(Target {
-                backend: ours.backend.clone(),
-                what: format!("events end to end >= 15x {}", python.pipeline),
-                value: format!("{:.1}x", ours.rate() / python.rate()),
-                met: ours.rate() >= 15.0 * python.rate(),
-                why: if ours.write_rate > 0.0 {
+            self.target_why(
+                &ours.backend,
+                format!("events end to end >= 15x {}", python.pipeline),
+                format!("{:.1}x", ours.rate() / python.rate()),
+                ours.rate() >= 15.0 * python.rate(),
+                if ours.write_rate > 0.0 {
                     format!(
                         "the package ran at {:.0} events/s: 15x is {:.0}; this run's writer (one connection, a transaction per event, beside the pipeline on 2 cores) committed {:.0} events/s",
                         python.rate(),
@@ -380,64 +380,50 @@ impl Report {
                 } else {
                     String::new()
                 },
-            });
+            );
             // the package runs on PostgreSQL only (its ids come from a sequence): the
             // framework on its other backends, against the package on its one
             for other in runs
                 .iter()
                 .filter(|r| r.pipeline == "cqrs-rs" && r.backend != python.backend)
             {
-                self.targets.push(Target {
-                    backend: other.backend.clone(),
-                    what: format!(
+                self.target(
+                    &other.backend,
+                    format!(
                         "events end to end >= 15x {} (which runs on {} only)",
                         python.pipeline, python.backend
                     ),
-                    value: format!("{:.1}x", other.rate() / python.rate()),
-                    met: other.rate() >= 15.0 * python.rate(),
-                    why: String::new(),
-                });
+                    format!("{:.1}x", other.rate() / python.rate()),
+                    other.rate() >= 15.0 * python.rate(),
+                );
             }
             let ours_mb = ours.consumer_rss_mb + ours.publisher_rss_mb;
             let python_mb = python.consumer_rss_mb + python.publisher_rss_mb;
-            self.targets.push(Target {
-                backend: ours.backend.clone(),
-                what: format!(
+            self.target_why(
+                &ours.backend,
+                format!(
                     "events: consumer + publisher peak RSS <= 1/3 of {}'s",
                     python.pipeline
                 ),
-                value: format!("{ours_mb:.1} MB vs {python_mb:.1} MB"),
-                met: 3.0 * ours_mb <= python_mb,
-                why: "summed RSS counts every shared page (the binary's code, the libraries) once per process: see PSS".to_owned(),
-            });
-            self.targets.push(Target {
-                backend: ours.backend.clone(),
-                what: format!(
+                format!("{ours_mb:.1} MB vs {python_mb:.1} MB"),
+                3.0 * ours_mb <= python_mb,
+                "summed RSS counts every shared page (the binary's code, the libraries) once per process: see PSS".to_owned(),
+            );
+            self.target(
+                &ours.backend,
+                format!(
                     "events: consumer + publisher peak PSS (shared pages counted once) <= 1/3 of {}'s",
                     python.pipeline
                 ),
-                value: format!("{:.1} MB vs {:.1} MB", ours.pss_mb, python.pss_mb),
-                met: 3.0 * ours.pss_mb <= python.pss_mb,
-                why: String::new(),
-            });
+                format!("{:.1} MB vs {:.1} MB", ours.pss_mb, python.pss_mb),
+                3.0 * ours.pss_mb <= python.pss_mb,
+            );
         }
     }
 
-    fn rate_of(
-        runs: &[Run],
-        backend: &str,
-        pipeline: &str,
-        batch: usize,
-        workers: usize,
-    ) -> Option<f64> {
-        runs.iter()
-            .find(|r| {
-                r.backend == backend
-                    && r.pipeline == pipeline
-                    && r.batch == batch
-                    && r.workers == workers
-            })
-            .map(Run::rate)
+    /// The rate of the one-worker run of `pipeline` with `batch` on `backend`.
+    fn rate_of(runs: &[Run], backend: &str, pipeline: &str, batch: usize) -> Option<f64> {
+        Self::run_of(runs, backend, pipeline, batch).map(Run::rate)
     }
 
     /// The median writes/s of a writer alone on a backend.
@@ -473,37 +459,29 @@ impl Report {
     /// Where two runs' CPU per message differ most, by process: `"CPU per message A vs B us,
     /// most of the difference in P (+D us)"`.
     fn cpu_gap(ours: &Run, peer: &Run) -> String {
-        let per = |run: &Run, v: f64| 1e6 * v / run.messages.max(1) as f64;
-        let split = |run: &Run| {
-            [
-                ("the master's writes", per(run, run.cpu.master)),
-                ("the relay", per(run, run.cpu.relay)),
-                ("the consumer", per(run, run.cpu.consumer)),
-                ("RabbitMQ", per(run, run.cpu.broker)),
-                ("PostgreSQL", per(run, run.cpu.database)),
-            ]
-        };
         if !ours.cpu.measured() || !peer.cpu.measured() {
             return String::new();
         }
-        let (a, b) = (split(ours), split(peer));
-        let widest = a
+        let widest = ours
+            .cpu
+            .by_process()
             .iter()
-            .zip(&b)
-            .map(|((name, x), (_, y))| (*name, x - y))
+            .zip(peer.cpu.by_process())
+            .map(|((name, x), (_, y))| (*name, ours.us_per_message(*x) - peer.us_per_message(y)))
             .fold(
                 ("", f64::MIN),
                 |best, gap| if gap.1 > best.1 { gap } else { best },
             );
         format!(
             "CPU per message {:.0} vs {:.0} us, most of the difference in {} (+{:.0} us)",
-            per(ours, ours.cpu.total()),
-            per(peer, peer.cpu.total()),
+            ours.us_per_message(ours.cpu.total()),
+            peer.us_per_message(peer.cpu.total()),
             widest.0,
             widest.1
         )
     }
 
+    /// The one-worker run of `pipeline` with `batch` on `backend`.
     fn run_of<'r>(runs: &'r [Run], backend: &str, pipeline: &str, batch: usize) -> Option<&'r Run> {
         runs.iter().find(|r| {
             r.backend == backend && r.pipeline == pipeline && r.batch == batch && r.workers == 1
@@ -517,7 +495,7 @@ impl Report {
             runs.iter().map(|r| r.backend.clone()).collect();
         for backend in backends {
             let rate =
-                |pipeline: &str, batch: usize| Self::rate_of(runs, &backend, pipeline, batch, 1);
+                |pipeline: &str, batch: usize| Self::rate_of(runs, &backend, pipeline, batch);
             let ours = rate("ours", 500);
             let ratio = |a: f64, b: f64| format!("{:.0}%", 100.0 * a / b);
             let run = |pipeline: &str, batch: usize| Self::run_of(runs, &backend, pipeline, batch);
@@ -711,7 +689,7 @@ impl Report {
         };
         for run in runs {
             let vs = |pipeline: &str, batch: usize| {
-                Self::rate_of(runs, &run.backend, pipeline, batch, 1)
+                Self::rate_of(runs, &run.backend, pipeline, batch)
                     .map_or(String::new(), |p| format!("{:.0}%", 100.0 * run.rate() / p))
             };
             let _ = writeln!(
@@ -724,7 +702,7 @@ impl Report {
                 run.rate(),
                 vs("hand-outbox", 500),
                 vs("hand-dual", 500),
-                Self::rate_of(runs, &run.backend, "django-cqrs", 1, 1)
+                Self::rate_of(runs, &run.backend, "django-cqrs", 1)
                     .map_or(String::new(), |d| format!("{:.1}x", run.rate() / d)),
                 if run.cpu.measured() {
                     format!(
@@ -748,7 +726,7 @@ impl Report {
             "| backend | pipeline | master | relay / publisher | consumer | RabbitMQ | PostgreSQL | total |\n|---|---|---:|---:|---:|---:|---:|---:|"
         );
         for run in runs.iter().filter(|r| r.cpu.measured()) {
-            let us = |v: f64| format!("{:.0}", 1e6 * v / run.messages.max(1) as f64);
+            let us = |v: f64| format!("{:.0}", run.us_per_message(v));
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
