@@ -51,6 +51,10 @@
 //! * `derive` (default): re-exports `#[derive(CqrsMaster)]` and `#[derive(CqrsReplica)]`.
 //! * `sqlite`: the SQLite backend (`diesel::SqliteConnection`).
 //! * `postgres`: the PostgreSQL backend (`diesel::PgConnection`).
+//! * `events`: domain events, commands and calls ([`event`], `#[handler]`), in
+//!   django-microservices-communication's wire format. A service that only replicates rows
+//!   compiles none of it.
+//! * `otel`: a message's `traceparent` continues the current OpenTelemetry trace.
 //!
 //! Generated code reaches its dependencies through this crate, so a service depends on
 //! `cqrs-core` (and `cqrs-rabbit`) and diesel, never on `inventory` or `serde_json` for it.
@@ -59,7 +63,7 @@
 // Without a backend feature the database plumbing has no user; it still compiles.
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "postgres")),
-    allow(dead_code, unused_macros)
+    allow(dead_code, unused_macros, unused_imports)
 )]
 
 extern crate self as cqrs_core;
@@ -70,6 +74,7 @@ pub mod batch;
 mod column_type;
 pub mod db;
 pub mod error;
+#[cfg(feature = "events")]
 pub mod event;
 mod fallback;
 pub mod filter;
@@ -107,8 +112,10 @@ pub use replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
 pub use rules::{Order, Outcome, Version};
 pub use written::Written;
 
+#[cfg(all(feature = "derive", feature = "events"))]
+pub use cqrs_derive::handler;
 #[cfg(feature = "derive")]
-pub use cqrs_derive::{CqrsMaster, CqrsReplica, handler};
+pub use cqrs_derive::{CqrsMaster, CqrsReplica};
 
 /// Everything a service needs in scope to call the hooks.
 pub mod prelude {

@@ -19,7 +19,6 @@ pub use crate::__cqrs_with_sqlite as with_sqlite;
 pub use crate::column_type::{ColumnType, assert_column_type};
 pub use crate::db::KEY_CHUNK;
 pub use crate::db::cached::Cached;
-#[cfg(feature = "postgres")]
 pub use crate::fallback::{InvalidMaster, InvalidReplica, InvalidReplicaHooks};
 
 use serde_json::{Map, Value};

@@ -132,6 +132,7 @@ pub trait Registered: CqrsConnection {
 
     /// The event, command and call handlers registered for this backend, sorted by exchange
     /// and routing key.
+    #[cfg(feature = "events")]
     fn handler_entries() -> Vec<&'static crate::event::HandlerEntry<Self>>;
 }
 
@@ -140,6 +141,7 @@ macro_rules! registered {
     ($conn:ty) => {
         inventory::collect!(MasterEntry<$conn>);
         inventory::collect!(ReplicaEntry<$conn>);
+        #[cfg(feature = "events")]
         inventory::collect!(crate::event::HandlerEntry<$conn>);
 
         impl Registered for $conn {
@@ -151,6 +153,7 @@ macro_rules! registered {
                 sorted(inventory::iter::<ReplicaEntry<Self>>)
             }
 
+            #[cfg(feature = "events")]
             fn handler_entries() -> Vec<&'static crate::event::HandlerEntry<Self>> {
                 let mut entries: Vec<_> = inventory::iter::<crate::event::HandlerEntry<Self>>
                     .into_iter()

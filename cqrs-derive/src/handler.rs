@@ -1,12 +1,17 @@
 //! `#[handler(...)]`: registers a function as an event, command or call handler. Parses and
 //! emits; what the consumer does around it lives in `cqrs_core::event`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::quote;
 use syn::parse::Parser;
-use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, FnArg, ItemFn, Lit, Meta, Token, Type};
+use syn::{FnArg, ItemFn, LitStr, Type};
+
+use crate::internals::attr::key_of;
+use crate::internals::ctxt::Ctxt;
+use crate::internals::symbol::{
+    CHECK_EXPIRED_AFTER, CRATE, DEFAULT, EXCHANGE, HANDLER_KEYS, INBOX, ROUTING_KEY, list,
+};
 
 struct Args {
     exchange: Option<String>,
@@ -17,7 +22,11 @@ struct Args {
     krate: syn::Path,
 }
 
-fn parse_args(attr: TokenStream) -> syn::Result<Args> {
+/// Parses the handler's arguments with the model derives' rules: each key once, an unknown
+/// key named with the valid ones, every error on the user's tokens. `item` spans the errors
+/// of an attribute without arguments.
+fn parse_args(attr: TokenStream, item: &ItemFn) -> syn::Result<Args> {
+    let cx = Ctxt::new();
     let mut args = Args {
         exchange: None,
         routing_key: String::new(),
@@ -26,63 +35,96 @@ fn parse_args(attr: TokenStream) -> syn::Result<Args> {
         check_expired_after: false,
         krate: syn::parse_quote!(::cqrs_core),
     };
-    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
-    for meta in metas {
-        let name = meta
-            .path()
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        match (name.as_str(), &meta) {
-            ("default" | "inbox" | "check_expired_after", Meta::Path(_)) => match name.as_str() {
-                "default" => args.default = true,
-                "inbox" => args.inbox = true,
-                _ => args.check_expired_after = true,
-            },
-            ("exchange" | "routing_key" | "crate", Meta::NameValue(nv)) => {
-                let Expr::Lit(ExprLit {
-                    lit: Lit::Str(text),
-                    ..
-                }) = &nv.value
-                else {
-                    return Err(syn::Error::new(
-                        nv.value.span(),
-                        format!("`{name}` takes a string"),
-                    ));
-                };
-                match name.as_str() {
-                    "exchange" => {
-                        if text.value().is_empty() || text.value() == "*" {
-                            return Err(syn::Error::new(
-                                text.span(),
-                                "the exchange may not be empty or `*` (use `default` for a default handler)",
-                            ));
+    let mut seen = std::collections::BTreeSet::new();
+    // the later of `default` and `exchange`, for the error that they exclude each other
+    let mut conflict: Option<syn::Path> = None;
+    let whole = attr.clone();
+    let parser = syn::meta::parser(|meta| {
+        let key = key_of(&meta);
+        if !HANDLER_KEYS.contains(&key.as_str()) {
+            return Err(meta.error(format!(
+                "unknown handler argument `{key}`, expected one of {}",
+                list(HANDLER_KEYS)
+            )));
+        }
+        if !seen.insert(key.clone()) {
+            cx.error_spanned_by(
+                &meta.path,
+                format!("duplicate handler argument `{key}`; remove one of them"),
+            );
+        }
+        match key.as_str() {
+            DEFAULT | INBOX | CHECK_EXPIRED_AFTER => {
+                if meta.input.peek(syn::Token![=]) {
+                    return Err(meta.error(format!(
+                        "`{key}` is a flag: write `{key}`\nhelp: the correct format looks like `#[handler({key})]`"
+                    )));
+                }
+                match key.as_str() {
+                    DEFAULT => {
+                        args.default = true;
+                        if args.exchange.is_some() {
+                            conflict = Some(meta.path.clone());
                         }
-                        args.exchange = Some(text.value());
                     }
-                    "routing_key" => args.routing_key = text.value(),
-                    _ => args.krate = text.parse()?,
+                    INBOX => args.inbox = true,
+                    _ => args.check_expired_after = true,
                 }
             }
             _ => {
-                return Err(syn::Error::new(
-                    meta.span(),
-                    "expected `exchange = \"...\"`, `routing_key = \"...\"`, `default`, `inbox`, `check_expired_after` or `crate = \"...\"`",
-                ));
+                let text: LitStr = meta.value()?.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        format!(
+                            "`{key}` takes a string\nhelp: the correct format looks like `#[handler({key} = \"...\")]`"
+                        ),
+                    )
+                })?;
+                match key.as_str() {
+                    EXCHANGE => {
+                        if text.value().is_empty() || text.value() == "*" {
+                            cx.error_spanned_by(
+                                &text,
+                                "the exchange may not be empty or `*` (use `default` for a default handler)",
+                            );
+                        }
+                        args.exchange = Some(text.value());
+                        if args.default {
+                            conflict = Some(meta.path.clone());
+                        }
+                    }
+                    ROUTING_KEY => args.routing_key = text.value(),
+                    CRATE => match text.parse() {
+                        Ok(path) => args.krate = path,
+                        Err(error) => cx.syn_error(error),
+                    },
+                    _ => {}
+                }
             }
         }
+        Ok(())
+    });
+    // a syntax error stops the parse: the arguments after it are unknown, not missing
+    let parsed = parser.parse2(attr);
+    let complete = parsed.is_ok();
+    if let Err(error) = parsed {
+        cx.syn_error(error);
     }
-    match (&args.exchange, args.default) {
-        (None, false) => Err(syn::Error::new(
-            Span::call_site(),
-            "a handler needs `exchange = \"...\"` (and optionally `routing_key`), or `default`",
-        )),
-        (Some(_), true) => Err(syn::Error::new(
-            Span::call_site(),
+    if let Some(path) = conflict {
+        cx.error_spanned_by(
+            path,
             "a `default` handler takes every unrouted message: it has no `exchange`",
-        )),
-        _ => Ok(args),
+        );
+    } else if complete && args.exchange.is_none() && !args.default {
+        let message = "a handler needs `exchange = \"...\"` (and optionally `routing_key`), or `default`\nhelp: the correct format looks like `#[handler(exchange = \"order\", routing_key = \"paid\")]`";
+        if whole.is_empty() {
+            cx.error_spanned_by(&item.sig.ident, message);
+        } else {
+            cx.error_spanned_by(whole, message);
+        }
     }
+    cx.check()?;
+    Ok(args)
 }
 
 /// The `T` of a `&mut T` argument.
@@ -100,8 +142,8 @@ fn connection_type(arg: Option<&FnArg>, item: &ItemFn) -> syn::Result<Type> {
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let args = parse_args(attr)?;
     let item: ItemFn = syn::parse2(item)?;
+    let args = parse_args(attr, &item)?;
     let mut inputs = item.sig.inputs.iter();
     let conn = connection_type(inputs.next(), &item)?;
     let message = match (inputs.next(), inputs.next()) {

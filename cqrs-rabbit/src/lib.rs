@@ -24,6 +24,8 @@
 //! * `sqlite`: SQLite databases (`diesel::SqliteConnection`); turns on `cqrs-core/sqlite`.
 //! * `postgres`: PostgreSQL databases (`diesel::PgConnection`), with `LISTEN`/`NOTIFY`
 //!   wake-ups of the relay; turns on `cqrs-core/postgres`.
+//! * `events`: domain events, commands and calls ([`EventConsumer`], [`Publisher`], the
+//!   CLI's `events` and `handlers`); turns on `cqrs-core/events`.
 //! * `prometheus` (with `cli`): the Prometheus recorder and the `/metrics` and `/health`
 //!   endpoint ([`telemetry::serve`]).
 //!
@@ -42,11 +44,13 @@ pub mod cli;
 mod config;
 mod consumer;
 mod error;
+#[cfg(feature = "events")]
 mod events;
 mod linger;
 mod notices;
 #[cfg(feature = "postgres")]
 mod pg_listen;
+#[cfg(feature = "events")]
 mod publisher;
 mod relay;
 mod relay_lock;
@@ -62,7 +66,9 @@ pub use config::{
 };
 pub use consumer::Consumer;
 pub use error::{Error, Result};
+#[cfg(feature = "events")]
 pub use events::EventConsumer;
+#[cfg(feature = "events")]
 pub use publisher::Publisher;
 pub use relay::Relay;
 pub use telemetry::{ConsumerMetrics, RelayMetrics};

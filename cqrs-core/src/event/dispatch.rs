@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::error::HandlerError;
 use super::incoming::Incoming;
+use crate::error::HandlerError;
 
 /// What a handler takes, which decides what the consumer does around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

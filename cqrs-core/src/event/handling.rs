@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::dispatch::{HandlerEntry, HandlerKind};
-use super::error::HandlerError;
 use super::incoming::{CallRoute, Incoming};
 use crate::db::CqrsConnection;
+use crate::error::HandlerError;
 use crate::error::{ErrorClass, classify_diesel};
 
 /// What [`dispatch`] did with a message.

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::HandlerKind;
 use super::case::underscoreize;
-use super::error::HandlerError;
+use crate::error::HandlerError;
 
 /// A delivery: where it came from and its body, underscoreized as the Python package's router
 /// does before any handler sees it.

@@ -30,7 +30,6 @@
 
 pub mod case;
 mod dispatch;
-mod error;
 mod handling;
 mod incoming;
 
@@ -40,10 +39,10 @@ use serde_json::{Map, Value, json};
 
 use crate::db::{CqrsConnection, OutboxMessage};
 
+pub use crate::error::{EventError, HandlerError};
 #[doc(hidden)]
 pub use dispatch::__private;
 pub use dispatch::{DEFAULT_EXCHANGE, HandlerEntry, HandlerKind, Router};
-pub use error::{EventError, HandlerError};
 pub use handling::{BatchItem, Handled, dispatch, dispatch_batch};
 pub use incoming::{Call, CallResponse, CallRoute, Command, Event, FromIncoming, Incoming};
 

@@ -116,7 +116,7 @@ pub(crate) struct Field {
 }
 
 /// The key of a nested attribute: its path's segments, joined with `::`.
-fn key_of(meta: &ParseNestedMeta<'_>) -> String {
+pub(crate) fn key_of(meta: &ParseNestedMeta<'_>) -> String {
     let segments: Vec<String> = meta
         .path
         .segments

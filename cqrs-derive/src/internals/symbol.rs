@@ -30,6 +30,11 @@ pub(crate) const SELECT_FOR_UPDATE: &str = "select_for_update";
 pub(crate) const RENAME: &str = "rename";
 pub(crate) const SKIP: &str = "skip";
 pub(crate) const DEFAULT: &str = "default";
+// `#[handler(...)]` keys (and `default`, `crate` above)
+pub(crate) const EXCHANGE: &str = "exchange";
+pub(crate) const ROUTING_KEY: &str = "routing_key";
+pub(crate) const INBOX: &str = "inbox";
+pub(crate) const CHECK_EXPIRED_AFTER: &str = "check_expired_after";
 // diesel keys we read
 pub(crate) const TABLE_NAME: &str = "table_name";
 pub(crate) const PRIMARY_KEY: &str = "primary_key";
@@ -59,6 +64,15 @@ pub(crate) const REPLICA_KEYS: &[&str] = &[
     SELECT_FOR_UPDATE,
     META,
     BACKENDS,
+    CRATE,
+];
+
+pub(crate) const HANDLER_KEYS: &[&str] = &[
+    EXCHANGE,
+    ROUTING_KEY,
+    DEFAULT,
+    INBOX,
+    CHECK_EXPIRED_AFTER,
     CRATE,
 ];
 

@@ -91,6 +91,7 @@ pub enum Command {
         cqrs_ids: Vec<String>,
         /// Also run this binary's event, command and call handlers, on this queue, in the
         /// same process (what the `events` subcommand runs on its own).
+        #[cfg(feature = "events")]
         #[command(flatten)]
         handlers: HandlerArgs,
         /// After SIGINT/SIGTERM, how long (seconds) to finish the batches in hand before
@@ -222,8 +223,10 @@ pub enum Command {
     Models,
     /// List the event, command and call handlers registered in this binary for the
     /// database's backend: kind, exchange, routing key (`*`: every key), inbox, function.
+    #[cfg(feature = "events")]
     Handlers,
     /// Run this binary's event, command and call handlers on a queue (until SIGINT/SIGTERM).
+    #[cfg(feature = "events")]
     Events {
         /// The queue of this service's handlers.
         #[arg(long = "events-queue", env = "CQRS_EVENTS_QUEUE")]
@@ -255,6 +258,7 @@ pub enum Command {
 /// The handlers' queue of `consume`: none unless `--events-queue` names one (no environment
 /// variable, so that a service whose `events` process reads `CQRS_EVENTS_QUEUE` does not get
 /// a second one inside `consume`).
+#[cfg(feature = "events")]
 #[derive(Debug, Clone, Args)]
 pub struct HandlerArgs {
     /// The queue of this service's handlers (`CQRS_EVENTS_QUEUE` is not read here).
@@ -266,6 +270,7 @@ pub struct HandlerArgs {
 }
 
 /// Bindings and declarations of a handlers' queue, as the Python package configures them.
+#[cfg(feature = "events")]
 #[derive(Debug, Clone, Args)]
 pub struct HandlerTopology {
     /// Extra bindings of the handlers' queue, `exchange:routing_key` (the Python package's
@@ -276,6 +281,18 @@ pub struct HandlerTopology {
     /// infrastructure.
     #[arg(long, requires = "queue")]
     pub no_declare: bool,
+}
+
+impl Command {
+    /// Whether the command runs until a signal stops it (and so serves `--metrics-addr`).
+    pub fn runs_until_stopped(&self) -> bool {
+        match self {
+            Self::Consume { .. } | Self::Relay { once: false } => true,
+            #[cfg(feature = "events")]
+            Self::Events { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// What `outbox` does.
@@ -293,6 +310,7 @@ pub enum OutboxAction {
     },
 }
 
+#[cfg(feature = "events")]
 fn bind(text: &str) -> Result<(String, String), String> {
     match text.split_once(':') {
         Some((exchange, key)) if !exchange.is_empty() => Ok((

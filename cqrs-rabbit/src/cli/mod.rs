@@ -183,10 +183,8 @@ async fn dispatch(command: Command, global: &Global, database_url: &str) -> Resu
     let health = telemetry::Health::with_max_outbox_age(std::time::Duration::from_secs_f64(
         global.ready_max_outbox_age,
     ));
-    if matches!(
-        command,
-        Command::Consume { .. } | Command::Relay { once: false } | Command::Events { .. }
-    ) && let Some(addr) = global.metrics_addr
+    if command.runs_until_stopped()
+        && let Some(addr) = global.metrics_addr
     {
         let recorder = telemetry::install_recorder()?;
         telemetry::serve(addr, health.clone(), Some(recorder), std::future::pending()).await?;
@@ -209,6 +207,7 @@ fn list_models() -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "events")]
 #[allow(clippy::print_stdout, reason = "a command line prints its output")]
 fn list_handlers<C: Registered>() -> Result<()> {
     let entries = C::handler_entries();
@@ -256,6 +255,7 @@ async fn shutdown_signal() {
 }
 
 /// The handlers' consumer of `events` and `consume --events-queue`.
+#[cfg(feature = "events")]
 fn event_consumer<C: Registered>(
     config: Config,
     database_url: &str,
@@ -283,6 +283,7 @@ async fn run<C: Registered>(
             workers,
             batch_size,
             cqrs_ids,
+            #[cfg(feature = "events")]
             handlers,
             shutdown_timeout,
             sigkill_timeout,
@@ -313,16 +314,17 @@ async fn run<C: Registered>(
                 .only(cqrs_ids)
                 .with_health(health.clone());
             consumer.check().await?;
-            let Some(queue) = handlers.queue else {
-                return consumer.run(shutdown_signal()).await;
-            };
-            let events = event_consumer::<C>(config, database_url, queue, handlers.topology)
-                .with_health(health);
-            events.check().await?;
-            // one signal stops both; the first to fail ends the process with its error (the
-            // supervisor restarts the pair)
-            let stop = futures_util::FutureExt::shared(Box::pin(shutdown_signal()));
-            tokio::try_join!(consumer.run(stop.clone()), events.run(stop)).map(|_| ())
+            #[cfg(feature = "events")]
+            if let Some(queue) = handlers.queue {
+                let events = event_consumer::<C>(config, database_url, queue, handlers.topology)
+                    .with_health(health);
+                events.check().await?;
+                // one signal stops both; the first to fail ends the process with its error
+                // (the supervisor restarts the pair)
+                let stop = futures_util::FutureExt::shared(Box::pin(shutdown_signal()));
+                return tokio::try_join!(consumer.run(stop.clone()), events.run(stop)).map(|_| ());
+            }
+            consumer.run(shutdown_signal()).await
         }
         Command::Relay { once } => {
             let relay = Relay::<C>::new(config, database_url).with_health(health);
@@ -358,7 +360,9 @@ async fn run<C: Registered>(
         }
         Command::Models => list_models(),
         Command::Schema => print_schema::<C>(),
+        #[cfg(feature = "events")]
         Command::Handlers => list_handlers::<C>(),
+        #[cfg(feature = "events")]
         Command::Events { queue, topology } => {
             let consumer =
                 event_consumer::<C>(config, database_url, queue, topology).with_health(health);

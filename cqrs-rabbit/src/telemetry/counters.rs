@@ -260,6 +260,7 @@ impl ConsumerMetrics {
 
     /// A handler's message: `outcome` is `handled`, `duplicate`, `expired`, `retried` or
     /// `dead_lettered`.
+    #[cfg(feature = "events")]
     pub(crate) fn handler(&self, exchange: &str, routing_key: &str, outcome: &'static str) {
         let counter = match outcome {
             "handled" => &self.applied,
@@ -273,6 +274,7 @@ impl ConsumerMetrics {
         .increment(1);
     }
 
+    #[cfg(feature = "events")]
     pub(crate) fn handler_batch(&self, took: Duration) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         histogram!(names::HANDLER_BATCH_SECONDS).record(took.as_secs_f64());

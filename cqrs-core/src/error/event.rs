@@ -1,6 +1,6 @@
 //! What publishing and handling events can fail with.
 
-use crate::error::{ErrorClass, classify_diesel};
+use super::class::{ErrorClass, classify_diesel};
 
 /// A publish refused or failed.
 #[derive(Debug, thiserror::Error)]
