@@ -13,6 +13,22 @@
     clippy::cast_sign_loss,
     reason = "figures"
 )]
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark binary stops loudly on a broken set-up"
+)]
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "handlers and helpers take what their callers hand over (a handler takes its message by value)"
+)]
+#![allow(
+    clippy::similar_names,
+    reason = "the names of a scenario's pairs (before/after, master/replica)"
+)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario, page or report reads top to bottom"
+)]
 
 mod baseline;
 mod events;

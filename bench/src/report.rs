@@ -1,4 +1,8 @@
 //! The results: a table on stdout, Markdown and JSON under target/bench, and an SVG chart.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario, page or report reads top to bottom"
+)]
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -4,6 +4,14 @@
 //! by process; one dimension moves at a time from a base point. The backlog runs publish a
 //! 1,000,000-message outbox with no replica consumer (the queue is emptied as it fills), to compare the relay's rate with its rate on a
 //! small outbox, and read its memory, its statement's plan and the outbox's size after.
+#![allow(
+    clippy::assigning_clones,
+    reason = "clarity over one allocation in tests and examples"
+)]
+#![allow(
+    clippy::similar_names,
+    reason = "the names of a scenario's pairs (before/after, master/replica)"
+)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};

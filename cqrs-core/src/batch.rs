@@ -1,7 +1,7 @@
 //! The consumer's database transaction: a batch of messages, of any registered replica
 //! models, applied in one transaction with a savepoint per message, so that one bad message
 //! never rolls back the others. Models with the generated hooks get their messages written
-//! with multi-row statements ([`crate::replica::apply_many`]); a group that fails falls back
+//! with multi-row statements (`replica::apply_many`); a group that fails falls back
 //! to one savepoint per message.
 
 use std::fmt;

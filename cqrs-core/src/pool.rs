@@ -95,7 +95,7 @@ impl PoolConfig {
     where
         C: CqrsConnection + R2D2Connection,
     {
-        self.checked(Manager::new(url, false))
+        self.checked(&Manager::new(url, false))
     }
 
     /// A pool of read-only connections to `url` (for a read model), checked like
@@ -104,7 +104,7 @@ impl PoolConfig {
     where
         C: CqrsConnection + R2D2Connection,
     {
-        self.checked(Manager::new(url, true))
+        self.checked(&Manager::new(url, true))
     }
 
     /// A pool that opens nothing now: a database that is down fails each checkout (after
@@ -124,7 +124,7 @@ impl PoolConfig {
             .build_unchecked(Manager::new(url, read_only))
     }
 
-    fn checked<C>(&self, manager: Manager<C>) -> Result<Pool<C>, Error>
+    fn checked<C>(&self, manager: &Manager<C>) -> Result<Pool<C>, Error>
     where
         C: CqrsConnection + R2D2Connection,
     {

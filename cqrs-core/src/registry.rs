@@ -311,7 +311,7 @@ pub trait ReplicaOps<C>: Sync {
     fn apply(&self, conn: &mut C, message: &Message, direct: bool) -> Result<Outcome, ApplyError>;
     /// Whether [`ReplicaOps::apply_many`] may be used (the model has the generated hooks).
     fn batchable(&self) -> bool;
-    /// Applies several messages with multi-row statements (see [`apply_many`]).
+    /// Applies several messages with multi-row statements (see `replica::apply_many`).
     fn apply_many(
         &self,
         conn: &mut C,

@@ -242,13 +242,13 @@ impl<C: Registered + R2D2Connection + 'static> ReadWrite<C> {
             self.poll
         };
         loop {
-            let waited = start.elapsed();
-            let Some(left) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
+            let elapsed = start.elapsed();
+            let Some(left) = timeout.checked_sub(elapsed).filter(|d| !d.is_zero()) else {
                 return Err(SplitError::NotApplied {
                     cqrs_id: written.cqrs_id,
                     pk: written.pk_text(),
                     revision: written.revision,
-                    waited,
+                    waited: elapsed,
                 });
             };
             let woken = tokio::time::timeout(left.min(interval), waiter.wait())

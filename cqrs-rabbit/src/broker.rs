@@ -271,10 +271,9 @@ pub(crate) enum Confirmed {
 /// Waits for a publish's confirm.
 pub(crate) async fn confirmed(confirm: PublisherConfirm, routing_key: &str) -> Result<Confirmed> {
     match confirm.await {
-        Ok(Confirmation::Ack(None)) => Ok(Confirmed::Routed),
+        Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(Confirmed::Routed),
         Ok(Confirmation::Ack(Some(_))) => Ok(Confirmed::Unroutable),
         Ok(Confirmation::Nack(_)) => Ok(Confirmed::Refused),
-        Ok(Confirmation::NotRequested) => Ok(Confirmed::Routed),
         Err(source) => Err(Error::Publish {
             routing_key: routing_key.to_owned(),
             source: Box::new(source),

@@ -192,6 +192,10 @@ impl Env<'_> {
             .transpose()
     }
 
+    #[allow(
+        clippy::option_option,
+        reason = "three states a setting has: unset, `none`, a duration"
+    )]
     fn seconds(&self, key: &'static str) -> Result<Option<Option<Duration>>> {
         let Some(v) = self.get(key) else {
             return Ok(None);
@@ -230,6 +234,7 @@ impl Config {
     }
 
     /// Like [`Config::from_env`], reading variables through `lookup`.
+    #[allow(clippy::too_many_lines, reason = "one line per setting")]
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let env = Env(lookup);
         let mut config = Self::default();

@@ -206,8 +206,8 @@ impl Error {
             Self::BrokerTimeout { .. }
             | Self::ConsumerCancelled { .. }
             | Self::Refused { .. }
-            | Self::BatchRefused { .. } => true,
-            Self::Core(cqrs_core::Error::Connection(_)) => true,
+            | Self::BatchRefused { .. }
+            | Self::Core(cqrs_core::Error::Connection(_)) => true,
             Self::Core(cqrs_core::Error::Database(error)) => {
                 cqrs_core::error::classify_diesel(error) != cqrs_core::ErrorClass::Permanent
             }

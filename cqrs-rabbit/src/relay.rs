@@ -138,6 +138,10 @@ impl<C: CqrsConnection> Relay<C> {
     /// database's relay lock while it runs: a second relay on the same file (here or in
     /// another process) fails with [`Error::RelayRunning`], after waiting up to 5 s for a
     /// holder that lets go (a tool's one-shot relay).
+    #[allow(
+        clippy::too_many_lines,
+        reason = "the relay's loop; its steps become named ones with the transport seam (issue 36)"
+    )]
     pub async fn run<F>(self, shutdown: F) -> Result<()>
     where
         F: Future<Output = ()>,

@@ -71,8 +71,7 @@ impl UnroutablePolicy {
         let first = self
             .logged
             .lock()
-            .map(|mut seen| seen.insert(routing_key.to_owned()))
-            .unwrap_or(true);
+            .map_or(true, |mut seen| seen.insert(routing_key.to_owned()));
         match fate {
             Fate::Kept if first => tracing::warn!(
                 routing_key, queue = %self.queue,
@@ -154,13 +153,12 @@ pub async fn replay(config: &Config) -> Result<Replayed> {
     let connection = broker::connect(&config.url, "cqrs-replay-unroutable").await?;
     let channel = broker::confirm_channel(&connection, &config.url).await?;
     let lapin_error = |action: &'static str| move |e| config.url.error(action, e);
-    let count = match broker::inspect_queue(&channel, &queue).await {
-        Ok(q) => q.message_count(),
-        Err(_) => {
-            // never declared: nothing was ever kept
-            let _ = connection.close(200, "done".into()).await;
-            return Ok(Replayed::default());
-        }
+    let count = if let Ok(q) = broker::inspect_queue(&channel, &queue).await {
+        q.message_count()
+    } else {
+        // never declared: nothing was ever kept
+        let _ = connection.close(200, "done".into()).await;
+        return Ok(Replayed::default());
     };
     let mut done = Replayed::default();
     let mut unreadable_tag = None;

@@ -3,6 +3,10 @@
 //!
 //! Each service keeps its models in its own binary: a binary registers exactly the models it
 //! owns.
+#![allow(
+    clippy::format_collect,
+    reason = "page and report text built once per request"
+)]
 
 use std::time::Duration;
 

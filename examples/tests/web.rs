@@ -2,6 +2,14 @@
 //! through the catalogue API and the page, see the rows on the recommendations page; the demo
 //! driver fails when replication does not happen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::similar_names,
+    reason = "the names of a scenario's pairs (before/after, master/replica)"
+)]
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario, page or report reads top to bottom"
+)]
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,10 @@
 //! An event handler of the test service, for the tests of its `events` and `handlers`
 //! commands: each `test_greeting` / `said` event adds a row to `greetings` (a table the test
 //! creates), once per event id (the inbox).
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "handlers and helpers take what their callers hand over (a handler takes its message by value)"
+)]
 
 use cqrs_core::event::{DomainEvent, Event, HandlerError};
 use diesel::RunQueryDsl;

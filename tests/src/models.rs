@@ -1,6 +1,10 @@
 //! Models shared by the integration tests and the test service binary: they run on SQLite
 //! and PostgreSQL (portable column types; `NaiveDateTime` timestamps taken as UTC).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "a test fixture: a panic is a failed test"
+)]
 
 use bigdecimal::BigDecimal;
 use chrono::NaiveDateTime;

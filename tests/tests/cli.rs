@@ -1,6 +1,10 @@
 //! The operations CLI, end to end: the `cqrs-test-service` binary (test models + the CLI) run
 //! as separate processes against real SQLite/PostgreSQL databases and RabbitMQ.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+#![allow(
+    clippy::items_after_statements,
+    reason = "helper items sit next to their only use"
+)]
 
 mod common;
 

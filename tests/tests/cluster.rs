@@ -4,6 +4,10 @@
 //! back and rejoin by themselves. The relay and the consumer move to a surviving node, and the
 //! replica ends equal to the master: nothing lost, nothing resurrected.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+#![allow(
+    clippy::similar_names,
+    reason = "the names of a scenario's pairs (before/after, master/replica)"
+)]
 
 mod common;
 

@@ -273,7 +273,7 @@ macro_rules! scenario {
             .unwrap();
         assert_eq!((value.as_str(), source), ("available", Source::Primary));
         let (value, source) = db
-            .read_bounded(cqrs_id, Duration::from_secs(3600), status)
+            .read_bounded(cqrs_id, Duration::from_hours(1), status)
             .unwrap();
         assert_eq!((value.as_str(), source), ("booked", Source::Replica));
 

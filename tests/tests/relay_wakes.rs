@@ -1,6 +1,10 @@
 //! The relay's wakes on PostgreSQL, in a test binary of its own: the in-process wake of
 //! master writes is process-wide, so other tests' writes would wake this relay too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::similar_names,
+    reason = "the names of a scenario's pairs (before/after, master/replica)"
+)]
 
 mod common;
 

@@ -2,6 +2,15 @@
 //! and starts): `/metrics` counts what happened, parsed by a Prometheus text parser, and
 //! `/health/ready` turns unready while the broker is away and ready when it returns.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+#![allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+#![allow(
+    clippy::float_cmp,
+    reason = "metric values are exact small integers read back from the recorder"
+)]
+#![allow(
+    clippy::items_after_statements,
+    reason = "helper items sit next to their only use"
+)]
 
 mod common;
 
@@ -108,7 +117,7 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     }
     Book::cqrs_update(&mut conn, &1, |b| b.title.push('+')).unwrap();
     common::rabbit::eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "the replica has every write",
         || consumer_metrics.handled() >= N,
     )

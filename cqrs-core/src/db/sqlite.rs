@@ -68,14 +68,14 @@ impl CqrsConnection for SqliteConnection {
     }
 
     fn cqrs_setup(&mut self) -> crate::Result<()> {
-        self.batch_execute(SETUP)?;
-        // An outbox created before domain events lacks their columns (SQLite has no
-        // `ADD COLUMN IF NOT EXISTS`): add the missing ones.
         #[derive(QueryableByName)]
         struct Column {
             #[diesel(sql_type = diesel::sql_types::Text)]
             name: String,
         }
+        self.batch_execute(SETUP)?;
+        // An outbox created before domain events lacks their columns (SQLite has no
+        // `ADD COLUMN IF NOT EXISTS`): add the missing ones.
         let columns: Vec<Column> =
             diesel::sql_query("SELECT name FROM pragma_table_info('cqrs_outbox')").load(self)?;
         for (name, ty) in super::OUTBOX_ADDED_COLUMNS {

@@ -48,8 +48,9 @@ impl HandlerError {
     /// Whether retrying cannot help.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Malformed(_) | Self::Permanent(_) => true,
-            Self::Publish(EventError::Serialize { .. } | EventError::BadInput(_)) => true,
+            Self::Malformed(_)
+            | Self::Permanent(_)
+            | Self::Publish(EventError::Serialize { .. } | EventError::BadInput(_)) => true,
             Self::Transient(_) | Self::Database(_) | Self::Publish(EventError::Database(_)) => {
                 false
             }

@@ -152,6 +152,10 @@ pub mod __private {
 mod tests {
     use super::*;
 
+    #[allow(
+        clippy::unnecessary_wraps,
+        reason = "the signature of a handler's entry point"
+    )]
     fn run(_: &mut (), _: &Incoming) -> Result<Option<Value>, HandlerError> {
         Ok(None)
     }

@@ -174,7 +174,7 @@ impl Prepared {
             return Err(Abort::ExpiredWhileRunning);
         }
         if let Some(route) = &self.route {
-            super::send_call_response(conn, route, answer.unwrap_or(Value::Null))?;
+            super::send_call_response(conn, route, &answer.unwrap_or(Value::Null))?;
         }
         Ok(Handled::Done)
     }

@@ -122,8 +122,7 @@ fn to_value(what: &'static str, payload: &impl Serialize) -> Result<Value, Event
 fn check_name(what: &'static str, name: &str) -> Result<(), EventError> {
     if name.is_empty() || name.len() > 255 {
         return Err(EventError::BadInput(format!(
-            "{what} must be 1 to 255 bytes, not {:?}",
-            name
+            "{what} must be 1 to 255 bytes, not {name:?}"
         )));
     }
     Ok(())
@@ -411,7 +410,7 @@ pub fn send_call<C: CqrsConnection>(
 pub(crate) fn send_call_response<C: CqrsConnection>(
     conn: &mut C,
     call: &incoming::CallRoute,
-    response: Value,
+    response: &Value,
 ) -> Result<(), EventError> {
     let body = case::camelize(json!({
         "id": call.id,

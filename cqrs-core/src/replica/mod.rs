@@ -1,6 +1,6 @@
 //! Replica models: the traits `#[derive(CqrsReplica)]` implements and the overridable hooks.
 //! How a message is applied (the rules of [`crate::rules`], through these hooks) is in
-//! [`apply`].
+//! `apply`.
 
 use std::fmt;
 use std::time::Duration;

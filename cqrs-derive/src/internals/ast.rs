@@ -76,6 +76,10 @@ impl<'a> Model<'a> {
     }
 
     /// Parses and checks the input; every problem is recorded in `cx`.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one pass over the container and its fields, in reading order"
+    )]
     pub(crate) fn from_ast(cx: &Ctxt, kind: Kind, input: &'a syn::DeriveInput) -> Option<Self> {
         let named = match &input.data {
             syn::Data::Struct(syn::DataStruct {

@@ -264,6 +264,7 @@ impl Container {
         out
     }
 
+    #[allow(clippy::too_many_lines, reason = "one arm per container key")]
     fn parse_cqrs(
         &mut self,
         cx: &Ctxt,

@@ -48,6 +48,7 @@ impl Drop for Ctxt {
     /// emit code for an input it had refused.
     #[allow(
         clippy::panic,
+        clippy::manual_assert,
         reason = "a bug in the derive itself, never a user's input: caught by every test"
     )]
     fn drop(&mut self) {

@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// Options shared by every subcommand. Every other setting comes from the `CQRS_*`
-/// environment variables (see [`Config`]).
+/// environment variables (see [`Config`](crate::Config)).
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The database: a SQLite file path, or postgres://user@host/db.

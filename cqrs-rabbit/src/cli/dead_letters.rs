@@ -27,6 +27,7 @@ pub enum DeadLetterAction {
 }
 
 /// Runs one action on this service's dead-letter queue; prints to standard output.
+#[allow(clippy::too_many_lines, reason = "one arm per dead-letter action")]
 pub(super) async fn run(config: &Config, action: DeadLetterAction) -> Result<()> {
     let queue = config.queue()?.to_owned();
     let dlq = config.dead_letter_queue()?;

@@ -86,6 +86,10 @@ pub(super) fn bulk_dump<C: Registered>(
 }
 
 /// Loads a dump file into a replica model.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one load loop: read, apply a batch, report progress"
+)]
 pub(super) fn bulk_load<C: Registered>(
     input: &str,
     clear: Option<bool>,

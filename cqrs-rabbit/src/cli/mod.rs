@@ -175,7 +175,8 @@ async fn dispatch(command: Command, global: &Global, database_url: &str) -> Resu
     match command {
         Command::Models => return list_models(),
         Command::Schema => {
-            return cqrs_core::with_backend!(database_url, |Conn| print_schema::<Conn>());
+            cqrs_core::with_backend!(database_url, |Conn| print_schema::<Conn>());
+            return Ok(());
         }
         _ => {}
     }
@@ -225,10 +226,9 @@ fn list_handlers<C: Registered>() -> Result<()> {
 }
 
 #[allow(clippy::print_stdout, reason = "a command line prints its output")]
-fn print_schema<C: cqrs_core::CqrsConnection>() -> Result<()> {
+fn print_schema<C: cqrs_core::CqrsConnection>() {
     println!("-- the framework's tables on {} (idempotent)", C::BACKEND);
     println!("{}", C::SETUP_SQL.trim());
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -272,6 +272,7 @@ fn event_consumer<C: Registered>(
     consumer
 }
 
+#[allow(clippy::too_many_lines, reason = "one arm per subcommand")]
 async fn run<C: Registered>(
     command: Command,
     mut config: Config,
@@ -359,7 +360,10 @@ async fn run<C: Registered>(
             Ok(())
         }
         Command::Models => list_models(),
-        Command::Schema => print_schema::<C>(),
+        Command::Schema => {
+            print_schema::<C>();
+            Ok(())
+        }
         #[cfg(feature = "events")]
         Command::Handlers => list_handlers::<C>(),
         #[cfg(feature = "events")]
@@ -377,7 +381,10 @@ async fn run<C: Registered>(
                 },
         } => {
             let url = database_url.to_owned();
-            let micros = (max_delay * 1e6) as i64;
+            let micros = std::time::Duration::try_from_secs_f64(max_delay)
+                .ok()
+                .and_then(|d| i64::try_from(d.as_micros()).ok())
+                .unwrap_or(i64::MAX);
             let overdue = tokio::task::spawn_blocking(move || -> Result<(i64, i64)> {
                 let mut conn = C::cqrs_connect(&url)?;
                 conn.cqrs_setup()?;

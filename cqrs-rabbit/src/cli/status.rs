@@ -47,7 +47,10 @@ pub(super) async fn run<C: Registered>(
             "outbox: {}{} message(s) waiting, first due waited {:.3} s",
             if stats.exact { "" } else { "about " },
             stats.depth,
-            stats.oldest_due_micros.unwrap_or(0) as f64 / 1e6
+            std::time::Duration::from_micros(
+                u64::try_from(stats.oldest_due_micros.unwrap_or(0)).unwrap_or(0)
+            )
+            .as_secs_f64()
         )),
         Err(error) => lines.push(format!("outbox: cannot read it ({error})")),
     }

@@ -214,7 +214,7 @@ impl<C: Registered> Consumer<C> {
         let mut backoff = Backoff::default();
         let mut session: Option<(Connection, Channel, lapin::Consumer)> = None;
         let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
-        let watched = self.watched_queues(&ids)?;
+        let depth_queues = self.watched_queues(&ids)?;
         let mut tracker = AckTracker::new();
         tracing::info!(queue = %queue, models = ?ids, workers = self.config.workers,
             batch = self.config.batch_size, "consumer started");
@@ -234,8 +234,10 @@ impl<C: Registered> Consumer<C> {
                             old.abort();
                         }
                         if let Ok(channel) = s.0.create_channel().await {
-                            watcher =
-                                Some(crate::telemetry::watch_queues(channel, watched.clone()));
+                            watcher = Some(crate::telemetry::watch_queues(
+                                channel,
+                                depth_queues.clone(),
+                            ));
                         }
                         session = Some(s);
                         tracing::debug!(queue = %queue, "consuming");
@@ -325,12 +327,11 @@ impl<C: Registered> Consumer<C> {
                 }
             }
         };
-        let finished = match self.config.shutdown_timeout {
-            Some(limit) => tokio::time::timeout(limit, finish).await.is_ok(),
-            None => {
-                finish.await;
-                true
-            }
+        let finished = if let Some(limit) = self.config.shutdown_timeout {
+            tokio::time::timeout(limit, finish).await.is_ok()
+        } else {
+            finish.await;
+            true
         };
         if finished {
             for worker in workers {

@@ -220,11 +220,8 @@ fn lag(
     let Some(updated) = message.updated_at() else {
         return;
     };
-    let micros = committed
-        .signed_duration_since(updated)
-        .num_microseconds()
-        .unwrap_or(i64::MAX);
-    metrics.lag(&message.cqrs_id, micros as f64 / 1e6);
+    let lag = committed.signed_duration_since(updated).as_seconds_f64();
+    metrics.lag(&message.cqrs_id, lag);
 }
 
 /// Whether an apply failed because PostgreSQL cancelled a statement at `statement_timeout`

@@ -117,7 +117,7 @@ impl<C: Registered> EventConsumer<C> {
         Arc::clone(&self.metrics)
     }
 
-    fn router(&self) -> Result<Router<C>> {
+    fn router() -> Result<Router<C>> {
         let entries = C::handler_entries();
         if entries.is_empty() {
             return Err(Error::Input(format!(
@@ -199,7 +199,7 @@ impl<C: Registered> EventConsumer<C> {
     /// Declares the topology and checks the handlers and the database, for a clear error at
     /// start-up.
     pub async fn check(&self) -> Result<()> {
-        let router = self.router()?;
+        let router = Self::router()?;
         crate::setup_database::<C>(&self.database_url, "event consumer").await?;
         let connection = broker::connect(&self.config.url, "cqrs-events").await?;
         let channel = broker::confirm_channel(&connection, &self.config.url).await?;
@@ -212,7 +212,7 @@ impl<C: Registered> EventConsumer<C> {
     /// message is acknowledged only once its handler's transaction committed, or once it was
     /// safely moved to the delay or dead-letter queue.
     pub async fn run<F: Future<Output = ()>>(self, shutdown: F) -> Result<()> {
-        let router = Arc::new(self.router()?);
+        let router = Arc::new(Self::router()?);
         crate::setup_database::<C>(&self.database_url, "event consumer").await?;
         tokio::pin!(shutdown);
         let mut backoff = Backoff::default();

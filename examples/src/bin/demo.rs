@@ -4,6 +4,10 @@
 //! event and a command handled by the notifications service, printing what the replica holds after each
 //! step and how long replication took. Exits non-zero if the replica does not end equal to
 //! the master.
+#![allow(
+    clippy::too_many_lines,
+    reason = "a scenario, page or report reads top to bottom"
+)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,6 +2,10 @@
 //! a separate process (consumers to kill, relays, the tools). `churn FIRST LAST OPERATIONS
 //! SEED` (test-only) runs [`cqrs_tests::writer::churn`] on `DATABASE_URL` as a master process
 //! of its own and prints what it did.
+#![allow(
+    clippy::print_stdout,
+    reason = "a test binary's output is its interface"
+)]
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

@@ -8,6 +8,10 @@
     clippy::expect_used,
     clippy::too_many_lines
 )]
+#![allow(
+    clippy::items_after_statements,
+    reason = "helper items sit next to their only use"
+)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::SeqCst;

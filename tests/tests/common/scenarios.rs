@@ -7,6 +7,10 @@
     clippy::expect_used,
     clippy::too_many_lines
 )]
+#![allow(
+    clippy::assigning_clones,
+    reason = "clarity over one allocation in tests and examples"
+)]
 
 use std::collections::BTreeSet;
 

@@ -38,7 +38,7 @@ pub const NOTIFICATIONS: &str = "notifications";
 
 /// How long a `notify_reader` command stays worth executing: a reader told a day late is
 /// worse than one not told.
-pub const NOTIFY_EXPIRY: std::time::Duration = std::time::Duration::from_secs(600);
+pub const NOTIFY_EXPIRY: std::time::Duration = std::time::Duration::from_mins(10);
 
 /// The arguments of `notify_reader`.
 #[derive(Debug, Serialize)]

@@ -1,4 +1,20 @@
 //! The catalogue's web page and JSON API.
+#![allow(
+    clippy::assigning_clones,
+    reason = "clarity over one allocation in tests and examples"
+)]
+#![allow(
+    clippy::format_collect,
+    reason = "page and report text built once per request"
+)]
+#![allow(
+    clippy::format_push_string,
+    reason = "page and report text built once per request"
+)]
+#![allow(
+    clippy::option_option,
+    reason = "a form field: absent, empty, or a value"
+)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

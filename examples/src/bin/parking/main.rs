@@ -10,6 +10,10 @@
 //! replica side (`consume`, `diff-replica`, `bulk-load`, ...).
 
 #![allow(unreachable_pub, reason = "a binary: pub marks what the modules share")]
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "handlers and helpers take what their callers hand over (a handler takes its message by value)"
+)]
 
 mod models;
 mod service;

@@ -1,6 +1,10 @@
 //! The parking service's operations on its two databases, through `cqrs_core::split`:
 //! writes (and the master hooks) on the primary, reads on the read-only replica, and
 //! read-your-writes after a create, a booking and a release.
+#![allow(
+    clippy::assigning_clones,
+    reason = "clarity over one allocation in tests and examples"
+)]
 
 use std::time::Duration;
 

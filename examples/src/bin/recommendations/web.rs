@@ -1,4 +1,8 @@
 //! The recommendations page (it refreshes itself) and JSON API.
+#![allow(
+    clippy::format_push_string,
+    reason = "page and report text built once per request"
+)]
 
 use std::sync::Arc;
 

@@ -6,6 +6,10 @@
     clippy::expect_used,
     reason = "a test binary"
 )]
+#![allow(
+    clippy::needless_pass_by_value,
+    reason = "handlers and helpers take what their callers hand over (a handler takes its message by value)"
+)]
 
 mod models;
 
