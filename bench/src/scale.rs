@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cqrs_core::db::{Backend, CqrsConnection};
+use cqrs_core::db::{Backend, CqrsConnection, OutboxReader};
 use cqrs_core::prelude::*;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};

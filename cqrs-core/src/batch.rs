@@ -71,7 +71,7 @@ impl TxError {
 }
 
 /// The sorted, distinct lock keys of the rows these messages change
-/// ([`CqrsConnection::lock_rows`]). A row is named by `instance_pk` (the apply refuses a
+/// ([`TombstoneStore::lock_rows`]). A row is named by `instance_pk` (the apply refuses a
 /// message whose data names another row), or the DELETE stub's `id`; a message naming
 /// neither locks its model's whole stream.
 fn lock_keys<'m>(messages: impl Iterator<Item = &'m Message>) -> Vec<i64> {

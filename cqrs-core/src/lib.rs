@@ -11,6 +11,7 @@
 //! ```
 //! # #[cfg(all(feature = "sqlite", feature = "derive"))] {
 //! use chrono::{DateTime, Utc};
+//! use cqrs_core::db::OutboxReader; // the outbox, as tools and tests read it
 //! use cqrs_core::prelude::*;
 //! use diesel::prelude::*;
 //!

@@ -6,13 +6,13 @@
 //! the linger. The rule keeps the arrival rate the cycles see (messages taken over the time
 //! since the cycle before, smoothed over a few cycles so that one burst of a moderate master
 //! does not count as load) and lingers only when that rate would bring at least the backend's
-//! [`CqrsConnection::RELAY_LINGER_FROM`] messages within the linger (8 on PostgreSQL, 16 on
+//! [`OutboxReader::RELAY_LINGER_FROM`] messages within the linger (8 on PostgreSQL, 16 on
 //! SQLite). A fixed "linger
 //! after any batch of 2+" fed itself: the lingered batch was big enough to linger again, so a
 //! master writing 1,000 messages/s paid the full linger on every message (PostgreSQL p50 6-7
 //! ms where 3 ms was possible).
 //!
-//! [`CqrsConnection::RELAY_LINGER_FROM`]: cqrs_core::db::CqrsConnection::RELAY_LINGER_FROM
+//! [`OutboxReader::RELAY_LINGER_FROM`]: cqrs_core::db::OutboxReader::RELAY_LINGER_FROM
 
 use std::time::Duration;
 

@@ -9,6 +9,7 @@
 
 mod common;
 
+use cqrs_core::db::OutboxReader;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

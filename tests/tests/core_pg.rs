@@ -4,6 +4,7 @@
 mod common;
 
 use common::{ordering, scenarios};
+use cqrs_core::db::{OutboxReader, RevisionLedger};
 use cqrs_core::outbox::OutboxCursor;
 
 macro_rules! pg_tests {

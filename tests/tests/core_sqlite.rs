@@ -4,6 +4,7 @@
 mod common;
 
 use common::{ordering, scenarios};
+use cqrs_core::db::OutboxReader;
 
 macro_rules! sqlite_tests {
     ($($name:ident: |$($conn:ident),*| $body:expr;)*) => {$(

@@ -5,6 +5,7 @@
 
 mod common;
 
+use cqrs_core::db::OutboxReader;
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -8,6 +8,7 @@
 
 mod common;
 
+use cqrs_core::db::OutboxReader;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 

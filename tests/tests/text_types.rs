@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::NaiveDateTime;
+use cqrs_core::db::OutboxReader;
 use cqrs_core::master::MasterTable;
 use cqrs_core::memory::MemoryBroker;
 use cqrs_core::prelude::*;

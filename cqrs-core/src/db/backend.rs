@@ -116,7 +116,7 @@ impl std::str::FromStr for Backend {
 /// ```
 /// # #[cfg(feature = "sqlite")]
 /// # fn main() -> Result<(), cqrs_core::Error> {
-/// use cqrs_core::db::CqrsConnection;
+/// use cqrs_core::db::{CqrsConnection, OutboxReader};
 /// let pending = cqrs_core::with_connection!(":memory:", |conn| {
 ///     conn.cqrs_setup()?;
 ///     conn.outbox_pending()?

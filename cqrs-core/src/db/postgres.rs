@@ -8,8 +8,8 @@ use diesel::prelude::*;
 
 use super::cached::Cached;
 use super::{
-    CqrsConnection, OutboxMessage, OutboxRecord, OutboxTaken, RevisionNote, common_impl,
-    in_transaction, outbox_insert_rows, outbox_row, revision_put,
+    CqrsConnection, OutboxMessage, OutboxRecord, OutboxTaken, RevisionNote, in_transaction,
+    outbox_insert_rows, outbox_row, revision_put,
 };
 
 /// The `LISTEN` channel notified (at commit) when messages are added to the outbox.
@@ -100,11 +100,9 @@ LEFT JOIN taken t ON true";
 
 impl CqrsConnection for PgConnection {
     const SETUP_SQL: &'static str = SETUP;
+
     const BACKEND: &'static str = "postgres";
-    const CONCURRENT_TAKE: bool = true;
-    const RELAY_POLL: Duration = Duration::from_secs(1);
-    const RELAY_LINGER_FROM: usize = 8;
-    const UPDATE_CARRIES_MESSAGE: bool = true;
+
     const STATEMENT_TIMEOUT: bool = true;
 
     fn relay_lock_path(_url: &str) -> Option<std::path::PathBuf> {
@@ -179,29 +177,6 @@ impl CqrsConnection for PgConnection {
         Ok(warnings)
     }
 
-    fn lock_rows(&mut self, keys: &[i64]) -> QueryResult<()> {
-        #[derive(diesel::QueryableByName)]
-        struct Locked {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            #[allow(dead_code, reason = "a row per lock taken, read to load the statement")]
-            locked: String,
-        }
-        if keys.is_empty() {
-            return Ok(());
-        }
-        // `unnest` yields the array in order: the locks are taken in the keys' order. Loaded
-        // (the void result as text) and `Cached`: prepared once per connection, not parsed
-        // again at every batch.
-        Cached(
-            diesel::sql_query(
-                "SELECT CAST(pg_advisory_xact_lock(k) AS TEXT) AS locked FROM unnest($1) AS k",
-            )
-            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(keys),
-        )
-        .load::<Locked>(self)
-        .map(drop)
-    }
-
     const READ_ONLY_SQL: &'static str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;";
 
     fn cqrs_read_only<T, F>(&mut self, f: F) -> QueryResult<T>
@@ -210,6 +185,53 @@ impl CqrsConnection for PgConnection {
     {
         self.build_transaction().read_only().run(f)
     }
+}
+
+impl super::OutboxWriter for PgConnection {
+    const UPDATE_CARRIES_MESSAGE: bool = true;
+
+    fn outbox_insert_noting(
+        &mut self,
+        message: &OutboxMessage,
+        note: RevisionNote<'_>,
+    ) -> QueryResult<(i64, Option<i32>)> {
+        use super::announce::AnnouncedNoting;
+        use super::cqrs_master_revisions::dsl as rev;
+        use super::cqrs_outbox::dsl;
+        let insert = diesel::insert_into(dsl::cqrs_outbox)
+            .values(outbox_row!(message, chrono::Utc::now().timestamp_micros()))
+            .returning(dsl::id);
+        match note {
+            RevisionNote::Take { cqrs_id, pk } => AnnouncedNoting(
+                diesel::delete(
+                    rev::cqrs_master_revisions
+                        .filter(rev::cqrs_id.eq(cqrs_id))
+                        .filter(rev::pk.eq(pk)),
+                )
+                .returning(rev::revision),
+                insert,
+            )
+            .get_result(self),
+            RevisionNote::Put {
+                cqrs_id,
+                pk,
+                revision,
+            } => AnnouncedNoting(revision_put!(cqrs_id, pk, revision), insert).get_result(self),
+        }
+    }
+
+    super::outbox_store::outbox_writer_impl!(
+        announce = super::announce::Announced,
+        rows = announced
+    );
+}
+
+impl super::OutboxReader for PgConnection {
+    const CONCURRENT_TAKE: bool = true;
+
+    const RELAY_POLL: Duration = Duration::from_secs(1);
+
+    const RELAY_LINGER_FROM: usize = 8;
 
     fn outbox_take(&mut self, limit: i64, from: i64) -> QueryResult<OutboxTaken> {
         #[derive(diesel::QueryableByName)]
@@ -279,37 +301,42 @@ impl CqrsConnection for PgConnection {
         })
     }
 
-    fn outbox_insert_noting(
-        &mut self,
-        message: &OutboxMessage,
-        note: RevisionNote<'_>,
-    ) -> QueryResult<(i64, Option<i32>)> {
-        use super::announce::AnnouncedNoting;
-        use super::cqrs_master_revisions::dsl as rev;
-        use super::cqrs_outbox::dsl;
-        let insert = diesel::insert_into(dsl::cqrs_outbox)
-            .values(outbox_row!(message, chrono::Utc::now().timestamp_micros()))
-            .returning(dsl::id);
-        match note {
-            RevisionNote::Take { cqrs_id, pk } => AnnouncedNoting(
-                diesel::delete(
-                    rev::cqrs_master_revisions
-                        .filter(rev::cqrs_id.eq(cqrs_id))
-                        .filter(rev::pk.eq(pk)),
-                )
-                .returning(rev::revision),
-                insert,
-            )
-            .get_result(self),
-            RevisionNote::Put {
-                cqrs_id,
-                pk,
-                revision,
-            } => AnnouncedNoting(revision_put!(cqrs_id, pk, revision), insert).get_result(self),
+    super::outbox_store::outbox_reader_impl!();
+}
+
+impl super::InboxStore for PgConnection {
+    super::inbox::inbox_impl!();
+}
+
+impl super::TombstoneStore for PgConnection {
+    fn lock_rows(&mut self, keys: &[i64]) -> QueryResult<()> {
+        #[derive(diesel::QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            #[allow(dead_code, reason = "a row per lock taken, read to load the statement")]
+            locked: String,
         }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // `unnest` yields the array in order: the locks are taken in the keys' order. Loaded
+        // (the void result as text) and `Cached`: prepared once per connection, not parsed
+        // again at every batch.
+        Cached(
+            diesel::sql_query(
+                "SELECT CAST(pg_advisory_xact_lock(k) AS TEXT) AS locked FROM unnest($1) AS k",
+            )
+            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(keys),
+        )
+        .load::<Locked>(self)
+        .map(drop)
     }
 
-    common_impl!(announce = super::announce::Announced, rows = announced);
+    super::tombstones::tombstone_impl!();
+}
+
+impl super::RevisionLedger for PgConnection {
+    super::ledger::ledger_impl!();
 }
 
 impl<'q, Q, U> super::RowUpdate<'q, PgConnection, U> for Q

@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
-use super::{CqrsConnection, OutboxTaken, common_impl, in_transaction, outbox_insert_rows};
+use super::{CqrsConnection, OutboxTaken, in_transaction, outbox_insert_rows};
 
 /// Pragmas set on every connection the framework opens. The busy timeout comes first: switching
 /// to WAL takes a lock, and without the timeout a connection opened while another one writes
@@ -39,16 +39,13 @@ pub fn path_of(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-// The impl has the same shape as PostgreSQL's (one per backend, as diesel's are); what they
-// share is written once, in `common_impl!`.
+// The impls have the same shape as PostgreSQL's (one per store, as diesel's are per backend);
+// what the backends share is written once, in each store's `*_impl!` macro.
 impl CqrsConnection for SqliteConnection {
     const SETUP_SQL: &'static str = SETUP;
+
     const BACKEND: &'static str = "sqlite";
-    const CONCURRENT_TAKE: bool = false;
-    const RELAY_POLL: Duration = Duration::from_millis(25);
-    const RELAY_LINGER_FROM: usize = 16;
-    // a statement costs no round trip: the message is built from the stored row
-    const UPDATE_CARRIES_MESSAGE: bool = false;
+
     const STATEMENT_TIMEOUT: bool = false;
 
     fn relay_lock_path(url: &str) -> Option<std::path::PathBuf> {
@@ -115,10 +112,6 @@ impl CqrsConnection for SqliteConnection {
         Ok(Vec::new())
     }
 
-    fn lock_rows(&mut self, _keys: &[i64]) -> QueryResult<()> {
-        Ok(())
-    }
-
     const READ_ONLY_SQL: &'static str = "PRAGMA query_only = ON;";
 
     fn cqrs_read_only<T, F>(&mut self, f: F) -> QueryResult<T>
@@ -138,6 +131,21 @@ impl CqrsConnection for SqliteConnection {
         }
         result
     }
+}
+
+impl super::OutboxWriter for SqliteConnection {
+    // a statement costs no round trip: the message is built from the stored row
+    const UPDATE_CARRIES_MESSAGE: bool = false;
+
+    super::outbox_store::outbox_writer_impl!(announce = super::unannounced, rows = plain);
+}
+
+impl super::OutboxReader for SqliteConnection {
+    const CONCURRENT_TAKE: bool = false;
+
+    const RELAY_POLL: Duration = Duration::from_millis(25);
+
+    const RELAY_LINGER_FROM: usize = 16;
 
     fn outbox_take(&mut self, limit: i64, _from: i64) -> QueryResult<OutboxTaken> {
         // one relay per file: nothing is in another relay's hands, and a delete frees its
@@ -152,7 +160,23 @@ impl CqrsConnection for SqliteConnection {
         })
     }
 
-    common_impl!(announce = super::unannounced, rows = plain);
+    super::outbox_store::outbox_reader_impl!();
+}
+
+impl super::InboxStore for SqliteConnection {
+    super::inbox::inbox_impl!();
+}
+
+impl super::TombstoneStore for SqliteConnection {
+    fn lock_rows(&mut self, _keys: &[i64]) -> QueryResult<()> {
+        Ok(())
+    }
+
+    super::tombstones::tombstone_impl!();
+}
+
+impl super::RevisionLedger for SqliteConnection {
+    super::ledger::ledger_impl!();
 }
 
 impl<'q, Q, U> super::RowUpdate<'q, SqliteConnection, U> for Q

@@ -93,7 +93,7 @@ pub trait MasterTable<C: CqrsConnection>: MasterModel {
     /// Writes every column of `row` and, in the same statement, `cqrs_revision + 1` and
     /// `cqrs_updated = updated`; returns the stored row, `None` if it does not exist. With a
     /// `message`, the backend may write it to the outbox in the same statement
-    /// ([`CqrsConnection::UPDATE_CARRIES_MESSAGE`]): its id comes back with the row (`None`:
+    /// ([`OutboxWriter::UPDATE_CARRIES_MESSAGE`]): its id comes back with the row (`None`:
     /// not written).
     fn db_update(
         conn: &mut C,
@@ -760,7 +760,7 @@ where
 
 /// A full save of a row read under its lock (`read`: its version then) whose SAVE message
 /// travels in the `UPDATE`'s own statement, where the backend carries it
-/// ([`CqrsConnection::UPDATE_CARRIES_MESSAGE`]: one round trip less on PostgreSQL).
+/// ([`OutboxWriter::UPDATE_CARRIES_MESSAGE`]: one round trip less on PostgreSQL).
 ///
 /// The message is built first, from the row as it will be stored: the lock keeps the
 /// revision at one above the one read, and `cqrs_updated` is the time written. Should the

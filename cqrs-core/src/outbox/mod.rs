@@ -74,7 +74,7 @@ pub struct RelayedBatch {
 /// Takes up to `limit` of the oldest messages, hands them to `publish` (which returns the ids
 /// the broker confirmed) and removes those.
 ///
-/// Where the backend allows it ([`CqrsConnection::CONCURRENT_TAKE`], PostgreSQL), the batch is
+/// Where the backend allows it ([`OutboxReader::CONCURRENT_TAKE`](crate::db::OutboxReader::CONCURRENT_TAKE), PostgreSQL), the batch is
 /// taken in one statement that skips rows locked by another relay, and what the broker did not
 /// confirm is put back, under its own id, before the commit: several relay processes never
 /// publish the same message concurrently, and a message whose row (or aggregate) has an
