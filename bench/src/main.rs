@@ -49,6 +49,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use cqrs_core::db::{Backend, CqrsConnection};
 use cqrs_core::master::MasterTable;
 use cqrs_core::prelude::*;
+use cqrs_core::replica::ReplicaTable;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 use models::{BenchItem, BenchItemRef, LatencyItem, LatencyItemRef, RywItem, item};
@@ -1212,11 +1213,11 @@ fn replica_aggregate<C: CqrsConnection>(conn: &mut C) -> anyhow::Result<(i64, i6
 where
     BenchItemRef: ReplicaStore<C>,
 {
-    let n = BenchItemRef::db_count(conn)?;
+    let n = BenchItemRef::cqrs_count(conn)?;
     if n == 0 {
         return Ok((0, 0));
     }
-    let pks = BenchItemRef::db_pks(conn, None, i64::MAX)?;
+    let pks = BenchItemRef::cqrs_pks(conn, None, i64::MAX)?;
     let mut revisions = 0;
     for chunk in pks.chunks(500) {
         revisions += BenchItemRef::db_get_many(conn, chunk, false)?
@@ -1299,7 +1300,7 @@ where
             written = producer.try_line("writes");
         }
         // count first (cheap); the revisions only once every row is there
-        let n = BenchItemRef::db_count(&mut poll)?;
+        let n = BenchItemRef::cqrs_count(&mut poll)?;
         if n == expected
             && written.is_some()
             && replica_aggregate(&mut poll)? == (expected, expected)
@@ -1372,12 +1373,12 @@ where
     let mut m = C::cqrs_connect(master)?;
     let mut r = C::cqrs_connect(replica)?;
     let masters = BenchItem::db_page(&mut m, vec![], None, i64::MAX)?;
-    let pks = BenchItemRef::db_pks(&mut r, None, i64::MAX)?;
+    let pks = BenchItemRef::cqrs_pks(&mut r, None, i64::MAX)?;
     if pks.len() != masters.len() {
         return Ok(false);
     }
     for row in masters {
-        let Some(copy) = BenchItemRef::db_get(&mut r, &row.id, false)? else {
+        let Some(copy) = BenchItemRef::cqrs_get(&mut r, &row.id)? else {
             return Ok(false);
         };
         if (
@@ -1470,7 +1471,7 @@ where
         .cqrs_insert(&mut conn)?;
         let start = Instant::now();
         let mut conn = C::cqrs_connect(&replica)?;
-        while LatencyItemRef::db_get(&mut conn, &0, false)?.is_none() {
+        while LatencyItemRef::cqrs_get(&mut conn, &0)?.is_none() {
             anyhow::ensure!(
                 start.elapsed() < Duration::from_mins(1),
                 "the latency warm-up write never reached the replica"
@@ -1506,10 +1507,10 @@ where
         let rows = {
             let mut conn = C::cqrs_connect(&replica)?;
             // the paced writes: ids from 1 (the warm-up write is id 0)
-            let pks = LatencyItemRef::db_pks(&mut conn, Some(&0), i64::MAX)?;
+            let pks = LatencyItemRef::cqrs_pks(&mut conn, Some(&0), i64::MAX)?;
             if pks.len() == commits.len() {
                 pks.iter()
-                    .filter_map(|pk| LatencyItemRef::db_get(&mut conn, pk, false).ok().flatten())
+                    .filter_map(|pk| LatencyItemRef::cqrs_get(&mut conn, pk).ok().flatten())
                     .map(|r| (r.id, r.applied_us.0))
                     .collect()
             } else {

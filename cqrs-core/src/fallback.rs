@@ -14,7 +14,7 @@ use crate::db::CqrsConnection;
 use crate::error::{ApplyError, Result};
 use crate::filter::{BoxedFilter, FilterError, Lookup};
 use crate::master::{MasterModel, MasterTable};
-use crate::replica::{ReplicaHooks, ReplicaModel, ReplicaStore};
+use crate::replica::{ReplicaHooks, ReplicaModel, ReplicaTable};
 use crate::rules::Version;
 use crate::value::CqrsValue;
 
@@ -185,7 +185,7 @@ impl<T: InvalidReplica> ReplicaModel for T {
     clippy::panic,
     reason = "never runs: the crate that uses these impls does not compile"
 )]
-impl<T: InvalidReplica, C: CqrsConnection> ReplicaStore<C> for T {
+impl<T: InvalidReplica, C: CqrsConnection> ReplicaTable<C> for T {
     type Table = ();
 
     fn db_get(_: &mut C, _: &Self::Pk, _: bool) -> QueryResult<Option<Self>> {

@@ -13,7 +13,7 @@
 //! broker.relay(&mut master)?;
 //! let outcomes = broker.deliver(&mut replica, "replica_queue")?;
 //! assert_eq!(outcomes.len(), 1);
-//! assert_eq!(BookRef::db_count(&mut replica)?, 1);
+//! assert_eq!(BookRef::cqrs_count(&mut replica)?, 1);
 //! # }
 //! # Ok::<_, Box<dyn std::error::Error>>(())
 //! ```

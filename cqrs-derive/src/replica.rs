@@ -219,7 +219,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
 
     quote! {
         #[automatically_derived]
-        impl #krate::replica::ReplicaStore<#conn> for #ident {
+        impl #krate::replica::ReplicaTable<#conn> for #ident {
             type Table = #table::table;
 
             fn db_get(conn: &mut #conn, pk: &Self::Pk, lock: bool) -> #private::diesel::QueryResult<::core::option::Option<Self>> {
@@ -256,7 +256,7 @@ fn store_impl(model: &Model<'_>, store: &Store<'_>) -> TokenStream {
                 if let [pk] = pks {
                     // a batch of one row: a statement diesel caches (no `IN (...)` list)
                     return ::core::result::Result::Ok(
-                        <Self as #krate::replica::ReplicaStore<#conn>>::db_get(conn, pk, lock)?
+                        <Self as #krate::replica::ReplicaTable<#conn>>::db_get(conn, pk, lock)?
                             .into_iter()
                             .collect(),
                     );

@@ -395,7 +395,7 @@ where
             .and_then(|m| m.get("source"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        Self::db_insert(conn, &row).map_err(|e| ApplyError::database("author", ctx.pk, e))
+        Self::cqrs_insert_row(conn, &row).map_err(|e| ApplyError::database("author", ctx.pk, e))
     }
 
     fn cqrs_retry_delay(retries: u32, policy: &RetryPolicy) -> std::time::Duration {
@@ -455,7 +455,7 @@ where
         ctx: &HookContext<'_>,
     ) -> Result<(), ApplyError> {
         let row = Self::from_custom(data, ctx.pk)?;
-        Self::db_insert(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
+        Self::cqrs_insert_row(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
     }
 
     fn cqrs_update(
@@ -465,7 +465,7 @@ where
         ctx: &HookContext<'_>,
     ) -> Result<(), ApplyError> {
         let row = Self::from_custom(data, ctx.pk)?;
-        Self::db_update(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
+        Self::cqrs_update_row(conn, &row).map_err(|e| ApplyError::database("review", ctx.pk, e))
     }
 }
 

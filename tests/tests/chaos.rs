@@ -452,7 +452,7 @@ async fn database_outage_keeps_messages() {
     }
     assert_eq!(metrics.dead_lettered.load(Ordering::Relaxed), 0);
     let mut check = diesel::PgConnection::cqrs_connect(&url).unwrap();
-    assert_eq!(common::AuthorRef::db_count(&mut check).unwrap(), 30);
+    assert_eq!(common::AuthorRef::cqrs_count(&mut check).unwrap(), 30);
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
     conn.close(200, "".into()).await.unwrap();

@@ -93,9 +93,9 @@ where
     BookRef: ReplicaStore<C>,
 {
     let mut conn = C::cqrs_connect(url).unwrap();
-    let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
+    let pks = BookRef::cqrs_pks(&mut conn, None, i64::MAX).unwrap();
     pks.iter()
-        .map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap().unwrap())
+        .map(|pk| BookRef::cqrs_get(&mut conn, pk).unwrap().unwrap())
         .map(|b| (b.id, b.name, b.cqrs_revision))
         .collect()
 }
@@ -292,7 +292,7 @@ where
     );
     assert!(stderr.contains("outbox drained"), "{stderr}");
     let mut r = R::cqrs_connect(replica).unwrap();
-    eventually_blocking(|| BookRef::db_count(&mut r).unwrap() == 30);
+    eventually_blocking(|| BookRef::cqrs_count(&mut r).unwrap() == 30);
     assert_eq!(replica_rows::<R>(replica), master_rows::<M>(master));
 
     // drift, behind the framework's back: 3 changed and 2 deleted on the master (messages
@@ -306,8 +306,8 @@ where
         Book::cqrs_delete_pk(&mut m, &21).unwrap();
         let ids: Vec<i64> = m.outbox_fetch(100).unwrap().iter().map(|r| r.id).collect();
         m.outbox_delete(&ids).unwrap();
-        BookRef::db_delete(&mut r, &5).unwrap();
-        BookRef::db_delete(&mut r, &6).unwrap();
+        BookRef::cqrs_delete_row(&mut r, &5).unwrap();
+        BookRef::cqrs_delete_row(&mut r, &6).unwrap();
     }
     assert_ne!(replica_rows::<R>(replica), master_rows::<M>(master));
 
@@ -688,7 +688,7 @@ fn bad_lines_are_skipped() {
         "{stderr}"
     );
     let mut conn = SqliteConnection::cqrs_connect(&db).unwrap();
-    assert_eq!(BookRef::db_pks(&mut conn, None, 10).unwrap(), [1, 3, 4]);
+    assert_eq!(BookRef::cqrs_pks(&mut conn, None, 10).unwrap(), [1, 3, 4]);
 
     // the diff tools on garbage: every bad line is one failed item, and the counts add up
     let garbage = b"book,2026-11-22 06:20:48+00:00,None\n[1, 2]\nnot json\n\xff\n[3, {}]\n[4]\n";
@@ -743,7 +743,7 @@ fn django_sample_files() {
     let mut conn = SqliteConnection::cqrs_connect(&db).unwrap();
     for book in expected["book"].as_array().unwrap() {
         let id = i32::try_from(book["id"].as_i64().unwrap()).unwrap();
-        let row = BookRef::db_get(&mut conn, &id, false).unwrap().unwrap();
+        let row = BookRef::cqrs_get(&mut conn, &id).unwrap().unwrap();
         assert_eq!(row.name, book["title"].as_str().unwrap());
         assert_eq!(
             row.cqrs_revision,

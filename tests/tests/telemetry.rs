@@ -124,7 +124,7 @@ async fn metrics_count_what_happened_and_ready_follows_the_broker() {
     .await;
     let mut rconn = SqliteConnection::cqrs_connect(&replica).unwrap();
     assert_eq!(
-        BookRef::db_pks(&mut rconn, None, i64::MAX).unwrap().len(),
+        BookRef::cqrs_pks(&mut rconn, None, i64::MAX).unwrap().len(),
         20
     );
 

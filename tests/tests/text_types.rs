@@ -142,10 +142,10 @@ fn decimals_and_uuids_round_trip_exactly_on_sqlite() {
         outcome.unwrap();
     }
     let id = UuidText(uuid::Uuid::from_u128(3));
-    let row = SlotRef::db_get(&mut replica, &id, false).unwrap().unwrap();
+    let row = SlotRef::cqrs_get(&mut replica, &id).unwrap().unwrap();
     assert_eq!(row.price.to_string(), "1234567.89");
     assert_eq!(row.deposit, None);
-    let row = SlotRef::db_get(&mut replica, &UuidText(uuid::Uuid::from_u128(2)), false)
+    let row = SlotRef::cqrs_get(&mut replica, &UuidText(uuid::Uuid::from_u128(2)))
         .unwrap()
         .unwrap();
     // the wire carries a JSON number (django-cqrs), so the scale is the number's
@@ -167,7 +167,7 @@ fn decimals_and_uuids_round_trip_exactly_on_sqlite() {
     let entry = cqrs_core::registry::replica::<SqliteConnection>("slot").unwrap();
     cqrs_core::batch::apply_one(&mut replica, entry.ops, &message, false).unwrap();
     let id: UuidText = "6f1e0c7a-3b2d-4c5e-9f80-1a2b3c4d5e6f".parse().unwrap();
-    let row = SlotRef::db_get(&mut replica, &id, false).unwrap().unwrap();
+    let row = SlotRef::cqrs_get(&mut replica, &id).unwrap().unwrap();
     assert_eq!(row.price.to_string(), "12345678901234567.89");
     // a bad UUID is a permanent error naming the field
     message.instance_pk = json!("not-a-uuid");

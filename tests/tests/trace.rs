@@ -209,10 +209,7 @@ async fn a_consumer_exports_its_spans_by_otlp() {
     assert_eq!(published, 1);
     let mut rconn = SqliteConnection::cqrs_connect(&replica).unwrap();
     let start = Instant::now();
-    while common::BookRef::db_get(&mut rconn, &1, false)
-        .unwrap()
-        .is_none()
-    {
+    while common::BookRef::cqrs_get(&mut rconn, &1).unwrap().is_none() {
         assert!(start.elapsed() < Duration::from_secs(30), "the row arrives");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -139,8 +139,8 @@ where
     .await;
     let mut replica = C::cqrs_connect(&replica_url).unwrap();
     eventually(WAIT, "the author and review", || {
-        AuthorRef::db_count(&mut replica).unwrap() == 1
-            && ReviewRef::db_count(&mut replica).unwrap() == 1
+        AuthorRef::cqrs_count(&mut replica).unwrap() == 1
+            && ReviewRef::cqrs_count(&mut replica).unwrap() == 1
     })
     .await;
     // 40 creates + 14 updates + 10 bulk updates + 8 deletes + 2 syncs + author + review
@@ -210,19 +210,20 @@ async fn direct_sync_reaches_only_its_replica() {
             && metrics_b.ignored.load(Ordering::Relaxed) == 1
     })
     .await;
-    assert_eq!(ReviewRef::db_count(&mut a_conn).unwrap(), 0);
+    assert_eq!(ReviewRef::cqrs_count(&mut a_conn).unwrap(), 0);
     // direct sync to A only
     review
         .cqrs_sync(&mut master, config_a.queue.as_deref().into())
         .unwrap();
     eventually(WAIT, "the direct sync applied on A", || {
-        ReviewRef::db_count(&mut a_conn).unwrap() == 1
+        ReviewRef::cqrs_count(&mut a_conn).unwrap() == 1
     })
     .await;
     // a direct sync of a book to B only
     Book::new(1, "Dune").cqrs_insert(&mut master).unwrap();
     eventually(WAIT, "the book on both", || {
-        BookRef::db_count(&mut a_conn).unwrap() == 1 && BookRef::db_count(&mut b_conn).unwrap() == 1
+        BookRef::cqrs_count(&mut a_conn).unwrap() == 1
+            && BookRef::cqrs_count(&mut b_conn).unwrap() == 1
     })
     .await;
     let before_a = metrics_a.handled();
@@ -238,7 +239,7 @@ async fn direct_sync_reaches_only_its_replica() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(metrics_a.handled(), before_a, "A never saw B's direct sync");
-    assert_eq!(ReviewRef::db_count(&mut b_conn).unwrap(), 0);
+    assert_eq!(ReviewRef::cqrs_count(&mut b_conn).unwrap(), 0);
     relay_task.stop().await;
     a.stop().await;
     b.stop().await;
@@ -294,7 +295,7 @@ async fn retries_then_dead_letters() {
     .await;
     let mut conn = SqliteConnection::cqrs_connect(&url).unwrap();
     eventually(WAIT, "the flaky author applied", || {
-        AuthorRef::db_get(&mut conn, &"f".to_owned(), false)
+        AuthorRef::cqrs_get(&mut conn, &"f".to_owned())
             .unwrap()
             .is_some()
     })
@@ -384,7 +385,7 @@ async fn retry_survives_a_restart() {
     let (task, _) = consumer::<SqliteConnection>(&config, &url).await;
     let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
     eventually(WAIT, "the retried author applied after the restart", || {
-        AuthorRef::db_get(&mut replica, &"s".to_owned(), false)
+        AuthorRef::cqrs_get(&mut replica, &"s".to_owned())
             .unwrap()
             .is_some()
     })
@@ -460,7 +461,7 @@ async fn malformed_messages_are_dead_lettered() {
     .await;
     let mut replica = SqliteConnection::cqrs_connect(&url).unwrap();
     eventually(WAIT, "the good message applied", || {
-        AuthorRef::db_get(&mut replica, &"ok".to_owned(), false)
+        AuthorRef::cqrs_get(&mut replica, &"ok".to_owned())
             .unwrap()
             .is_some()
     })
@@ -480,7 +481,7 @@ async fn malformed_messages_are_dead_lettered() {
     );
     assert!(bodies.contains(&&b"this is not json".to_vec()));
     assert!(
-        AuthorRef::db_get(&mut replica, &"h".to_owned(), false)
+        AuthorRef::cqrs_get(&mut replica, &"h".to_owned())
             .unwrap()
             .is_none(),
         "the oversized message is not applied"
@@ -516,7 +517,7 @@ async fn quorum_queues() {
         WAIT,
         "applied after a retry through a quorum delay queue",
         || {
-            AuthorRef::db_get(&mut replica, &"q".to_owned(), false)
+            AuthorRef::cqrs_get(&mut replica, &"q".to_owned())
                 .unwrap()
                 .is_some()
         },

@@ -56,11 +56,56 @@ fn backends_limit_the_generated_impls() {
     assert!(code.contains("PgConnection"));
 }
 
-/// The expansion, formatted.
+/// The expansion, formatted: the backend gates (`with_sqlite! { ... }`, a hidden macro of
+/// core that prettyplease cannot look into) are shown as `mod with_sqlite { ... }`, so that
+/// what they hold is formatted too and a change to it reads as a diff.
 fn pretty(tokens: &proc_macro2::TokenStream) -> String {
     match syn::parse2::<syn::File>(tokens.clone()) {
-        Ok(file) => prettyplease::unparse(&file),
+        Ok(mut file) => {
+            unwrap_gates(&mut file.items);
+            prettyplease::unparse(&file)
+        }
         Err(error) => format!("unparsable expansion: {error}\n{tokens}"),
+    }
+}
+
+/// The `mod` a backend gate's content is shown in, if `mac` is one.
+fn gate_module(mac: &syn::Macro) -> Option<syn::Item> {
+    let name = mac.path.segments.last()?.ident.clone();
+    if name != "with_sqlite" && name != "with_postgres" {
+        return None;
+    }
+    let mut inner: syn::File = syn::parse2(mac.tokens.clone()).ok()?;
+    unwrap_gates(&mut inner.items);
+    let items = inner.items;
+    Some(syn::parse_quote!(mod #name { #(#items)* }))
+}
+
+fn unwrap_gates(items: &mut [syn::Item]) {
+    for item in items {
+        match item {
+            syn::Item::Macro(m) => {
+                if let Some(module) = gate_module(&m.mac) {
+                    *item = module;
+                }
+            }
+            syn::Item::Const(c) => {
+                if let syn::Expr::Block(block) = &mut *c.expr {
+                    for stmt in &mut block.block.stmts {
+                        match stmt {
+                            syn::Stmt::Item(inner) => unwrap_gates(std::slice::from_mut(inner)),
+                            syn::Stmt::Macro(m) => {
+                                if let Some(module) = gate_module(&m.mac) {
+                                    *stmt = syn::Stmt::Item(module);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 

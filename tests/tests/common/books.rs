@@ -47,9 +47,9 @@ where
     BookRef: ReplicaStore<C>,
 {
     let mut conn = C::cqrs_connect(url).unwrap();
-    let pks = BookRef::db_pks(&mut conn, None, i64::MAX).unwrap();
+    let pks = BookRef::cqrs_pks(&mut conn, None, i64::MAX).unwrap();
     pks.iter()
-        .filter_map(|pk| BookRef::db_get(&mut conn, pk, false).unwrap())
+        .filter_map(|pk| BookRef::cqrs_get(&mut conn, pk).unwrap())
         .map(|b| (b.id, b.name, b.cqrs_revision))
         .collect()
 }

@@ -44,7 +44,7 @@ where
             assert_eq!(*result.as_ref().unwrap(), Outcome::Created);
         }
     }
-    assert_eq!(BookRef::db_count(replica).unwrap(), 4);
+    assert_eq!(BookRef::cqrs_count(replica).unwrap(), 4);
     // a batch of one: the same, its failure is its own result
     let results = apply_batch(replica, &items[2..3]).unwrap();
     assert!(results[0].is_err());

@@ -209,7 +209,7 @@ where
     assert_eq!(outcomes, expected, "the batch decides as one by one");
     for conn in [sequential, batched] {
         let names: BTreeMap<i32, String> = (1..=6)
-            .filter_map(|id| BookRef::db_get(conn, &id, false).unwrap())
+            .filter_map(|id| BookRef::cqrs_get(conn, &id).unwrap())
             .map(|b| (b.id, b.name))
             .collect();
         assert_eq!(
@@ -295,7 +295,7 @@ where
         for (name, conn) in [("one by one", &mut *sequential), ("batched", &mut *batched)] {
             let got: Vec<(i32, String, i32)> = keys
                 .clone()
-                .filter_map(|id| BookRef::db_get(conn, &id, false).unwrap())
+                .filter_map(|id| BookRef::cqrs_get(conn, &id).unwrap())
                 .map(|b| (b.id, b.name, b.cqrs_revision))
                 .collect();
             assert_eq!(
@@ -352,7 +352,7 @@ where
     BookRef: ReplicaStore<C>,
 {
     (1..=keys)
-        .filter_map(|id| BookRef::db_get(replica, &id, false).unwrap())
+        .filter_map(|id| BookRef::cqrs_get(replica, &id).unwrap())
         .map(|b| (b.id, b.name, b.cqrs_revision))
         .collect()
 }

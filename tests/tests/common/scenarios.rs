@@ -599,7 +599,7 @@ fn stored<C: Registered>(conn: &mut C, id: i32) -> Option<BookRef>
 where
     BookRef: ReplicaStore<C>,
 {
-    BookRef::db_get(conn, &id, false).unwrap()
+    BookRef::cqrs_get(conn, &id).unwrap()
 }
 
 /// Every row of the apply-rules table, with the mapping and the defaulted/skipped fields.
@@ -849,7 +849,7 @@ where
     d.instance_data.insert("id".into(), json!([1]));
     assert!(err(replica, d).contains("field `id`"));
     assert_eq!(
-        BookRef::db_count(replica).unwrap(),
+        BookRef::cqrs_count(replica).unwrap(),
         0,
         "nothing was written"
     );
@@ -924,7 +924,7 @@ where
     m.meta = Some(json!({"source": "catalogue"}));
     assert_eq!(apply(replica, &m).unwrap(), Outcome::Created);
     assert_eq!(
-        AuthorRef::db_get(replica, &"u1".to_owned(), true)
+        AuthorRef::cqrs_get(replica, &"u1".to_owned())
             .unwrap()
             .unwrap()
             .meta_source
@@ -962,7 +962,7 @@ where
         json!(9),
     );
     assert_eq!(apply(replica, &review).unwrap(), Outcome::Created);
-    let row = ReviewRef::db_get(replica, &9, false).unwrap().unwrap();
+    let row = ReviewRef::cqrs_get(replica, &9).unwrap().unwrap();
     assert_eq!(
         row.summary, "GOOD",
         "custom serialization hooks build the row"
@@ -979,10 +979,7 @@ where
         Outcome::Updated
     );
     assert_eq!(
-        ReviewRef::db_get(replica, &9, false)
-            .unwrap()
-            .unwrap()
-            .summary,
+        ReviewRef::cqrs_get(replica, &9).unwrap().unwrap().summary,
         "SYNCED"
     );
 }
@@ -1039,9 +1036,9 @@ where
         results[4].as_ref().unwrap(),
         &Outcome::Ignored(IgnoreReason::Duplicate)
     );
-    assert_eq!(BookRef::db_count(replica).unwrap(), 2);
+    assert_eq!(BookRef::cqrs_count(replica).unwrap(), 2);
     assert!(
-        AuthorRef::db_get(replica, &"w1".to_owned(), false)
+        AuthorRef::cqrs_get(replica, &"w1".to_owned())
             .unwrap()
             .is_some()
     );
@@ -1058,7 +1055,7 @@ where
     )
     .unwrap();
     assert!(results[0].is_err());
-    assert_eq!(BookRef::db_count(replica).unwrap(), 2);
+    assert_eq!(BookRef::cqrs_count(replica).unwrap(), 2);
 }
 
 /// Master -> outbox -> in-memory broker -> replica: equal at the end, deletes included.
@@ -1088,7 +1085,7 @@ where
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
     let master_rows = Book::db_page(master, vec![], None, 1000).unwrap();
     let replica_rows: Vec<BookRef> = (1..=20)
-        .filter_map(|i| BookRef::db_get(replica, &i, false).unwrap())
+        .filter_map(|i| BookRef::cqrs_get(replica, &i).unwrap())
         .collect();
     assert_eq!(master_rows.len(), 16);
     assert_eq!(replica_rows.len(), 16);
@@ -1233,10 +1230,10 @@ where
     .collect();
     assert_eq!(one_by_one, in_batches, "same outcome for every message");
     let rows = |conn: &mut C| {
-        let pks = BookRef::db_pks(conn, None, 1000).unwrap();
+        let pks = BookRef::cqrs_pks(conn, None, 1000).unwrap();
         pks.iter()
             .filter(|pk| (offset..offset + 100).contains(*pk))
-            .map(|pk| BookRef::db_get(conn, pk, false).unwrap().unwrap())
+            .map(|pk| BookRef::cqrs_get(conn, pk).unwrap().unwrap())
             .collect::<Vec<_>>()
     };
     let (a, b) = (rows(sequential), rows(batched));
@@ -1361,8 +1358,8 @@ where
     // the replica applies them all, each revision one above the last: no gap
     let outcomes = broker.deliver(replica, "replica").unwrap();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-    assert!(BookRef::db_get(replica, &1, false).unwrap().is_none());
-    let two = BookRef::db_get(replica, &2, false).unwrap().unwrap();
+    assert!(BookRef::cqrs_get(replica, &1).unwrap().is_none());
+    let two = BookRef::cqrs_get(replica, &2).unwrap().unwrap();
     assert_eq!((two.name.as_str(), two.cqrs_revision), ("b", 2));
 }
 

@@ -181,7 +181,8 @@ macro_rules! author_hooks {
                 diesel::delete(author_cards::table.find(pk))
                     .execute(conn)
                     .map_err(|e| ApplyError::database("author", ctx.pk, e))?;
-                Self::db_delete(conn, pk).map_err(|e| ApplyError::database("author", ctx.pk, e))
+                Self::cqrs_delete_row(conn, pk)
+                    .map_err(|e| ApplyError::database("author", ctx.pk, e))
             }
         }
     };

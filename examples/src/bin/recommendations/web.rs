@@ -91,10 +91,10 @@ fn snapshot<C: CqrsConnection>(conn: &mut C) -> anyhow::Result<Vec<BookRef>>
 where
     BookRef: ReplicaStore<C>,
 {
-    let pks = BookRef::db_pks(conn, None, i64::MAX)?;
+    let pks = BookRef::cqrs_pks(conn, None, i64::MAX)?;
     let mut books = Vec::with_capacity(pks.len());
     for pk in pks {
-        books.extend(BookRef::db_get(conn, &pk, false)?);
+        books.extend(BookRef::cqrs_get(conn, &pk)?);
     }
     Ok(books)
 }
@@ -103,10 +103,10 @@ fn authors<C: CqrsConnection>(conn: &mut C) -> anyhow::Result<Vec<AuthorRef>>
 where
     AuthorRef: ReplicaStore<C>,
 {
-    let pks = AuthorRef::db_pks(conn, None, i64::MAX)?;
+    let pks = AuthorRef::cqrs_pks(conn, None, i64::MAX)?;
     let mut out = Vec::with_capacity(pks.len());
     for pk in pks {
-        out.extend(AuthorRef::db_get(conn, &pk, false)?);
+        out.extend(AuthorRef::cqrs_get(conn, &pk)?);
     }
     Ok(out)
 }

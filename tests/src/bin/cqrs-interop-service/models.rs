@@ -107,7 +107,7 @@ impl ReplicaHooks<diesel::SqliteConnection> for ReviewRef {
         ctx: &HookContext<'_>,
     ) -> Result<(), ApplyError> {
         let row = Self::cqrs_from_data(data, None, ctx.pk)?;
-        Self::db_insert(conn, &row).map_err(|e| ApplyError::database("dj_review", ctx.pk, e))
+        Self::cqrs_insert_row(conn, &row).map_err(|e| ApplyError::database("dj_review", ctx.pk, e))
     }
 
     fn cqrs_update(
@@ -117,7 +117,7 @@ impl ReplicaHooks<diesel::SqliteConnection> for ReviewRef {
         ctx: &HookContext<'_>,
     ) -> Result<(), ApplyError> {
         let row = Self::cqrs_from_data(data, Some(existing), ctx.pk)?;
-        Self::db_update(conn, &row).map_err(|e| ApplyError::database("dj_review", ctx.pk, e))
+        Self::cqrs_update_row(conn, &row).map_err(|e| ApplyError::database("dj_review", ctx.pk, e))
     }
 }
 
