@@ -3,7 +3,7 @@
 use chrono::Utc;
 use serde_json::{Map, Value};
 
-use super::{MasterModel, MasterTable};
+use super::model::{MasterModel, MasterTable};
 use crate::db::{CqrsConnection, OutboxMessage};
 use crate::error::Result;
 use crate::message::{Message, SignalType, routing_key};
@@ -96,7 +96,7 @@ pub fn delete_message<M: MasterModel>(row: &M) -> Result<OutboxMessage> {
     data.insert("id".to_owned(), row.cqrs_pk().to_cqrs());
     data.insert(
         "cqrs_revision".to_owned(),
-        Value::from(super::delete_revision(row.cqrs_version())),
+        Value::from(super::write::delete_revision(row.cqrs_version())),
     );
     data.insert("cqrs_updated".to_owned(), now_micros().to_cqrs());
     if let Some(custom) = row.cqrs_delete_data() {

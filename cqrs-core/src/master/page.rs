@@ -1,6 +1,6 @@
 //! Filters and pages of master rows, for the tools and the bulk writes.
 
-use super::MasterTable;
+use super::model::MasterTable;
 use crate::db::CqrsConnection;
 use crate::error::Result;
 use crate::filter::{BoxedFilter, FilterError, Lookup};
