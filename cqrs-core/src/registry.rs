@@ -34,12 +34,19 @@ pub enum ModelKind {
     Replica,
 }
 
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ModelKind {
+    /// `master` or `replica`.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Master => "master",
             Self::Replica => "replica",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -70,16 +77,18 @@ pub fn check() -> Result<()> {
     let mut duplicates = Vec::new();
     for model in models() {
         if let Some(first) = seen.insert((model.kind, model.cqrs_id), model) {
-            duplicates.push(format!(
-                "{} models `{}` and `{}` both use cqrs_id \"{}\"",
-                model.kind, first.type_name, model.type_name, model.cqrs_id
-            ));
+            duplicates.push(crate::error::DuplicateModel {
+                kind: model.kind.as_str(),
+                cqrs_id: model.cqrs_id,
+                first: first.type_name,
+                second: model.type_name,
+            });
         }
     }
     if duplicates.is_empty() {
         Ok(())
     } else {
-        Err(Error::DuplicateCqrsId(duplicates.join("; ")))
+        Err(Error::DuplicateCqrsId { duplicates })
     }
 }
 

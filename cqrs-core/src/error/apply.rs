@@ -111,6 +111,10 @@ pub enum ApplyError {
         message: String,
         /// Whether a retry may succeed.
         class: ErrorClass,
+        /// The hook's own error, when it gave one ([`ApplyError::retry_because`],
+        /// [`ApplyError::reject_because`]): kept for error reports and logs.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 
@@ -122,6 +126,42 @@ impl ApplyError {
             pk: pk.to_string(),
             message: message.to_string(),
             class: ErrorClass::Transient,
+            source: None,
+        }
+    }
+
+    /// A transient error from a user hook, keeping the hook's error as the source: the
+    /// message is retried after the model's delay.
+    pub fn retry_because(
+        cqrs_id: &'static str,
+        pk: impl fmt::Display,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::hook_error(cqrs_id, pk, error, ErrorClass::Transient)
+    }
+
+    /// A permanent error from a user hook, keeping the hook's error as the source: the
+    /// message goes to the dead-letter queue.
+    pub fn reject_because(
+        cqrs_id: &'static str,
+        pk: impl fmt::Display,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::hook_error(cqrs_id, pk, error, ErrorClass::Permanent)
+    }
+
+    fn hook_error(
+        cqrs_id: &'static str,
+        pk: impl fmt::Display,
+        error: impl std::error::Error + Send + Sync + 'static,
+        class: ErrorClass,
+    ) -> Self {
+        Self::Hook {
+            cqrs_id,
+            pk: pk.to_string(),
+            message: error.to_string(),
+            class,
+            source: Some(Box::new(error)),
         }
     }
 
@@ -136,6 +176,7 @@ impl ApplyError {
             pk: pk.to_string(),
             message: message.to_string(),
             class: ErrorClass::Permanent,
+            source: None,
         }
     }
 
@@ -203,6 +244,14 @@ mod tests {
             "book: pk 1: field `price`: expected a number, found string \"x\""
         );
         assert!(ApplyError::retry("book", 1, "later").is_transient());
+        // a hook's own error is kept as the source
+        let io = std::io::Error::other("disk full");
+        let kept = ApplyError::retry_because("book", 1, io);
+        assert!(kept.is_transient());
+        assert_eq!(kept.to_string(), "book: pk 1: disk full");
+        let source = std::error::Error::source(&kept).expect("the hook's error");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert!(ApplyError::reject_because("book", 1, std::io::Error::other("x")).is_permanent());
         assert!(ApplyError::reject("book", 1, "never").is_permanent());
         let closed = DieselError::DatabaseError(
             DatabaseErrorKind::ClosedConnection,

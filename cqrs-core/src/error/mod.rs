@@ -74,9 +74,12 @@ pub enum Error {
         /// The registered ids, comma-separated.
         known: String,
     },
-    /// Two models of the same kind share a `cqrs_id` in this binary.
-    #[error("{0}")]
-    DuplicateCqrsId(String),
+    /// Two models of the same kind share a `cqrs_id` in this binary: every such pair.
+    #[error("{}", DuplicateModels(duplicates))]
+    DuplicateCqrsId {
+        /// The pairs of models that share a `cqrs_id`.
+        duplicates: Vec<DuplicateModel>,
+    },
     /// A `--filter` / lookup object is invalid.
     #[error(transparent)]
     Filter(#[from] FilterError),
@@ -160,10 +163,13 @@ pub enum Error {
 
 mod apply;
 mod class;
+mod duplicate;
 #[cfg(feature = "events")]
 mod event;
 
 pub use apply::ApplyError;
 pub use class::{ErrorClass, classify_diesel};
+pub use duplicate::DuplicateModel;
+use duplicate::DuplicateModels;
 #[cfg(feature = "events")]
 pub use event::{EventError, HandlerError};

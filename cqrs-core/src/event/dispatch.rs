@@ -143,7 +143,7 @@ pub mod __private {
             return Ok(None);
         }
         serde_json::to_value(out).map(Some).map_err(|e| {
-            HandlerError::Permanent(format!("cannot serialize the call's answer: {e}"))
+            HandlerError::permanent(format!("cannot serialize the call's answer: {e}"))
         })
     }
 }

@@ -75,13 +75,8 @@ impl Expiry {
                 .ok()
                 .and_then(|d| now.checked_add_signed(d))
                 .map(Some)
-                .ok_or(EventError::BadInput(
-                    "the command timeout is out of range".into(),
-                )),
-            Self::At(t) if t <= now => Err(EventError::BadInput(format!(
-                "the expiry time {} is in the past",
-                format_time(t)
-            ))),
+                .ok_or(EventError::TimeoutOutOfRange),
+            Self::At(t) if t <= now => Err(EventError::ExpiryInPast { at: t }),
             Self::At(t) => Ok(Some(t)),
         }
     }
@@ -121,9 +116,10 @@ fn to_value(what: &'static str, payload: &impl Serialize) -> Result<Value, Event
 
 fn check_name(what: &'static str, name: &str) -> Result<(), EventError> {
     if name.is_empty() || name.len() > 255 {
-        return Err(EventError::BadInput(format!(
-            "{what} must be 1 to 255 bytes, not {name:?}"
-        )));
+        return Err(EventError::BadName {
+            what,
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
@@ -205,9 +201,10 @@ fn tag_text(tags: &[(&str, &str)]) -> Result<Option<String>, EventError> {
     let mut parts: Vec<String> = Vec::with_capacity(tags.len());
     for (k, v) in tags {
         if k.contains(['|', '=']) || v.contains('|') {
-            return Err(EventError::BadInput(format!(
-                "tag {k:?}={v:?}: a key may not contain `|` or `=`, a value not `|`"
-            )));
+            return Err(EventError::BadTag {
+                key: (*k).to_owned(),
+                value: (*v).to_owned(),
+            });
         }
         parts.push(format!("{k}={v}"));
     }
@@ -244,9 +241,7 @@ pub fn cancel_future_aggregate_event<C: CqrsConnection>(
     tags: &[(&str, &str)],
 ) -> Result<usize, EventError> {
     if tags.is_empty() {
-        return Err(EventError::BadInput(
-            "cancelling future events needs at least one tag".into(),
-        ));
+        return Err(EventError::NoTags);
     }
     let mut each = Vec::with_capacity(tags.len());
     for tag in tags {
@@ -270,9 +265,7 @@ fn with_meta(
             map.insert("meta".into(), Value::Object(meta));
         }
         None => {
-            return Err(EventError::BadInput(format!(
-                "{what} must serialize to a JSON object"
-            )));
+            return Err(EventError::NotAnObject { what });
         }
     }
     Ok(body)

@@ -82,7 +82,7 @@ fn one_by_one<C: Registered>(
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "no message".to_owned());
                 tracing::error!(handler = entry.name, %message, "event handler panicked");
-                results.push(Err(HandlerError::Permanent(format!(
+                results.push(Err(HandlerError::permanent(format!(
                     "the handler `{}` panicked: {message}",
                     entry.name
                 ))));
