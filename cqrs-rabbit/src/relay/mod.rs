@@ -11,18 +11,16 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::backoff::Backoff;
 use crate::broker::{self, Confirmed};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::linger;
 use crate::notices::{Notices, Taken};
 use crate::relay_lock;
-use crate::telemetry::{Cause, Health, RelayMetrics};
+use crate::telemetry::{Health, RelayMetrics};
 use crate::topology;
 use crate::unroutable::{Fate, UnroutablePolicy};
 use cqrs_core::db::{CqrsConnection, OutboxRecord, OutboxStats};
-use cqrs_core::outbox::{OutboxCursor, OutboxWaker, RelayedBatch, relay_batch};
+use cqrs_core::outbox::{OutboxCursor, RelayedBatch, relay_batch};
 use lapin::Channel;
 
 /// How long a starting relay waits for the SQLite relay lock before it fails.
@@ -30,6 +28,8 @@ const LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How soon a relay looks again when messages were held back for another relay's batch.
 const HELD_BACK_WAIT: Duration = Duration::from_millis(5);
+
+mod run;
 
 /// Publishes the outbox of one database.
 ///
@@ -138,10 +138,6 @@ impl<C: CqrsConnection> Relay<C> {
     /// database's relay lock while it runs: a second relay on the same file (here or in
     /// another process) fails with [`Error::RelayRunning`], after waiting up to 5 s for a
     /// holder that lets go (a tool's one-shot relay).
-    #[allow(
-        clippy::too_many_lines,
-        reason = "the relay's loop; its steps become named ones with the transport seam (issue 36)"
-    )]
     pub async fn run<F>(self, shutdown: F) -> Result<()>
     where
         F: Future<Output = ()>,
@@ -152,186 +148,13 @@ impl<C: CqrsConnection> Relay<C> {
         tokio::pin!(shutdown);
         let notices = Arc::new(Notices::default());
         let listener = self.spawn_listener(Arc::clone(&notices));
-        let mut waker = OutboxWaker::new();
-        let mut backoff = Backoff::default();
-        let mut db: Option<C> = None;
-        let mut broker_conn: Option<(lapin::Connection, Channel)> = None;
-        let poll = self.poll_interval();
-        let mut early_wakes = 0u32;
-        // when the previous cycle began, if it took messages (the arrival rate's clock)
-        let mut previous_cycle: Option<tokio::time::Instant> = None;
-        let mut arrivals = linger::ArrivalRate::default();
-        let health = self.health.register("relay");
-        tracing::debug!(backend = C::BACKEND, ?poll, "relay started");
-        let result = 'relay: loop {
-            if broker_conn
-                .as_ref()
-                .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
-            {
-                if broker_conn.take().is_some() {
-                    // lost while idle (a node died between batches): a reconnection too
-                    tracing::warn!("relay: broker connection lost; reconnecting");
-                    health.broker(false);
-                    self.metrics.reconnect(Cause::Broker);
-                }
-                let connected = tokio::select! {
-                    () = &mut shutdown => break 'relay Ok(()),
-                    c = self.open_channel() => c,
-                };
-                match connected {
-                    Ok(pair) => {
-                        health.broker(true);
-                        broker_conn = Some(pair);
-                    }
-                    Err(error) => {
-                        health.broker(false);
-                        tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: broker unavailable");
-                        self.metrics.reconnect(Cause::Broker);
-                        tokio::select! {
-                            () = &mut shutdown => break 'relay Ok(()),
-                            () = backoff.wait() => continue,
-                        }
-                    }
-                }
-            }
-            let conn = if let Some(conn) = db.take() {
-                conn
-            } else {
-                let url = self.database_url.clone();
-                match tokio::task::spawn_blocking(move || C::cqrs_connect(&url)).await {
-                    Ok(Ok(conn)) => {
-                        health.database(true);
-                        conn
-                    }
-                    Ok(Err(error)) => {
-                        health.database(false);
-                        tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database unavailable");
-                        tokio::select! {
-                            () = &mut shutdown => break 'relay Ok(()),
-                            () = backoff.wait() => continue,
-                        }
-                    }
-                    Err(join) => {
-                        break 'relay Err(Error::task("the relay's database connection")(join));
-                    }
-                }
-            };
-            let Some((_, channel)) = broker_conn.as_ref() else {
-                continue;
-            };
-            let cycle = tokio::time::Instant::now();
-            let since_previous = previous_cycle.take().map(|p| cycle - p);
-            // this look answers every wake of this process so far
-            waker.covered();
-            let (conn, result, stats) = match self.batch(conn, channel).await {
-                Ok(done) => done,
-                Err(join) => break 'relay Err(join),
-            };
-            db = Some(conn);
-            tracing::trace!(fetched = ?result.as_ref().map(|b| b.fetched).ok(), "relay: looked at the outbox");
-            self.metrics
-                .looks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(stats) = stats {
-                health.outbox_age(stats.oldest_due_micros);
-            }
-            match result {
-                Ok(batch) if batch.fetched >= self.config.relay_batch => {
-                    backoff.reset();
-                    early_wakes = 0;
-                    previous_cycle = Some(cycle);
-                }
-                Ok(batch) if batch.held_back > 0 => {
-                    // Another relay has earlier messages of these rows in hands: they leave
-                    // after its commit, a few milliseconds away. Nothing announces that
-                    // commit: look again shortly.
-                    backoff.reset();
-                    previous_cycle = Some(cycle);
-                    tokio::select! {
-                        () = &mut shutdown => break 'relay Ok(()),
-                        () = tokio::time::sleep(HELD_BACK_WAIT) => {}
-                    }
-                }
-                Ok(batch) => {
-                    backoff.reset();
-                    if batch.fetched > 0 {
-                        // A partial batch: more is coming. When the master writes fast enough
-                        // (see `linger`), let the next batch gather for the linger, so that
-                        // its messages go out many per round trip; a quiet or moderate
-                        // master's messages go out at once.
-                        early_wakes = 0;
-                        previous_cycle = Some(cycle);
-                        arrivals.observe(batch.fetched, since_previous);
-                        if arrivals.pays(self.config.relay_linger, C::RELAY_LINGER_FROM) {
-                            tokio::select! {
-                                () = &mut shutdown => break 'relay Ok(()),
-                                () = tokio::time::sleep_until(cycle + self.config.relay_linger) => {}
-                            }
-                            continue;
-                        }
-                        // Everything due was taken. A write that committed meanwhile has left
-                        // a wake (this process's or its notification): wait for it.
-                    }
-                    // Woken before the writer committed (a write inside a caller's
-                    // transaction wakes at once)? Look again shortly, a few times, unless
-                    // the database announces every commit anyway.
-                    let wait = if early_wakes > 0 && early_wakes < 6 && !notices.listening() {
-                        early_wakes += 1;
-                        Duration::from_millis(2 << early_wakes).min(poll)
-                    } else {
-                        early_wakes = 0;
-                        poll
-                    };
-                    let until = tokio::time::Instant::now() + wait;
-                    // While PostgreSQL announces every commit (this process's too, with the
-                    // message's id), this process's own wake is left aside: it comes at the
-                    // same time, and which of the two came second would cost an empty look.
-                    let announced = notices.listening();
-                    loop {
-                        tokio::select! {
-                            () = &mut shutdown => break 'relay Ok(()),
-                            () = waker.wait(), if !announced => {
-                                tracing::trace!("relay: woken by a write of this process");
-                                early_wakes = early_wakes.max(1);
-                                break;
-                            }
-                            // announced messages this relay took already need no look
-                            () = notices.notified() => if notices.news(&self.taken) {
-                                tracing::trace!("relay: woken by a notification");
-                                break;
-                            },
-                            () = tokio::time::sleep_until(until) => break,
-                        }
-                    }
-                }
-                Err(error) if error.is_broker() => {
-                    tracing::warn!(%error, "relay: broker connection lost; reconnecting");
-                    broker_conn = None;
-                    health.broker(false);
-                    self.metrics.reconnect(Cause::Broker);
-                    tokio::select! {
-                        () = &mut shutdown => break 'relay Ok(()),
-                        () = backoff.wait() => {}
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff.delay(), "relay: database error; reconnecting");
-                    db = None;
-                    health.database(false);
-                    self.metrics.reconnect(Cause::Database);
-                    tokio::select! {
-                        () = &mut shutdown => break 'relay Ok(()),
-                        () = backoff.wait() => {}
-                    }
-                }
-            }
-        };
+        let mut session = run::Session::new(&self, notices);
+        tracing::debug!(backend = C::BACKEND, poll = ?session.poll(), "relay started");
+        let result = session.run(&mut shutdown).await;
         if let Some(listener) = listener {
             listener.abort();
         }
-        if let Some((connection, _)) = broker_conn {
-            let _ = connection.close(200, "relay stopped".into()).await;
-        }
+        session.close().await;
         tracing::debug!("relay stopped");
         result
     }
