@@ -29,7 +29,7 @@ impl<C: CqrsConnection> ReplicaHooks<C> for Title where Title: ReplicaStore<C> {
 }
 
 fn count(conn: &mut diesel::SqliteConnection) -> diesel::QueryResult<i64> {
-    Title::db_count(conn)
+    Title::cqrs_count(conn)
 }
 
 fn main() {}

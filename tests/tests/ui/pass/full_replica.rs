@@ -52,7 +52,7 @@ where
     BookRef: ReplicaStore<C>,
 {
     fn cqrs_delete(conn: &mut C, pk: &i32, ctx: &HookContext<'_>) -> Result<bool, ApplyError> {
-        Self::db_delete(conn, pk).map_err(|e| ApplyError::database("book", ctx.pk, e))
+        Self::cqrs_delete_row(conn, pk).map_err(|e| ApplyError::database("book", ctx.pk, e))
     }
     fn cqrs_should_retry(retries: u32, _error: &ApplyError, _policy: &RetryPolicy) -> bool {
         retries < 3
@@ -81,7 +81,7 @@ impl ReplicaHooks<diesel::SqliteConnection> for AuthorRef {
             cqrs_revision: 0,
             cqrs_updated: Utc::now(),
         };
-        Self::db_insert(conn, &row).map_err(|e| ApplyError::database("author", ctx.pk, e))
+        Self::cqrs_insert_row(conn, &row).map_err(|e| ApplyError::database("author", ctx.pk, e))
     }
     fn cqrs_update(
         conn: &mut diesel::SqliteConnection,
@@ -90,7 +90,7 @@ impl ReplicaHooks<diesel::SqliteConnection> for AuthorRef {
         ctx: &HookContext<'_>,
     ) -> Result<(), ApplyError> {
         existing.payload = Value::Object(data.clone()).to_string();
-        Self::db_update(conn, &existing).map_err(|e| ApplyError::database("author", ctx.pk, e))
+        Self::cqrs_update_row(conn, &existing).map_err(|e| ApplyError::database("author", ctx.pk, e))
     }
 }
 
